@@ -1,0 +1,1 @@
+//! mcpctl: the operator CLI.

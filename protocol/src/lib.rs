@@ -1,0 +1,1 @@
+//! The control-socket protocol between `mcpctl` and `mcpd`: messages, framing and version.
