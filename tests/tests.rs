@@ -1,1 +1,1 @@
-//! End-to-end tests.
+//! End-to-end tests that run the real binaries.

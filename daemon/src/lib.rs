@@ -1,1 +1,11 @@
-//! mcpd library.
+//! mcpd: runs the MCP servers of one host, health-checks and restarts them, and fronts them
+//! with one authenticated HTTP gateway and a local control socket.
+
+pub mod check;
+pub mod config;
+pub mod control;
+pub mod directory;
+pub mod gateway;
+pub mod mcp_client;
+pub mod ports;
+pub mod supervisor;

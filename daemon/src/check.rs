@@ -1,0 +1,1 @@
+//! `mcpd check`: validates all configuration offline and reports servers or every error.

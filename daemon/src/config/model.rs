@@ -1,0 +1,227 @@
+//! Validated configuration: the types the rest of the daemon uses, which cannot hold an invalid value.
+//!
+//! `config::raw` deserializes the YAML an operator wrote; `config::validate` turns it into these
+//! types or into a list of every error found. Nothing outside `config` builds these by hand
+//! except tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the daemon runs from: its own settings plus every server file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub services: Services,
+}
+
+/// The daemon file `mcpd.yaml` (or built-in defaults), with relative paths already resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// The file this came from; `None` when running on built-in defaults.
+    pub source: Option<PathBuf>,
+    pub services_dir: PathBuf,
+    pub port_range: PortRange,
+    pub bin_dirs: Vec<PathBuf>,
+    pub state_dir: PathBuf,
+    pub gateway: GatewayConfig,
+    pub control: ControlConfig,
+    pub logs: LogsConfig,
+    pub auth: AuthConfig,
+    pub defaults: ServerDefaults,
+}
+
+/// An inclusive range of TCP ports, `start <= end`, both in 1..=65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> + use<> {
+        self.start..=self.end
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.end - self.start) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Base URL of advertised endpoints and OAuth metadata, without a trailing slash.
+    pub public_url: String,
+    /// Host (with port, if any) of `public_url`, e.g. `localhost:8080`.
+    pub public_host: String,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    /// File mode of the socket, e.g. `0o660`.
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsConfig {
+    pub dir: PathBuf,
+    pub rotation: Rotation,
+    /// How many rotated files to keep per server.
+    pub keep: usize,
+    /// Lines kept in memory per server for `mcpctl logs`.
+    pub buffer_lines: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    Minutely,
+    Hourly,
+    Daily,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthConfig {
+    /// If set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// Advertised in RFC 9728 metadata.
+    pub authorization_servers: Vec<String>,
+    pub keys: Vec<KeySource>,
+    pub leeway: Duration,
+}
+
+/// Where a verification key comes from. Files are read when the gateway loads keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySource {
+    /// A file holding the raw HS256 secret (trailing newline trimmed).
+    Hs256SecretFile(PathBuf),
+    /// A PEM public key used with one algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA).
+    PublicKeyFile {
+        path: PathBuf,
+        algorithm: jsonwebtoken::Algorithm,
+    },
+    /// A JSON Web Key Set; a token's `kid` selects the key.
+    JwksFile(PathBuf),
+}
+
+/// Restart, health and stop settings every server gets unless it overrides them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerDefaults {
+    pub restart: RestartConfig,
+    pub health: HealthConfig,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Restart after a crash, a non-zero exit or failed probes (the default).
+    OnFailure,
+    /// Also restart after a clean exit.
+    Always,
+    /// Never restart on its own.
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    pub policy: RestartPolicy,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub reset_after: Duration,
+    /// Failures within `window` that park the server in `failed`.
+    pub burst: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Liveness failures in a row that trigger a restart.
+    pub failures: u32,
+    pub start_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthConfig {
+    pub required: bool,
+    /// A token passes with any one of these; `admin` passes every server.
+    pub scopes: Vec<String>,
+    pub audience: String,
+    pub client_id: Option<String>,
+}
+
+/// One MCP server from a server file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `[a-z0-9][a-z0-9_-]{0,62}`.
+    pub name: String,
+    /// The file that defines it.
+    pub file: PathBuf,
+    /// `binary` as written.
+    pub binary_name: String,
+    /// `binary` resolved against `bin_dirs` then PATH, absolute.
+    pub binary: PathBuf,
+    pub package: Option<String>,
+    /// Explicit port (inside the range, unique); `None` = allocated.
+    pub port: Option<u16>,
+    /// Public endpoint: `endpoint` as written, else `public_url + /api/v1/mcp/<name>/mcp`.
+    pub endpoint: String,
+    pub enabled: bool,
+    pub display_in_web: bool,
+    pub description: String,
+    pub oauth: OAuthConfig,
+    /// As written; `{port}` and `{name}` expand at spawn.
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub env_passthrough: Vec<String>,
+    pub working_dir: Option<PathBuf>,
+    /// The server's own MCP path, starting with `/` (default `/mcp`).
+    pub path: String,
+    pub restart: RestartConfig,
+    pub health: HealthConfig,
+    pub stop_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// True when `other` differs in anything that changes how the process is spawned,
+    /// so applying it needs a restart rather than an update in place.
+    pub fn needs_restart_for(&self, other: &ServerConfig) -> bool {
+        self.binary != other.binary
+            || self.args != other.args
+            || self.env != other.env
+            || self.env_passthrough != other.env_passthrough
+            || self.working_dir != other.working_dir
+            || self.path != other.path
+            || self.port != other.port
+    }
+}
+
+/// The servers of `services_dir`, and the errors of files that did not load.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Services {
+    pub servers: BTreeMap<String, ServerConfig>,
+    /// Errors of the last load; a file listed here kept its previous servers (if any).
+    pub errors: Vec<super::ConfigError>,
+}

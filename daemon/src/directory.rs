@@ -1,0 +1,142 @@
+//! The live view of every configured server, shared by the supervisor (the only writer), the
+//! gateway, the control socket and metrics (readers).
+//!
+//! Readers never take a lock: the name -> entry map is swapped whole when the configuration
+//! changes, and each entry's config and status are swapped individually by the supervisor.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{ConfigError, ServerConfig};
+
+/// Lifecycle states of a server (DESIGN.md section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    Disabled,
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Failed,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Disabled => "disabled",
+            ServerState::Stopped => "stopped",
+            ServerState::Starting => "starting",
+            ServerState::Running => "running",
+            ServerState::Backoff => "backoff",
+            ServerState::Stopping => "stopping",
+            ServerState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tool a server offers, as last listed by a probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: Option<String>,
+    pub input_schema: serde_json::Value,
+}
+
+/// What the supervisor last published about one server.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    pub state: ServerState,
+    pub pid: Option<u32>,
+    /// The port it runs (or will run) on, once assigned.
+    pub port: Option<u16>,
+    /// When `state` was entered.
+    pub since: SystemTime,
+    /// When the current process was spawned.
+    pub started_at: Option<SystemTime>,
+    /// Restarts since the daemon started (operator restarts included).
+    pub restarts: u32,
+    /// How the last process ended, e.g. "exit code 1" or "killed by SIGKILL".
+    pub last_exit: Option<String>,
+    /// The last problem, e.g. "port 5010 is in use by another process".
+    pub last_error: Option<String>,
+    pub tools: Arc<[ToolInfo]>,
+}
+
+impl ServerStatus {
+    pub fn new(state: ServerState) -> Self {
+        ServerStatus {
+            state,
+            pid: None,
+            port: None,
+            since: SystemTime::now(),
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            last_error: None,
+            tools: Arc::from(Vec::new()),
+        }
+    }
+}
+
+/// One server: its current config and its current status, each swapped atomically.
+#[derive(Debug)]
+pub struct ServerEntry {
+    pub config: ArcSwap<ServerConfig>,
+    pub status: ArcSwap<ServerStatus>,
+}
+
+impl ServerEntry {
+    pub fn new(config: ServerConfig, status: ServerStatus) -> Self {
+        ServerEntry {
+            config: ArcSwap::from_pointee(config),
+            status: ArcSwap::from_pointee(status),
+        }
+    }
+}
+
+/// Every configured server by name, plus the errors of the last configuration load.
+#[derive(Debug, Default)]
+pub struct Directory {
+    servers: ArcSwap<BTreeMap<String, Arc<ServerEntry>>>,
+    config_errors: ArcSwap<Vec<ConfigError>>,
+}
+
+impl Directory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry of `name`, if configured. Lock-free; called on every gateway request.
+    pub fn get(&self, name: &str) -> Option<Arc<ServerEntry>> {
+        self.servers.load().get(name).cloned()
+    }
+
+    /// A consistent snapshot of all entries, ordered by name.
+    pub fn all(&self) -> Arc<BTreeMap<String, Arc<ServerEntry>>> {
+        self.servers.load_full()
+    }
+
+    /// Replaces the whole map (supervisor only, on configuration changes).
+    pub fn replace(&self, servers: BTreeMap<String, Arc<ServerEntry>>) {
+        self.servers.store(Arc::new(servers));
+    }
+
+    pub fn config_errors(&self) -> Arc<Vec<ConfigError>> {
+        self.config_errors.load_full()
+    }
+
+    pub fn set_config_errors(&self, errors: Vec<ConfigError>) {
+        self.config_errors.store(Arc::new(errors));
+    }
+}

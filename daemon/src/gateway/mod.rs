@@ -1,0 +1,1 @@
+//! The HTTP gateway: registry, per-server MCP proxy, OAuth/JWT checks and RFC 9728 metadata.
