@@ -9,3 +9,5 @@ pub mod gateway;
 pub mod mcp_client;
 pub mod ports;
 pub mod supervisor;
+pub mod systemd;
+pub mod watch;
