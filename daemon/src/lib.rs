@@ -7,6 +7,7 @@ pub mod control;
 pub mod directory;
 pub mod gateway;
 pub mod mcp_client;
+pub mod metrics;
 pub mod ports;
 pub mod supervisor;
 pub mod systemd;

@@ -37,7 +37,10 @@ impl Notifier {
 
     /// `STOPPING=1`: shutdown has begun.
     pub fn stopping(&self) {
-        send(&[NotifyState::Stopping, NotifyState::Status("stopping servers")]);
+        send(&[
+            NotifyState::Stopping,
+            NotifyState::Status("stopping servers"),
+        ]);
     }
 
     /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, if the watchdog is enabled

@@ -54,7 +54,9 @@ pub fn watch_services(dir: &Path, requests: mpsc::Sender<()>) -> Result<Services
         source,
     };
     let mut debouncer = new_debouncer(DEBOUNCE, None, handler).map_err(wrap)?;
-    debouncer.watch(dir, RecursiveMode::NonRecursive).map_err(wrap)?;
+    debouncer
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(wrap)?;
     Ok(ServicesWatch {
         _debouncer: Box::new(debouncer),
     })
@@ -105,7 +107,11 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let _watch = watch_services(dir.path(), tx).unwrap();
         std::fs::write(dir.path().join(".echo.yaml.tmp"), "a: 2\n").unwrap();
-        std::fs::rename(dir.path().join(".echo.yaml.tmp"), dir.path().join("echo.yaml")).unwrap();
+        std::fs::rename(
+            dir.path().join(".echo.yaml.tmp"),
+            dir.path().join("echo.yaml"),
+        )
+        .unwrap();
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("a reload request after the rename")
