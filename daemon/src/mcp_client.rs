@@ -7,7 +7,7 @@
 //! server does not know it. Servers found to be of the older generation are remembered per URL
 //! and spoken to with `initialize` directly, so a probe costs them no extra round trip.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,7 +59,17 @@ struct Inner {
     /// One connection pool for every server: keep-alive connections to 127.0.0.1 ports.
     http: reqwest::Client,
     /// URLs whose server answered only the older, `initialize`-based protocol.
-    legacy: Mutex<HashMap<String, ()>>,
+    legacy: Mutex<HashSet<String>>,
+}
+
+/// How to start an MCP connection.
+#[derive(Debug, Clone, Copy)]
+enum Generation {
+    /// `server/discover` (2026-07-28), falling back to `initialize` for servers that do not
+    /// know it.
+    Auto,
+    /// `initialize` and a session (2025-11-25 and earlier).
+    Initialize,
 }
 
 /// An open MCP connection.
@@ -157,25 +167,16 @@ impl McpClient {
 
     /// Opens an MCP connection, picking the protocol generation this URL answered last time.
     async fn connect(&self, url: &str) -> Result<Connection, McpError> {
-        let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
-            // A probe must see a restarted server as it is, not paper over it.
-            .reinit_on_expired_session(false);
-        let transport = StreamableHttpClientTransport::with_client(self.inner.http.clone(), config);
-        let client = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("mcpd", env!("CARGO_PKG_VERSION")),
-        );
-        let known_legacy = self.is_legacy(url);
-        let lifecycle = if known_legacy {
-            ClientLifecycleMode::Initialize
-        } else {
-            ClientLifecycleMode::Auto {
-                preferred_versions: vec![ProtocolVersion::LATEST],
-                legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        if self.is_legacy(url) {
+            let opened = self.open(url, Generation::Initialize).await;
+            // On failure the server may have been replaced by one of the newer generation:
+            // the next attempt asks `server/discover` again.
+            if matches!(opened, Err(McpError::Protocol { .. })) {
+                self.remember(url, false);
             }
-        };
-        let client = client.with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-        match client.serve_with_lifecycle(transport, lifecycle).await {
+            return opened;
+        }
+        match self.open(url, Generation::Auto).await {
             Ok(connection) => {
                 let legacy = connection
                     .peer_info()
@@ -183,15 +184,48 @@ impl McpClient {
                 self.remember(url, legacy);
                 Ok(connection)
             }
-            Err(error) => {
-                let error = initialize_error(url, &error);
-                // The server may have been replaced by one of the newer generation.
-                if known_legacy && !matches!(error, McpError::Connect { .. }) {
-                    self.remember(url, false);
+            // rmcp falls back to `initialize` only when `server/discover` is unknown to the
+            // server; a server that knows it but supports only older versions (it answers with
+            // the versions it has) needs the fallback here.
+            Err(McpError::Protocol {
+                reason: discover, ..
+            }) => match self.open(url, Generation::Initialize).await {
+                Ok(connection) => {
+                    self.remember(url, true);
+                    Ok(connection)
                 }
-                Err(error)
-            }
+                Err(McpError::Protocol { url, reason }) => Err(McpError::Protocol {
+                    url,
+                    reason: format!("{reason} (and server/discover failed: {discover})"),
+                }),
+                Err(other) => Err(other),
+            },
+            Err(other) => Err(other),
         }
+    }
+
+    /// Opens an MCP connection with one lifecycle.
+    async fn open(&self, url: &str, generation: Generation) -> Result<Connection, McpError> {
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+            // A probe must see a restarted server as it is, not paper over it.
+            .reinit_on_expired_session(false);
+        let transport = StreamableHttpClientTransport::with_client(self.inner.http.clone(), config);
+        let client = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcpd", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+        let lifecycle = match generation {
+            Generation::Initialize => ClientLifecycleMode::Initialize,
+            Generation::Auto => ClientLifecycleMode::Auto {
+                preferred_versions: vec![ProtocolVersion::LATEST],
+                legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+            },
+        };
+        client
+            .serve_with_lifecycle(transport, lifecycle)
+            .await
+            .map_err(|error| initialize_error(url, &error))
     }
 
     /// Ends the connection (deleting its session), bounded by what is left of the caller's
@@ -213,7 +247,7 @@ impl McpClient {
             .legacy
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .contains_key(url)
+            .contains(url)
     }
 
     fn remember(&self, url: &str, legacy: bool) {
@@ -223,7 +257,7 @@ impl McpClient {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if legacy {
-            known.insert(url.to_owned(), ());
+            known.insert(url.to_owned());
         } else {
             known.remove(url);
         }
