@@ -1,1 +1,5 @@
-//! End-to-end tests that run the real binaries.
+//! End-to-end tests that run the real binaries. One test target; each concern is a module.
+
+mod echo;
+mod harness;
+mod legacy;
