@@ -14,7 +14,12 @@ pub struct Report {
 
 /// Checks the configuration `mcpd` would run with, given `--config` (if any).
 pub fn check(explicit: Option<&Path>) -> Report {
-    check_in(explicit, &Env::from_process(), Path::new(config::SYSTEM_CONFIG), &config::resolve_binary)
+    check_in(
+        explicit,
+        &Env::from_process(),
+        Path::new(config::SYSTEM_CONFIG),
+        &config::resolve_binary,
+    )
 }
 
 /// `check` with its surroundings, the system config path and the binary lookup given.
@@ -25,7 +30,11 @@ pub fn check_in(explicit: Option<&Path>, env: &Env, system: &Path, resolver: &Re
 }
 
 /// The report for a load `result`; paths under `cwd` are shown relative to it.
-pub fn render(file: Option<&Path>, result: &Result<Config, Vec<ConfigError>>, cwd: &Path) -> Report {
+pub fn render(
+    file: Option<&Path>,
+    result: &Result<Config, Vec<ConfigError>>,
+    cwd: &Path,
+) -> Report {
     let mut text = String::new();
     let shown = |path: &Path| display_path(path, cwd);
     match file {
@@ -44,7 +53,9 @@ pub fn render(file: Option<&Path>, result: &Result<Config, Vec<ConfigError>>, cw
                 .map(|server| {
                     [
                         server.name.clone(),
-                        server.port.map_or_else(|| "auto".to_owned(), |port| port.to_string()),
+                        server
+                            .port
+                            .map_or_else(|| "auto".to_owned(), |port| port.to_string()),
                         shown(&server.binary),
                         oauth_summary(&server.oauth),
                     ]
@@ -77,7 +88,11 @@ fn oauth_summary(oauth: &config::OAuthConfig) -> String {
     if !oauth.required {
         return "off".to_owned();
     }
-    let scopes = if oauth.scopes.is_empty() { "any".to_owned() } else { oauth.scopes.join(",") };
+    let scopes = if oauth.scopes.is_empty() {
+        "any".to_owned()
+    } else {
+        oauth.scopes.join(",")
+    };
     let mut summary = format!("required (scopes: {scopes}; aud: {}", oauth.audience);
     if let Some(client) = &oauth.client_id {
         let _ = write!(summary, "; client: {client}");
@@ -119,4 +134,81 @@ fn display_path(path: &Path, cwd: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(cwd: &Path) -> Env {
+        Env {
+            cwd: cwd.to_owned(),
+            ..Env::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_configuration_prints_its_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mcp")).unwrap();
+        std::fs::write(dir.path().join("mcpd.yaml"), "services_dir: mcp\n").unwrap();
+        std::fs::write(
+            dir.path().join("mcp/servers.yaml"),
+            "mcp_servers:\n  echo: {binary: /bin/sh}\n  secure:\n    binary: /bin/sh\n    port: 5010\n    \
+             oauth: {required: true, scopes: [admin, ops]}\n",
+        )
+        .unwrap();
+        let report = check_in(
+            Some(Path::new("mcpd.yaml")),
+            &env(dir.path()),
+            Path::new("/nonexistent"),
+            &config::resolve_binary,
+        );
+        assert!(report.ok, "{}", report.text);
+        assert_eq!(
+            report.text,
+            "config:   mcpd.yaml\n\
+             services: mcp\n\
+             \n\
+             NAME    PORT  BINARY   OAUTH\n\
+             echo    auto  /bin/sh  off\n\
+             secure  5010  /bin/sh  required (scopes: admin,ops; aud: mcp)\n\
+             \n\
+             configuration OK: 2 servers\n"
+        );
+    }
+
+    #[test]
+    fn an_invalid_configuration_prints_every_error_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = dir.path().join("services/mcp");
+        std::fs::create_dir_all(&services).unwrap();
+        std::fs::write(
+            services.join("echo.yaml"),
+            "mcp_servers:\n  echo:\n    binary: /bin/sh\n    enbled: true\n    port: 1\n",
+        )
+        .unwrap();
+        let report = check_in(
+            None,
+            &env(dir.path()),
+            Path::new("/nonexistent"),
+            &config::resolve_binary,
+        );
+        assert!(!report.ok);
+        let lines: Vec<&str> = report.text.lines().collect();
+        assert_eq!(lines[0], "config:   none (built-in defaults)");
+        assert_eq!(
+            lines[1],
+            "services/mcp/echo.yaml:4:5: unknown key \"enbled\" in server \"echo\""
+        );
+        assert!(
+            lines[2].starts_with("  hint: valid keys: binary, package, port, endpoint, enabled")
+        );
+        assert_eq!(
+            lines[3],
+            "services/mcp/echo.yaml:5:11: port 1 of server \"echo\" is outside port_range 5000-5999"
+        );
+        assert!(lines[4].starts_with("  hint: use a port inside 5000-5999"));
+        assert_eq!(lines.last(), Some(&"configuration invalid: 2 errors"));
+    }
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mcpd", version, about = "Process supervisor and authenticated gateway for MCP servers")]
+#[command(
+    name = "mcpd",
+    version,
+    about = "Process supervisor and authenticated gateway for MCP servers"
+)]
 struct Cli {
     /// The daemon configuration file (else $MCPD_CONFIG, else /etc/mcpd/mcpd.yaml, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
@@ -27,7 +31,11 @@ fn main() -> ExitCode {
         Some(Command::Check) => {
             let report = mcpd::check::check(cli.config.as_deref());
             print!("{}", report.text);
-            if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         None => ExitCode::SUCCESS,
     }

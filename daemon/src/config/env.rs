@@ -39,7 +39,11 @@ impl Env {
     pub fn from_process() -> Env {
         let vars = VARS
             .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|value| ((*name).to_owned(), value)))
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .map(|value| ((*name).to_owned(), value))
+            })
             .collect();
         Env {
             vars,
@@ -53,7 +57,10 @@ impl Env {
 
     /// A variable, `None` when unset or empty.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|value| !value.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
     }
 
     /// The first entry of a systemd directory variable (which may list several, `:`-separated).
@@ -70,8 +77,14 @@ impl Env {
     /// `$STATE_DIRECTORY`, else `$XDG_STATE_HOME/mcpd`, else `~/.local/state/mcpd`.
     pub fn default_state_dir(&self) -> PathBuf {
         self.systemd_dir("STATE_DIRECTORY")
-            .or_else(|| self.var("XDG_STATE_HOME").map(|dir| Path::new(dir).join("mcpd")))
-            .or_else(|| self.var("HOME").map(|home| Path::new(home).join(".local/state/mcpd")))
+            .or_else(|| {
+                self.var("XDG_STATE_HOME")
+                    .map(|dir| Path::new(dir).join("mcpd"))
+            })
+            .or_else(|| {
+                self.var("HOME")
+                    .map(|home| Path::new(home).join(".local/state/mcpd"))
+            })
             .unwrap_or_else(|| self.fallback_dir().join("state"))
     }
 
@@ -114,13 +127,20 @@ pub fn resolve_binary(binary: &str, bin_dirs: &[PathBuf], env: &Env) -> Result<P
     if binary.contains('/') {
         let path = Path::new(binary);
         return match std::fs::metadata(path) {
-            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path.to_owned()),
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+                Ok(path.to_owned())
+            }
             Ok(meta) if meta.is_file() => Err(format!("{binary} is not executable")),
             Ok(_) => Err(format!("{binary} is not a file")),
             Err(err) => Err(format!("{binary}: {err}")),
         };
     }
-    let path_dirs = env.var("PATH").unwrap_or("").split(':').filter(|dir| !dir.is_empty()).map(PathBuf::from);
+    let path_dirs = env
+        .var("PATH")
+        .unwrap_or("")
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
     for dir in bin_dirs.iter().cloned().chain(path_dirs) {
         let candidate = dir.join(binary);
         if let Ok(meta) = std::fs::metadata(&candidate)
@@ -130,7 +150,10 @@ pub fn resolve_binary(binary: &str, bin_dirs: &[PathBuf], env: &Env) -> Result<P
             return Ok(absolute(&env.cwd, &candidate));
         }
     }
-    let searched = bin_dirs.iter().map(|dir| dir.display().to_string()).collect::<Vec<_>>();
+    let searched = bin_dirs
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>();
     Err(format!(
         "binary \"{binary}\" not found in bin_dirs [{}] or PATH",
         searched.join(", ")
@@ -143,7 +166,10 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Env {
         Env {
-            vars: vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             cwd: PathBuf::from("/work"),
             exe_dir: None,
             uid: 1234,
@@ -152,32 +178,63 @@ mod tests {
 
     #[test]
     fn state_dir_prefers_systemd_then_xdg_then_home() {
-        let all = env(&[("STATE_DIRECTORY", "/var/lib/mcpd:/other"), ("XDG_STATE_HOME", "/x"), ("HOME", "/h")]);
+        let all = env(&[
+            ("STATE_DIRECTORY", "/var/lib/mcpd:/other"),
+            ("XDG_STATE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
         assert_eq!(all.default_state_dir(), PathBuf::from("/var/lib/mcpd"));
-        assert_eq!(env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]).default_state_dir(), PathBuf::from("/x/mcpd"));
-        assert_eq!(env(&[("HOME", "/h")]).default_state_dir(), PathBuf::from("/h/.local/state/mcpd"));
-        assert_eq!(env(&[]).default_state_dir(), PathBuf::from("/tmp/mcpd-1234/state"));
+        assert_eq!(
+            env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]).default_state_dir(),
+            PathBuf::from("/x/mcpd")
+        );
+        assert_eq!(
+            env(&[("HOME", "/h")]).default_state_dir(),
+            PathBuf::from("/h/.local/state/mcpd")
+        );
+        assert_eq!(
+            env(&[]).default_state_dir(),
+            PathBuf::from("/tmp/mcpd-1234/state")
+        );
     }
 
     #[test]
     fn socket_prefers_runtime_directory_then_xdg_then_tmp() {
-        let both = env(&[("RUNTIME_DIRECTORY", "/run/mcpd"), ("XDG_RUNTIME_DIR", "/run/user/1")]);
+        let both = env(&[
+            ("RUNTIME_DIRECTORY", "/run/mcpd"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+        ]);
         assert_eq!(both.default_socket(), PathBuf::from("/run/mcpd/mcpd.sock"));
-        assert_eq!(env(&[("XDG_RUNTIME_DIR", "/run/user/1")]).default_socket(), PathBuf::from("/run/user/1/mcpd.sock"));
-        assert_eq!(env(&[("XDG_RUNTIME_DIR", "")]).default_socket(), PathBuf::from("/tmp/mcpd-1234/mcpd.sock"));
+        assert_eq!(
+            env(&[("XDG_RUNTIME_DIR", "/run/user/1")]).default_socket(),
+            PathBuf::from("/run/user/1/mcpd.sock")
+        );
+        assert_eq!(
+            env(&[("XDG_RUNTIME_DIR", "")]).default_socket(),
+            PathBuf::from("/tmp/mcpd-1234/mcpd.sock")
+        );
     }
 
     #[test]
     fn logs_dir_prefers_logs_directory_then_state() {
         let state = Path::new("/s");
-        assert_eq!(env(&[("LOGS_DIRECTORY", "/var/log/mcpd")]).default_logs_dir(state), PathBuf::from("/var/log/mcpd"));
+        assert_eq!(
+            env(&[("LOGS_DIRECTORY", "/var/log/mcpd")]).default_logs_dir(state),
+            PathBuf::from("/var/log/mcpd")
+        );
         assert_eq!(env(&[]).default_logs_dir(state), PathBuf::from("/s/logs"));
     }
 
     #[test]
     fn absolute_removes_dot_segments() {
-        assert_eq!(absolute(Path::new("/a/services"), Path::new("../target/./release")), PathBuf::from("/a/target/release"));
-        assert_eq!(absolute(Path::new("/a"), Path::new("/abs/x")), PathBuf::from("/abs/x"));
+        assert_eq!(
+            absolute(Path::new("/a/services"), Path::new("../target/./release")),
+            PathBuf::from("/a/target/release")
+        );
+        assert_eq!(
+            absolute(Path::new("/a"), Path::new("/abs/x")),
+            PathBuf::from("/abs/x")
+        );
     }
 
     #[test]
@@ -198,14 +255,23 @@ mod tests {
         let env = env(&[("PATH", on_path.to_str().unwrap())]);
         let dirs = [bin.clone()];
         assert_eq!(resolve_binary("both", &dirs, &env), Ok(bin.join("both")));
-        assert_eq!(resolve_binary("only-path", &dirs, &env), Ok(on_path.join("only-path")));
+        assert_eq!(
+            resolve_binary("only-path", &dirs, &env),
+            Ok(on_path.join("only-path"))
+        );
         let missing = resolve_binary("plain", &dirs, &env).unwrap_err();
-        assert!(missing.contains("binary \"plain\" not found in bin_dirs"), "{missing}");
+        assert!(
+            missing.contains("binary \"plain\" not found in bin_dirs"),
+            "{missing}"
+        );
         let abs = bin.join("plain");
         let not_exec = resolve_binary(abs.to_str().unwrap(), &dirs, &env).unwrap_err();
         assert!(not_exec.ends_with("is not executable"), "{not_exec}");
         let gone = resolve_binary("/nonexistent/x", &dirs, &env).unwrap_err();
         assert!(gone.contains("No such file"), "{gone}");
-        assert_eq!(resolve_binary(bin.join("both").to_str().unwrap(), &dirs, &env), Ok(bin.join("both")));
+        assert_eq!(
+            resolve_binary(bin.join("both").to_str().unwrap(), &dirs, &env),
+            Ok(bin.join("both"))
+        );
     }
 }

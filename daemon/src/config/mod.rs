@@ -69,7 +69,11 @@ pub fn load_daemon_in(path: Option<&Path>, env: &Env) -> Result<DaemonConfig, Ve
     };
     let daemon = validate::daemon(source.as_ref(), env, &mut errors);
     services::sort_by_position(&mut errors);
-    if errors.is_empty() { Ok(daemon) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(daemon)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Loads every `*.yaml` file of `daemon.services_dir`.
@@ -97,7 +101,11 @@ pub fn load(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
 }
 
 /// `load` with its surroundings and binary lookup given.
-pub fn load_in(path: Option<&Path>, env: &Env, resolver: &Resolver) -> Result<Config, Vec<ConfigError>> {
+pub fn load_in(
+    path: Option<&Path>,
+    env: &Env,
+    resolver: &Resolver,
+) -> Result<Config, Vec<ConfigError>> {
     let daemon = load_daemon_in(path, env)?;
     let services = load_services_in(&daemon, None, env, resolver);
     if !services.errors.is_empty() {

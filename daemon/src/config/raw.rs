@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::model::{RestartPolicy, Rotation};
 
@@ -195,11 +195,15 @@ macro_rules! from_str_scalar {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
-from_str_scalar!(Dur, "a duration such as \"500ms\", \"10s\" or \"5m\"", |text| {
-    humantime::parse_duration(text.trim())
-        .map(Dur)
-        .map_err(|err| format!("invalid duration \"{text}\": {err}"))
-});
+from_str_scalar!(
+    Dur,
+    "a duration such as \"500ms\", \"10s\" or \"5m\"",
+    |text| {
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|err| format!("invalid duration \"{text}\": {err}"))
+    }
+);
 
 /// A size in bytes: a plain number, or a number with a unit (`4MiB`, `4MB`, `512KiB`, `1G`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +238,9 @@ impl<'de> Deserialize<'de> for Size {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = |why: &str| format!("invalid size \"{text}\": {why}");
     let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
     if digits.is_empty() {
         return Err(bad("expected a number"));
@@ -252,7 +258,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "t" | "tib" => 1 << 40,
         _ => return Err(bad(&format!("unknown unit \"{}\"", unit.trim()))),
     };
-    number.checked_mul(multiplier).ok_or_else(|| bad("too large"))
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| bad("too large"))
 }
 
 /// `start-end`, both in 1..=65535, `start <= end`.
@@ -262,20 +270,28 @@ pub struct RawPortRange {
     pub end: u16,
 }
 
-from_str_scalar!(RawPortRange, "a port range such as \"5000-5999\"", parse_port_range);
+from_str_scalar!(
+    RawPortRange,
+    "a port range such as \"5000-5999\"",
+    parse_port_range
+);
 
 pub fn parse_port_range(text: &str) -> Result<RawPortRange, String> {
     let (start, end) = text
         .split_once('-')
         .ok_or_else(|| format!("invalid port range \"{text}\": expected START-END"))?;
     let parse = |part: &str| -> Result<u16, String> {
-        let number: u64 = part
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid port range \"{text}\": \"{}\" is not a number", part.trim()))?;
+        let number: u64 = part.trim().parse().map_err(|_| {
+            format!(
+                "invalid port range \"{text}\": \"{}\" is not a number",
+                part.trim()
+            )
+        })?;
         match u16::try_from(number) {
             Ok(port) if port >= 1 => Ok(port),
-            _ => Err(format!("invalid port range \"{text}\": {number} is outside 1-65535")),
+            _ => Err(format!(
+                "invalid port range \"{text}\": {number} is outside 1-65535"
+            )),
         }
     };
     let (start, end) = (parse(start)?, parse(end)?);
@@ -298,7 +314,9 @@ impl<'de> Deserialize<'de> for Mode {
                 f.write_str("a quoted octal file mode such as \"0660\"")
             }
             fn visit_u64<E: de::Error>(self, number: u64) -> Result<Mode, E> {
-                Err(E::custom(format!("invalid mode {number}: a mode must be a quoted octal string")))
+                Err(E::custom(format!(
+                    "invalid mode {number}: a mode must be a quoted octal string"
+                )))
             }
             fn visit_i64<E: de::Error>(self, number: i64) -> Result<Mode, E> {
                 self.visit_u64(number.unsigned_abs())
@@ -306,7 +324,9 @@ impl<'de> Deserialize<'de> for Mode {
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Mode, E> {
                 match u32::from_str_radix(text.trim(), 8) {
                     Ok(mode) if mode <= 0o7777 => Ok(Mode(mode)),
-                    _ => Err(E::custom(format!("invalid mode \"{text}\": not an octal mode from 0000 to 7777"))),
+                    _ => Err(E::custom(format!(
+                        "invalid mode \"{text}\": not an octal mode from 0000 to 7777"
+                    ))),
                 }
             }
         }
@@ -332,7 +352,11 @@ pub struct PublicUrl {
     pub host: String,
 }
 
-from_str_scalar!(PublicUrl, "a URL such as \"https://mcp.example.com\"", parse_public_url);
+from_str_scalar!(
+    PublicUrl,
+    "a URL such as \"https://mcp.example.com\"",
+    parse_public_url
+);
 
 pub fn parse_public_url(text: &str) -> Result<PublicUrl, String> {
     let bad = |why: &str| format!("invalid public_url \"{text}\": {why}");
@@ -361,7 +385,8 @@ pub fn parse_public_url(text: &str) -> Result<PublicUrl, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Alg(pub jsonwebtoken::Algorithm);
 
-pub const PUBLIC_KEY_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+pub const PUBLIC_KEY_ALGORITHMS: &str =
+    "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 from_str_scalar!(Alg, "a JWT algorithm such as \"RS256\"", |text| {
     use jsonwebtoken::Algorithm as A;
@@ -393,18 +418,47 @@ mod tests {
         assert_eq!(parse_size("4 MB"), Ok(4_000_000));
         assert_eq!(parse_size("512kb"), Ok(512_000));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("4 parsecs").unwrap_err().contains("unknown unit \"parsecs\""));
+        assert!(
+            parse_size("4 parsecs")
+                .unwrap_err()
+                .contains("unknown unit \"parsecs\"")
+        );
         assert!(parse_size("MiB").unwrap_err().contains("expected a number"));
     }
 
     #[test]
     fn port_ranges_are_ordered_and_inside_the_tcp_range() {
-        assert_eq!(parse_port_range("5000-5999"), Ok(RawPortRange { start: 5000, end: 5999 }));
-        assert_eq!(parse_port_range("80-80"), Ok(RawPortRange { start: 80, end: 80 }));
-        assert!(parse_port_range("5999-5000").unwrap_err().contains("start is above end"));
-        assert!(parse_port_range("0-10").unwrap_err().contains("outside 1-65535"));
-        assert!(parse_port_range("5000-70000").unwrap_err().contains("outside 1-65535"));
-        assert!(parse_port_range("5000").unwrap_err().contains("expected START-END"));
+        assert_eq!(
+            parse_port_range("5000-5999"),
+            Ok(RawPortRange {
+                start: 5000,
+                end: 5999
+            })
+        );
+        assert_eq!(
+            parse_port_range("80-80"),
+            Ok(RawPortRange { start: 80, end: 80 })
+        );
+        assert!(
+            parse_port_range("5999-5000")
+                .unwrap_err()
+                .contains("start is above end")
+        );
+        assert!(
+            parse_port_range("0-10")
+                .unwrap_err()
+                .contains("outside 1-65535")
+        );
+        assert!(
+            parse_port_range("5000-70000")
+                .unwrap_err()
+                .contains("outside 1-65535")
+        );
+        assert!(
+            parse_port_range("5000")
+                .unwrap_err()
+                .contains("expected START-END")
+        );
     }
 
     #[test]
@@ -415,8 +469,16 @@ mod tests {
         let url = parse_public_url("http://localhost:8080/base/").unwrap();
         assert_eq!(url.url, "http://localhost:8080/base");
         assert_eq!(url.host, "localhost:8080");
-        assert!(parse_public_url("ftp://x").unwrap_err().contains("http or https"));
+        assert!(
+            parse_public_url("ftp://x")
+                .unwrap_err()
+                .contains("http or https")
+        );
         assert!(parse_public_url("localhost:8080").is_err());
-        assert!(parse_public_url("http://u:p@host").unwrap_err().contains("user information"));
+        assert!(
+            parse_public_url("http://u:p@host")
+                .unwrap_err()
+                .contains("user information")
+        );
     }
 }

@@ -45,20 +45,36 @@ impl Claims {
     fn add(&mut self, server: &ServerConfig) {
         self.names.insert(server.name.clone(), server.file.clone());
         if let Some(port) = server.port {
-            self.ports.insert(port, (server.name.clone(), server.file.clone()));
+            self.ports
+                .insert(port, (server.name.clone(), server.file.clone()));
         }
     }
 
     fn conflicts(&self, server: &ServerConfig) -> bool {
-        self.names.contains_key(&server.name) || server.port.is_some_and(|port| self.ports.contains_key(&port))
+        self.names.contains_key(&server.name)
+            || server
+                .port
+                .is_some_and(|port| self.ports.contains_key(&port))
     }
 }
 
-pub fn load(daemon: &DaemonConfig, previous: Option<&Services>, env: &Env, resolver: &Resolver) -> Services {
+pub fn load(
+    daemon: &DaemonConfig,
+    previous: Option<&Services>,
+    env: &Env,
+    resolver: &Resolver,
+) -> Services {
     let dir = &daemon.services_dir;
     let keep_previous = |file: &Path| -> Vec<ServerConfig> {
         previous
-            .map(|services| services.servers.values().filter(|s| s.file == file).cloned().collect())
+            .map(|services| {
+                services
+                    .servers
+                    .values()
+                    .filter(|s| s.file == file)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let files = match server_files(dir) {
@@ -84,7 +100,11 @@ pub fn load(daemon: &DaemonConfig, previous: Option<&Services>, env: &Env, resol
     for file in files {
         let mut errors = Vec::new();
         let servers = read_file(&file, daemon, env, resolver, &claims, &mut errors);
-        let accepted = if errors.is_empty() { servers } else { keep_previous(&file) };
+        let accepted = if errors.is_empty() {
+            servers
+        } else {
+            keep_previous(&file)
+        };
         services.errors.append(&mut errors);
         for server in accepted {
             // A kept server that now clashes with an earlier file yields to it.
@@ -138,7 +158,11 @@ fn read_file(
         if let Some(other) = seen.names.get(&server.name) {
             errors.push(source.error(
                 source.key_pos(&path),
-                format!("server \"{}\" is already defined in {}", server.name, other.display()),
+                format!(
+                    "server \"{}\" is already defined in {}",
+                    server.name,
+                    other.display()
+                ),
                 "rename one of them or remove the duplicate".to_owned(),
             ));
         }

@@ -13,7 +13,10 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::de::value::{MapAccessDeserializer, StringDeserializer};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
+};
 use yaml_serde::Value;
 
 use super::error::ConfigError;
@@ -66,15 +69,26 @@ impl Source {
                 text,
                 value,
             }),
-            Err(err) => Err(ConfigError {
-                file: file.to_owned(),
-                line: err.location().map(|l| l.line()),
-                column: err.location().map(|l| l.column()),
-                message: format!("invalid YAML: {}", clean_message(&err)),
-                hint: Some(
-                    "check indentation (spaces, not tabs), `key: value` pairs and matching quotes and brackets".into(),
-                ),
-            }),
+            Err(err) => {
+                let message = clean_message(&err);
+                let (message, hint) = match message.strip_prefix("duplicate entry with key ") {
+                    Some(key) => (
+                        format!("key {key} appears twice in the mapping that starts here"),
+                        "a key, or a server name, may appear only once: remove or rename the second one",
+                    ),
+                    None => (
+                        format!("invalid YAML: {message}"),
+                        "check indentation (spaces, not tabs), `key: value` pairs and matching quotes and brackets",
+                    ),
+                };
+                Err(ConfigError {
+                    file: file.to_owned(),
+                    line: err.location().map(|l| l.line()),
+                    column: err.location().map(|l| l.column()),
+                    message,
+                    hint: Some(hint.into()),
+                })
+            }
         }
     }
 
@@ -87,7 +101,12 @@ impl Source {
         }
     }
 
-    pub fn error(&self, pos: Pos, message: impl Into<String>, hint: impl Into<Option<String>>) -> ConfigError {
+    pub fn error(
+        &self,
+        pos: Pos,
+        message: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
             line: pos.line,
@@ -99,7 +118,8 @@ impl Source {
 
     /// Where the value at `path` starts; falls back to its key, then to its parents.
     pub fn value_pos(&self, path: &[Seg]) -> Pos {
-        self.probe(path, Probe::Value).unwrap_or_else(|| self.key_pos(path))
+        self.probe(path, Probe::Value)
+            .unwrap_or_else(|| self.key_pos(path))
     }
 
     /// Where the key that ends `path` is written; falls back to the parents.
@@ -166,20 +186,32 @@ impl Source {
                         Some(culprit) if !state.skip.contains(&culprit) => {
                             errors.push(self.error(
                                 pos,
-                                format!("invalid value for \"{culprit}\" {context}: {}", clean_message(&err)),
+                                format!(
+                                    "invalid value for \"{culprit}\" {context}: {}",
+                                    clean_message(&err)
+                                ),
                                 field_hint(&culprit),
                             ));
                             state.skip.insert(culprit);
                         }
                         _ => {
-                            errors.push(self.error(pos, format!("{} {context}", clean_message(&err)), None));
+                            errors.push(self.error(
+                                pos,
+                                format!("{} {context}", clean_message(&err)),
+                                None,
+                            ));
                             break;
                         }
                     }
                 }
             }
         }
-        let valid = fields.iter().chain(nested).copied().collect::<Vec<_>>().join(", ");
+        let valid = fields
+            .iter()
+            .chain(nested)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         for unknown in &state.borrow().unknown {
             errors.push(self.error(
                 self.key_pos(&join(path, [key(unknown)])),
@@ -206,7 +238,9 @@ fn clean_message(err: &yaml_serde::Error) -> String {
         }
     }
     match text.split_once(": ") {
-        Some((head, tail)) if !head.contains(char::is_whitespace) && !head.contains('"') => tail.to_owned(),
+        Some((head, tail)) if !head.contains(char::is_whitespace) && !head.contains('"') => {
+            tail.to_owned()
+        }
         _ => text,
     }
 }
@@ -214,7 +248,9 @@ fn clean_message(err: &yaml_serde::Error) -> String {
 /// What to write instead of a bad value, by key name.
 fn field_hint(key: &str) -> Option<String> {
     let hint = match key {
-        "port" => "write a port number such as 5010 inside port_range, or omit it to have one allocated",
+        "port" => {
+            "write a port number such as 5010 inside port_range, or omit it to have one allocated"
+        }
         "enabled" | "display_in_web" | "required" => "write true or false",
         "burst" | "failures" => "write a whole number of at least 1",
         "keep" | "buffer_lines" => "write a whole number",
@@ -222,15 +258,26 @@ fn field_hint(key: &str) -> Option<String> {
         "rotation" => "write one of minutely, hourly, daily, never",
         "env" => "write a map of NAME: value pairs",
         "binary" => "write a program name (looked up in bin_dirs, then PATH) or an absolute path",
-        "args" | "scopes" | "allowed_origins" | "allowed_hosts" | "env_passthrough" | "bin_dirs"
+        "args"
+        | "scopes"
+        | "allowed_origins"
+        | "allowed_hosts"
+        | "env_passthrough"
+        | "bin_dirs"
         | "authorization_servers" => "write a list, e.g. [a, b]",
-        "backoff" | "max_backoff" | "reset_after" | "window" | "interval" | "timeout" | "start_timeout"
-        | "stop_timeout" | "leeway" => "write a duration such as \"500ms\", \"10s\" or \"5m\"",
+        "backoff" | "max_backoff" | "reset_after" | "window" | "interval" | "timeout"
+        | "start_timeout" | "stop_timeout" | "leeway" => {
+            "write a duration such as \"500ms\", \"10s\" or \"5m\""
+        }
         "max_body" => "write a size such as \"4MiB\", \"512KB\" or a number of bytes",
         "port_range" => "write START-END with 1 <= START <= END <= 65535, e.g. 5000-5999",
         "mode" => "write a quoted octal mode such as \"0660\" (unquoted, YAML reads a number)",
-        "listen" => "write IP:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (no host names)",
-        "public_url" => "write an http(s) URL without query, e.g. http://localhost:8080 or https://mcp.example.com",
+        "listen" => {
+            "write IP:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (no host names)"
+        }
+        "public_url" => {
+            "write an http(s) URL without query, e.g. http://localhost:8080 or https://mcp.example.com"
+        }
         "algorithm" => {
             "write one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA (an HS256 secret goes in hs256_secret_file)"
         }
@@ -319,7 +366,12 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for WalkVisitor<'_, S> {
         while let Some(key) = map.next_key::<Value>()? {
             let hit = matches!(self.seg, Seg::Key(name) if key_text(&key) == *name);
             match then.take_if(|_| hit) {
-                Some(then) => found = map.next_value_seed(Walk { path: self.rest, then })?,
+                Some(then) => {
+                    found = map.next_value_seed(Walk {
+                        path: self.rest,
+                        then,
+                    })?
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -335,7 +387,10 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for WalkVisitor<'_, S> {
         loop {
             let hit = matches!(self.seg, Seg::Index(wanted) if *wanted == index);
             match then.take_if(|_| hit) {
-                Some(then) => match seq.next_element_seed(Walk { path: self.rest, then })? {
+                Some(then) => match seq.next_element_seed(Walk {
+                    path: self.rest,
+                    then,
+                })? {
                     Some(value) => found = value,
                     None => break,
                 },
@@ -466,7 +521,11 @@ impl<'de> Visitor<'de> for KeyProbe<'_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        if text == self.0 { Err(E::custom(PROBE)) } else { Ok(()) }
+        if text == self.0 {
+            Err(E::custom(PROBE))
+        } else {
+            Ok(())
+        }
     }
     fn visit_bool<E: de::Error>(self, flag: bool) -> Result<(), E> {
         self.visit_str(&flag.to_string())
@@ -554,7 +613,10 @@ struct Filter<'a, A> {
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Filter<'_, A> {
     type Error = A::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
         while let Some(key) = self.map.next_key::<Value>()? {
             let name = key_text(&key);
             let mut state = self.state.borrow_mut();
@@ -569,7 +631,9 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Filter<'_, A> {
                 self.map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            return seed.deserialize(StringDeserializer::<A::Error>::new(name)).map(Some);
+            return seed
+                .deserialize(StringDeserializer::<A::Error>::new(name))
+                .map(Some);
         }
         Ok(None)
     }

@@ -11,7 +11,10 @@ use super::model::*;
 use super::raw::*;
 use super::source::{Seg, Source, join, key, key_text};
 
-const DEFAULT_PORT_RANGE: PortRange = PortRange { start: 5000, end: 5999 };
+const DEFAULT_PORT_RANGE: PortRange = PortRange {
+    start: 5000,
+    end: 5999,
+};
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 const DEFAULT_MAX_BODY: u64 = 4 << 20;
@@ -40,7 +43,11 @@ pub fn default_health() -> HealthConfig {
 /// resolve against the file's directory, or the working directory without a file.
 pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>) -> DaemonConfig {
     let base = match source {
-        Some(source) => source.file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        Some(source) => source
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
         None => env.cwd.clone(),
     };
     let base = absolute(&env.cwd, &base);
@@ -51,11 +58,22 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
     let top = "at the top level";
 
     let root = source
-        .block::<RawDaemon>(&[], &["gateway", "control", "logs", "auth", "defaults"], top, errors)
+        .block::<RawDaemon>(
+            &[],
+            &["gateway", "control", "logs", "auth", "defaults"],
+            top,
+            errors,
+        )
         .value;
-    let gateway = source.block::<RawGateway>(&[key("gateway")], &[], "in gateway", errors).value;
-    let control = source.block::<RawControl>(&[key("control")], &[], "in control", errors).value;
-    let logs = source.block::<RawLogs>(&[key("logs")], &[], "in logs", errors).value;
+    let gateway = source
+        .block::<RawGateway>(&[key("gateway")], &[], "in gateway", errors)
+        .value;
+    let control = source
+        .block::<RawControl>(&[key("control")], &[], "in control", errors)
+        .value;
+    let logs = source
+        .block::<RawLogs>(&[key("logs")], &[], "in logs", errors)
+        .value;
 
     let services_dir = match (&root.services_dir, has_file) {
         (Some(dir), _) => resolve(dir),
@@ -76,9 +94,21 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
     };
     let logs_path = [key("logs")];
     let keep = logs.keep.unwrap_or(7);
-    at_least_one(source, &join(&logs_path, [key("keep")]), "in logs", keep as u64, errors);
+    at_least_one(
+        source,
+        &join(&logs_path, [key("keep")]),
+        "in logs",
+        keep as u64,
+        errors,
+    );
     let buffer_lines = logs.buffer_lines.unwrap_or(1000);
-    at_least_one(source, &join(&logs_path, [key("buffer_lines")]), "in logs", buffer_lines as u64, errors);
+    at_least_one(
+        source,
+        &join(&logs_path, [key("buffer_lines")]),
+        "in logs",
+        buffer_lines as u64,
+        errors,
+    );
 
     let public_url = gateway.public_url.clone().unwrap_or_else(|| PublicUrl {
         url: DEFAULT_PUBLIC_URL.into(),
@@ -129,7 +159,9 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
 
 fn auth(source: &Source, base: &Path, errors: &mut Vec<ConfigError>) -> AuthConfig {
     let path = [key("auth")];
-    let raw = source.block::<RawAuth>(&path, &["keys"], "in auth", errors).value;
+    let raw = source
+        .block::<RawAuth>(&path, &["keys"], "in auth", errors)
+        .value;
     let keys_path = join(&path, [key("keys")]);
     let mut keys = Vec::new();
     match source.value.get("auth").and_then(|auth| auth.get("keys")) {
@@ -139,22 +171,35 @@ fn auth(source: &Source, base: &Path, errors: &mut Vec<ConfigError>) -> AuthConf
                 let entry_path = join(&keys_path, [Seg::Index(index)]);
                 let context = format!("in auth.keys[{index}]");
                 let block = source.block::<RawKey>(&entry_path, &[], &context, errors);
-                if let Some(key) = key_source(source, &entry_path, &context, block.value, base, block.ok, errors) {
+                if let Some(key) = key_source(
+                    source,
+                    &entry_path,
+                    &context,
+                    block.value,
+                    base,
+                    block.ok,
+                    errors,
+                ) {
                     keys.push(key);
                 }
             }
         }
-        Some(_) => errors.push(source.error(
-            source.value_pos(&keys_path),
-            "auth.keys must be a list",
-            "write a list such as [{hs256_secret_file: jwt.secret}, {jwks_file: jwks.json}]".to_owned(),
-        )),
+        Some(_) => errors.push(
+            source.error(
+                source.value_pos(&keys_path),
+                "auth.keys must be a list",
+                "write a list such as [{hs256_secret_file: jwt.secret}, {jwks_file: jwks.json}]"
+                    .to_owned(),
+            ),
+        ),
     }
     AuthConfig {
         issuer: raw.issuer,
         authorization_servers: raw.authorization_servers.unwrap_or_default(),
         keys,
-        leeway: raw.leeway.map_or(Duration::from_secs(30), |leeway| leeway.0),
+        leeway: raw
+            .leeway
+            .map_or(Duration::from_secs(30), |leeway| leeway.0),
     }
 }
 
@@ -167,16 +212,23 @@ fn key_source(
     ok: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Option<KeySource> {
+    if !ok {
+        return None;
+    }
     let kinds = [&raw.hs256_secret_file, &raw.public_key_file, &raw.jwks_file]
         .iter()
         .filter(|kind| kind.is_some())
         .count();
-    let hint = "give exactly one of hs256_secret_file, public_key_file (with algorithm) or jwks_file".to_owned();
+    let hint =
+        "give exactly one of hs256_secret_file, public_key_file (with algorithm) or jwks_file"
+            .to_owned();
     if kinds != 1 {
-        if ok {
-            let message = if kinds == 0 { "a key without a file" } else { "a key with more than one file" };
-            errors.push(source.error(source.value_pos(path), format!("{message} {context}"), hint));
-        }
+        let message = if kinds == 0 {
+            "a key without a file"
+        } else {
+            "a key with more than one file"
+        };
+        errors.push(source.error(source.value_pos(path), format!("{message} {context}"), hint));
         return None;
     }
     if let Some(file) = raw.public_key_file {
@@ -194,11 +246,14 @@ fn key_source(
         });
     }
     if raw.algorithm.is_some() {
-        errors.push(source.error(
-            source.value_pos(&join(path, [key("algorithm")])),
-            format!("algorithm only applies to public_key_file {context}"),
-            "remove `algorithm:` (HS256 secrets and JWKS keys carry their own algorithm)".to_owned(),
-        ));
+        errors.push(
+            source.error(
+                source.value_pos(&join(path, [key("algorithm")])),
+                format!("algorithm only applies to public_key_file {context}"),
+                "remove `algorithm:` (HS256 secrets and JWKS keys carry their own algorithm)"
+                    .to_owned(),
+            ),
+        );
         return None;
     }
     match (raw.hs256_secret_file, raw.jwks_file) {
@@ -214,10 +269,28 @@ fn defaults(source: &Source, errors: &mut Vec<ConfigError>) -> ServerDefaults {
         .block::<RawDefaults>(&path, &["restart", "health"], "in defaults", errors)
         .value;
     let stop_timeout = raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0);
-    positive(source, &join(&path, [key("stop_timeout")]), "in defaults", stop_timeout, errors);
+    positive(
+        source,
+        &join(&path, [key("stop_timeout")]),
+        "in defaults",
+        stop_timeout,
+        errors,
+    );
     ServerDefaults {
-        restart: restart(source, &path, "in defaults.restart", &default_restart(), errors),
-        health: health(source, &path, "in defaults.health", &default_health(), errors),
+        restart: restart(
+            source,
+            &path,
+            "in defaults.restart",
+            &default_restart(),
+            errors,
+        ),
+        health: health(
+            source,
+            &path,
+            "in defaults.health",
+            &default_health(),
+            errors,
+        ),
         stop_timeout,
     }
 }
@@ -242,20 +315,36 @@ fn restart(
         window: raw.window.map_or(base.window, |d| d.0),
     };
     // A key that failed holds its default, which is valid: single-key checks always run.
-    at_least_one(source, &join(&path, [key("burst")]), context, config.burst.into(), errors);
-    positive(source, &join(&path, [key("window")]), context, config.window, errors);
+    at_least_one(
+        source,
+        &join(&path, [key("burst")]),
+        context,
+        config.burst.into(),
+        errors,
+    );
+    positive(
+        source,
+        &join(&path, [key("window")]),
+        context,
+        config.window,
+        errors,
+    );
     let both_read = !block.failed.contains("backoff") && !block.failed.contains("max_backoff");
     if both_read && config.max_backoff < config.backoff {
-            let at = if raw.max_backoff.is_some() { "max_backoff" } else { "backoff" };
-            errors.push(source.error(
-                source.value_pos(&join(&path, [key(at)])),
-                format!(
-                    "max_backoff ({}) is below backoff ({}) {context}",
-                    humantime::format_duration(config.max_backoff),
-                    humantime::format_duration(config.backoff)
-                ),
-                "make max_backoff at least as long as backoff".to_owned(),
-            ));
+        let at = if raw.max_backoff.is_some() {
+            "max_backoff"
+        } else {
+            "backoff"
+        };
+        errors.push(source.error(
+            source.value_pos(&join(&path, [key(at)])),
+            format!(
+                "max_backoff ({}) is below backoff ({}) {context}",
+                humantime::format_duration(config.max_backoff),
+                humantime::format_duration(config.backoff)
+            ),
+            "make max_backoff at least as long as backoff".to_owned(),
+        ));
     }
     config
 }
@@ -277,14 +366,44 @@ fn health(
         failures: raw.failures.unwrap_or(base.failures),
         start_timeout: raw.start_timeout.map_or(base.start_timeout, |d| d.0),
     };
-    positive(source, &join(&path, [key("interval")]), context, config.interval, errors);
-    positive(source, &join(&path, [key("timeout")]), context, config.timeout, errors);
-    positive(source, &join(&path, [key("start_timeout")]), context, config.start_timeout, errors);
-    at_least_one(source, &join(&path, [key("failures")]), context, config.failures.into(), errors);
+    positive(
+        source,
+        &join(&path, [key("interval")]),
+        context,
+        config.interval,
+        errors,
+    );
+    positive(
+        source,
+        &join(&path, [key("timeout")]),
+        context,
+        config.timeout,
+        errors,
+    );
+    positive(
+        source,
+        &join(&path, [key("start_timeout")]),
+        context,
+        config.start_timeout,
+        errors,
+    );
+    at_least_one(
+        source,
+        &join(&path, [key("failures")]),
+        context,
+        config.failures.into(),
+        errors,
+    );
     config
 }
 
-fn positive(source: &Source, path: &[Seg], context: &str, value: Duration, errors: &mut Vec<ConfigError>) {
+fn positive(
+    source: &Source,
+    path: &[Seg],
+    context: &str,
+    value: Duration,
+    errors: &mut Vec<ConfigError>,
+) {
     let name = name_of(path);
     if value.is_zero() {
         errors.push(source.error(
@@ -295,7 +414,13 @@ fn positive(source: &Source, path: &[Seg], context: &str, value: Duration, error
     }
 }
 
-fn at_least_one(source: &Source, path: &[Seg], context: &str, value: u64, errors: &mut Vec<ConfigError>) {
+fn at_least_one(
+    source: &Source,
+    path: &[Seg],
+    context: &str,
+    value: u64,
+    errors: &mut Vec<ConfigError>,
+) {
     let name = name_of(path);
     if value < 1 {
         errors.push(source.error(
@@ -317,7 +442,9 @@ fn name_of(path: &[Seg]) -> &str {
 /// True for `[a-z0-9][a-z0-9_-]{0,62}`.
 pub fn valid_server_name(name: &str) -> bool {
     let bytes = name.as_bytes();
-    let first_ok = bytes.first().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let first_ok = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     first_ok
         && bytes.len() <= 63
         && bytes
@@ -342,8 +469,8 @@ pub fn server_file(
         ));
         return Vec::new();
     }
-    let root = source.block::<RawServerFile>(&[], &["mcp_servers"], "at the top level", errors);
-    if !root.ok {
+    source.block::<RawServerFile>(&[], &["mcp_servers"], "at the top level", errors);
+    if !source.value.is_mapping() {
         return Vec::new();
     }
     let servers_path = [key("mcp_servers")];
@@ -379,10 +506,16 @@ pub fn server_file(
             ));
         }
         let context = format!("in server \"{name}\"");
-        let block = source.block::<RawServer>(&path, &["oauth", "restart", "health"], &context, errors);
+        let block =
+            source.block::<RawServer>(&path, &["oauth", "restart", "health"], &context, errors);
         let raw = block.value;
         let oauth = source
-            .block::<RawOAuth>(&join(&path, [key("oauth")]), &[], &format!("in server \"{name}\" oauth"), errors)
+            .block::<RawOAuth>(
+                &join(&path, [key("oauth")]),
+                &[],
+                &format!("in server \"{name}\" oauth"),
+                errors,
+            )
             .value;
         let restart = restart(
             source,
@@ -398,8 +531,16 @@ pub fn server_file(
             &daemon.defaults.health,
             errors,
         );
-        let stop_timeout = raw.stop_timeout.map_or(daemon.defaults.stop_timeout, |d| d.0);
-        positive(source, &join(&path, [key("stop_timeout")]), &context, stop_timeout, errors);
+        let stop_timeout = raw
+            .stop_timeout
+            .map_or(daemon.defaults.stop_timeout, |d| d.0);
+        positive(
+            source,
+            &join(&path, [key("stop_timeout")]),
+            &context,
+            stop_timeout,
+            errors,
+        );
 
         let binary_name = raw.binary.clone().unwrap_or_default();
         let binary = if raw.binary.is_none() {
@@ -414,7 +555,9 @@ pub fn server_file(
             PathBuf::new()
         } else {
             let wanted = if binary_name.contains('/') {
-                absolute(&file_dir, Path::new(&binary_name)).display().to_string()
+                absolute(&file_dir, Path::new(&binary_name))
+                    .display()
+                    .to_string()
             } else {
                 binary_name.clone()
             };
@@ -425,7 +568,10 @@ pub fn server_file(
                         Some(package) => format!(
                             "build it (cargo build --release -p {package}), add its directory to bin_dirs, or write its absolute path"
                         ),
-                        None => "install it, add its directory to bin_dirs, or write its absolute path".to_owned(),
+                        None => {
+                            "install it, add its directory to bin_dirs, or write its absolute path"
+                                .to_owned()
+                        }
                     };
                     errors.push(source.error(
                         source.value_pos(&join(&path, [key("binary")])),
