@@ -198,7 +198,7 @@ impl Source {
                             errors.push(self.error(
                                 pos,
                                 format!("{} {context}", clean_message(&err)),
-                                None,
+                                "write the block as indented `key: value` lines, or as {key: value, ...}".to_owned(),
                             ));
                             break;
                         }

@@ -496,7 +496,10 @@ pub fn server_file(
     };
     let file_dir = absolute(&env.cwd, source.file.parent().unwrap_or(Path::new("")));
     let mut servers = Vec::new();
-    for name in entries.keys().map(key_text) {
+    for (name, settings) in entries
+        .iter()
+        .map(|(name, settings)| (key_text(name), settings))
+    {
         let path = join(&servers_path, [key(&name)]);
         if !valid_server_name(&name) {
             errors.push(source.error(
@@ -509,6 +512,9 @@ pub fn server_file(
         let block =
             source.block::<RawServer>(&path, &["oauth", "restart", "health"], &context, errors);
         let raw = block.value;
+        if !(settings.is_mapping() || settings.is_null()) {
+            continue;
+        }
         let oauth = source
             .block::<RawOAuth>(
                 &join(&path, [key("oauth")]),
