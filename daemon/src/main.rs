@@ -28,7 +28,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check) => ExitCode::SUCCESS,
+        Some(Command::Check) => {
+            let report = mcpd::check::check(cli.config.as_deref());
+            print!("{}", report.text);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         None => ExitCode::SUCCESS,
     }
 }
