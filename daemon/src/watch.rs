@@ -95,9 +95,13 @@ mod tests {
             .await
             .expect("a reload request after the burst")
             .unwrap();
-        // The burst was folded: no second request follows once the directory is quiet.
-        let again = tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await;
-        assert!(again.is_err(), "one burst must give one request");
+        // The burst was folded: at most one more request follows (a burst that straddles a
+        // debounce tick may be split in two), never one per write.
+        let mut extra = 0;
+        while tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await.is_ok() {
+            extra += 1;
+            assert!(extra <= 1, "100 writes gave more than two reload requests");
+        }
     }
 
     #[tokio::test]
