@@ -132,7 +132,12 @@ impl PortAllocator {
         let taken: BTreeSet<u16> = self
             .explicit
             .values()
-            .chain(self.allocated.iter().filter(|(n, _)| *n != name).map(|(_, p)| p))
+            .chain(
+                self.allocated
+                    .iter()
+                    .filter(|(n, _)| *n != name)
+                    .map(|(_, p)| p),
+            )
             .copied()
             .collect();
         let port = self
@@ -220,7 +225,10 @@ mod tests {
         again.persist();
         let saved: BTreeMap<String, u16> =
             serde_json::from_slice(&std::fs::read(dir.path().join(PORTS_FILE)).unwrap()).unwrap();
-        assert_eq!(saved, BTreeMap::from([("b".into(), 41001), ("z".into(), 41000)]));
+        assert_eq!(
+            saved,
+            BTreeMap::from([("b".into(), 41001), ("z".into(), 41000)])
+        );
     }
 
     #[test]

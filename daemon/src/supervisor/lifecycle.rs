@@ -62,11 +62,16 @@ pub enum Event {
     /// The configuration now disables the server.
     Disable,
     /// The configuration changed; `restart` when the change needs a new process.
-    ConfigChanged { restart: bool },
+    ConfigChanged {
+        restart: bool,
+    },
     /// The process asked for by `Action::Spawn` exists.
     Spawned,
     /// `Action::Spawn` could not produce a process; `retry` false parks the server in `failed`.
-    SpawnFailed { reason: String, retry: bool },
+    SpawnFailed {
+        reason: String,
+        retry: bool,
+    },
     /// The main process ended.
     Exited(Exit),
     /// The readiness probe passed.
@@ -74,7 +79,9 @@ pub enum Event {
     /// `start_timeout` elapsed without a passing readiness probe.
     StartTimeout,
     LivenessOk,
-    LivenessFailed { reason: String },
+    LivenessFailed {
+        reason: String,
+    },
     /// `stop_timeout` elapsed after `Action::Terminate` and the process is still there.
     StopTimeout,
     BackoffElapsed,
@@ -86,13 +93,17 @@ pub enum Action {
     /// Assign/check the port and start a process; answer with `Spawned` or `SpawnFailed`.
     Spawn,
     /// Probe readiness until it passes; send `StartTimeout` after `timeout`.
-    StartReadiness { timeout: Duration },
+    StartReadiness {
+        timeout: Duration,
+    },
     /// Probe liveness every interval.
     StartLiveness,
     /// Cancel readiness and liveness probes and the start timer.
     StopProbes,
     /// SIGTERM to the process group; send `StopTimeout` after `timeout`.
-    Terminate { timeout: Duration },
+    Terminate {
+        timeout: Duration,
+    },
     /// SIGKILL to the process group now (the process is still there).
     Kill,
     /// The main process is gone: SIGKILL whatever is left of its group and cancel the stop timer.
@@ -268,13 +279,23 @@ impl Machine {
             (S::Stopping, E::Spawned) => vec![Action::Terminate {
                 timeout: self.settings.stop_timeout,
             }],
-            (S::Starting, E::SpawnFailed { reason, retry: false }) => {
+            (
+                S::Starting,
+                E::SpawnFailed {
+                    reason,
+                    retry: false,
+                },
+            ) => {
                 self.last_error = Some(reason);
                 self.enter(S::Failed, vec![Action::StopProbes])
             }
-            (S::Starting, E::SpawnFailed { reason, retry: true }) => {
-                self.failure(now, Some(reason), false, vec![Action::StopProbes])
-            }
+            (
+                S::Starting,
+                E::SpawnFailed {
+                    reason,
+                    retry: true,
+                },
+            ) => self.failure(now, Some(reason), false, vec![Action::StopProbes]),
             (S::Stopping, E::SpawnFailed { .. }) => self.finish_stop(vec![]),
 
             (S::Starting, E::ProbeOk) => {

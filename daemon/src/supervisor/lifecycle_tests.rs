@@ -146,9 +146,7 @@ fn expected(state: ServerState, event: &Event) -> (ServerState, Vec<Action>) {
         (S::Stopping, E::SpawnFailed { .. }) => (S::Stopped, vec![]),
         (S::Starting, E::ProbeOk) => (S::Running, vec![A::StartLiveness]),
         (S::Starting, E::StartTimeout) => stop(),
-        (S::Starting, E::Exited(_)) => {
-            (S::Backoff, vec![A::StopProbes, A::KillGroup, backoff1])
-        }
+        (S::Starting, E::Exited(_)) => (S::Backoff, vec![A::StopProbes, A::KillGroup, backoff1]),
         (S::Running, E::Exited(Exit::Code(0))) => (S::Stopped, vec![A::StopProbes, A::KillGroup]),
         (S::Running, E::Exited(_)) => (S::Backoff, vec![A::StopProbes, A::KillGroup, backoff1]),
         (S::Stopping, E::Exited(_)) => (S::Stopped, vec![A::KillGroup]),
@@ -228,7 +226,10 @@ async fn random_jitter_stays_within_twenty_percent() {
     for n in 1..10 {
         let base = Machine::backoff_delay(&restart, n, 0.0);
         let delay = Machine::backoff_delay(&restart, n, jitter());
-        assert!(delay >= base && delay <= base.mul_f64(1.2), "{delay:?} vs {base:?}");
+        assert!(
+            delay >= base && delay <= base.mul_f64(1.2),
+            "{delay:?} vs {base:?}"
+        );
     }
 }
 
@@ -282,7 +283,10 @@ async fn burst_failures_within_window_park_the_server() {
     assert_eq!(m.state(), ServerState::Failed);
     assert_eq!(actions, vec![Action::StopProbes, Action::KillGroup]);
     let error = m.last_error().unwrap();
-    assert!(error.starts_with("crash loop: 5 failures within 5m"), "{error}");
+    assert!(
+        error.starts_with("crash loop: 5 failures within 5m"),
+        "{error}"
+    );
     assert!(error.contains("exit code 1"), "{error}");
     // Parked: timers do nothing, an operator start revives it with fresh counters.
     assert!(m.next(Event::BackoffElapsed, now()).is_empty());
@@ -322,7 +326,10 @@ async fn a_burst_during_a_failed_probe_parks_after_the_stop() {
         vec![Action::StopProbes, Action::Terminate { timeout: STOP }]
     );
     assert_eq!(m.state(), ServerState::Stopping);
-    assert_eq!(m.next(Event::Exited(Exit::Signal(15)), now()), vec![Action::KillGroup]);
+    assert_eq!(
+        m.next(Event::Exited(Exit::Signal(15)), now()),
+        vec![Action::KillGroup]
+    );
     assert_eq!(m.state(), ServerState::Failed);
 }
 
@@ -345,7 +352,12 @@ async fn policies_decide_what_a_clean_exit_and_a_crash_do() {
 
     let mut m = in_state(ServerState::Running, Never);
     for _ in 0..3 {
-        m.next(Event::LivenessFailed { reason: "timeout".into() }, now());
+        m.next(
+            Event::LivenessFailed {
+                reason: "timeout".into(),
+            },
+            now(),
+        );
     }
     assert_eq!(m.state(), ServerState::Stopping);
     m.next(Event::Exited(Exit::Signal(15)), now());
@@ -355,7 +367,9 @@ async fn policies_decide_what_a_clean_exit_and_a_crash_do() {
 #[tokio::test(start_paused = true)]
 async fn liveness_failures_must_come_in_a_row() {
     let mut m = in_state(ServerState::Running, RestartPolicy::OnFailure);
-    let fail = || Event::LivenessFailed { reason: "no answer".into() };
+    let fail = || Event::LivenessFailed {
+        reason: "no answer".into(),
+    };
     assert!(m.next(fail(), now()).is_empty());
     assert!(m.next(fail(), now()).is_empty());
     assert!(m.next(Event::LivenessOk, now()).is_empty());
@@ -452,7 +466,10 @@ async fn a_port_conflict_parks_without_a_crash_loop() {
     );
     assert_eq!(actions, vec![Action::StopProbes]);
     assert_eq!(m.state(), ServerState::Failed);
-    assert_eq!(m.last_error(), Some("port 5010 is in use by another process"));
+    assert_eq!(
+        m.last_error(),
+        Some("port 5010 is in use by another process")
+    );
 }
 
 #[tokio::test(start_paused = true)]

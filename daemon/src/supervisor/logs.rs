@@ -174,7 +174,10 @@ impl LogHub {
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let stamp = humantime::format_rfc3339_millis(line.at);
         if dropped > 0 {
-            let _ = writeln!(bytes, "{stamp} mcpd: {dropped} lines dropped (disk too slow)");
+            let _ = writeln!(
+                bytes,
+                "{stamp} mcpd: {dropped} lines dropped (disk too slow)"
+            );
         }
         let stream = match line.stream {
             LogStream::Stdout => "out",
@@ -193,7 +196,10 @@ impl LogHub {
     /// The last `n` lines, oldest first.
     pub fn tail(&self, n: usize) -> Vec<LogLine> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.iter().skip(ring.len().saturating_sub(n)).cloned().collect()
+        ring.iter()
+            .skip(ring.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
@@ -284,7 +290,10 @@ mod tests {
         files.flush(std::time::Duration::from_secs(5)).await;
         let written = std::fs::read_to_string(dir.path().join("logs/echo.log")).unwrap();
         assert_eq!(written.lines().count(), 5, "{written}");
-        assert!(written.lines().next().unwrap().ends_with(" out one"), "{written}");
+        assert!(
+            written.lines().next().unwrap().ends_with(" out one"),
+            "{written}"
+        );
     }
 
     #[tokio::test]

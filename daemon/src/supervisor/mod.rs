@@ -157,8 +157,9 @@ impl Supervisor {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             SupervisorError::Other("the supervisor must start inside a tokio runtime".into())
         })?;
-        let spawner = Spawner::new(runtime)
-            .map_err(|err| SupervisorError::Other(format!("cannot start the spawner thread: {err}")))?;
+        let spawner = Spawner::new(runtime).map_err(|err| {
+            SupervisorError::Other(format!("cannot start the spawner thread: {err}"))
+        })?;
         let log_files = match LogFiles::new(&daemon.logs) {
             Ok(files) => Some(files),
             Err(err) => {
@@ -190,7 +191,10 @@ impl Supervisor {
                 shutting_down: AtomicBool::new(false),
             }),
         };
-        supervisor.inner.directory.set_config_errors(services.errors.clone());
+        supervisor
+            .inner
+            .directory
+            .set_config_errors(services.errors.clone());
         let mut entries = BTreeMap::new();
         let mut servers = supervisor.lock_servers();
         for (name, config) in services.servers {
@@ -208,7 +212,12 @@ impl Supervisor {
     }
 
     fn port_of(&self, name: &str) -> Option<u16> {
-        let ports = self.inner.shared.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let ports = self
+            .inner
+            .shared
+            .ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         ports.port(name)
     }
 
@@ -230,7 +239,14 @@ impl Supervisor {
         let entry = Arc::new(ServerEntry::new(config, status));
         let (commands, task) =
             ServerTask::spawn(self.inner.shared.clone(), entry.clone(), logs.clone(), port);
-        (entry, ServerHandle { commands, logs, task })
+        (
+            entry,
+            ServerHandle {
+                commands,
+                logs,
+                task,
+            },
+        )
     }
 
     /// The live view the gateway and control socket read.
@@ -344,7 +360,12 @@ impl Supervisor {
             return ReloadPlan::default();
         }
         let new_ports = {
-            let mut ports = self.inner.shared.ports.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ports = self
+                .inner
+                .shared
+                .ports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             for name in ports.assign(&services.servers) {
                 tracing::error!(server = %name, "no free port left for the server");
             }
@@ -352,7 +373,9 @@ impl Supervisor {
             ports.assignments()
         };
         let plan = self.plan_with(&services, &new_ports);
-        self.inner.directory.set_config_errors(services.errors.clone());
+        self.inner
+            .directory
+            .set_config_errors(services.errors.clone());
         let mut entries = (*self.inner.directory.all()).clone();
         let mut removed = Vec::new();
         {
@@ -393,7 +416,9 @@ impl Supervisor {
     pub async fn shutdown(&self) {
         let _serial = self.inner.reconfigure.lock().await;
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        let handles: Vec<ServerHandle> = std::mem::take(&mut *self.lock_servers()).into_values().collect();
+        let handles: Vec<ServerHandle> = std::mem::take(&mut *self.lock_servers())
+            .into_values()
+            .collect();
         futures::future::join_all(handles.into_iter().map(stop_for_good)).await;
         if let Some(files) = &self.inner.log_files {
             files.flush(Duration::from_secs(2)).await;

@@ -41,7 +41,10 @@ pub fn plan(
             let (action, reason) = if config.enabled {
                 (PlanAction::Start, format!("new in {}", file(config)))
             } else {
-                (PlanAction::Update, format!("new in {}, disabled", file(config)))
+                (
+                    PlanAction::Update,
+                    format!("new in {}, disabled", file(config)),
+                )
             };
             changes.push(change(name, action, reason));
             continue;
@@ -62,9 +65,10 @@ pub fn plan(
             (false, true) => (PlanAction::Start, "enabled".to_owned()),
             _ if fields.is_empty() => (PlanAction::Unchanged, String::new()),
             (false, false) => (PlanAction::Update, format!("{reason} (disabled)")),
-            _ if old.state == ServerState::Failed => {
-                (PlanAction::Restart, format!("{reason}; fresh start after failure"))
-            }
+            _ if old.state == ServerState::Failed => (
+                PlanAction::Restart,
+                format!("{reason}; fresh start after failure"),
+            ),
             _ if old.state == ServerState::Stopped => (
                 PlanAction::Update,
                 format!("{reason} (stopped; applies at next start)"),
@@ -103,7 +107,10 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
     check(old.binary != new.binary, "binary");
     check(old.args != new.args, "args");
     check(old.env != new.env, "env");
-    check(old.env_passthrough != new.env_passthrough, "env_passthrough");
+    check(
+        old.env_passthrough != new.env_passthrough,
+        "env_passthrough",
+    );
     check(old.working_dir != new.working_dir, "working_dir");
     check(old.path != new.path, "path");
     check(old.port != new.port, "port");

@@ -53,7 +53,9 @@ impl Prober for TcpProber {
             {
                 Ok(Ok(_)) => Ok(Vec::new()),
                 Ok(Err(err)) => Err(format!("cannot connect to 127.0.0.1:{port}: {err}")),
-                Err(_) => Err(format!("no answer from 127.0.0.1:{port} within {timeout:?}")),
+                Err(_) => Err(format!(
+                    "no answer from 127.0.0.1:{port} within {timeout:?}"
+                )),
             }
         })
     }

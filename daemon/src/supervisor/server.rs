@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::LogStream;
 use super::Shared;
 use super::lifecycle::{Action, Event, Exit, Machine, Settings};
 use super::logs::{LogHub, capture};
 use super::probe::{ProbeReport, liveness, readiness};
 use super::spawn::{SpawnSpec, signal_group};
-use super::LogStream;
 use crate::config::ServerConfig;
 use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
 use crate::ports;
@@ -104,13 +104,11 @@ impl ServerTask {
             exiting: false,
         };
         task.publish(task.machine.state());
-        let enabled = config.enabled;
-        let handle = tokio::spawn(async move {
-            if enabled {
-                task.step(Event::Start);
-            }
-            task.run(command_rx, report_rx).await;
-        });
+        if config.enabled {
+            // Synchronously, so the directory never shows an enabled server as stopped.
+            task.step(Event::Start);
+        }
+        let handle = tokio::spawn(task.run(command_rx, report_rx));
         (commands, handle)
     }
 
@@ -125,10 +123,14 @@ impl ServerTask {
             {
                 break;
             }
-            let deadline = [self.start_deadline, self.stop_deadline, self.backoff_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.start_deadline,
+                self.stop_deadline,
+                self.backoff_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 command = commands.recv(), if commands_open => match command {
                     Some(command) => self.command(command),

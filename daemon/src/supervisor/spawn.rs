@@ -108,7 +108,14 @@ fn child_setup(daemon_pid: libc::pid_t) -> io::Result<()> {
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+        {
             return Err(io::Error::last_os_error());
         }
         // The daemon may have died between fork and prctl: then nobody would kill us.
@@ -176,7 +183,9 @@ impl Spawner {
 
 /// Sends `signal` to the process group `pgid`; a group that is already gone is fine.
 pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return;
     }
@@ -191,7 +200,11 @@ mod tests {
     #[test]
     fn environment_is_exactly_the_documented_one() {
         let mut config = server_config("echo", "/bin/echo");
-        config.env_passthrough = vec!["DATABASE_URL".into(), "NOTIFY_SOCKET".into(), "UNSET".into()];
+        config.env_passthrough = vec![
+            "DATABASE_URL".into(),
+            "NOTIFY_SOCKET".into(),
+            "UNSET".into(),
+        ];
         config.env.insert("RUST_LOG".into(), "info".into());
         config.env.insert("PORT".into(), "1".into());
         config.env.insert("LISTEN_FDS".into(), "3".into());
@@ -205,7 +218,11 @@ mod tests {
             _ => None,
         };
         let spec = SpawnSpec::new(&config, 5003, daemon);
-        let env: Vec<(&str, &str)> = spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env: Vec<(&str, &str)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             env,
             vec![

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    AuthConfig, ControlConfig, DaemonConfig, GatewayConfig, HealthConfig, LogsConfig,
-    OAuthConfig, PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults,
+    AuthConfig, ControlConfig, DaemonConfig, GatewayConfig, HealthConfig, LogsConfig, OAuthConfig,
+    PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults,
 };
 
 pub fn restart_config() -> RestartConfig {
