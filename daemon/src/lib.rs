@@ -7,5 +7,8 @@ pub mod control;
 pub mod directory;
 pub mod gateway;
 pub mod mcp_client;
+pub mod metrics;
 pub mod ports;
 pub mod supervisor;
+pub mod systemd;
+pub mod watch;

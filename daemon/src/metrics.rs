@@ -1,0 +1,214 @@
+//! Prometheus metrics: gateway traffic, auth failures and reloads as counters the code
+//! updates, and per-server state read from the `Directory` at each scrape.
+//!
+//! Served by the gateway at `GET /metrics` in the Prometheus text format.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::directory::{Directory, ServerState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabel {
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub server: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Every metric the daemon exports. Cheap handles: clones share the same values.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Gateway requests by server and response status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to response headers, by server.
+    pub latency: Family<ServerLabel, Histogram>,
+    /// Response bodies (SSE streams included) still being sent, by server.
+    pub active_streams: Family<ServerLabel, Gauge>,
+    /// Refused tokens by reason (missing, invalid, expired, insufficient_scope, ...).
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 us .. ~13 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 19))
+}
+
+impl Metrics {
+    pub fn new(directory: Arc<Directory>) -> Self {
+        let mut registry = Registry::with_prefix("mcpd");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<ServerLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let active_streams = Family::<ServerLabel, Gauge>::default();
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        let reloads = Counter::default();
+        let reload_failures = Counter::default();
+        registry.register(
+            "gateway_requests",
+            "Gateway requests by server and status",
+            requests.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Time from request to upstream response headers",
+            latency.clone(),
+        );
+        registry.register(
+            "gateway_active_streams",
+            "Response bodies still streaming to clients",
+            active_streams.clone(),
+        );
+        registry.register(
+            "gateway_auth_failures",
+            "Requests refused by the token checks, by reason",
+            auth_failures.clone(),
+        );
+        registry.register("reloads", "Configuration reloads applied", reloads.clone());
+        registry.register(
+            "reload_failures",
+            "Configuration reloads with at least one file in error",
+            reload_failures.clone(),
+        );
+        registry.register_collector(Box::new(ServerCollector { directory }));
+        Metrics {
+            registry,
+            requests,
+            latency,
+            active_streams,
+            auth_failures,
+            reloads,
+            reload_failures,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Per-server gauges and counters, read from the live directory at each scrape.
+#[derive(Debug)]
+struct ServerCollector {
+    directory: Arc<Directory>,
+}
+
+const STATES: [ServerState; 7] = [
+    ServerState::Disabled,
+    ServerState::Stopped,
+    ServerState::Starting,
+    ServerState::Running,
+    ServerState::Backoff,
+    ServerState::Stopping,
+    ServerState::Failed,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    server: String,
+    state: &'static str,
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let servers = self.directory.all();
+        let now = SystemTime::now();
+
+        let gauge = ConstGauge::new(0i64);
+        let mut state = encoder.encode_descriptor(
+            "server_state",
+            "1 for the state each server is in, 0 for the others",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (name, entry) in servers.iter() {
+            let current = entry.status.load().state;
+            for candidate in STATES {
+                let labels = StateLabels {
+                    server: name.clone(),
+                    state: candidate.as_str(),
+                };
+                ConstGauge::new(i64::from(current == candidate))
+                    .encode(state.encode_family(&labels)?)?;
+            }
+        }
+        drop(state);
+
+        let counter = ConstCounter::new(0u64);
+        let mut restarts = encoder.encode_descriptor(
+            "server_restarts",
+            "Restarts of each server since the daemon started",
+            None,
+            counter.metric_type(),
+        )?;
+        for (name, entry) in servers.iter() {
+            let labels = ServerLabel {
+                server: name.clone(),
+            };
+            ConstCounter::new(u64::from(entry.status.load().restarts))
+                .encode(restarts.encode_family(&labels)?)?;
+        }
+        drop(restarts);
+
+        let mut uptime = encoder.encode_descriptor(
+            "server_uptime_seconds",
+            "Seconds since each running server's process was started (0 when not running)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (name, entry) in servers.iter() {
+            let status = entry.status.load();
+            let seconds = match (status.state, status.started_at) {
+                (ServerState::Running, Some(started)) => now
+                    .duration_since(started)
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs_f64(),
+                _ => 0.0,
+            };
+            let labels = ServerLabel {
+                server: name.clone(),
+            };
+            ConstGauge::new(seconds).encode(uptime.encode_family(&labels)?)?;
+        }
+        drop(uptime);
+
+        let mut tools = encoder.encode_descriptor(
+            "server_tools",
+            "Tools each server offered at its last probe",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (name, entry) in servers.iter() {
+            let labels = ServerLabel {
+                server: name.clone(),
+            };
+            let count = i64::try_from(entry.status.load().tools.len()).unwrap_or(i64::MAX);
+            ConstGauge::new(count).encode(tools.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
