@@ -447,9 +447,6 @@ impl ServerTask {
         if state != before {
             self.since = SystemTime::now();
         }
-        if state == ServerState::Starting && before != ServerState::Starting {
-            self.started_at = None;
-        }
         let status = ServerStatus {
             state,
             pid: self.pid,
