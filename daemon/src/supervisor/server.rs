@@ -1,0 +1,493 @@
+//! The task that runs one server: feeds the lifecycle machine with operator requests, child
+//! exits, probe results and timers, performs its actions and publishes the status.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::LogStream;
+use super::Shared;
+use super::lifecycle::{Action, Event, Exit, Machine, Settings};
+use super::logs::{LogHub, capture};
+use super::probe::{ProbeReport, liveness, readiness};
+use super::spawn::{SpawnSpec, signal_group};
+use crate::config::ServerConfig;
+use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
+use crate::ports;
+
+/// A request to a server's task.
+pub enum Command {
+    Start(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+    Restart(oneshot::Sender<()>),
+    /// New configuration (and port); `restart` when it needs a new process.
+    Update {
+        config: Box<ServerConfig>,
+        port: Option<u16>,
+        restart: bool,
+    },
+    /// Stop for good and end the task.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the task's own helpers (spawn, wait, probes) report; `generation` is the process generation
+/// it is about, so reports about an earlier process are ignored.
+enum Report {
+    Spawned { child: Child, port: u16 },
+    SpawnFailed { reason: String, retry: bool },
+    PortMoved(u16),
+    Exited(Exit),
+    Probe(ProbeReport),
+}
+
+pub struct ServerTask {
+    name: String,
+    entry: Arc<ServerEntry>,
+    shared: Arc<Shared>,
+    logs: Arc<LogHub>,
+    machine: Machine,
+    port: Option<u16>,
+    generation: u64,
+    pgid: Option<u32>,
+    pid: Option<u32>,
+    started_at: Option<SystemTime>,
+    since: SystemTime,
+    last_exit: Option<String>,
+    tools: Arc<[ToolInfo]>,
+    probes: Option<JoinHandle<()>>,
+    start_deadline: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    backoff_deadline: Option<Instant>,
+    reports: mpsc::UnboundedSender<(u64, Report)>,
+    waiters: Vec<oneshot::Sender<()>>,
+    exiting: bool,
+}
+
+impl ServerTask {
+    /// Starts the task of `entry` (already in the directory), starting the server if enabled.
+    pub fn spawn(
+        shared: Arc<Shared>,
+        entry: Arc<ServerEntry>,
+        logs: Arc<LogHub>,
+        port: Option<u16>,
+    ) -> (mpsc::UnboundedSender<Command>, JoinHandle<()>) {
+        let config = entry.config.load_full();
+        let machine = Machine::new(Settings::of(&config), config.enabled, shared.jitter.clone());
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (reports, report_rx) = mpsc::unbounded_channel();
+        let mut task = ServerTask {
+            name: config.name.clone(),
+            entry,
+            shared,
+            logs,
+            machine,
+            port,
+            generation: 0,
+            pgid: None,
+            pid: None,
+            started_at: None,
+            since: SystemTime::now(),
+            last_exit: None,
+            tools: Arc::from(Vec::new()),
+            probes: None,
+            start_deadline: None,
+            stop_deadline: None,
+            backoff_deadline: None,
+            reports,
+            waiters: Vec::new(),
+            exiting: false,
+        };
+        task.publish(task.machine.state());
+        if config.enabled {
+            // Synchronously, so the directory never shows an enabled server as stopped.
+            task.step(Event::Start);
+        }
+        let handle = tokio::spawn(task.run(command_rx, report_rx));
+        (commands, handle)
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut reports: mpsc::UnboundedReceiver<(u64, Report)>,
+    ) {
+        let mut commands_open = true;
+        loop {
+            if self.exiting && self.machine.state() != ServerState::Stopping && self.pgid.is_none()
+            {
+                break;
+            }
+            let deadline = [
+                self.start_deadline,
+                self.stop_deadline,
+                self.backoff_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => self.command(command),
+                    None => {
+                        // Every handle is gone: stop the server and end.
+                        commands_open = false;
+                        self.exiting = true;
+                        self.step(Event::Stop);
+                    }
+                },
+                Some((generation, report)) = reports.recv() => {
+                    if generation == self.generation {
+                        self.report(report);
+                    } else if let Report::Spawned { child, .. } = report {
+                        // A process nobody wants any more (cannot happen by construction).
+                        warn!(server = %self.name, "killing a stray process");
+                        if let Some(pid) = child.id() {
+                            signal_group(pid, Signal::SIGKILL);
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => self.timers(),
+            }
+        }
+        self.abort_probes();
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Start(done) => {
+                self.waiters.push(done);
+                self.step(Event::Start);
+            }
+            Command::Stop(done) => {
+                self.waiters.push(done);
+                self.step(Event::Stop);
+            }
+            Command::Restart(done) => {
+                self.waiters.push(done);
+                self.step(Event::Restart);
+            }
+            Command::Update {
+                config,
+                port,
+                restart,
+            } => {
+                let was_enabled = self.entry.config.load().enabled;
+                let enabled = config.enabled;
+                self.machine.set_settings(Settings::of(&config));
+                self.entry.config.store(Arc::new(*config));
+                if self.pgid.is_none() || restart {
+                    self.port = port;
+                }
+                let event = match (was_enabled, enabled) {
+                    (false, true) => Event::Enable,
+                    (true, false) => Event::Disable,
+                    _ => Event::ConfigChanged { restart },
+                };
+                self.step(event);
+            }
+            Command::Shutdown(done) => {
+                self.waiters.push(done);
+                self.exiting = true;
+                self.step(Event::Stop);
+            }
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Spawned { mut child, port } => {
+                let pid = child.id();
+                self.pid = pid;
+                self.pgid = pid;
+                self.port = Some(port);
+                self.started_at = Some(SystemTime::now());
+                if let Some(out) = child.stdout.take() {
+                    tokio::spawn(capture(out, LogStream::Stdout, self.logs.clone()));
+                }
+                if let Some(err) = child.stderr.take() {
+                    tokio::spawn(capture(err, LogStream::Stderr, self.logs.clone()));
+                }
+                let reports = self.reports.clone();
+                let generation = self.generation;
+                tokio::spawn(async move {
+                    let exit = match child.wait().await {
+                        Ok(status) => exit_of(status),
+                        Err(_) => Exit::Signal(libc::SIGKILL),
+                    };
+                    let _ = reports.send((generation, Report::Exited(exit)));
+                });
+                info!(server = %self.name, pid = ?pid, port, "spawned");
+                self.step(Event::Spawned);
+            }
+            Report::SpawnFailed { reason, retry } => {
+                warn!(server = %self.name, reason = %reason, "cannot start");
+                self.logs.note(format!("cannot start: {reason}"));
+                self.step(Event::SpawnFailed { reason, retry });
+            }
+            Report::PortMoved(port) => {
+                warn!(server = %self.name, port, "its port was taken by another process; moved");
+                self.port = Some(port);
+                self.publish(self.machine.state());
+            }
+            Report::Exited(exit) => {
+                info!(server = %self.name, pid = ?self.pid, exit = %exit, "process ended");
+                self.logs.note(format!("process ended: {exit}"));
+                self.last_exit = Some(exit.to_string());
+                self.pid = None;
+                self.step(Event::Exited(exit));
+            }
+            Report::Probe(ProbeReport::Ready(tools)) => {
+                self.tools = Arc::from(tools);
+                self.step(Event::ProbeOk);
+            }
+            Report::Probe(ProbeReport::Alive(tools)) => {
+                if *self.tools != *tools {
+                    self.tools = Arc::from(tools);
+                    self.publish(self.machine.state());
+                }
+                self.step(Event::LivenessOk);
+            }
+            Report::Probe(ProbeReport::NotAlive(reason)) => {
+                debug!(server = %self.name, reason = %reason, "liveness probe failed");
+                self.step(Event::LivenessFailed { reason });
+            }
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        if self.start_deadline.is_some_and(|at| at <= now) {
+            self.start_deadline = None;
+            self.step(Event::StartTimeout);
+        }
+        if self.stop_deadline.is_some_and(|at| at <= now) {
+            self.stop_deadline = None;
+            self.step(Event::StopTimeout);
+        }
+        if self.backoff_deadline.is_some_and(|at| at <= now) {
+            self.backoff_deadline = None;
+            self.step(Event::BackoffElapsed);
+        }
+    }
+
+    /// Feeds one event to the machine, performs its actions, publishes and answers waiters.
+    fn step(&mut self, event: Event) {
+        let before = self.machine.state();
+        let actions = self.machine.next(event, Instant::now());
+        for action in actions {
+            self.perform(action);
+        }
+        let after = self.machine.state();
+        if before != after {
+            info!(server = %self.name, from = %before, to = %after, "state changed");
+            if matches!(after, ServerState::Backoff | ServerState::Failed)
+                && let Some(error) = self.machine.last_error()
+            {
+                self.logs.note(format!("{after}: {error}"));
+            }
+        }
+        self.publish(before);
+        if after != ServerState::Stopping && !(self.exiting && self.pgid.is_some()) {
+            for waiter in self.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        let now = Instant::now();
+        match action {
+            Action::Spawn => self.start_spawn(),
+            Action::StartReadiness { timeout } => {
+                self.start_deadline = Some(now + timeout);
+                let Some(port) = self.port else { return };
+                let config = self.entry.config.load();
+                let reports = self.reports.clone();
+                let generation = self.generation;
+                self.abort_probes();
+                self.probes = Some(tokio::spawn(readiness(
+                    self.shared.prober.clone(),
+                    port,
+                    config.path.clone(),
+                    config.health.timeout,
+                    self.shared.options.probe_retry,
+                    move |r| reports.send((generation, Report::Probe(r))).is_ok(),
+                )));
+            }
+            Action::StartLiveness => {
+                let Some(port) = self.port else { return };
+                let config = self.entry.config.load();
+                let interval = config.health.interval;
+                let first = interval.mul_f64(rand::random::<f64>());
+                let reports = self.reports.clone();
+                let generation = self.generation;
+                self.abort_probes();
+                self.probes = Some(tokio::spawn(liveness(
+                    self.shared.prober.clone(),
+                    port,
+                    config.path.clone(),
+                    interval,
+                    config.health.timeout,
+                    first,
+                    move |r| reports.send((generation, Report::Probe(r))).is_ok(),
+                )));
+            }
+            Action::StopProbes => {
+                self.abort_probes();
+                self.start_deadline = None;
+            }
+            Action::Terminate { timeout } => {
+                if let Some(pgid) = self.pgid {
+                    signal_group(pgid, Signal::SIGTERM);
+                }
+                self.stop_deadline = Some(now + timeout);
+            }
+            Action::Kill => {
+                if let Some(pgid) = self.pgid {
+                    warn!(server = %self.name, "did not stop in time; killing its process group");
+                    signal_group(pgid, Signal::SIGKILL);
+                }
+            }
+            Action::KillGroup => {
+                if let Some(pgid) = self.pgid.take() {
+                    signal_group(pgid, Signal::SIGKILL);
+                }
+                self.stop_deadline = None;
+            }
+            Action::ScheduleBackoff(delay) => {
+                info!(server = %self.name, delay = ?delay, "restarting after backoff");
+                self.backoff_deadline = Some(now + delay);
+            }
+            Action::CancelBackoff => self.backoff_deadline = None,
+        }
+    }
+
+    fn abort_probes(&mut self) {
+        if let Some(probes) = self.probes.take() {
+            probes.abort();
+        }
+    }
+
+    /// Starts a process in the background: waits for the port to be free (bounded), moves an
+    /// allocated port off a foreign listener, then forks on the spawner thread.
+    fn start_spawn(&mut self) {
+        self.generation += 1;
+        self.tools = Arc::from(Vec::new());
+        let generation = self.generation;
+        let reports = self.reports.clone();
+        let shared = self.shared.clone();
+        let config = self.entry.config.load_full();
+        let port = self.port;
+        let range = shared.range;
+        tokio::spawn(async move {
+            let send = |report| {
+                let _ = reports.send((generation, report));
+            };
+            let Some(mut port) = port else {
+                send(Report::SpawnFailed {
+                    reason: format!("no free port left in {range}"),
+                    retry: false,
+                });
+                return;
+            };
+            if !wait_port_free(port, shared.options.port_wait).await {
+                if config.port.is_some() {
+                    send(Report::SpawnFailed {
+                        reason: format!("port {port} is in use by another process"),
+                        retry: false,
+                    });
+                    return;
+                }
+                let moved = {
+                    let mut allocator = shared.ports.lock().unwrap_or_else(|e| e.into_inner());
+                    let moved = allocator.reassign(&config.name, port);
+                    allocator.persist();
+                    moved
+                };
+                match moved {
+                    Some(new) => {
+                        port = new;
+                        send(Report::PortMoved(new));
+                    }
+                    None => {
+                        send(Report::SpawnFailed {
+                            reason: format!(
+                                "port {port} is in use by another process and no other port \
+                                 is free in {range}"
+                            ),
+                            retry: true,
+                        });
+                        return;
+                    }
+                }
+            }
+            let spec = SpawnSpec::new(&config, port, |key| std::env::var(key).ok());
+            match shared.spawner.spawn(spec).await {
+                Ok(child) => send(Report::Spawned { child, port }),
+                Err(err) => send(Report::SpawnFailed {
+                    reason: format!("cannot run {}: {err}", config.binary.display()),
+                    retry: true,
+                }),
+            }
+        });
+    }
+
+    /// Publishes the current status; `before` is the state before the last event.
+    fn publish(&mut self, before: ServerState) {
+        let state = self.machine.state();
+        if state != before {
+            self.since = SystemTime::now();
+        }
+        let status = ServerStatus {
+            state,
+            pid: self.pid,
+            port: self.port,
+            since: self.since,
+            started_at: self.pid.and(self.started_at),
+            restarts: self.machine.restarts(),
+            last_exit: self.last_exit.clone(),
+            last_error: self.machine.last_error().map(str::to_owned),
+            tools: self.tools.clone(),
+        };
+        self.entry.status.store(Arc::new(status));
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Waits up to `bound` for `127.0.0.1:port` to be free; true when it is.
+async fn wait_port_free(port: u16, bound: Duration) -> bool {
+    let until = Instant::now() + bound;
+    loop {
+        if ports::is_free(port) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

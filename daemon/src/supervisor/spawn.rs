@@ -1,0 +1,240 @@
+//! Spawning server processes: the child's environment, arguments and process setup, and the
+//! one long-lived thread that does every fork.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, so forks never happen on
+//! tokio's blocking pool or a short-lived thread: they happen on the spawner thread, which
+//! lives as long as the supervisor. Children are `tokio::process::Child`ren (tokio reaps
+//! them; nothing here calls `waitpid`).
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::mpsc as std_mpsc;
+
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::config::ServerConfig;
+
+/// Variables taken from the daemon's own environment when set.
+const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+/// True for variables a child must never get: they belong to the daemon's service manager.
+pub fn is_forbidden(var: &str) -> bool {
+    var == "NOTIFY_SOCKET" || var.starts_with("WATCHDOG_") || var.starts_with("LISTEN_")
+}
+
+/// Everything needed to start one process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnSpec {
+    pub name: String,
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+}
+
+impl SpawnSpec {
+    /// The process of `config` on `port`, with the environment of DESIGN.md section 3 read
+    /// from `daemon_env`.
+    pub fn new(
+        config: &ServerConfig,
+        port: u16,
+        daemon_env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut set = |key: &str, value: String| {
+            if is_forbidden(key) {
+                return;
+            }
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_owned(), value));
+        };
+        for key in INHERITED {
+            if let Some(value) = daemon_env(key) {
+                set(key, value);
+            }
+        }
+        set("MCP_PORT", port.to_string());
+        set("PORT", port.to_string());
+        set("MCP_SERVICE_ID", config.name.clone());
+        for key in &config.env_passthrough {
+            if let Some(value) = daemon_env(key) {
+                set(key, value);
+            }
+        }
+        for (key, value) in &config.env {
+            set(key, value.clone());
+        }
+        SpawnSpec {
+            name: config.name.clone(),
+            binary: config.binary.clone(),
+            args: config
+                .args
+                .iter()
+                .map(|arg| expand(arg, port, &config.name))
+                .collect(),
+            env,
+            working_dir: config.working_dir.clone(),
+        }
+    }
+
+    fn command(&self, daemon_pid: libc::pid_t) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        if let Some(dir) = &self.working_dir {
+            cmd.current_dir(dir);
+        }
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls (setsid, prctl, getppid, sigprocmask, sigaction); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || child_setup(daemon_pid));
+        }
+        cmd
+    }
+}
+
+/// Runs in the child before exec: own session and process group, die with the daemon,
+/// default signal mask and dispositions.
+fn child_setup(daemon_pid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: plain system calls on the child's own state; see `SpawnSpec::command`.
+    unsafe {
+        if libc::setsid() == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // The daemon may have died between fork and prctl: then nobody would kill us.
+        if libc::getppid() != daemon_pid {
+            return Err(io::Error::other("the daemon exited during spawn"));
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                // Fails harmlessly for the signals libc reserves.
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Expands `{port}` and `{name}` in an argument.
+pub fn expand(arg: &str, port: u16, name: &str) -> String {
+    arg.replace("{port}", &port.to_string())
+        .replace("{name}", name)
+}
+
+type Job = (SpawnSpec, oneshot::Sender<io::Result<Child>>);
+
+/// The spawner thread. Dropping the last handle ends the thread, and with it (by
+/// `PR_SET_PDEATHSIG`) every child it started.
+#[derive(Debug)]
+pub struct Spawner {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl Spawner {
+    /// Starts the thread; children are registered with the runtime of `runtime`.
+    pub fn new(runtime: tokio::runtime::Handle) -> io::Result<Self> {
+        let (jobs, queue) = std_mpsc::channel::<Job>();
+        let daemon_pid = std::process::id() as libc::pid_t;
+        std::thread::Builder::new()
+            .name("mcpd-spawner".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                for (spec, reply) in queue {
+                    let _ = reply.send(spec.command(daemon_pid).spawn());
+                }
+            })?;
+        Ok(Spawner { jobs })
+    }
+
+    /// Starts `spec` on the spawner thread.
+    pub async fn spawn(&self, spec: SpawnSpec) -> io::Result<Child> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((spec, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        answer
+            .await
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}
+
+/// Sends `signal` to the process group `pgid`; a group that is already gone is fine.
+pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::test_support::server_config;
+
+    #[test]
+    fn environment_is_exactly_the_documented_one() {
+        let mut config = server_config("echo", "/bin/echo");
+        config.env_passthrough = vec![
+            "DATABASE_URL".into(),
+            "NOTIFY_SOCKET".into(),
+            "UNSET".into(),
+        ];
+        config.env.insert("RUST_LOG".into(), "info".into());
+        config.env.insert("PORT".into(), "1".into());
+        config.env.insert("LISTEN_FDS".into(), "3".into());
+        config.args = vec!["--port={port}".into(), "{name}-{port}".into()];
+        let daemon = |key: &str| match key {
+            "PATH" => Some("/usr/bin".to_owned()),
+            "HOME" => Some("/home/mcpd".to_owned()),
+            "DATABASE_URL" => Some("postgres://x".to_owned()),
+            "NOTIFY_SOCKET" => Some("/run/systemd/notify".to_owned()),
+            "SECRET" => Some("no".to_owned()),
+            _ => None,
+        };
+        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let env: Vec<(&str, &str)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            vec![
+                ("PATH", "/usr/bin"),
+                ("HOME", "/home/mcpd"),
+                ("MCP_PORT", "5003"),
+                ("MCP_SERVICE_ID", "echo"),
+                ("DATABASE_URL", "postgres://x"),
+                ("PORT", "1"),
+                ("RUST_LOG", "info"),
+            ]
+        );
+        assert_eq!(spec.args, vec!["--port=5003", "echo-5003"]);
+    }
+}
