@@ -156,7 +156,6 @@ impl Collector for ServerCollector {
                     .encode(state.encode_family(&labels)?)?;
             }
         }
-        drop(state);
 
         let counter = ConstCounter::new(0u64);
         let mut restarts = encoder.encode_descriptor(
@@ -172,7 +171,6 @@ impl Collector for ServerCollector {
             ConstCounter::new(u64::from(entry.status.load().restarts))
                 .encode(restarts.encode_family(&labels)?)?;
         }
-        drop(restarts);
 
         let mut uptime = encoder.encode_descriptor(
             "server_uptime_seconds",
@@ -194,7 +192,6 @@ impl Collector for ServerCollector {
             };
             ConstGauge::new(seconds).encode(uptime.encode_family(&labels)?)?;
         }
-        drop(uptime);
 
         let mut tools = encoder.encode_descriptor(
             "server_tools",
