@@ -1,0 +1,58 @@
+//! Response bodies and the JSON responses the gateway writes itself (errors, registry,
+//! metadata).
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// A response body: either written by the gateway or streamed from an upstream server.
+pub type Body = Either<Full<Bytes>, Incoming>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serializing plain structs and `json!` values cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"error": message, "server": server}` (`server` omitted when there is none).
+pub fn error(status: StatusCode, message: &str, server: Option<&str>) -> Response<Body> {
+    let body = match server {
+        Some(server) => serde_json::json!({ "error": message, "server": server }),
+        None => serde_json::json!({ "error": message }),
+    };
+    json(status, &body)
+}
+
+/// 503 with `Retry-After`.
+pub fn unavailable(message: &str, server: &str, retry_after_secs: u64) -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message, Some(server));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+/// An error with a `WWW-Authenticate` challenge (401, 403, or 400 for a query-string token).
+pub fn challenge(
+    status: StatusCode,
+    message: &str,
+    server: &str,
+    www_authenticate: String,
+) -> Response<Body> {
+    let mut response = error(status, message, Some(server));
+    if let Ok(value) = HeaderValue::try_from(www_authenticate) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
