@@ -153,7 +153,7 @@ pub struct Claims {
 
 /// Checks a verified token against one server's `oauth` settings.
 pub fn authorize(claims: &Claims, oauth: &OAuthConfig) -> Result<(), Denied> {
-    if !claims.audiences.iter().any(|aud| *aud == oauth.audience) {
+    if !claims.audiences.contains(&oauth.audience) {
         return Err(Denied::Audience);
     }
     if let Some(wanted) = &oauth.client_id
@@ -166,7 +166,11 @@ pub fn authorize(claims: &Claims, oauth: &OAuthConfig) -> Result<(), Denied> {
             .scopes
             .iter()
             .any(|scope| scope == ADMIN_SCOPE || oauth.scopes.contains(scope));
-    if has_scope { Ok(()) } else { Err(Denied::Scope) }
+    if has_scope {
+        Ok(())
+    } else {
+        Err(Denied::Scope)
+    }
 }
 
 /// A claim that is either one string or an array of strings.
@@ -369,7 +373,11 @@ fn load_source(source: &KeySource, out: &mut Vec<Loaded>) -> Result<(), KeyError
     match source {
         KeySource::Hs256SecretFile(path) => {
             let secret = read_hs256_secret(path)?;
-            out.push((None, DecodingKey::from_secret(&secret), vec![Algorithm::HS256]));
+            out.push((
+                None,
+                DecodingKey::from_secret(&secret),
+                vec![Algorithm::HS256],
+            ));
         }
         KeySource::PublicKeyFile { path, algorithm } => {
             let pem = read(path)?;

@@ -188,9 +188,7 @@ pub async fn serve(
         let service_ctx = ctx.clone();
         let service = service_fn(move |request| {
             let ctx = service_ctx.clone();
-            async move {
-                Ok::<_, Infallible>(router::handle(&ctx.shared, bound, peer, request).await)
-            }
+            async move { Ok::<_, Infallible>(router::handle(&ctx.shared, bound, peer, request).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -108,18 +108,18 @@ pub async fn forward(
         None => format!("http://127.0.0.1:{}{}", upstream.port, upstream.path),
     };
     let Ok(uri) = Uri::try_from(uri) else {
-        return response::error(StatusCode::BAD_REQUEST, "invalid request target", Some(server));
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            "invalid request target",
+            Some(server),
+        );
     };
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        });
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    });
 
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
@@ -175,7 +175,11 @@ pub async fn forward(
         }
         Ok(Err(err)) => {
             tracing::warn!(server, cause = %err, "upstream request failed");
-            response::error(StatusCode::BAD_GATEWAY, "upstream request failed", Some(server))
+            response::error(
+                StatusCode::BAD_GATEWAY,
+                "upstream request failed",
+                Some(server),
+            )
         }
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
@@ -225,7 +229,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, "keep-alive, X-Custom-Hop".parse().unwrap());
+        headers.insert(
+            header::CONNECTION,
+            "keep-alive, X-Custom-Hop".parse().unwrap(),
+        );
         headers.insert("x-custom-hop", "1".parse().unwrap());
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
         headers.insert(header::TE, "trailers".parse().unwrap());

@@ -129,7 +129,10 @@ fn check_rebinding(
     let gateway = &live.config.gateway;
     let host = match request.headers().get(HOST) {
         Some(value) => value.to_str().ok(),
-        None => request.uri().authority().map(|authority| authority.as_str()),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
     };
     if !host.is_some_and(|host| guard::host_allowed(host, gateway, bound)) {
         return Some(response::error(
@@ -195,7 +198,8 @@ async fn mcp(
     }
     if has_query_token(request.uri().query()) {
         auth_failed(shared, "token_in_query");
-        let message = "access tokens are not accepted in the query string; send Authorization: Bearer";
+        let message =
+            "access tokens are not accepted in the query string; send Authorization: Bearer";
         if config.oauth.required {
             let challenge = format!(
                 "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
@@ -209,7 +213,7 @@ async fn mcp(
     let claims = if config.oauth.required {
         match authenticate(shared, live, name, &config.oauth, request.headers()) {
             Ok(claims) => Some(claims),
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         }
     } else {
         None
@@ -221,7 +225,11 @@ async fn mcp(
         return response::unavailable(&message, name, shared.options.retry_after_secs);
     }
     let Some(port) = status.port.or(config.port) else {
-        return response::unavailable("server has no port yet", name, shared.options.retry_after_secs);
+        return response::unavailable(
+            "server has no port yet",
+            name,
+            shared.options.retry_after_secs,
+        );
     };
     drop(status);
 
@@ -231,7 +239,11 @@ async fn mcp(
         port,
         path: &config.path,
         peer,
-        proto: if public_url.starts_with("https:") { "https" } else { "http" },
+        proto: if public_url.starts_with("https:") {
+            "https"
+        } else {
+            "http"
+        },
         max_body: live.config.gateway.max_body,
         header_timeout: shared.options.upstream_header_timeout,
         claims: claims.as_deref(),
@@ -251,7 +263,9 @@ fn has_query_token(query: Option<&str>) -> bool {
 /// The bearer token of `Authorization`: `None` when there is no bearer credential at all.
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
+    // `Bearer` alone (an empty token, its trailing space trimmed in transit) counts as a
+    // bearer credential that fails verification.
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
@@ -265,17 +279,17 @@ fn authenticate(
     name: &str,
     oauth: &OAuthConfig,
     headers: &HeaderMap,
-) -> Result<Arc<Claims>, Response<Body>> {
+) -> Result<Arc<Claims>, Box<Response<Body>>> {
     let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
     let Some(token) = bearer_token(headers) else {
         auth_failed(shared, "missing");
         let challenge = format!("Bearer resource_metadata=\"{}\"", metadata());
-        return Err(response::challenge(
+        return Err(Box::new(response::challenge(
             StatusCode::UNAUTHORIZED,
             "a bearer token is required",
             name,
             challenge,
-        ));
+        )));
     };
     let claims = match live.auth.verify(token) {
         Ok(claims) => claims,
@@ -286,28 +300,32 @@ fn authenticate(
                 "Bearer error=\"invalid_token\", resource_metadata=\"{}\"",
                 metadata()
             );
-            return Err(response::challenge(
+            return Err(Box::new(response::challenge(
                 StatusCode::UNAUTHORIZED,
                 &err.to_string(),
                 name,
                 challenge,
-            ));
+            )));
         }
     };
     if let Err(denied) = auth::authorize(&claims, oauth) {
         auth_failed(shared, denied.reason());
-        tracing::debug!(server = name, reason = denied.reason(), "token not allowed on this server");
+        tracing::debug!(
+            server = name,
+            reason = denied.reason(),
+            "token not allowed on this server"
+        );
         let challenge = format!(
             "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
             oauth.scopes.join(" "),
             metadata()
         );
-        return Err(response::challenge(
+        return Err(Box::new(response::challenge(
             StatusCode::FORBIDDEN,
             &denied.to_string(),
             name,
             challenge,
-        ));
+        )));
     }
     Ok(claims)
 }
@@ -321,12 +339,21 @@ mod tests {
         assert!(matches!(route("/healthz"), Route::Healthz));
         assert!(matches!(route("/api/v1/mcp/registry"), Route::Registry));
         assert!(matches!(route("/api/v1/mcp/echo/mcp"), Route::Mcp("echo")));
-        assert!(matches!(route("/api/v1/mcp/registry/mcp"), Route::Mcp("registry")));
+        assert!(matches!(
+            route("/api/v1/mcp/registry/mcp"),
+            Route::Mcp("registry")
+        ));
         assert!(matches!(
             route("/.well-known/oauth-protected-resource/api/v1/mcp/echo/mcp"),
             Route::Metadata("echo")
         ));
-        for other in ["/api/v1/mcp//mcp", "/api/v1/mcp/a/b/mcp", "/api/v1/mcp/echo", "/", "/mcp"] {
+        for other in [
+            "/api/v1/mcp//mcp",
+            "/api/v1/mcp/a/b/mcp",
+            "/api/v1/mcp/echo",
+            "/",
+            "/mcp",
+        ] {
             assert!(matches!(route(other), Route::NotFound), "{other}");
         }
     }

@@ -48,7 +48,10 @@ impl TokenCache {
 
     /// The cached claims of `key` if they are still valid at `now` (Unix seconds).
     pub fn get(&self, key: &TokenHash, now: u64) -> Option<Arc<Claims>> {
-        let mut shard = self.shard(key).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match shard.get(key) {
             Some(entry) if entry.expires_at >= now => Some(entry.claims.clone()),
             Some(_) => {
@@ -65,7 +68,10 @@ impl TokenCache {
         if expires_at < now {
             return;
         }
-        let mut shard = self.shard(&key).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self
+            .shard(&key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             shard.retain(|_, entry| entry.expires_at >= now);
             if shard.len() >= self.per_shard

@@ -1,1 +1,7 @@
-//! Gateway tests.
+//! Gateway tests against real sockets: a gateway on 127.0.0.1:0, real upstream servers, real
+//! HTTP clients.
+
+mod auth;
+mod proxy;
+mod registry;
+mod support;
