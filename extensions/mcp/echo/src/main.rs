@@ -1,1 +1,89 @@
-fn main() {}
+//! `mcp-echo`: an example MCP server for mcpd, and a template to copy.
+//!
+//! It serves MCP streamable HTTP on `127.0.0.1:$MCP_PORT` (else `$PORT`) at `/mcp`, prints one
+//! line to stdout when it listens and one per tool call, logs to stderr (`RUST_LOG`, default
+//! `info`), and exits 0 after a graceful shutdown on SIGTERM or SIGINT.
+//!
+//! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port is missing or invalid.
+
+mod server;
+mod tools;
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let port = match port_from_env() {
+        Ok(port) => port,
+        Err(message) => {
+            eprintln!("mcp-echo: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("mcp-echo: cannot listen on {addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let shutdown = CancellationToken::new();
+    let signals = match listen_for_signals(shutdown.clone()) {
+        Ok(task) => task,
+        Err(error) => {
+            eprintln!("mcp-echo: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    println!("mcp-echo listening on http://{addr}{}", server::MCP_PATH);
+    server::serve(listener, shutdown).await;
+    signals.abort();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Reads the port from `MCP_PORT`, else `PORT` (both set by mcpd; `PORT` suits other hosts).
+fn port_from_env() -> Result<u16, String> {
+    let (name, value) = ["MCP_PORT", "PORT"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|value| (name, value)))
+        .ok_or("set MCP_PORT (or PORT) to the port to listen on, e.g. MCP_PORT=5000")?;
+    match value.trim().parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!(
+            "{name}={value:?} is not a port; use a number from 1 to 65535"
+        )),
+    }
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+fn listen_for_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+        shutdown.cancel();
+    }))
+}

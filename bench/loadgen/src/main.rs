@@ -1,0 +1,275 @@
+//! mcpd-loadgen: drives MCP `tools/call` requests over streamable HTTP at a fixed number of
+//! connections, one MCP session per connection, and prints requests/s and latency percentiles
+//! as one JSON line. Used by `bench/run.sh` against a direct backend, mcpd and nginx alike.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "MCP tools/call load generator")]
+struct Args {
+    /// Full URL of the MCP endpoint, e.g. http://127.0.0.1:8080/api/v1/mcp/echo/mcp
+    #[arg(long)]
+    url: String,
+    /// Concurrent connections (each with its own MCP session).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// How long to measure, after a warm-up of one second.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    duration: Duration,
+    /// Bearer token to send (for servers that require OAuth).
+    #[arg(long)]
+    token: Option<String>,
+    /// Tool to call with {"text": "hello"}.
+    #[arg(long, default_value = "echo")]
+    tool: String,
+    /// Instead of tools/call: start `streams` concurrent `progress` calls and report event delays.
+    #[arg(long)]
+    sse_streams: Option<usize>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .map(Duration::from_secs_f64)
+        .map_err(|e| e.to_string())
+}
+
+struct Target {
+    authority: String,
+    path: String,
+    addr: String,
+}
+
+fn target(url: &str) -> anyhow::Result<Target> {
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/"), |(a, p)| (a, p));
+    Ok(Target {
+        authority: authority.to_owned(),
+        path: format!("/{}", path.trim_start_matches('/')),
+        addr: authority.to_owned(),
+    })
+}
+
+/// One HTTP/1.1 connection holding one MCP session.
+struct Session {
+    sender: http1::SendRequest<Full<Bytes>>,
+    session_id: Option<String>,
+    target_host: String,
+    path: String,
+    token: Option<String>,
+}
+
+impl Session {
+    async fn open(t: &Target, token: Option<String>) -> anyhow::Result<Session> {
+        let stream = TcpStream::connect(&t.addr)
+            .await
+            .with_context(|| format!("connect {}", t.addr))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut session = Session {
+            sender,
+            session_id: None,
+            target_host: t.authority.clone(),
+            path: t.path.clone(),
+            token,
+        };
+        let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcpd-loadgen","version":"1"}}});
+        session.post(init.to_string()).await?;
+        let done = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        session.post(done.to_string()).await?;
+        Ok(session)
+    }
+
+    /// POSTs one JSON-RPC message; returns the whole response body.
+    async fn post(&mut self, body: String) -> anyhow::Result<Bytes> {
+        let mut req = Request::post(&self.path)
+            .header("host", &self.target_host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(id) = &self.session_id {
+            req = req.header("mcp-session-id", id);
+        }
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.sender.ready().await?;
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = resp.status();
+        if let Some(id) = resp.headers().get("mcp-session-id") {
+            self.session_id = Some(id.to_str()?.to_owned());
+        }
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(bytes)
+    }
+}
+
+async fn worker(
+    args: Args,
+    start: Instant,
+    warmup_end: Instant,
+    end: Instant,
+) -> anyhow::Result<Vec<u32>> {
+    let t = target(&args.url)?;
+    let mut session = Session::open(&t, args.token.clone()).await?;
+    let mut latencies_us = Vec::with_capacity(100_000);
+    let mut id = 1u64;
+    let _ = start;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        id += 1;
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
+            args.tool
+        );
+        let body = session.post(call).await?;
+        if !body.windows(6).any(|w| w == b"result") {
+            bail!("unexpected answer: {}", String::from_utf8_lossy(&body));
+        }
+        if now >= warmup_end {
+            latencies_us.push(u32::try_from(now.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+    Ok(latencies_us)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn run_calls(args: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let warmup_end = start + Duration::from_secs(1);
+    let end = warmup_end + args.duration;
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        tasks.push(tokio::spawn(worker(args.clone(), start, warmup_end, end)));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0usize;
+    for task in tasks {
+        match task.await? {
+            Ok(lat) => all.extend(lat),
+            Err(error) => {
+                errors += 1;
+                eprintln!("connection failed: {error:#}");
+            }
+        }
+    }
+    all.sort_unstable();
+    let rps = all.len() as f64 / args.duration.as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "url": args.url, "connections": args.connections, "requests": all.len(),
+            "rps": rps.round(), "p50_us": percentile(&all, 50.0), "p99_us": percentile(&all, 99.0),
+            "failed_connections": errors,
+        })
+    );
+    if errors > 0 {
+        bail!("{errors} connections failed");
+    }
+    Ok(())
+}
+
+/// Starts `streams` concurrent `progress` calls (20 steps, 50 ms apart) and measures, for each
+/// event, how late it arrived relative to the interval the server was asked to keep.
+async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
+    let t = target(&args.url)?;
+    let steps = 20u64;
+    let interval_ms = 50u64;
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let token = args.token.clone();
+        let t = Target {
+            authority: t.authority.clone(),
+            path: t.path.clone(),
+            addr: t.addr.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut session = Session::open(&t, token).await?;
+            let call = serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+                "name":"progress","arguments":{"steps":steps,"interval_ms":interval_ms},"_meta":{"progressToken":"p"}}});
+            let mut req = Request::post(&session.path)
+                .header("host", &session.target_host)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session.session_id.clone().unwrap_or_default());
+            if let Some(token) = &session.token {
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            session.sender.ready().await?;
+            let started = Instant::now();
+            let resp = session.sender.send_request(req.body(Full::new(Bytes::from(call.to_string())))?).await?;
+            let mut body = resp.into_body();
+            let mut delays = Vec::new();
+            let mut events = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame?;
+                if let Some(data) = frame.data_ref() {
+                    let needle = b"notifications/progress";
+                    for _ in data.windows(needle.len()).filter(|w| w == needle) {
+                        events += 1;
+                        let expected = Duration::from_millis(interval_ms * events);
+                        delays.push(started.elapsed().saturating_sub(expected).as_micros() as u32);
+                    }
+                }
+            }
+            anyhow::Ok((events, delays))
+        }));
+    }
+    let mut events = 0;
+    let mut delays = Vec::new();
+    let mut failed = 0;
+    for task in tasks {
+        match task.await? {
+            Ok((e, d)) => {
+                events += e;
+                delays.extend(d);
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("stream failed: {error:#}");
+            }
+        }
+    }
+    delays.sort_unstable();
+    println!(
+        "{}",
+        serde_json::json!({"url": args.url, "streams": streams, "events": events,
+            "expected_events": steps * streams as u64, "p50_delay_us": percentile(&delays, 50.0),
+            "p99_delay_us": percentile(&delays, 99.0), "failed_streams": failed})
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.sse_streams {
+        Some(streams) => run_sse(args, streams).await,
+        None => run_calls(args).await,
+    }
+}
