@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::auth::Claims;
-use super::response::{self, Body};
+use super::response::{self, Body, UpstreamBody};
 
 /// The pooled client that talks to the upstream servers.
 pub type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
@@ -184,7 +184,7 @@ pub async fn forward(
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Either::Right(body))
+            Response::from_parts(parts, Either::Right(UpstreamBody::new(body)))
         }
     }
 }

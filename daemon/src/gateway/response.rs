@@ -1,14 +1,72 @@
 //! Response bodies and the JSON responses the gateway writes itself (errors, registry,
 //! metadata).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
+use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// A response body: either written by the gateway or streamed from an upstream server.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, UpstreamBody>;
+
+/// An upstream response body, passed through frame by frame; optionally counted in the
+/// active-streams gauge until it ends or the client goes away.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    active: Option<Gauge>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming) -> Self {
+        UpstreamBody {
+            inner,
+            active: None,
+        }
+    }
+
+    /// Counts this body in `gauge` until it is dropped.
+    pub fn track(&mut self, gauge: Gauge) {
+        gauge.inc();
+        if let Some(previous) = self.active.replace(gauge) {
+            previous.dec();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.active {
+            gauge.dec();
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Either::Left(Full::new(bytes.into()))

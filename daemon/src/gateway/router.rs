@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::auth::{self, Claims};
@@ -111,8 +112,8 @@ pub(super) async fn handle(
         Route::Mcp(name) => {
             let name = name.to_owned();
             let started = Instant::now();
-            let response = mcp(shared, &live, peer, &name, request).await;
-            record(shared, &name, response.status(), started);
+            let mut response = mcp(shared, &live, peer, &name, request).await;
+            record(shared, &name, &mut response, started);
             response
         }
         Route::NotFound => response::error(StatusCode::NOT_FOUND, "not found", None),
@@ -155,21 +156,27 @@ fn check_rebinding(
     None
 }
 
-fn record(shared: &Shared, name: &str, status: StatusCode, started: Instant) {
-    if let Some(metrics) = &shared.metrics {
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                server: name.to_owned(),
-                status: status.as_u16(),
-            })
-            .inc();
-        metrics
-            .latency
-            .get_or_create(&ServerLabel {
-                server: name.to_owned(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+/// Counts the request, its time to response headers and, while it streams, its body.
+fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: Instant) {
+    let Some(metrics) = &shared.metrics else {
+        return;
+    };
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            server: name.to_owned(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    let server = ServerLabel {
+        server: name.to_owned(),
+    };
+    metrics
+        .latency
+        .get_or_create(&server)
+        .observe(started.elapsed().as_secs_f64());
+    if let Either::Right(body) = response.body_mut() {
+        body.track(metrics.active_streams.get_or_create(&server).clone());
     }
 }
 

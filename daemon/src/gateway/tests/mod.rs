@@ -2,6 +2,7 @@
 //! HTTP clients.
 
 mod auth;
+mod echo;
 mod proxy;
 mod registry;
 mod support;

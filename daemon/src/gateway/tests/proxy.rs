@@ -538,3 +538,77 @@ async fn drain_is_bounded() {
     s.gateway.stop().await;
     drop(response);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), AuthConfig::default());
+    let upstream = Upstream::start().await;
+    let running = status(ServerState::Running, Some(upstream.port));
+    let directory = directory(vec![
+        (
+            server_config(&config, "echo", "/echo", no_oauth()),
+            running.clone(),
+        ),
+        (server_config(&config, "sse", "/sse", no_oauth()), running),
+    ]);
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(directory.clone()));
+    let auth = crate::gateway::Authenticator::load(&config.auth).unwrap();
+    let ctx = crate::gateway::GatewayContext::from_parts(
+        directory,
+        config,
+        auth,
+        fast_options(),
+        Some(metrics.clone()),
+    );
+    let gateway = Gateway::start_with(ctx).await;
+
+    let request = Request::post(gateway.url("/api/v1/mcp/echo/mcp"))
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&client(), request).await.0, StatusCode::OK);
+    let events = upstream.sse();
+    let request = Request::get(gateway.url("/api/v1/mcp/sse/mcp"))
+        .body(empty())
+        .unwrap();
+    let stream = tokio::time::timeout(WAIT, client().request(request))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (status_code, headers, bytes) = send(
+        &client(),
+        Request::get(gateway.url("/metrics")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status_code, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        text.contains("mcpd_gateway_requests_total{server=\"echo\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mcpd_gateway_active_streams{server=\"sse\"} 1"),
+        "{text}"
+    );
+
+    drop(stream);
+    drop(events);
+    let closed = async {
+        while !metrics
+            .render()
+            .contains("mcpd_gateway_active_streams{server=\"sse\"} 0")
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, closed)
+        .await
+        .expect("stream no longer counted once the client went away");
+}
