@@ -1,8 +1,20 @@
 //! The HTTP gateway: registry, per-server MCP proxy, OAuth/JWT checks and RFC 9728 metadata.
 //!
-//! `serve` accepts HTTP/1.1 and h2c connections on a listener the caller bound, hands each
-//! request to `router::handle`, and on shutdown stops accepting and lets in-flight requests
-//! finish for at most `GatewayOptions::drain_timeout`.
+//! `serve` accepts HTTP/1.1 and h2c (prior knowledge) connections on a listener the caller
+//! bound, hands each request to `router::handle`, and on shutdown stops accepting and lets
+//! in-flight requests finish for at most `GatewayOptions::drain_timeout`.
+//!
+//! Choices where DESIGN.md is silent:
+//! - `/healthz` answers any `Host`; every other route goes through the Host/Origin checks.
+//!   `public_url`'s own origin is always allowed, and `*` in `allowed_origins` allows any.
+//! - A disabled server is answered like an unknown one (404): it is not offered.
+//! - `access_token=` in the query string is refused with 400 (`error="invalid_request"` in
+//!   the challenge for OAuth servers), even alongside a valid header: tokens in URLs leak
+//!   into logs and histories.
+//! - A token without `aud` (or, with `auth.issuer` set, without `iss`) is invalid (401); a
+//!   token whose `aud` lacks the server's audience is valid but not for this server (403).
+//! - An `Authorization` header that is not `Bearer` counts as no token (401 without `error`).
+//! - `X-Forwarded-Proto` is `public_url`'s scheme; `X-Forwarded-For` appends the peer.
 
 pub mod auth;
 mod guard;

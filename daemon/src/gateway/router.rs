@@ -161,6 +161,10 @@ fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: I
     let Some(metrics) = &shared.metrics else {
         return;
     };
+    // Names of unknown servers come from clients: never let them mint label sets.
+    if shared.directory.get(name).is_none() {
+        return;
+    }
     metrics
         .requests
         .get_or_create(&RequestLabels {

@@ -612,3 +612,19 @@ async fn metrics_count_requests_and_open_streams() {
         .await
         .expect("stream no longer counted once the client went away");
 }
+
+#[tokio::test]
+async fn client_disconnect_before_headers_cancels_the_upstream_request() {
+    let s = setup(fast_options()).await;
+    let request = Request::post(s.gateway.url("/api/v1/mcp/hold/mcp"))
+        .body(empty())
+        .unwrap();
+    let in_flight = tokio::spawn(async move { client().request(request).await });
+    tokio::time::timeout(WAIT, s.upstream.held.notified())
+        .await
+        .expect("upstream got the request");
+    in_flight.abort();
+    tokio::time::timeout(WAIT, s.upstream.dropped.notified())
+        .await
+        .expect("upstream request cancelled after the client went away");
+}

@@ -255,12 +255,14 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
 ///   body length) with `Mcp-Session-Id: upstream-session` and a few hop-by-hop headers.
 /// - `/sse`: an event stream whose events are the strings pushed into `events`.
 /// - `/slow`: never answers.
-/// - `/hold`: tells `held` it has the request, then answers once `release` is notified.
+/// - `/hold`: tells `held` it has the request, then answers once `release` is notified; tells
+///   `dropped` if it is cancelled before that.
 pub struct Upstream {
     pub port: u16,
     events: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
     pub held: Arc<Notify>,
     pub release: Arc<Notify>,
+    pub dropped: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -277,7 +279,13 @@ impl Upstream {
         let events = Arc::new(Mutex::new(None));
         let held = Arc::new(Notify::new());
         let release = Arc::new(Notify::new());
-        let state = (events.clone(), held.clone(), release.clone());
+        let dropped = Arc::new(Notify::new());
+        let state = UpstreamState {
+            events: events.clone(),
+            held: held.clone(),
+            release: release.clone(),
+            dropped: dropped.clone(),
+        };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -301,6 +309,7 @@ impl Upstream {
             events,
             held,
             release,
+            dropped,
             task,
         }
     }
@@ -313,14 +322,32 @@ impl Upstream {
     }
 }
 
-type UpstreamState = (
-    Arc<Mutex<Option<mpsc::Receiver<String>>>>,
-    Arc<Notify>,
-    Arc<Notify>,
-);
+#[derive(Clone)]
+struct UpstreamState {
+    events: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
+    held: Arc<Notify>,
+    release: Arc<Notify>,
+    dropped: Arc<Notify>,
+}
+
+/// Notifies when dropped unless disarmed: detects a cancelled handler.
+struct DropSignal(Option<Arc<Notify>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(notify) = self.0.take() {
+            notify.notify_one();
+        }
+    }
+}
 
 async fn upstream_handle(state: UpstreamState, request: Request<Incoming>) -> Response<TestBody> {
-    let (events, held, release) = state;
+    let UpstreamState {
+        events,
+        held,
+        release,
+        dropped,
+    } = state;
     match request.uri().path() {
         "/echo" => {
             let (parts, incoming) = request.into_parts();
@@ -367,8 +394,10 @@ async fn upstream_handle(state: UpstreamState, request: Request<Incoming>) -> Re
         }
         "/slow" => std::future::pending().await,
         "/hold" => {
+            let mut signal = DropSignal(Some(dropped));
             held.notify_one();
             release.notified().await;
+            signal.0 = None;
             Response::new(body("released"))
         }
         _ => Response::builder()
