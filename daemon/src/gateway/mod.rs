@@ -1,1 +1,240 @@
 //! The HTTP gateway: registry, per-server MCP proxy, OAuth/JWT checks and RFC 9728 metadata.
+//!
+//! `serve` accepts HTTP/1.1 and h2c (prior knowledge) connections on a listener the caller
+//! bound, hands each request to `router::handle`, and on shutdown stops accepting and lets
+//! in-flight requests finish for at most `GatewayOptions::drain_timeout`.
+//!
+//! Choices where DESIGN.md is silent:
+//! - `/healthz` answers any `Host`; every other route goes through the Host/Origin checks.
+//!   `public_url`'s own origin is always allowed, and `*` in `allowed_origins` allows any.
+//! - A disabled server is answered like an unknown one (404): it is not offered.
+//! - `access_token=` in the query string is refused with 400 (`error="invalid_request"` in
+//!   the challenge for OAuth servers), even alongside a valid header: tokens in URLs leak
+//!   into logs and histories.
+//! - A token without `aud` (or, with `auth.issuer` set, without `iss`) is invalid (401); a
+//!   token whose `aud` lacks the server's audience is valid but not for this server (403).
+//! - An `Authorization` header that is not `Bearer` counts as no token (401 without `error`).
+//! - `X-Forwarded-Proto` is `public_url`'s scheme; `X-Forwarded-For` appends the peer.
+
+pub mod auth;
+mod guard;
+mod proxy;
+mod registry;
+mod response;
+mod router;
+mod token_cache;
+
+#[cfg(test)]
+mod tests;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{Authenticator, KeyError};
+pub use registry::resource_metadata_url;
+
+use crate::config::DaemonConfig;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+
+/// Largest request head (request line plus headers) accepted from a client, in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest request target accepted, in bytes; longer ones get 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most headers accepted in one request.
+pub const MAX_HEADERS: usize = 100;
+
+/// Timeouts of the gateway that are not part of the configuration file.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// How long a client may take to send a request head (slowloris protection).
+    pub header_read_timeout: Duration,
+    /// How long an upstream server may take to send response headers (then 504). Bodies,
+    /// SSE streams included, have no timeout.
+    pub upstream_header_timeout: Duration,
+    /// How long an upstream connection may take to be established (then 502).
+    pub connect_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    pub drain_timeout: Duration,
+    /// `Retry-After` seconds of a 503 for a server that is not running.
+    pub retry_after_secs: u64,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            header_read_timeout: Duration::from_secs(10),
+            upstream_header_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// What a reload swaps at once: the daemon configuration and the keys loaded from it.
+#[derive(Debug)]
+pub struct Live {
+    pub config: DaemonConfig,
+    pub auth: Authenticator,
+}
+
+#[derive(Debug)]
+struct Shared {
+    directory: Arc<Directory>,
+    live: ArcSwap<Live>,
+    client: proxy::UpstreamClient,
+    options: GatewayOptions,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// Everything the gateway reads: the live directory, the configuration and keys (swappable
+/// by a reload), the upstream connection pool and optional metrics. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GatewayContext {
+    shared: Arc<Shared>,
+}
+
+impl GatewayContext {
+    /// Loads the keys of `config.auth` and builds a context with default options.
+    pub fn new(directory: Arc<Directory>, config: DaemonConfig) -> Result<Self, KeyError> {
+        let auth = Authenticator::load(&config.auth)?;
+        Ok(Self::from_parts(
+            directory,
+            config,
+            auth,
+            GatewayOptions::default(),
+            None,
+        ))
+    }
+
+    pub fn from_parts(
+        directory: Arc<Directory>,
+        config: DaemonConfig,
+        auth: Authenticator,
+        options: GatewayOptions,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        let client = proxy::client(options.connect_timeout);
+        GatewayContext {
+            shared: Arc::new(Shared {
+                directory,
+                live: ArcSwap::from_pointee(Live { config, auth }),
+                client,
+                options,
+                metrics,
+            }),
+        }
+    }
+
+    /// Loads the keys of a new configuration and swaps both in; on error nothing changes.
+    /// The verified-token cache starts empty, so removed keys stop working at once.
+    pub fn reload(&self, config: DaemonConfig) -> Result<(), KeyError> {
+        let auth = Authenticator::load(&config.auth)?;
+        self.shared.live.store(Arc::new(Live { config, auth }));
+        Ok(())
+    }
+
+    /// The configuration and keys in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.shared.live.load_full()
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.shared.directory
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: GatewayContext,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let bound = listener.local_addr()?;
+    let options = ctx.shared.options.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(256);
+
+    let graceful = GracefulShutdown::new();
+    let tracker = TaskTracker::new();
+    let force_close = CancellationToken::new();
+    tracing::info!(address = %bound, "gateway listening");
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(cause = %err, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(cause = %err, "cannot set TCP_NODELAY on a client connection");
+        }
+        let service_ctx = ctx.clone();
+        let service = service_fn(move |request| {
+            let ctx = service_ctx.clone();
+            async move { Ok::<_, Infallible>(router::handle(&ctx.shared, bound, peer, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let force_close = force_close.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, cause = %err, "client connection ended with an error");
+                    }
+                }
+                () = force_close.cancelled() => {}
+            }
+        });
+    }
+
+    drop(listener);
+    tracker.close();
+    tracing::info!(
+        connections = tracker.len(),
+        "gateway stopped accepting; draining"
+    );
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = tracker.len(),
+            "drain timeout reached; closing the remaining connections"
+        );
+    }
+    force_close.cancel();
+    tracker.wait().await;
+    Ok(())
+}

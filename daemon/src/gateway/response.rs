@@ -1,0 +1,116 @@
+//! Response bodies and the JSON responses the gateway writes itself (errors, registry,
+//! metadata).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// A response body: either written by the gateway or streamed from an upstream server.
+pub type Body = Either<Full<Bytes>, UpstreamBody>;
+
+/// An upstream response body, passed through frame by frame; optionally counted in the
+/// active-streams gauge until it ends or the client goes away.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    active: Option<Gauge>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming) -> Self {
+        UpstreamBody {
+            inner,
+            active: None,
+        }
+    }
+
+    /// Counts this body in `gauge` until it is dropped.
+    pub fn track(&mut self, gauge: Gauge) {
+        gauge.inc();
+        if let Some(previous) = self.active.replace(gauge) {
+            previous.dec();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.active {
+            gauge.dec();
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serializing plain structs and `json!` values cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"error": message, "server": server}` (`server` omitted when there is none).
+pub fn error(status: StatusCode, message: &str, server: Option<&str>) -> Response<Body> {
+    let body = match server {
+        Some(server) => serde_json::json!({ "error": message, "server": server }),
+        None => serde_json::json!({ "error": message }),
+    };
+    json(status, &body)
+}
+
+/// 503 with `Retry-After`.
+pub fn unavailable(message: &str, server: &str, retry_after_secs: u64) -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message, Some(server));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+/// An error with a `WWW-Authenticate` challenge (401, 403, or 400 for a query-string token).
+pub fn challenge(
+    status: StatusCode,
+    message: &str,
+    server: &str,
+    www_authenticate: String,
+) -> Response<Body> {
+    let mut response = error(status, message, Some(server));
+    if let Ok(value) = HeaderValue::try_from(www_authenticate) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}

@@ -1,0 +1,379 @@
+//! Routing of one request: `Host`/`Origin` checks, then the registry, metadata, health,
+//! metrics, or the MCP proxy behind the bearer-token checks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::auth::{self, Claims};
+use super::proxy::{self, Upstream};
+use super::registry::{self, resource_metadata_url};
+use super::response::{self, Body};
+use super::{Live, MAX_URI_BYTES, Shared, guard};
+use crate::config::OAuthConfig;
+use crate::directory::ServerState;
+use crate::metrics::{ReasonLabel, RequestLabels, ServerLabel};
+
+const MCP_PREFIX: &str = "/api/v1/mcp/";
+const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource/api/v1/mcp/";
+
+enum Route<'a> {
+    Healthz,
+    Metrics,
+    Registry,
+    Metadata(&'a str),
+    Mcp(&'a str),
+    NotFound,
+}
+
+/// `{prefix}{name}/mcp` -> `name` (one path segment, not empty).
+fn server_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let name = path.strip_prefix(prefix)?.strip_suffix("/mcp")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/healthz" => Route::Healthz,
+        "/metrics" => Route::Metrics,
+        "/api/v1/mcp/registry" => Route::Registry,
+        _ => {
+            if let Some(name) = server_segment(path, METADATA_PREFIX) {
+                Route::Metadata(name)
+            } else if let Some(name) = server_segment(path, MCP_PREFIX) {
+                Route::Mcp(name)
+            } else {
+                Route::NotFound
+            }
+        }
+    }
+}
+
+pub(super) async fn handle(
+    shared: &Shared,
+    bound: SocketAddr,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return response::error(StatusCode::URI_TOO_LONG, "request target is too long", None);
+    }
+    let path = request.uri().path();
+    let route = route(path);
+    let live = shared.live.load_full();
+    let server = match route {
+        Route::Metadata(name) | Route::Mcp(name) => Some(name),
+        _ => None,
+    };
+    // Health checks come from load balancers that may use any Host; the answer reveals nothing.
+    if !matches!(route, Route::Healthz)
+        && let Some(refusal) = check_rebinding(&live, bound, &request, server)
+    {
+        return refusal;
+    }
+
+    let is_get = matches!(*request.method(), Method::GET | Method::HEAD);
+    match route {
+        Route::Healthz => response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        Route::Registry if is_get => registry::registry(&shared.directory),
+        Route::Metadata(name) if is_get => {
+            registry::resource_metadata(&shared.directory, &live.config, name)
+        }
+        Route::Metrics if is_get => match &shared.metrics {
+            Some(metrics) => {
+                let mut response = Response::new(response::full(metrics.render()));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            None => response::error(StatusCode::NOT_FOUND, "not found", None),
+        },
+        Route::Registry | Route::Metadata(_) | Route::Metrics => {
+            let mut response =
+                response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", server);
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+        Route::Mcp(name) => {
+            let name = name.to_owned();
+            let started = Instant::now();
+            let mut response = mcp(shared, &live, peer, &name, request).await;
+            record(shared, &name, &mut response, started);
+            response
+        }
+        Route::NotFound => response::error(StatusCode::NOT_FOUND, "not found", None),
+    }
+}
+
+/// 403 when `Host` or `Origin` is not one the gateway answers (DNS-rebinding protection).
+fn check_rebinding(
+    live: &Live,
+    bound: SocketAddr,
+    request: &Request<Incoming>,
+    server: Option<&str>,
+) -> Option<Response<Body>> {
+    let gateway = &live.config.gateway;
+    let host = match request.headers().get(HOST) {
+        Some(value) => value.to_str().ok(),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
+    };
+    if !host.is_some_and(|host| guard::host_allowed(host, gateway, bound)) {
+        return Some(response::error(
+            StatusCode::FORBIDDEN,
+            "Host not allowed (add it to gateway.allowed_hosts)",
+            server,
+        ));
+    }
+    if let Some(origin) = request.headers().get(ORIGIN)
+        && !origin
+            .to_str()
+            .is_ok_and(|origin| guard::origin_allowed(origin, gateway))
+    {
+        return Some(response::error(
+            StatusCode::FORBIDDEN,
+            "Origin not allowed (add it to gateway.allowed_origins)",
+            server,
+        ));
+    }
+    None
+}
+
+/// Counts the request, its time to response headers and, while it streams, its body.
+fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: Instant) {
+    let Some(metrics) = &shared.metrics else {
+        return;
+    };
+    // Names of unknown servers come from clients: never let them mint label sets.
+    if shared.directory.get(name).is_none() {
+        return;
+    }
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            server: name.to_owned(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    let server = ServerLabel {
+        server: name.to_owned(),
+    };
+    metrics
+        .latency
+        .get_or_create(&server)
+        .observe(started.elapsed().as_secs_f64());
+    if let Either::Right(body) = response.body_mut() {
+        body.track(metrics.active_streams.get_or_create(&server).clone());
+    }
+}
+
+fn auth_failed(shared: &Shared, reason: &'static str) {
+    if let Some(metrics) = &shared.metrics {
+        metrics
+            .auth_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+async fn mcp(
+    shared: &Shared,
+    live: &Live,
+    peer: SocketAddr,
+    name: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Some(entry) = shared.directory.get(name) else {
+        return response::error(StatusCode::NOT_FOUND, "unknown server", Some(name));
+    };
+    let config = entry.config.load_full();
+    if !config.enabled {
+        return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
+    }
+    if has_query_token(request.uri().query()) {
+        auth_failed(shared, "token_in_query");
+        let message =
+            "access tokens are not accepted in the query string; send Authorization: Bearer";
+        if config.oauth.required {
+            let challenge = format!(
+                "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
+                resource_metadata_url(&live.config.gateway.public_url, name)
+            );
+            return response::challenge(StatusCode::BAD_REQUEST, message, name, challenge);
+        }
+        return response::error(StatusCode::BAD_REQUEST, message, Some(name));
+    }
+
+    let claims = if config.oauth.required {
+        match authenticate(shared, live, name, &config.oauth, request.headers()) {
+            Ok(claims) => Some(claims),
+            Err(refusal) => return *refusal,
+        }
+    } else {
+        None
+    };
+
+    let status = entry.status.load();
+    if status.state != ServerState::Running {
+        let message = format!("server is {}", status.state);
+        return response::unavailable(&message, name, shared.options.retry_after_secs);
+    }
+    let Some(port) = status.port.or(config.port) else {
+        return response::unavailable(
+            "server has no port yet",
+            name,
+            shared.options.retry_after_secs,
+        );
+    };
+    drop(status);
+
+    let public_url = &live.config.gateway.public_url;
+    let upstream = Upstream {
+        server: name,
+        port,
+        path: &config.path,
+        peer,
+        proto: if public_url.starts_with("https:") {
+            "https"
+        } else {
+            "http"
+        },
+        max_body: live.config.gateway.max_body,
+        header_timeout: shared.options.upstream_header_timeout,
+        claims: claims.as_deref(),
+    };
+    proxy::forward(&shared.client, upstream, request).await
+}
+
+/// True when the query string carries an `access_token` parameter.
+fn has_query_token(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    })
+}
+
+/// The bearer token of `Authorization`: `None` when there is no bearer credential at all.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    // `Bearer` alone (an empty token, its trailing space trimmed in transit) counts as a
+    // bearer credential that fails verification.
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Verifies the bearer token and checks it against the server: 401 without a valid token,
+/// 403 when the token is valid but not for this server.
+fn authenticate(
+    shared: &Shared,
+    live: &Live,
+    name: &str,
+    oauth: &OAuthConfig,
+    headers: &HeaderMap,
+) -> Result<Arc<Claims>, Box<Response<Body>>> {
+    let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
+    let Some(token) = bearer_token(headers) else {
+        auth_failed(shared, "missing");
+        let challenge = format!("Bearer resource_metadata=\"{}\"", metadata());
+        return Err(Box::new(response::challenge(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required",
+            name,
+            challenge,
+        )));
+    };
+    let claims = match live.auth.verify(token) {
+        Ok(claims) => claims,
+        Err(err) => {
+            auth_failed(shared, err.reason());
+            tracing::debug!(server = name, reason = err.reason(), "token refused");
+            let challenge = format!(
+                "Bearer error=\"invalid_token\", resource_metadata=\"{}\"",
+                metadata()
+            );
+            return Err(Box::new(response::challenge(
+                StatusCode::UNAUTHORIZED,
+                &err.to_string(),
+                name,
+                challenge,
+            )));
+        }
+    };
+    if let Err(denied) = auth::authorize(&claims, oauth) {
+        auth_failed(shared, denied.reason());
+        tracing::debug!(
+            server = name,
+            reason = denied.reason(),
+            "token not allowed on this server"
+        );
+        let challenge = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+            oauth.scopes.join(" "),
+            metadata()
+        );
+        return Err(Box::new(response::challenge(
+            StatusCode::FORBIDDEN,
+            &denied.to_string(),
+            name,
+            challenge,
+        )));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route("/healthz"), Route::Healthz));
+        assert!(matches!(route("/api/v1/mcp/registry"), Route::Registry));
+        assert!(matches!(route("/api/v1/mcp/echo/mcp"), Route::Mcp("echo")));
+        assert!(matches!(
+            route("/api/v1/mcp/registry/mcp"),
+            Route::Mcp("registry")
+        ));
+        assert!(matches!(
+            route("/.well-known/oauth-protected-resource/api/v1/mcp/echo/mcp"),
+            Route::Metadata("echo")
+        ));
+        for other in [
+            "/api/v1/mcp//mcp",
+            "/api/v1/mcp/a/b/mcp",
+            "/api/v1/mcp/echo",
+            "/",
+            "/mcp",
+        ] {
+            assert!(matches!(route(other), Route::NotFound), "{other}");
+        }
+    }
+
+    #[test]
+    fn query_tokens() {
+        assert!(has_query_token(Some("access_token=abc")));
+        assert!(has_query_token(Some("a=1&access_token=abc")));
+        assert!(!has_query_token(Some("my_access_token=abc")));
+        assert!(!has_query_token(None));
+    }
+}

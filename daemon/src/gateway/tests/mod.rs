@@ -1,0 +1,8 @@
+//! Gateway tests against real sockets: a gateway on 127.0.0.1:0, real upstream servers, real
+//! HTTP clients.
+
+mod auth;
+mod echo;
+mod proxy;
+mod registry;
+mod support;

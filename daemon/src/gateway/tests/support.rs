@@ -1,0 +1,414 @@
+//! Test harness: a gateway served on 127.0.0.1:0 over a hand-built directory, a small real
+//! hyper upstream server, and an HTTP client.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{
+    AuthConfig, ControlConfig, DaemonConfig, GatewayConfig, HealthConfig, LogsConfig, OAuthConfig,
+    PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults,
+};
+use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus};
+use crate::gateway::{Authenticator, GatewayContext, GatewayOptions, serve};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type TestBody = BoxBody<Bytes, Infallible>;
+
+pub fn daemon_config(dir: &Path, auth: AuthConfig) -> DaemonConfig {
+    let restart = RestartConfig {
+        policy: RestartPolicy::OnFailure,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+        reset_after: Duration::from_secs(30),
+        burst: 5,
+        window: Duration::from_secs(300),
+    };
+    let health = HealthConfig {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+        failures: 3,
+        start_timeout: Duration::from_secs(30),
+    };
+    DaemonConfig {
+        source: None,
+        services_dir: dir.join("mcp"),
+        port_range: PortRange {
+            start: 5000,
+            end: 5999,
+        },
+        bin_dirs: Vec::new(),
+        state_dir: dir.join("state"),
+        gateway: GatewayConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            public_url: "http://localhost:8080".into(),
+            public_host: "localhost:8080".into(),
+            allowed_origins: vec!["https://app.example.com".into()],
+            allowed_hosts: vec!["mcp.internal".into()],
+            max_body: 1024,
+        },
+        control: ControlConfig {
+            socket: dir.join("mcpd.sock"),
+            mode: 0o660,
+        },
+        logs: LogsConfig {
+            dir: dir.join("logs"),
+            rotation: Rotation::Never,
+            keep: 1,
+            buffer_lines: 100,
+        },
+        auth,
+        defaults: ServerDefaults {
+            restart,
+            health,
+            stop_timeout: Duration::from_secs(10),
+        },
+    }
+}
+
+pub fn oauth(scopes: &[&str]) -> OAuthConfig {
+    OAuthConfig {
+        required: true,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        audience: "mcp".into(),
+        client_id: None,
+    }
+}
+
+pub fn no_oauth() -> OAuthConfig {
+    OAuthConfig {
+        required: false,
+        scopes: Vec::new(),
+        audience: "mcp".into(),
+        client_id: None,
+    }
+}
+
+pub fn server_config(
+    defaults: &DaemonConfig,
+    name: &str,
+    path: &str,
+    oauth: OAuthConfig,
+) -> ServerConfig {
+    ServerConfig {
+        name: name.into(),
+        file: PathBuf::from("/etc/mcpd/mcp/test.yaml"),
+        binary_name: "mcp-test".into(),
+        binary: PathBuf::from("/usr/bin/mcp-test"),
+        package: None,
+        port: None,
+        endpoint: format!("http://localhost:8080/api/v1/mcp/{name}/mcp"),
+        enabled: true,
+        display_in_web: true,
+        description: format!("{name} server"),
+        oauth,
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        env_passthrough: Vec::new(),
+        working_dir: None,
+        path: path.into(),
+        restart: defaults.defaults.restart.clone(),
+        health: defaults.defaults.health.clone(),
+        stop_timeout: defaults.defaults.stop_timeout,
+    }
+}
+
+pub fn status(state: ServerState, port: Option<u16>) -> ServerStatus {
+    let mut status = ServerStatus::new(state);
+    status.port = port;
+    status
+}
+
+/// A directory holding `servers`.
+pub fn directory(servers: Vec<(ServerConfig, ServerStatus)>) -> Arc<Directory> {
+    let directory = Directory::new();
+    directory.replace(
+        servers
+            .into_iter()
+            .map(|(config, status)| {
+                (
+                    config.name.clone(),
+                    Arc::new(ServerEntry::new(config, status)),
+                )
+            })
+            .collect(),
+    );
+    Arc::new(directory)
+}
+
+/// A gateway serving on 127.0.0.1:0 until dropped (or `stop`ped).
+pub struct Gateway {
+    pub addr: std::net::SocketAddr,
+    pub ctx: GatewayContext,
+    pub shutdown: CancellationToken,
+    pub task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    pub async fn start(
+        directory: Arc<Directory>,
+        config: DaemonConfig,
+        options: GatewayOptions,
+    ) -> Gateway {
+        let auth = Authenticator::load(&config.auth).expect("test keys load");
+        let ctx = GatewayContext::from_parts(directory, config, auth, options, None);
+        Self::start_with(ctx).await
+    }
+
+    pub async fn start_with(ctx: GatewayContext) -> Gateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, ctx.clone(), shutdown.clone()));
+        Gateway {
+            addr,
+            ctx,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Cancels and waits for `serve` to return.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("gateway stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn client() -> Client<HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub fn h2c_client() -> Client<HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
+}
+
+pub fn body(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into()).boxed()
+}
+
+pub fn empty() -> TestBody {
+    body(Bytes::new())
+}
+
+/// Sends `request` and returns status, headers and the whole body.
+pub async fn send(
+    client: &Client<HttpConnector, TestBody>,
+    request: Request<TestBody>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let response = tokio::time::timeout(WAIT, client.request(request))
+        .await
+        .expect("gateway answers in time")
+        .expect("request succeeds");
+    let (parts, body) = response.into_parts();
+    let bytes = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .expect("body arrives in time")
+        .unwrap()
+        .to_bytes();
+    (parts.status, parts.headers, bytes)
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The upstream test server: a real hyper HTTP/1.1 server on 127.0.0.1:0.
+///
+/// - `/echo`: answers JSON describing the request it received (method, path, query, headers,
+///   body length) with `Mcp-Session-Id: upstream-session` and a few hop-by-hop headers.
+/// - `/sse`: an event stream whose events are the strings pushed into `events`.
+/// - `/slow`: never answers.
+/// - `/hold`: tells `held` it has the request, then answers once `release` is notified; tells
+///   `dropped` if it is cancelled before that.
+pub struct Upstream {
+    pub port: u16,
+    events: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
+    pub held: Arc<Notify>,
+    pub release: Arc<Notify>,
+    pub dropped: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let events = Arc::new(Mutex::new(None));
+        let held = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let dropped = Arc::new(Notify::new());
+        let state = UpstreamState {
+            events: events.clone(),
+            held: held.clone(),
+            release: release.clone(),
+            dropped: dropped.clone(),
+        };
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                stream.set_nodelay(true).unwrap();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(upstream_handle(state, request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            port,
+            events,
+            held,
+            release,
+            dropped,
+            task,
+        }
+    }
+
+    /// The sender of the next `/sse` stream.
+    pub fn sse(&self) -> mpsc::Sender<String> {
+        let (tx, rx) = mpsc::channel(4);
+        *self.events.lock().unwrap() = Some(rx);
+        tx
+    }
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    events: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
+    held: Arc<Notify>,
+    release: Arc<Notify>,
+    dropped: Arc<Notify>,
+}
+
+/// Notifies when dropped unless disarmed: detects a cancelled handler.
+struct DropSignal(Option<Arc<Notify>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(notify) = self.0.take() {
+            notify.notify_one();
+        }
+    }
+}
+
+async fn upstream_handle(state: UpstreamState, request: Request<Incoming>) -> Response<TestBody> {
+    let UpstreamState {
+        events,
+        held,
+        release,
+        dropped,
+    } = state;
+    match request.uri().path() {
+        "/echo" => {
+            let (parts, incoming) = request.into_parts();
+            let received = incoming.collect().await.map(|b| b.to_bytes());
+            let mut headers = serde_json::Map::new();
+            for name in parts.headers.keys() {
+                let values: Vec<String> = parts
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("<binary>").to_owned())
+                    .collect();
+                headers.insert(name.as_str().to_owned(), values.into());
+            }
+            let description = serde_json::json!({
+                "method": parts.method.as_str(),
+                "path": parts.uri.path(),
+                "query": parts.uri.query(),
+                "version": format!("{:?}", parts.version),
+                "headers": headers,
+                "body_len": received.as_ref().map(|b| b.len()).ok(),
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("mcp-session-id", "upstream-session")
+                .header("connection", "x-upstream-hop")
+                .header("x-upstream-hop", "1")
+                .header("keep-alive", "timeout=5")
+                .body(body(serde_json::to_vec(&description).unwrap()))
+                .unwrap()
+        }
+        "/sse" => {
+            let rx = events.lock().unwrap().take().expect("sse() called first");
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                let event = rx.recv().await?;
+                let frame = Frame::data(Bytes::from(format!("data: {event}\n\n")));
+                Some((Ok::<_, Infallible>(frame), rx))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(StreamBody::new(stream).boxed())
+                .unwrap()
+        }
+        "/slow" => std::future::pending().await,
+        "/hold" => {
+            let mut signal = DropSignal(Some(dropped));
+            held.notify_one();
+            release.notified().await;
+            signal.0 = None;
+            Response::new(body("released"))
+        }
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(empty())
+            .unwrap(),
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -1,0 +1,129 @@
+//! The verified-token cache: claims of tokens that passed signature and time checks, keyed by
+//! the SHA-256 of the token string (never the token itself), bounded, each entry dropped once
+//! its token expires.
+//!
+//! Sharded so that concurrent requests rarely meet on the same shard; a shard's mutex is held
+//! only for one hash-map operation and never across an `await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sha2::{Digest, Sha256};
+
+use super::auth::Claims;
+
+const SHARDS: usize = 16;
+
+/// SHA-256 of a token: what the cache is keyed by.
+pub type TokenHash = [u8; 32];
+
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[derive(Debug)]
+struct Entry {
+    claims: Arc<Claims>,
+    /// Unix seconds after which the entry is no longer served.
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+pub struct TokenCache {
+    shards: Box<[Mutex<HashMap<TokenHash, Entry>>]>,
+    per_shard: usize,
+}
+
+impl TokenCache {
+    /// A cache holding at most about `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        TokenCache { shards, per_shard }
+    }
+
+    fn shard(&self, key: &TokenHash) -> &Mutex<HashMap<TokenHash, Entry>> {
+        &self.shards[usize::from(key[0]) % SHARDS]
+    }
+
+    /// The cached claims of `key` if they are still valid at `now` (Unix seconds).
+    pub fn get(&self, key: &TokenHash, now: u64) -> Option<Arc<Claims>> {
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match shard.get(key) {
+            Some(entry) if entry.expires_at >= now => Some(entry.claims.clone()),
+            Some(_) => {
+                shard.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Caches `claims` until `expires_at`. A full shard first drops its expired entries, then
+    /// an arbitrary one.
+    pub fn insert(&self, key: TokenHash, claims: Arc<Claims>, expires_at: u64, now: u64) {
+        if expires_at < now {
+            return;
+        }
+        let mut shard = self
+            .shard(&key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            shard.retain(|_, entry| entry.expires_at >= now);
+            if shard.len() >= self.per_shard
+                && let Some(victim) = shard.keys().next().copied()
+            {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(key, Entry { claims, expires_at });
+    }
+
+    /// Number of cached tokens (expired ones not yet dropped included).
+    pub fn count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Arc<Claims> {
+        Arc::new(Claims::default())
+    }
+
+    #[test]
+    fn expired_entries_are_not_served() {
+        let cache = TokenCache::new(100);
+        let key = token_hash("a.b.c");
+        cache.insert(key, claims(), 1_000, 900);
+        assert!(cache.get(&key, 1_000).is_some());
+        assert!(cache.get(&key, 1_001).is_none());
+        assert_eq!(cache.count(), 0);
+    }
+
+    #[test]
+    fn size_stays_bounded() {
+        let cache = TokenCache::new(64);
+        for i in 0..10_000 {
+            cache.insert(token_hash(&format!("token-{i}")), claims(), 2_000, 1_000);
+        }
+        assert!(cache.count() <= 64, "cache grew to {}", cache.count());
+        let last = token_hash("token-9999");
+        assert!(cache.get(&last, 1_000).is_some());
+    }
+
+    #[test]
+    fn keys_are_digests_not_tokens() {
+        assert_eq!(token_hash("x").len(), 32);
+        assert_ne!(token_hash("x"), token_hash("y"));
+    }
+}
