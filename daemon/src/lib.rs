@@ -12,3 +12,6 @@ pub mod ports;
 pub mod supervisor;
 pub mod systemd;
 pub mod watch;
+mod run;
+
+pub use run::{DaemonReloader, Listeners, RunError, run};

@@ -1,9 +1,13 @@
 //! The `mcpd` binary: parses flags and hands over to the library.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +41,81 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        None => ExitCode::SUCCESS,
+        None => serve(cli.config.as_deref()),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+fn serve(explicit: Option<&Path>) -> ExitCode {
+    init_logging();
+    let path = mcpd::config::find_daemon_config(explicit);
+    let config = match mcpd::config::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!("{error}");
+            }
+            tracing::error!(
+                errors = errors.len(),
+                "configuration is invalid; nothing started (run `mcpd check` for details)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mcpd-worker")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listeners = mcpd::Listeners::bind(&config.daemon).await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        mcpd::run(config, listeners, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install SIGTERM/SIGINT handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{name}: shutting down");
+    shutdown.cancel();
+}
+
+/// Logs to stderr. Under journald (`JOURNAL_STREAM` set) lines carry no timestamp or colour:
+/// journald adds its own. `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

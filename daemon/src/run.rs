@@ -1,0 +1,314 @@
+//! The daemon's top level: wires the supervisor, gateway, control socket, reloads, metrics
+//! and systemd notifications together, and shuts them down in order.
+//!
+//! The caller loads the configuration and binds the sockets (`Listeners::bind`), so a test
+//! can run a whole daemon in-process on `127.0.0.1:0` and a temp socket.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, DaemonConfig};
+use crate::control::{self, ControlContext, ControlListener, ReloadOutcome, Reloader};
+use crate::gateway::{self, Authenticator, GatewayContext, GatewayOptions};
+use crate::mcp_client::McpClient;
+use crate::metrics::Metrics;
+use crate::supervisor::{PlanAction, Supervisor};
+use crate::systemd::Notifier;
+use crate::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr} for the gateway: {source}")]
+    Gateway {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Control(#[from] control::BindError),
+    #[error("cannot load the auth keys: {0}")]
+    Keys(#[from] gateway::KeyError),
+    #[error("cannot start the supervisor: {0}")]
+    Supervisor(#[from] crate::supervisor::SupervisorError),
+}
+
+/// The sockets the daemon serves, bound before anything starts.
+pub struct Listeners {
+    pub gateway: TcpListener,
+    pub control: ControlListener,
+}
+
+impl Listeners {
+    /// Binds `gateway.listen` and `control.socket` as configured.
+    pub async fn bind(daemon: &DaemonConfig) -> Result<Listeners, RunError> {
+        let addr = daemon.gateway.listen;
+        let gateway = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Gateway { addr, source })?;
+        let control = ControlListener::bind(&daemon.control)?;
+        Ok(Listeners { gateway, control })
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then stops every server and returns.
+///
+/// Reloads come from changes in `services_dir`, SIGHUP and `mcpctl reload`; they all take the
+/// same path (`DaemonReloader`).
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
+    let notifier = Notifier;
+    let Config { daemon, services } = config;
+    let supervisor = Supervisor::start(&daemon, services)?;
+    let directory = supervisor.directory().clone();
+    let metrics = Arc::new(Metrics::new(directory.clone()));
+    let auth = Authenticator::load(&daemon.auth)?;
+    let gateway_ctx = GatewayContext::from_parts(
+        directory.clone(),
+        daemon.clone(),
+        auth,
+        GatewayOptions::default(),
+        Some(metrics.clone()),
+    );
+    let shared_config = Arc::new(ArcSwap::from_pointee(daemon.clone()));
+    let reloader = Arc::new(DaemonReloader {
+        config_path: daemon.source.clone(),
+        supervisor: supervisor.clone(),
+        config: shared_config.clone(),
+        gateway: gateway_ctx.clone(),
+        metrics: metrics.clone(),
+        notifier,
+        serial: tokio::sync::Mutex::new(()),
+    });
+
+    let gateway_stop = CancellationToken::new();
+    let gateway_task = tokio::spawn(gateway::serve(listeners.gateway, gateway_ctx, gateway_stop.clone()));
+
+    let mut control_ctx = ControlContext::new(supervisor.clone(), shared_config.clone(), McpClient::new());
+    control_ctx.reloader = reloader.clone();
+    let control_stop = CancellationToken::new();
+    let control_task = tokio::spawn(control::serve(listeners.control, control_ctx, control_stop.clone()));
+
+    // File changes and SIGHUP ask for a reload; the channel holds one pending request.
+    let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
+    let _watch = match watch::watch_services(&daemon.services_dir, reload_tx.clone()) {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            tracing::warn!(%error, "live reload on file changes is off; use SIGHUP or `mcpctl reload`");
+            None
+        }
+    };
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+
+    notifier.ready(&status_line(&supervisor));
+    tracing::info!(
+        gateway = %daemon.gateway.listen,
+        socket = %daemon.control.socket.display(),
+        servers = directory.all().len(),
+        "mcpd ready"
+    );
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = reload_rx.recv() => {
+                if let Err(error) = reloader.reload_now(false).await {
+                    tracing::error!(%error, "reload failed");
+                }
+                notifier.status(&status_line(&supervisor));
+            }
+            Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = reload_tx.try_send(());
+            }
+            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+                notifier.watchdog();
+            }
+        }
+    }
+
+    notifier.stopping();
+    tracing::info!("shutting down: stopping servers");
+    gateway_stop.cancel();
+    supervisor.shutdown().await;
+    control_stop.cancel();
+    let drain = Duration::from_secs(12);
+    if tokio::time::timeout(drain, async {
+        let _ = gateway_task.await;
+        let _ = control_task.await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("gateway or control socket did not finish draining in time");
+    }
+    tracing::info!("mcpd stopped");
+    Ok(())
+}
+
+fn status_line(supervisor: &Supervisor) -> String {
+    let all = supervisor.directory().all();
+    let running = all
+        .values()
+        .filter(|entry| entry.status.load().state == crate::directory::ServerState::Running)
+        .count();
+    let errors = supervisor.directory().config_errors().len();
+    let mut line = format!("{running}/{} servers running", all.len());
+    if errors > 0 {
+        line.push_str(&format!(", {errors} configuration errors"));
+    }
+    line
+}
+
+/// The one reload path: re-reads `mcpd.yaml` and every server file, applies what can change
+/// live, and reports what needs a daemon restart.
+pub struct DaemonReloader {
+    config_path: Option<PathBuf>,
+    supervisor: Supervisor,
+    config: Arc<ArcSwap<DaemonConfig>>,
+    gateway: GatewayContext,
+    metrics: Arc<Metrics>,
+    notifier: Notifier,
+    /// One reload at a time.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl DaemonReloader {
+    async fn reload_now(&self, dry_run: bool) -> Result<ReloadOutcome, String> {
+        let _serial = self.serial.lock().await;
+        if !dry_run {
+            self.notifier.reloading();
+        }
+        let outcome = self.reload_locked(dry_run).await;
+        if !dry_run {
+            self.notifier.ready(&status_line(&self.supervisor));
+            match &outcome {
+                Ok(outcome) if outcome.config_errors.is_empty() => {
+                    self.metrics.reloads.inc();
+                }
+                _ => {
+                    self.metrics.reloads.inc();
+                    self.metrics.reload_failures.inc();
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn reload_locked(&self, dry_run: bool) -> Result<ReloadOutcome, String> {
+        let old = self.config.load_full();
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut daemon = old.as_ref().clone();
+        if let Some(path) = self.config_path.clone() {
+            let loaded = tokio::task::spawn_blocking(move || config::load_daemon(Some(&path)))
+                .await
+                .map_err(|e| format!("reading the daemon file failed: {e}"))?;
+            match loaded {
+                Ok(new) => daemon = apply_live_settings(&old, new),
+                Err(daemon_errors) => errors.extend(daemon_errors),
+            }
+        }
+        let previous = current_services(&self.supervisor);
+        let for_load = daemon.clone();
+        let services = tokio::task::spawn_blocking(move || config::load_services(&for_load, Some(&previous)))
+            .await
+            .map_err(|e| format!("reading the server files failed: {e}"))?;
+        errors.extend(services.errors.iter().cloned());
+        for error in &errors {
+            tracing::error!("configuration error (previous settings kept): {error}");
+        }
+
+        if dry_run {
+            let plan = self.supervisor.plan(&services);
+            return Ok(ReloadOutcome {
+                plan,
+                config_errors: errors,
+            });
+        }
+        if daemon != *old {
+            if let Err(error) = self.gateway.reload(daemon.clone()) {
+                let message = format!("auth keys not reloaded, previous keys kept: {error}");
+                tracing::error!("{message}");
+                errors.push(ConfigError {
+                    file: daemon.source.clone().unwrap_or_default(),
+                    line: None,
+                    column: None,
+                    message,
+                    hint: Some("fix the key files named under auth.keys, then reload again".into()),
+                });
+            }
+            self.config.store(Arc::new(daemon));
+        }
+        let plan = self.supervisor.apply(services).await;
+        self.supervisor.directory().set_config_errors(errors.clone());
+        for change in plan.changes.iter().filter(|c| c.action != PlanAction::Unchanged) {
+            tracing::info!(server = %change.server, action = ?change.action, reason = %change.reason, "reload");
+        }
+        Ok(ReloadOutcome {
+            plan,
+            config_errors: errors,
+        })
+    }
+}
+
+impl Reloader for DaemonReloader {
+    fn reload(&self, dry_run: bool) -> BoxFuture<'_, Result<ReloadOutcome, String>> {
+        Box::pin(self.reload_now(dry_run))
+    }
+}
+
+/// `new` with the settings that cannot change while running taken from `old`; each such
+/// change is logged as needing a restart.
+fn apply_live_settings(old: &DaemonConfig, mut new: DaemonConfig) -> DaemonConfig {
+    let mut restart_needed = Vec::new();
+    if new.gateway.listen != old.gateway.listen {
+        restart_needed.push("gateway.listen");
+        new.gateway.listen = old.gateway.listen;
+    }
+    if new.control != old.control {
+        restart_needed.push("control");
+        new.control = old.control.clone();
+    }
+    if new.state_dir != old.state_dir {
+        restart_needed.push("state_dir");
+        new.state_dir = old.state_dir.clone();
+    }
+    if new.logs != old.logs {
+        restart_needed.push("logs");
+        new.logs = old.logs.clone();
+    }
+    if new.port_range != old.port_range {
+        restart_needed.push("port_range");
+        new.port_range = old.port_range;
+    }
+    if new.services_dir != old.services_dir {
+        restart_needed.push("services_dir");
+        new.services_dir = old.services_dir.clone();
+    }
+    if !restart_needed.is_empty() {
+        tracing::warn!(
+            settings = %restart_needed.join(", "),
+            "changed in the daemon file but only take effect after `systemctl restart mcpd`"
+        );
+    }
+    new
+}
+
+/// The servers the supervisor runs now, with the errors of the last load.
+fn current_services(supervisor: &Supervisor) -> config::Services {
+    let directory = supervisor.directory();
+    config::Services {
+        servers: directory
+            .all()
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
+            .collect(),
+        errors: directory.config_errors().as_ref().clone(),
+    }
+}
