@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mcpd", version, about = "Process supervisor and authenticated gateway for MCP servers")]
+#[command(
+    name = "mcpd",
+    version,
+    about = "Process supervisor and authenticated gateway for MCP servers"
+)]
 struct Cli {
     /// The daemon configuration file (else $MCPD_CONFIG, else /etc/mcpd/mcpd.yaml, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]

@@ -36,13 +36,20 @@ impl McpClient {
 
     /// Connects to `url` (e.g. `http://127.0.0.1:5000/mcp`) and lists its tools, within `timeout`.
     /// Used as the readiness and liveness probe; works with session-based and stateless servers.
-    pub async fn list_tools(&self, url: &str, timeout: Duration) -> Result<Vec<ToolInfo>, McpError> {
+    pub async fn list_tools(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Vec<ToolInfo>, McpError> {
         Ok(self.handshake(url, timeout).await?.tools)
     }
 
     /// Like `list_tools`, also reporting the server's identity, protocol version and latency.
     pub async fn handshake(&self, url: &str, timeout: Duration) -> Result<Handshake, McpError> {
-        Err(McpError::Timeout { url: url.to_owned(), timeout })
+        Err(McpError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        })
     }
 
     /// Calls `tool` with `arguments` and returns the `CallToolResult` as JSON.
@@ -54,6 +61,9 @@ impl McpClient {
         timeout: Duration,
     ) -> Result<serde_json::Value, McpError> {
         let _ = (tool, arguments);
-        Err(McpError::Timeout { url: url.to_owned(), timeout })
+        Err(McpError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        })
     }
 }

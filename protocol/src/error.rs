@@ -24,6 +24,8 @@ pub enum ErrorCode {
     McpFailure,
     /// The first request of a connection must be `Hello`.
     HandshakeRequired,
+    /// The server exists but is not running, so it cannot be asked anything.
+    NotRunning,
 }
 
 impl ErrorCode {
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::NotConfigured => "not_configured",
             ErrorCode::McpFailure => "mcp_failure",
             ErrorCode::HandshakeRequired => "handshake_required",
+            ErrorCode::NotRunning => "not_running",
         }
     }
 }

@@ -19,7 +19,7 @@ pub enum Response {
     Error(ErrorReply),
     /// `list` and `status`.
     Status(StatusReply),
-    Show(ShowReply),
+    Show(Box<ShowReply>),
     Tools(ToolsReply),
     Call(CallReply),
     Test(TestReply),

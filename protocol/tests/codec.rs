@@ -197,7 +197,7 @@ fn every_response() -> Vec<Response> {
             servers: vec![sample_info()],
             config_errors: vec![],
         }),
-        Response::Show(ShowReply {
+        Response::Show(Box::new(ShowReply {
             status: sample_info(),
             file: "/etc/mcpd/mcp/echo.yaml".into(),
             binary_name: "mcp-echo".into(),
@@ -220,7 +220,7 @@ fn every_response() -> Vec<Response> {
             health_timeout_ms: 5_000,
             stop_timeout_ms: 10_000,
             tools: vec![tool.clone()],
-        }),
+        })),
         Response::Tools(ToolsReply { tools: vec![tool] }),
         Response::Call(CallReply {
             server: "echo".into(),
