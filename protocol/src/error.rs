@@ -26,6 +26,8 @@ pub enum ErrorCode {
     HandshakeRequired,
     /// The server exists but is not running, so it cannot be asked anything.
     NotRunning,
+    /// The client sent nothing (no `Hello`, or no request) for too long; the daemon closes.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::McpFailure => "mcp_failure",
             ErrorCode::HandshakeRequired => "handshake_required",
             ErrorCode::NotRunning => "not_running",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }

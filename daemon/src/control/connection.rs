@@ -126,7 +126,7 @@ impl Connection<'_> {
         {
             Err(_) => {
                 let message = format!("no {what} within {timeout:?}; closing");
-                self.write_error(ErrorCode::Malformed, message).await?;
+                self.write_error(ErrorCode::Timeout, message).await?;
                 Ok(None)
             }
             Ok(Ok(request)) => Ok(request),

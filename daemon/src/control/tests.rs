@@ -419,7 +419,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     .await;
     let mut stream = h.connect().await;
     let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Malformed);
+    assert_eq!(error_code(&reply), ErrorCode::Timeout);
     assert_eq!(recv(&mut stream).await, None);
     assert_still_serving(&h).await;
     h.stop().await;
@@ -433,7 +433,7 @@ async fn an_idle_client_is_dropped_after_the_idle_timeout() {
     .await;
     let mut stream = h.client().await;
     let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Malformed);
+    assert_eq!(error_code(&reply), ErrorCode::Timeout);
     assert_eq!(recv(&mut stream).await, None);
     h.stop().await;
 }
