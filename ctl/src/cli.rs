@@ -1,0 +1,264 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, Subcommand};
+
+/// Drives mcpd over its control socket.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpctl",
+    version,
+    about = "Drive mcpd, the MCP server supervisor, over its control socket"
+)]
+pub struct Cli {
+    /// The control socket (else control.socket of the daemon config, else the default path).
+    #[arg(long, global = true, value_name = "PATH", env = "MCPD_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The daemon config file, read only to find the socket (else $MCPD_CONFIG, else /etc/mcpd/mcpd.yaml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print stable machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the configured servers.
+    List,
+    /// Show the status of every server (or one), and configuration errors.
+    Status { name: Option<String> },
+    /// Show everything about one server: configuration, status and tools.
+    Show { name: String },
+    /// List the tools of every server (or one).
+    Tools {
+        name: Option<String>,
+        /// Also print each tool's input schema.
+        #[arg(long)]
+        schema: bool,
+    },
+    /// Call a tool. SERVER may be left out when only one server offers TOOL.
+    #[command(override_usage = "mcpctl call [SERVER] TOOL [--args JSON]")]
+    Call {
+        /// `[SERVER] TOOL`.
+        #[arg(value_name = "SERVER TOOL", num_args = 1..=2, required = true)]
+        target: Vec<String>,
+        /// The tool's arguments as a JSON object.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        args: String,
+        /// How long to wait for the result.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// MCP handshake with a server through the daemon: ok or not, latency, tool count.
+    Test { name: String },
+    /// Check the configuration files on disk and handshake each server.
+    Validate { name: Option<String> },
+    /// Print a server's recent output.
+    Logs {
+        name: String,
+        /// How many recent lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: u32,
+        /// Keep printing new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// List each server's cargo package.
+    ListPackages,
+    /// Restart one server, or all with --all.
+    #[command(group(ArgGroup::new("target").required(true).args(["name", "all"])))]
+    Restart {
+        name: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Start a stopped or failed server.
+    Start { name: String },
+    /// Stop a server and keep it stopped.
+    Stop { name: String },
+    /// Re-read the server files and apply the changes.
+    Reload {
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Mint a JWT signed with the daemon's HS256 key.
+    Token {
+        /// A scope to grant; repeat for several.
+        #[arg(long = "scope", value_name = "SCOPE", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// Audience (default "mcp").
+        #[arg(long = "aud", value_name = "AUDIENCE")]
+        audience: Option<String>,
+        /// Lifetime, e.g. 1h, 30m, 7d.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Subject (default "mcpctl").
+        #[arg(long = "sub", value_name = "SUBJECT")]
+        subject: Option<String>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h, 7d)"))
+}
+
+impl Command {
+    /// `call`'s positional arguments as (server, tool).
+    pub fn split_call_target(target: &[String]) -> (Option<String>, String) {
+        match target {
+            [tool] => (None, tool.clone()),
+            [server, tool, ..] => (Some(server.clone()), tool.clone()),
+            [] => (None, String::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mcpctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["status", "--json", "--socket", "/tmp/x.sock", "echo"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(
+            cli.socket.as_deref(),
+            Some(std::path::Path::new("/tmp/x.sock"))
+        );
+        assert!(matches!(cli.command, Command::Status { name: Some(ref n) } if n == "echo"));
+    }
+
+    #[test]
+    fn call_takes_an_optional_server() {
+        let cli = parse(&["call", "echo", "--args", r#"{"a":1}"#]).unwrap();
+        let Command::Call {
+            target,
+            args,
+            timeout,
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            Command::split_call_target(&target),
+            (None, "echo".to_owned())
+        );
+        assert_eq!(args, r#"{"a":1}"#);
+        assert_eq!(timeout, Duration::from_secs(60));
+        let cli = parse(&["call", "srv", "echo"]).unwrap();
+        let Command::Call { target, args, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            Command::split_call_target(&target),
+            (Some("srv".to_owned()), "echo".to_owned())
+        );
+        assert_eq!(args, "{}");
+        assert!(parse(&["call"]).is_err());
+        assert!(parse(&["call", "a", "b", "c"]).is_err());
+    }
+
+    #[test]
+    fn restart_needs_a_name_or_all_but_not_both() {
+        assert!(matches!(
+            parse(&["restart", "echo"]).unwrap().command,
+            Command::Restart { all: false, .. }
+        ));
+        assert!(matches!(
+            parse(&["restart", "--all"]).unwrap().command,
+            Command::Restart {
+                all: true,
+                name: None
+            }
+        ));
+        assert!(parse(&["restart"]).is_err());
+        assert!(parse(&["restart", "echo", "--all"]).is_err());
+    }
+
+    #[test]
+    fn logs_defaults_and_short_flags() {
+        let Command::Logs {
+            name,
+            lines,
+            follow,
+        } = parse(&["logs", "echo"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((name.as_str(), lines, follow), ("echo", 100, false));
+        let Command::Logs { lines, follow, .. } =
+            parse(&["logs", "echo", "-n", "5", "-f"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((lines, follow), (5, true));
+    }
+
+    #[test]
+    fn token_scopes_ttl_and_defaults() {
+        let cli = parse(&[
+            "token", "--scope", "admin", "read", "--ttl", "2h", "--aud", "x",
+        ])
+        .unwrap();
+        let Command::Token {
+            scopes,
+            audience,
+            ttl,
+            subject,
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(scopes, ["admin", "read"]);
+        assert_eq!(audience.as_deref(), Some("x"));
+        assert_eq!(ttl, Duration::from_secs(7200));
+        assert_eq!(subject, None);
+        let cli = parse(&["token", "--scope", "a", "--scope", "b"]).unwrap();
+        let Command::Token { scopes, ttl, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!(scopes, ["a", "b"]);
+        assert_eq!(ttl, Duration::from_secs(3600));
+        assert!(parse(&["token"]).is_err(), "--scope is required");
+        assert!(parse(&["token", "--scope", "a", "--ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn reload_dry_run() {
+        assert!(matches!(
+            parse(&["reload", "--dry-run"]).unwrap().command,
+            Command::Reload { dry_run: true }
+        ));
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors() {
+        let err = parse(&["frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

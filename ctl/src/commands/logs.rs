@@ -1,0 +1,95 @@
+//! `logs`: print a server's recent lines; with `--follow`, stream new ones until Ctrl-C.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use mcpd_protocol::{LogLine, LogStream, LogsRequest, Request, Response};
+
+use super::{CommandResult, Outcome, Output};
+use crate::client::{Client, unexpected};
+
+fn line_text(line: &LogLine) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(line.at_unix_ms);
+    let stream = match line.stream {
+        LogStream::Stdout => "out",
+        LogStream::Stderr => "err",
+    };
+    format!(
+        "{} {stream} {}\n",
+        humantime::format_rfc3339_millis(at),
+        line.text
+    )
+}
+
+fn print(out: &mut Output<'_>, line: &LogLine) -> std::io::Result<()> {
+    if out.json {
+        out.json(line)
+    } else {
+        out.text(&line_text(line))
+    }
+}
+
+pub(super) async fn logs(
+    client: &mut Client,
+    out: &mut Output<'_>,
+    name: String,
+    lines: u32,
+    follow: bool,
+) -> CommandResult {
+    let backlog = match client
+        .request(&Request::Logs(LogsRequest {
+            name,
+            lines,
+            follow,
+        }))
+        .await?
+    {
+        Response::Logs(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    for line in &backlog.lines {
+        print(out, line)?;
+    }
+    if !follow {
+        return Ok(Outcome::Success);
+    }
+    out.out.flush()?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let next = tokio::select! {
+            _ = &mut interrupted => return Ok(Outcome::Success),
+            next = client.next() => next?,
+        };
+        match next {
+            Some(Response::LogLine(line)) => print(out, &line)?,
+            Some(Response::LogGap(gap)) => {
+                if out.json {
+                    out.json(&gap)?;
+                } else {
+                    out.text(&format!(
+                        "... {} lines skipped (output too fast to follow)\n",
+                        gap.skipped
+                    ))?;
+                }
+            }
+            Some(other) => return Err(unexpected(other).into()),
+            None => return Ok(Outcome::Success),
+        }
+        out.out.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_carry_time_and_stream() {
+        let line = LogLine {
+            at_unix_ms: 1_700_000_000_123,
+            stream: LogStream::Stderr,
+            text: "boom".into(),
+        };
+        assert_eq!(line_text(&line), "2023-11-14T22:13:20.123Z err boom\n");
+    }
+}

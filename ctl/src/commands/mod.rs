@@ -1,0 +1,146 @@
+//! One function per command: send the request, print the reply as a table or as JSON.
+
+mod admin;
+mod logs;
+mod mcp;
+mod view;
+
+use std::io::{self, Write};
+
+use mcpd_protocol::ConfigErrorInfo;
+use serde::Serialize;
+
+use crate::cli::Command;
+use crate::client::{Client, ClientError};
+
+/// Whether a command that ran to completion reported success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The command ran but what it reports is a failure (a failed handshake, config errors,
+    /// a server that did not restart); details are already printed.
+    Failed,
+}
+
+impl Outcome {
+    fn from_ok(ok: bool) -> Outcome {
+        if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<serde_json::Error> for CommandError {
+    fn from(e: serde_json::Error) -> Self {
+        CommandError::Output(io::Error::other(e))
+    }
+}
+
+pub type CommandResult = Result<Outcome, CommandError>;
+
+/// Where a command prints.
+pub struct Output<'a> {
+    pub out: &'a mut dyn Write,
+    pub json: bool,
+}
+
+impl Output<'_> {
+    /// One JSON document on one line.
+    pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> io::Result<()> {
+        serde_json::to_writer(&mut *self.out, value).map_err(io::Error::other)?;
+        writeln!(self.out)
+    }
+
+    pub fn text(&mut self, text: &str) -> io::Result<()> {
+        self.out.write_all(text.as_bytes())
+    }
+}
+
+/// Runs a daemon command (everything but `completions` and `man`).
+pub async fn execute(
+    command: &Command,
+    client: &mut Client,
+    out: &mut Output<'_>,
+) -> CommandResult {
+    match command {
+        Command::List => view::list(client, out).await,
+        Command::Status { name } => view::status(client, out, name.clone()).await,
+        Command::Show { name } => view::show(client, out, name.clone()).await,
+        Command::Tools { name, schema } => view::tools(client, out, name.clone(), *schema).await,
+        Command::ListPackages => view::packages(client, out).await,
+        Command::Call {
+            target,
+            args,
+            timeout,
+        } => {
+            let (server, tool) = Command::split_call_target(target);
+            mcp::call(client, out, server, tool, args, *timeout).await
+        }
+        Command::Test { name } => mcp::test(client, out, name.clone()).await,
+        Command::Validate { name } => mcp::validate(client, out, name.clone()).await,
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => logs::logs(client, out, name.clone(), *lines, *follow).await,
+        Command::Start { name } => admin::start(client, out, name.clone()).await,
+        Command::Stop { name } => admin::stop(client, out, name.clone()).await,
+        Command::Restart { name, all } => admin::restart(client, out, name.clone(), *all).await,
+        Command::Reload { dry_run } => admin::reload(client, out, *dry_run).await,
+        Command::Token {
+            scopes,
+            audience,
+            ttl,
+            subject,
+        } => {
+            admin::token(
+                client,
+                out,
+                scopes.clone(),
+                audience.clone(),
+                *ttl,
+                subject.clone(),
+            )
+            .await
+        }
+        Command::Completions { .. } | Command::Man => Err(CommandError::Usage(
+            "this command does not talk to the daemon".into(),
+        )),
+    }
+}
+
+/// `file:line:col: message` lines, with hints indented below.
+pub(crate) fn config_errors_text(errors: &[ConfigErrorInfo]) -> String {
+    let mut text = String::new();
+    for e in errors {
+        text.push_str(&e.file);
+        if let Some(line) = e.line {
+            text.push_str(&format!(":{line}"));
+            if let Some(col) = e.column {
+                text.push_str(&format!(":{col}"));
+            }
+        }
+        text.push_str(&format!(": {}\n", e.message));
+        if let Some(hint) = &e.hint {
+            text.push_str(&format!("  hint: {hint}\n"));
+        }
+    }
+    text
+}
+
+/// `-` for an absent value.
+pub(crate) fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}

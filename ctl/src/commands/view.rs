@@ -1,0 +1,261 @@
+//! Read-only commands: `list`, `status`, `show`, `tools`, `list-packages`.
+
+use mcpd_protocol::{
+    ListPackagesRequest, ListRequest, Request, Response, ShowRequest, StatusReply, StatusRequest,
+    ToolEntry, ToolsRequest,
+};
+use serde::Serialize;
+
+use super::{CommandResult, Outcome, Output, config_errors_text, or_dash};
+use crate::client::{Client, unexpected};
+use crate::table::{Table, short_duration};
+
+pub(super) async fn list(client: &mut Client, out: &mut Output<'_>) -> CommandResult {
+    let reply = match client.request(&Request::List(ListRequest {})).await? {
+        Response::Status(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    if out.json {
+        out.json(&reply)?;
+        return Ok(Outcome::Success);
+    }
+    let mut table = Table::new(["NAME", "STATE", "PORT", "TOOLS", "DESCRIPTION"]);
+    for s in &reply.servers {
+        table.row([
+            s.name.clone(),
+            s.state.to_string(),
+            or_dash(s.port),
+            s.tools_count.to_string(),
+            s.description.clone(),
+        ]);
+    }
+    out.text(&table.render())?;
+    Ok(Outcome::Success)
+}
+
+/// The `status` table.
+pub fn status_table(reply: &StatusReply) -> String {
+    let mut table = Table::new([
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "UPTIME",
+        "RESTARTS",
+        "TOOLS",
+        "LAST-ERROR",
+    ]);
+    for s in &reply.servers {
+        table.row([
+            s.name.clone(),
+            s.state.to_string(),
+            or_dash(s.pid),
+            or_dash(s.port),
+            s.uptime_ms.map_or_else(|| "-".to_owned(), short_duration),
+            s.restarts.to_string(),
+            s.tools_count.to_string(),
+            s.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut text = table.render();
+    if !reply.config_errors.is_empty() {
+        text.push_str("\nconfiguration errors (these files keep their previous servers):\n");
+        text.push_str(&config_errors_text(&reply.config_errors));
+    }
+    text
+}
+
+pub(super) async fn status(
+    client: &mut Client,
+    out: &mut Output<'_>,
+    name: Option<String>,
+) -> CommandResult {
+    let reply = match client
+        .request(&Request::Status(StatusRequest { name }))
+        .await?
+    {
+        Response::Status(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    if out.json {
+        out.json(&reply)?;
+    } else {
+        out.text(&status_table(&reply))?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// A tool as printed by `--json`: the schema as JSON, not as text.
+#[derive(Serialize)]
+pub(crate) struct ToolJson {
+    server: String,
+    name: String,
+    description: Option<String>,
+    input_schema: Option<serde_json::Value>,
+}
+
+pub(crate) fn tool_json(tool: &ToolEntry) -> ToolJson {
+    ToolJson {
+        server: tool.server.clone(),
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        input_schema: tool.input_schema_json.as_deref().map(|s| {
+            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_owned()))
+        }),
+    }
+}
+
+pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String) -> CommandResult {
+    let reply = match client.request(&Request::Show(ShowRequest { name })).await? {
+        Response::Show(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    if out.json {
+        let mut value = serde_json::to_value(&reply)?;
+        value["env"] = reply
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect();
+        value["tools"] =
+            serde_json::to_value(reply.tools.iter().map(tool_json).collect::<Vec<_>>())?;
+        out.json(&value)?;
+        return Ok(Outcome::Success);
+    }
+    let s = &reply.status;
+    let mut lines: Vec<(&str, String)> = vec![
+        ("name", s.name.clone()),
+        ("description", s.description.clone()),
+        ("state", s.state.to_string()),
+        ("enabled", s.enabled.to_string()),
+        ("pid", or_dash(s.pid)),
+        ("port", or_dash(s.port)),
+        (
+            "uptime",
+            s.uptime_ms.map_or_else(|| "-".to_owned(), short_duration),
+        ),
+        ("restarts", s.restarts.to_string()),
+        ("last exit", or_dash(s.last_exit.clone())),
+        ("last error", or_dash(s.last_error.clone())),
+        ("file", reply.file.clone()),
+        (
+            "binary",
+            format!("{} ({})", reply.binary_name, reply.binary),
+        ),
+        ("package", or_dash(reply.package.clone())),
+        ("args", reply.args.join(" ")),
+        ("working dir", or_dash(reply.working_dir.clone())),
+        ("endpoint", reply.endpoint.clone()),
+        ("upstream", or_dash(reply.upstream_url.clone())),
+        ("display in web", reply.display_in_web.to_string()),
+        ("oauth required", reply.oauth_required.to_string()),
+    ];
+    if reply.oauth_required {
+        lines.push(("oauth scopes", reply.oauth_scopes.join(" ")));
+        lines.push(("oauth audience", reply.oauth_audience.clone()));
+        lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
+    }
+    lines.push(("restart", reply.restart_policy.clone()));
+    lines.push((
+        "health",
+        format!(
+            "every {}, timeout {}",
+            short_duration(reply.health_interval_ms),
+            short_duration(reply.health_timeout_ms)
+        ),
+    ));
+    lines.push(("stop timeout", short_duration(reply.stop_timeout_ms)));
+    for (k, v) in &reply.env {
+        lines.push(("env", format!("{k}={v}")));
+    }
+    if !reply.env_passthrough.is_empty() {
+        lines.push(("env passthrough", reply.env_passthrough.join(" ")));
+    }
+    let tools: Vec<&str> = reply.tools.iter().map(|t| t.name.as_str()).collect();
+    lines.push((
+        "tools",
+        if tools.is_empty() {
+            "-".to_owned()
+        } else {
+            tools.join(", ")
+        },
+    ));
+
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (k, v) in lines {
+        text.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
+    }
+    out.text(&text)?;
+    Ok(Outcome::Success)
+}
+
+pub(super) async fn tools(
+    client: &mut Client,
+    out: &mut Output<'_>,
+    name: Option<String>,
+    schema: bool,
+) -> CommandResult {
+    let reply = match client
+        .request(&Request::Tools(ToolsRequest { name, schema }))
+        .await?
+    {
+        Response::Tools(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    if out.json {
+        out.json(&reply.tools.iter().map(tool_json).collect::<Vec<_>>())?;
+        return Ok(Outcome::Success);
+    }
+    let mut table = Table::new(["SERVER", "TOOL", "DESCRIPTION"]);
+    for t in &reply.tools {
+        let description = t
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        table.row([t.server.as_str(), t.name.as_str(), description]);
+    }
+    out.text(&table.render())?;
+    if schema {
+        for t in &reply.tools {
+            let pretty = t
+                .input_schema_json
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| "-".to_owned());
+            out.text(&format!(
+                "\n{}/{} input schema:\n{pretty}\n",
+                t.server, t.name
+            ))?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub(super) async fn packages(client: &mut Client, out: &mut Output<'_>) -> CommandResult {
+    let reply = match client
+        .request(&Request::ListPackages(ListPackagesRequest {}))
+        .await?
+    {
+        Response::Packages(reply) => reply,
+        other => return Err(unexpected(other).into()),
+    };
+    if out.json {
+        out.json(&reply)?;
+        return Ok(Outcome::Success);
+    }
+    let mut table = Table::new(["SERVER", "PACKAGE", "BINARY"]);
+    for p in &reply.packages {
+        table.row([
+            p.server.clone(),
+            or_dash(p.package.clone()),
+            p.binary.clone(),
+        ]);
+    }
+    out.text(&table.render())?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,149 @@
+//! Conversions from the daemon's live types to protocol messages.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mcpd_protocol as proto;
+
+use crate::config::{ConfigError, RestartPolicy, ServerConfig};
+use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
+use crate::supervisor::{LogLine, LogStream, PlanAction, ReloadPlan};
+
+pub(super) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(super) fn state(state: ServerState) -> proto::ServerState {
+    match state {
+        ServerState::Disabled => proto::ServerState::Disabled,
+        ServerState::Stopped => proto::ServerState::Stopped,
+        ServerState::Starting => proto::ServerState::Starting,
+        ServerState::Running => proto::ServerState::Running,
+        ServerState::Backoff => proto::ServerState::Backoff,
+        ServerState::Stopping => proto::ServerState::Stopping,
+        ServerState::Failed => proto::ServerState::Failed,
+    }
+}
+
+/// The server's own MCP URL, once it has a port.
+pub(super) fn upstream_url(config: &ServerConfig, status: &ServerStatus) -> Option<String> {
+    status
+        .port
+        .map(|port| format!("http://127.0.0.1:{port}{}", config.path))
+}
+
+pub(super) fn server_info(name: &str, entry: &ServerEntry) -> proto::ServerInfo {
+    let config = entry.config.load();
+    let status = entry.status.load();
+    let has_process = matches!(
+        status.state,
+        ServerState::Starting | ServerState::Running | ServerState::Stopping
+    );
+    let uptime_ms = status
+        .started_at
+        .filter(|_| has_process)
+        .map(|at| SystemTime::now().duration_since(at).map_or(0, millis));
+    proto::ServerInfo {
+        name: name.to_owned(),
+        state: state(status.state),
+        enabled: config.enabled,
+        description: config.description.clone(),
+        pid: status.pid,
+        port: status.port.or(config.port),
+        since_unix_ms: unix_ms(status.since),
+        uptime_ms,
+        restarts: status.restarts,
+        tools_count: u32::try_from(status.tools.len()).unwrap_or(u32::MAX),
+        last_exit: status.last_exit.clone(),
+        last_error: status.last_error.clone(),
+    }
+}
+
+pub(super) fn tool(server: &str, tool: &ToolInfo, schema: bool) -> proto::ToolEntry {
+    proto::ToolEntry {
+        server: server.to_owned(),
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        input_schema_json: schema.then(|| tool.input_schema.to_string()),
+    }
+}
+
+pub(super) fn show(name: &str, entry: &ServerEntry) -> proto::ShowReply {
+    let config = entry.config.load();
+    let status = entry.status.load();
+    proto::ShowReply {
+        status: server_info(name, entry),
+        file: config.file.display().to_string(),
+        binary_name: config.binary_name.clone(),
+        binary: config.binary.display().to_string(),
+        package: config.package.clone(),
+        endpoint: config.endpoint.clone(),
+        upstream_url: upstream_url(&config, &status),
+        display_in_web: config.display_in_web,
+        oauth_required: config.oauth.required,
+        oauth_scopes: config.oauth.scopes.clone(),
+        oauth_audience: config.oauth.audience.clone(),
+        oauth_client_id: config.oauth.client_id.clone(),
+        args: config.args.clone(),
+        env: config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        env_passthrough: config.env_passthrough.clone(),
+        working_dir: config.working_dir.as_ref().map(|p| p.display().to_string()),
+        path: config.path.clone(),
+        restart_policy: match config.restart.policy {
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::Never => "never",
+        }
+        .to_owned(),
+        health_interval_ms: millis(config.health.interval),
+        health_timeout_ms: millis(config.health.timeout),
+        stop_timeout_ms: millis(config.stop_timeout),
+        tools: status.tools.iter().map(|t| tool(name, t, true)).collect(),
+    }
+}
+
+pub(super) fn config_error(error: &ConfigError) -> proto::ConfigErrorInfo {
+    proto::ConfigErrorInfo {
+        file: error.file.display().to_string(),
+        line: error.line.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
+        column: error.column.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+        message: error.message.clone(),
+        hint: error.hint.clone(),
+    }
+}
+
+pub(super) fn log_line(line: &LogLine) -> proto::LogLine {
+    proto::LogLine {
+        at_unix_ms: unix_ms(line.at),
+        stream: match line.stream {
+            LogStream::Stdout => proto::LogStream::Stdout,
+            LogStream::Stderr => proto::LogStream::Stderr,
+        },
+        text: line.text.clone(),
+    }
+}
+
+pub(super) fn plan(plan: &ReloadPlan) -> Vec<proto::PlannedChange> {
+    plan.changes
+        .iter()
+        .map(|change| proto::PlannedChange {
+            server: change.server.clone(),
+            action: match change.action {
+                PlanAction::Start => proto::PlanAction::Start,
+                PlanAction::Stop => proto::PlanAction::Stop,
+                PlanAction::Restart => proto::PlanAction::Restart,
+                PlanAction::Update => proto::PlanAction::Update,
+                PlanAction::Unchanged => proto::PlanAction::Unchanged,
+            },
+            reason: change.reason.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Requests that talk MCP to a server through the daemon's client: `call`, `test`, `validate`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpd_protocol::{
+    CallReply, CallRequest, ConfigErrorInfo, ErrorCode, Response, TestReply, TestRequest,
+    ValidateReply, ValidateRequest,
+};
+
+use super::{HandlerError, HandlerResult};
+use crate::config;
+use crate::control::context::ControlContext;
+use crate::control::convert;
+use crate::directory::{ServerEntry, ServerState};
+
+/// The longest tool call a client may ask to wait for.
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+pub(super) async fn call(ctx: &ControlContext, request: CallRequest) -> HandlerResult {
+    let arguments = match serde_json::from_str::<serde_json::Value>(&request.arguments_json) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(HandlerError::new(
+                ErrorCode::InvalidArgument,
+                "--args must be a JSON object",
+            ));
+        }
+        Err(e) => {
+            return Err(HandlerError::new(
+                ErrorCode::InvalidArgument,
+                format!("--args is not valid JSON: {e}"),
+            ));
+        }
+    };
+    let server = match request.server {
+        Some(server) => server,
+        None => resolve_tool(ctx, &request.tool)?,
+    };
+    let entry = ctx
+        .supervisor
+        .directory()
+        .get(&server)
+        .ok_or_else(|| HandlerError::unknown_server(&server))?;
+    let url = running_url(&server, &entry)?;
+    let timeout = Duration::from_millis(request.timeout_ms.max(1)).min(MAX_CALL_TIMEOUT);
+    let result = ctx
+        .mcp
+        .call_tool(&url, &request.tool, arguments, timeout)
+        .await
+        .map_err(|e| HandlerError::new(ErrorCode::McpFailure, e.to_string()))?;
+    Ok(Response::Call(CallReply {
+        server,
+        tool: request.tool,
+        result_json: result.to_string(),
+    })
+    .into())
+}
+
+/// The one server whose cached tool list offers `tool`.
+fn resolve_tool(ctx: &ControlContext, tool: &str) -> Result<String, HandlerError> {
+    let all = ctx.supervisor.directory().all();
+    let offering: Vec<&String> = all
+        .iter()
+        .filter(|(_, entry)| entry.status.load().tools.iter().any(|t| t.name == tool))
+        .map(|(name, _)| name)
+        .collect();
+    match offering.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(HandlerError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "no running server offers a tool named {tool:?}; see `mcpctl tools`, or name the server"
+            ),
+        )),
+        many => {
+            let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+            Err(HandlerError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "tool {tool:?} is offered by several servers: {}; name one: mcpctl call SERVER {tool}",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The server's own MCP URL, if it is up.
+fn running_url(name: &str, entry: &ServerEntry) -> Result<String, HandlerError> {
+    let config = entry.config.load();
+    let status = entry.status.load();
+    match (status.state, convert::upstream_url(&config, &status)) {
+        (ServerState::Running | ServerState::Starting, Some(url)) => Ok(url),
+        (state, _) => Err(HandlerError::new(
+            ErrorCode::NotRunning,
+            format!("server {name:?} is {state}, not running; start it with `mcpctl start {name}`"),
+        )),
+    }
+}
+
+pub(super) async fn test(ctx: &ControlContext, request: TestRequest) -> HandlerResult {
+    let entry = ctx
+        .supervisor
+        .directory()
+        .get(&request.name)
+        .ok_or_else(|| HandlerError::unknown_server(&request.name))?;
+    Ok(Response::Test(handshake(ctx, &request.name, &entry).await).into())
+}
+
+/// One MCP handshake, reported as a value (a failure is an outcome, not an error).
+async fn handshake(ctx: &ControlContext, name: &str, entry: &ServerEntry) -> TestReply {
+    let mut reply = TestReply {
+        server: name.to_owned(),
+        ok: false,
+        url: None,
+        latency_ms: None,
+        protocol_version: None,
+        server_name: None,
+        server_version: None,
+        tools_count: None,
+        error: None,
+    };
+    let url = match running_url(name, entry) {
+        Ok(url) => url,
+        Err(e) => {
+            reply.error = Some(e.message);
+            return reply;
+        }
+    };
+    reply.url = Some(url.clone());
+    let timeout = entry.config.load().health.timeout;
+    match ctx.mcp.handshake(&url, timeout).await {
+        Ok(hs) => {
+            reply.ok = true;
+            reply.latency_ms = Some(u64::try_from(hs.latency.as_millis()).unwrap_or(u64::MAX));
+            reply.protocol_version = Some(hs.protocol_version);
+            reply.server_name = Some(hs.server_name);
+            reply.server_version = Some(hs.server_version);
+            reply.tools_count = Some(u32::try_from(hs.tools.len()).unwrap_or(u32::MAX));
+        }
+        Err(e) => reply.error = Some(e.to_string()),
+    }
+    reply
+}
+
+/// Re-reads every configuration file from disk and handshakes each enabled server.
+pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> HandlerResult {
+    let all = ctx.supervisor.directory().all();
+    let selected: Vec<(String, Arc<ServerEntry>)> = match &request.name {
+        Some(name) => {
+            let entry = all
+                .get(name)
+                .ok_or_else(|| HandlerError::unknown_server(name))?;
+            vec![(name.clone(), entry.clone())]
+        }
+        None => all.iter().map(|(n, e)| (n.clone(), e.clone())).collect(),
+    };
+
+    let current = ctx.config.load_full();
+    let errors = tokio::task::spawn_blocking(move || {
+        let daemon = match config::load_daemon(current.source.as_deref()) {
+            Ok(daemon) => daemon,
+            Err(errors) if !errors.is_empty() => return errors,
+            Err(_) => current.as_ref().clone(),
+        };
+        config::load_services(&daemon, None).errors
+    })
+    .await
+    .map_err(|e| {
+        HandlerError::new(
+            ErrorCode::Internal,
+            format!("reading the configuration failed: {e}"),
+        )
+    })?;
+    let config_errors: Vec<ConfigErrorInfo> = errors
+        .iter()
+        .filter(|error| match &request.name {
+            Some(_) => selected
+                .iter()
+                .any(|(_, entry)| entry.config.load().file == error.file),
+            None => true,
+        })
+        .map(convert::config_error)
+        .collect();
+
+    let checks = selected
+        .iter()
+        .filter(|(_, entry)| entry.status.load().state != ServerState::Disabled)
+        .map(|(name, entry)| handshake(ctx, name, entry));
+    let handshakes = futures::future::join_all(checks).await;
+    Ok(Response::Validate(ValidateReply {
+        config_errors,
+        handshakes,
+    })
+    .into())
+}

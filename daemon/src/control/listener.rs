@@ -1,0 +1,179 @@
+//! Binding the control socket: parent directory, stale-socket detection, file mode without an
+//! over-permissive window, and removal of the socket file when the listener goes away.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+
+use crate::config::ControlConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another mcpd is already listening on {}", path.display())]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket; remove it or set control.socket to another path", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("cannot create the socket directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot check whether {} is in use: {source}", path.display())]
+    Probe { path: PathBuf, source: io::Error },
+    #[error("cannot remove the stale socket {}: {source}", path.display())]
+    RemoveStale { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot set mode {mode:04o} on {}: {source}", path.display())]
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+        source: io::Error,
+    },
+}
+
+/// A bound control socket, not yet serving. Dropping it removes the socket file (if the file
+/// is still the one it created).
+pub struct ControlListener {
+    pub(super) listener: Listener,
+    guard: SocketGuard,
+}
+
+impl std::fmt::Debug for ControlListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlListener")
+            .field("path", &self.guard.path)
+            .finish()
+    }
+}
+
+impl ControlListener {
+    /// Binds `config.socket` with `config.mode`. Must run inside a tokio runtime.
+    ///
+    /// Creates a missing parent directory (mode 0755, less if the umask says so). An existing
+    /// socket file is removed only when nothing answers on it; if a daemon answers, binding
+    /// fails with [`BindError::AlreadyRunning`]. The socket is created with the configured mode
+    /// applied before `bind` (the umask can only narrow it), then set to exactly that mode, so
+    /// the file is never more open than configured.
+    pub fn bind(config: &ControlConfig) -> Result<ControlListener, BindError> {
+        let path = config.socket.clone();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|source| BindError::CreateDir {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+        }
+        remove_if_stale(&path)?;
+
+        let name = path
+            .as_path()
+            .to_fs_name::<GenericFilePath>()
+            .map_err(|source| BindError::Bind {
+                path: path.clone(),
+                source,
+            })?;
+        let listener = ListenerOptions::new()
+            .name(name)
+            .mode(config.mode as libc::mode_t)
+            .reclaim_name(false)
+            .try_overwrite(false)
+            .create_tokio()
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::AddrInUse => BindError::AlreadyRunning { path: path.clone() },
+                _ => BindError::Bind {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        // From here on the file is ours: the guard removes it if anything below fails.
+        let meta = std::fs::symlink_metadata(&path).map_err(|source| BindError::Bind {
+            path: path.clone(),
+            source,
+        })?;
+        let guard = SocketGuard {
+            path: path.clone(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.mode)).map_err(
+            |source| BindError::Chmod {
+                path: path.clone(),
+                mode: config.mode,
+                source,
+            },
+        )?;
+        Ok(ControlListener { listener, guard })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.guard.path
+    }
+}
+
+/// Removes an existing socket file at `path` if nobody is listening on it.
+fn remove_if_stale(path: &Path) -> Result<(), BindError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(BindError::Probe {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(BindError::AlreadyRunning {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing stale control socket");
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(BindError::RemoveStale {
+                    path: path.to_owned(),
+                    source,
+                }),
+            }
+        }
+        Err(source) => Err(BindError::Probe {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes the socket file on drop, unless another process has replaced it since.
+struct SocketGuard {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the control socket");
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! What `mcpd` answers: one struct per reply, wrapped by [`Response`].
+//!
+//! Times are Unix milliseconds (`*_unix_ms`) and durations carry their unit in the field name,
+//! so the `--json` output of `mcpctl` (which prints these structs) is self-describing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// A response frame. **Append-only**: the variant index is the wire tag, so new replies are
+/// added at the end and existing variants are never reordered, removed or changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The daemon accepts the client's protocol. Frozen forever.
+    Welcome(Welcome),
+    /// The daemon speaks another protocol version; it closes the connection. Frozen forever.
+    Incompatible(Incompatible),
+    /// The request failed.
+    Error(ErrorReply),
+    /// `list` and `status`.
+    Status(StatusReply),
+    Show(Box<ShowReply>),
+    Tools(ToolsReply),
+    Call(CallReply),
+    Test(TestReply),
+    Validate(ValidateReply),
+    /// The backlog of `logs`; with `follow`, [`Response::LogLine`] frames follow.
+    Logs(LogsReply),
+    /// One new line of `logs --follow`.
+    LogLine(LogLine),
+    /// `logs --follow` fell behind and `skipped` lines were dropped.
+    LogGap(LogGap),
+    Packages(PackagesReply),
+    /// `start`, `stop` and `restart`: one outcome per server acted on.
+    Actions(ActionsReply),
+    Reload(ReloadReply),
+    Token(TokenReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The daemon's package version, e.g. "0.1.0".
+    pub daemon_version: String,
+    pub protocol: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incompatible {
+    /// The daemon's protocol version.
+    pub daemon: u32,
+    /// The protocol version the client sent.
+    pub client: u32,
+    pub daemon_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    /// What failed and what to do about it.
+    pub message: String,
+}
+
+/// Lifecycle states of a server. Append-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    Disabled,
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Failed,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Disabled => "disabled",
+            ServerState::Stopped => "stopped",
+            ServerState::Starting => "starting",
+            ServerState::Running => "running",
+            ServerState::Backoff => "backoff",
+            ServerState::Stopping => "stopping",
+            ServerState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One server's status, as in `mcpctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub name: String,
+    pub state: ServerState,
+    pub enabled: bool,
+    pub description: String,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    /// When the server entered `state`.
+    pub since_unix_ms: u64,
+    /// How long the current process has run, when there is one.
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    pub tools_count: u32,
+    /// How the last process ended, e.g. "exit code 1".
+    pub last_exit: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// One configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigErrorInfo {
+    pub file: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub servers: Vec<ServerInfo>,
+    /// Errors of the last configuration load.
+    pub config_errors: Vec<ConfigErrorInfo>,
+}
+
+/// A tool a server offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolEntry {
+    pub server: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The input schema as JSON text, when asked for.
+    pub input_schema_json: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowReply {
+    pub status: ServerInfo,
+    /// The file that defines the server.
+    pub file: String,
+    /// `binary` as written, and as resolved.
+    pub binary_name: String,
+    pub binary: String,
+    pub package: Option<String>,
+    pub endpoint: String,
+    /// The server's own MCP URL, once it has a port.
+    pub upstream_url: Option<String>,
+    pub display_in_web: bool,
+    pub oauth_required: bool,
+    pub oauth_scopes: Vec<String>,
+    pub oauth_audience: String,
+    pub oauth_client_id: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub env_passthrough: Vec<String>,
+    pub working_dir: Option<String>,
+    pub path: String,
+    /// "on-failure", "always" or "never".
+    pub restart_policy: String,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    pub stop_timeout_ms: u64,
+    pub tools: Vec<ToolEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolsReply {
+    pub tools: Vec<ToolEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallReply {
+    /// The server that ran the tool (resolved when the request named none).
+    pub server: String,
+    pub tool: String,
+    /// The MCP `CallToolResult` as JSON text.
+    pub result_json: String,
+}
+
+/// The outcome of one MCP handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReply {
+    pub server: String,
+    pub ok: bool,
+    pub url: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub protocol_version: Option<String>,
+    pub server_name: Option<String>,
+    pub server_version: Option<String>,
+    pub tools_count: Option<u32>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateReply {
+    /// Every error in the configuration files as they are on disk now.
+    pub config_errors: Vec<ConfigErrorInfo>,
+    /// One handshake per server checked.
+    pub handshakes: Vec<TestReply>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at_unix_ms: u64,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsReply {
+    pub server: String,
+    pub lines: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGap {
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageEntry {
+    pub server: String,
+    pub package: Option<String>,
+    pub binary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagesReply {
+    pub packages: Vec<PackageEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    pub server: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionsReply {
+    /// "start", "stop" or "restart".
+    pub action: String,
+    pub outcomes: Vec<ActionOutcome>,
+}
+
+/// What a reload does to one server. Append-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    Start,
+    Stop,
+    Restart,
+    Update,
+    Unchanged,
+}
+
+impl PlanAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Start => "start",
+            PlanAction::Stop => "stop",
+            PlanAction::Restart => "restart",
+            PlanAction::Update => "update",
+            PlanAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedChange {
+    pub server: String,
+    pub action: PlanAction,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    pub dry_run: bool,
+    pub changes: Vec<PlannedChange>,
+    /// Errors of the files read; those files keep their previous servers.
+    pub config_errors: Vec<ConfigErrorInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub token: String,
+    pub expires_at_unix: u64,
+}

@@ -1,0 +1,481 @@
+//! Wire-format tests: golden bytes (a change of the wire is a visible decision), round trips,
+//! and a decoder that survives hostile input.
+
+use mcpd_protocol::codec::{self, CodecError, MAX_FRAME};
+use mcpd_protocol::*;
+
+fn sample_info() -> ServerInfo {
+    ServerInfo {
+        name: "echo".into(),
+        state: ServerState::Running,
+        enabled: true,
+        description: "Echo".into(),
+        pid: Some(4242),
+        port: Some(5010),
+        since_unix_ms: 1_700_000_000_000,
+        uptime_ms: Some(61_000),
+        restarts: 2,
+        tools_count: 3,
+        last_exit: None,
+        last_error: Some("boom".into()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---- golden bytes ----------------------------------------------------------------------
+
+#[test]
+fn golden_hello() {
+    let frame = codec::encode_frame(&Request::Hello(Hello { protocol: 1 })).unwrap();
+    // length 2 | Request::Hello (0) | protocol 1
+    assert_eq!(hex(&frame), "000000020001");
+}
+
+#[test]
+fn golden_welcome() {
+    let welcome = Response::Welcome(Welcome {
+        daemon_version: "0.1.0".into(),
+        protocol: 1,
+    });
+    let frame = codec::encode_frame(&welcome).unwrap();
+    // length 8 | variant 0 | string len 5, "0.1.0" | protocol 1
+    assert_eq!(hex(&frame), concat!("00000008", "00", "05302e312e30", "01"));
+}
+
+#[test]
+fn golden_status_reply() {
+    let reply = Response::Status(StatusReply {
+        servers: vec![sample_info()],
+        config_errors: vec![ConfigErrorInfo {
+            file: "mcp/a.yaml".into(),
+            line: Some(3),
+            column: Some(5),
+            message: "unknown key".into(),
+            hint: None,
+        }],
+    });
+    let frame = codec::encode_frame(&reply).unwrap();
+    let expected = concat!(
+        "00000049",               // length 73
+        "03",                     // Response::Status
+        "01",                     // one server
+        "046563686f",             // name "echo"
+        "03",                     // state Running
+        "01",                     // enabled
+        "044563686f",             // description "Echo"
+        "01fb9210",               // pid Some(4242), varint u16 marker
+        "01fb9213",               // port Some(5010)
+        "fd0068e5cf8b010000",     // since_unix_ms, varint u64 marker
+        "01fb48ee",               // uptime_ms Some(61000)
+        "02",                     // restarts
+        "03",                     // tools_count
+        "00",                     // last_exit None
+        "0104626f6f6d",           // last_error Some("boom")
+        "01",                     // one config error
+        "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
+        "0103",
+        "0105",                     // line Some(3), column Some(5)
+        "0b756e6b6e6f776e206b6579", // message "unknown key"
+        "00",                       // hint None
+    );
+    assert_eq!(hex(&frame), expected);
+}
+
+#[test]
+fn golden_error_reply() {
+    let reply = Response::Error(ErrorReply {
+        code: ErrorCode::UnknownServer,
+        message: "no".into(),
+    });
+    let frame = codec::encode_frame(&reply).unwrap();
+    // length 5 | Response::Error (2) | UnknownServer (0) | "no"
+    assert_eq!(hex(&frame), "000000050200026e6f");
+}
+
+#[test]
+fn golden_status_request() {
+    let frame = codec::encode_frame(&Request::Status(StatusRequest {
+        name: Some("echo".into()),
+    }))
+    .unwrap();
+    // length 7 | Request::Status (2) | Some | "echo"
+    assert_eq!(hex(&frame), "000000070201046563686f");
+}
+
+#[test]
+fn protocol_version_is_one() {
+    // Bumping it is a decision: old clients will be told they are incompatible.
+    assert_eq!(PROTOCOL_VERSION, 1);
+}
+
+// ---- round trips -----------------------------------------------------------------------
+
+fn every_request() -> Vec<Request> {
+    vec![
+        Request::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+        }),
+        Request::List(ListRequest {}),
+        Request::Status(StatusRequest { name: None }),
+        Request::Show(ShowRequest {
+            name: "echo".into(),
+        }),
+        Request::Tools(ToolsRequest {
+            name: Some("echo".into()),
+            schema: true,
+        }),
+        Request::Call(CallRequest {
+            server: None,
+            tool: "echo".into(),
+            arguments_json: r#"{"text":"hé"}"#.into(),
+            timeout_ms: 60_000,
+        }),
+        Request::Test(TestRequest {
+            name: "echo".into(),
+        }),
+        Request::Validate(ValidateRequest { name: None }),
+        Request::Logs(LogsRequest {
+            name: "echo".into(),
+            lines: 50,
+            follow: true,
+        }),
+        Request::ListPackages(ListPackagesRequest {}),
+        Request::Start(StartRequest { name: "a".into() }),
+        Request::Stop(StopRequest { name: "b".into() }),
+        Request::Restart(RestartRequest {
+            target: RestartTarget::All,
+        }),
+        Request::Restart(RestartRequest {
+            target: RestartTarget::One("c".into()),
+        }),
+        Request::Reload(ReloadRequest { dry_run: true }),
+        Request::Token(TokenRequest {
+            scopes: vec!["admin".into(), "read".into()],
+            audience: Some("mcp".into()),
+            ttl_secs: 3600,
+            subject: None,
+        }),
+    ]
+}
+
+fn every_response() -> Vec<Response> {
+    let tool = ToolEntry {
+        server: "echo".into(),
+        name: "echo".into(),
+        description: Some("Echoes".into()),
+        input_schema_json: Some(r#"{"type":"object"}"#.into()),
+    };
+    let test = TestReply {
+        server: "echo".into(),
+        ok: true,
+        url: Some("http://127.0.0.1:5010/mcp".into()),
+        latency_ms: Some(3),
+        protocol_version: Some("2025-06-18".into()),
+        server_name: Some("mcp-echo".into()),
+        server_version: Some("0.1.0".into()),
+        tools_count: Some(1),
+        error: None,
+    };
+    vec![
+        Response::Welcome(Welcome {
+            daemon_version: "0.1.0".into(),
+            protocol: 1,
+        }),
+        Response::Incompatible(Incompatible {
+            daemon: 2,
+            client: 1,
+            daemon_version: "0.2.0".into(),
+        }),
+        Response::Error(ErrorReply {
+            code: ErrorCode::McpFailure,
+            message: "down".into(),
+        }),
+        Response::Status(StatusReply {
+            servers: vec![sample_info()],
+            config_errors: vec![],
+        }),
+        Response::Show(Box::new(ShowReply {
+            status: sample_info(),
+            file: "/etc/mcpd/mcp/echo.yaml".into(),
+            binary_name: "mcp-echo".into(),
+            binary: "/usr/bin/mcp-echo".into(),
+            package: Some("mcp-echo".into()),
+            endpoint: "http://localhost:8080/api/v1/mcp/echo/mcp".into(),
+            upstream_url: Some("http://127.0.0.1:5010/mcp".into()),
+            display_in_web: true,
+            oauth_required: true,
+            oauth_scopes: vec!["admin".into()],
+            oauth_audience: "mcp".into(),
+            oauth_client_id: None,
+            args: vec!["--port".into(), "{port}".into()],
+            env: vec![("RUST_LOG".into(), "info".into())],
+            env_passthrough: vec!["HOME".into()],
+            working_dir: None,
+            path: "/mcp".into(),
+            restart_policy: "on-failure".into(),
+            health_interval_ms: 10_000,
+            health_timeout_ms: 5_000,
+            stop_timeout_ms: 10_000,
+            tools: vec![tool.clone()],
+        })),
+        Response::Tools(ToolsReply { tools: vec![tool] }),
+        Response::Call(CallReply {
+            server: "echo".into(),
+            tool: "echo".into(),
+            result_json: "{}".into(),
+        }),
+        Response::Test(test.clone()),
+        Response::Validate(ValidateReply {
+            config_errors: vec![],
+            handshakes: vec![test],
+        }),
+        Response::Logs(LogsReply {
+            server: "echo".into(),
+            lines: vec![LogLine {
+                at_unix_ms: 1,
+                stream: LogStream::Stderr,
+                text: "hi".into(),
+            }],
+        }),
+        Response::LogLine(LogLine {
+            at_unix_ms: 2,
+            stream: LogStream::Stdout,
+            text: String::new(),
+        }),
+        Response::LogGap(LogGap { skipped: 7 }),
+        Response::Packages(PackagesReply {
+            packages: vec![PackageEntry {
+                server: "echo".into(),
+                package: None,
+                binary: "x".into(),
+            }],
+        }),
+        Response::Actions(ActionsReply {
+            action: "restart".into(),
+            outcomes: vec![ActionOutcome {
+                server: "echo".into(),
+                ok: false,
+                error: Some("no".into()),
+            }],
+        }),
+        Response::Reload(ReloadReply {
+            dry_run: false,
+            changes: vec![PlannedChange {
+                server: "a".into(),
+                action: PlanAction::Update,
+                reason: "r".into(),
+            }],
+            config_errors: vec![],
+        }),
+        Response::Token(TokenReply {
+            token: "a.b.c".into(),
+            expires_at_unix: 99,
+        }),
+    ]
+}
+
+#[test]
+fn every_request_round_trips() {
+    for request in every_request() {
+        let frame = codec::encode_frame(&request).unwrap();
+        let back: Request = codec::decode_frame(&frame).unwrap();
+        assert_eq!(back, request);
+    }
+}
+
+#[test]
+fn every_response_round_trips() {
+    for response in every_response() {
+        let frame = codec::encode_frame(&response).unwrap();
+        let back: Response = codec::decode_frame(&frame).unwrap();
+        assert_eq!(back, response);
+    }
+}
+
+#[tokio::test]
+async fn several_frames_stream_and_end_cleanly() {
+    let (mut client, mut server) = tokio::io::duplex(64);
+    let requests = every_request();
+    let sent = requests.clone();
+    let writer = tokio::spawn(async move {
+        for request in &sent {
+            codec::write_message(&mut client, request).await.unwrap();
+        }
+    });
+    for expected in requests {
+        let got: Request = codec::read_message(&mut server).await.unwrap().unwrap();
+        assert_eq!(got, expected);
+    }
+    writer.await.unwrap();
+    let end: Option<Request> = codec::read_message(&mut server).await.unwrap();
+    assert!(
+        end.is_none(),
+        "a clean close between frames is not an error"
+    );
+}
+
+// ---- hostile input ---------------------------------------------------------------------
+
+/// A small deterministic generator, so failures reproduce.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_bodies_never_panic() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..20_000 {
+        let len = (rng.next() % 64) as usize;
+        let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let _ = codec::decode_body::<Request>(&body);
+        let _ = codec::decode_body::<Response>(&body);
+    }
+}
+
+#[test]
+fn mutated_valid_frames_never_panic() {
+    let mut rng = XorShift(42);
+    let frames: Vec<Vec<u8>> = every_response()
+        .iter()
+        .map(|r| codec::encode_frame(r).unwrap())
+        .collect();
+    for _ in 0..20_000 {
+        let mut body = frames[(rng.next() as usize) % frames.len()][4..].to_vec();
+        let at = (rng.next() as usize) % body.len();
+        body[at] = rng.next() as u8;
+        let _ = codec::decode_body::<Response>(&body);
+    }
+}
+
+#[test]
+fn unknown_variant_is_malformed() {
+    // Request has 15 variants; tag 200 names none of them.
+    let err = codec::decode_body::<Request>(&[200, 0]).unwrap_err();
+    assert!(matches!(err, CodecError::Malformed(_)), "{err:?}");
+    let err = codec::decode_body::<Response>(&[99]).unwrap_err();
+    assert!(matches!(err, CodecError::Malformed(_)), "{err:?}");
+}
+
+#[test]
+fn trailing_bytes_are_malformed() {
+    let mut frame = codec::encode_frame(&Request::List(ListRequest {})).unwrap();
+    frame.push(0);
+    let body = &frame[4..];
+    assert!(matches!(
+        codec::decode_body::<Request>(body),
+        Err(CodecError::Malformed(_))
+    ));
+}
+
+#[test]
+fn huge_inner_length_is_refused_without_allocating() {
+    // Request::Show with a string claiming u64::MAX bytes (varint marker 0xfd + 8 bytes).
+    let body = [3u8, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    assert!(matches!(
+        codec::decode_body::<Request>(&body),
+        Err(CodecError::Malformed(_))
+    ));
+    // A Vec claiming 2^40 elements.
+    let body = [2u8, 1, 0xfd, 0, 0, 0, 0, 0, 1, 0, 0];
+    assert!(codec::decode_body::<Response>(&body).is_err());
+}
+
+#[tokio::test]
+async fn huge_length_prefix_is_refused_before_reading_the_body() {
+    let frame = [0xffu8, 0xff, 0xff, 0xff];
+    let mut reader: &[u8] = &frame;
+    let err = codec::read_message::<Request, _>(&mut reader)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CodecError::TooLarge {
+                len: 0xffff_ffff,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let just_over = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes();
+    let mut reader: &[u8] = &just_over;
+    let err = codec::read_message::<Request, _>(&mut reader)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CodecError::TooLarge { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn truncated_frames_are_errors() {
+    let frame = codec::encode_frame(&Request::Show(ShowRequest {
+        name: "echo".into(),
+    }))
+    .unwrap();
+    for cut in 1..frame.len() {
+        let mut reader: &[u8] = &frame[..cut];
+        let err = codec::read_message::<Request, _>(&mut reader)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CodecError::Truncated { .. }),
+            "cut at {cut}: {err:?}"
+        );
+        assert!(codec::decode_frame::<Request>(&frame[..cut]).is_err());
+    }
+}
+
+#[test]
+fn oversized_message_is_refused_on_encode() {
+    let reply = Response::Call(CallReply {
+        server: "s".into(),
+        tool: "t".into(),
+        result_json: "x".repeat(MAX_FRAME + 1),
+    });
+    assert!(codec::encode_frame(&reply).is_err());
+}
+
+#[test]
+fn json_names_are_stable() {
+    // `mcpctl --json` prints these structs; their JSON is part of the documented interface.
+    assert_eq!(
+        serde_json::to_string(&ServerState::Backoff).unwrap(),
+        r#""backoff""#
+    );
+    assert_eq!(
+        serde_json::to_string(&ErrorCode::NotConfigured).unwrap(),
+        r#""not_configured""#
+    );
+    assert_eq!(
+        serde_json::to_string(&PlanAction::Restart).unwrap(),
+        r#""restart""#
+    );
+    assert_eq!(
+        serde_json::to_string(&LogStream::Stderr).unwrap(),
+        r#""stderr""#
+    );
+    for code in [
+        ErrorCode::UnknownServer,
+        ErrorCode::McpFailure,
+        ErrorCode::HandshakeRequired,
+    ] {
+        assert_eq!(
+            serde_json::to_string(&code).unwrap(),
+            format!("\"{}\"", code.as_str())
+        );
+    }
+    let json = serde_json::to_value(sample_info()).unwrap();
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["uptime_ms"], 61_000);
+    assert!(json["last_exit"].is_null());
+}
