@@ -107,6 +107,9 @@ pub async fn run(cli: Cli) -> Exit {
         _ => {}
     }
 
+    if let Err(e) = commands::precheck(&cli.command) {
+        return fail(&mut out, "usage", &e.to_string(), Exit::Usage);
+    }
     let env = socket::Environment::process();
     let path = match socket::resolve(cli.socket.as_deref(), cli.config.as_deref(), &env) {
         Ok(path) => path,

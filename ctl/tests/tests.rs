@@ -157,8 +157,9 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn bad_call_arguments_are_usage_errors_before_any_request() {
-    let (socket, peer) = ScriptedPeer::start(|_| None);
+fn bad_call_arguments_are_usage_errors_even_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
     let output = mcpctl(
         &[
             "--socket",
@@ -176,7 +177,23 @@ fn bad_call_arguments_are_usage_errors_before_any_request() {
         "{}",
         stderr(&output)
     );
-    assert!(peer.join().unwrap().is_empty(), "no request was sent");
+    let output = mcpctl(
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "call",
+            "echo",
+            "--args",
+            "[1]",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("must be a JSON object"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -7,6 +7,19 @@ use mcpd_protocol::{CallRequest, Request, Response, TestReply, TestRequest, Vali
 use super::{CommandError, CommandResult, Outcome, Output, config_errors_text};
 use crate::client::{Client, unexpected};
 
+/// `--args` must be a JSON object; says where it is not.
+pub(super) fn check_args(args: &str) -> Result<(), CommandError> {
+    match serde_json::from_str::<serde_json::Value>(args) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(CommandError::Usage(
+            "--args must be a JSON object, e.g. '{\"text\": \"hi\"}'".into(),
+        )),
+        Err(e) => Err(CommandError::Usage(format!(
+            "--args is not valid JSON: {e}"
+        ))),
+    }
+}
+
 pub(super) async fn call(
     client: &mut Client,
     out: &mut Output<'_>,

@@ -68,6 +68,15 @@ impl Output<'_> {
     }
 }
 
+/// Checks what can be checked before connecting, so a usage error is reported as one even
+/// when the daemon is down.
+pub fn precheck(command: &Command) -> Result<(), CommandError> {
+    if let Command::Call { args, .. } = command {
+        mcp::check_args(args)?;
+    }
+    Ok(())
+}
+
 /// Runs a daemon command (everything but `completions` and `man`).
 pub async fn execute(
     command: &Command,

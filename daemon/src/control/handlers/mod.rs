@@ -70,8 +70,10 @@ pub(super) type HandlerResult = Result<Reply, HandlerError>;
 /// Hands `request` to its handler and turns a failure into an error frame.
 pub(super) async fn dispatch(ctx: &ControlContext, peer: &Peer, request: Request) -> Reply {
     if request.is_mutating() {
+        // Mutating requests carry names, scopes and flags, never secrets.
         tracing::info!(
             request = request.name(),
+            detail = ?request,
             uid = ?peer.uid,
             gid = ?peer.gid,
             pid = ?peer.pid,
