@@ -9,9 +9,9 @@ pub mod gateway;
 pub mod mcp_client;
 pub mod metrics;
 pub mod ports;
+mod run;
 pub mod supervisor;
 pub mod systemd;
 pub mod watch;
-mod run;
 
 pub use run::{DaemonReloader, Listeners, RunError, run};

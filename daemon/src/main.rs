@@ -108,7 +108,8 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 /// Logs to stderr. Under journald (`JOURNAL_STREAM` set) lines carry no timestamp or colour:
 /// journald adds its own. `RUST_LOG` filters (default `info`).
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=off"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

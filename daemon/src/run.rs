@@ -61,7 +61,11 @@ impl Listeners {
 ///
 /// Reloads come from changes in `services_dir`, SIGHUP and `mcpctl reload`; they all take the
 /// same path (`DaemonReloader`).
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let notifier = Notifier;
     let Config { daemon, services } = config;
     let supervisor = Supervisor::start(&daemon, services)?;
@@ -87,12 +91,21 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     });
 
     let gateway_stop = CancellationToken::new();
-    let gateway_task = tokio::spawn(gateway::serve(listeners.gateway, gateway_ctx, gateway_stop.clone()));
+    let gateway_task = tokio::spawn(gateway::serve(
+        listeners.gateway,
+        gateway_ctx,
+        gateway_stop.clone(),
+    ));
 
-    let mut control_ctx = ControlContext::new(supervisor.clone(), shared_config.clone(), McpClient::new());
+    let mut control_ctx =
+        ControlContext::new(supervisor.clone(), shared_config.clone(), McpClient::new());
     control_ctx.reloader = reloader.clone();
     let control_stop = CancellationToken::new();
-    let control_task = tokio::spawn(control::serve(listeners.control, control_ctx, control_stop.clone()));
+    let control_task = tokio::spawn(control::serve(
+        listeners.control,
+        control_ctx,
+        control_stop.clone(),
+    ));
 
     // File changes and SIGHUP ask for a reload; the channel holds one pending request.
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
@@ -216,9 +229,10 @@ impl DaemonReloader {
         }
         let previous = current_services(&self.supervisor);
         let for_load = daemon.clone();
-        let services = tokio::task::spawn_blocking(move || config::load_services(&for_load, Some(&previous)))
-            .await
-            .map_err(|e| format!("reading the server files failed: {e}"))?;
+        let services =
+            tokio::task::spawn_blocking(move || config::load_services(&for_load, Some(&previous)))
+                .await
+                .map_err(|e| format!("reading the server files failed: {e}"))?;
         errors.extend(services.errors.iter().cloned());
         for error in &errors {
             tracing::error!("configuration error (previous settings kept): {error}");
@@ -246,8 +260,14 @@ impl DaemonReloader {
             self.config.store(Arc::new(daemon));
         }
         let plan = self.supervisor.apply(services).await;
-        self.supervisor.directory().set_config_errors(errors.clone());
-        for change in plan.changes.iter().filter(|c| c.action != PlanAction::Unchanged) {
+        self.supervisor
+            .directory()
+            .set_config_errors(errors.clone());
+        for change in plan
+            .changes
+            .iter()
+            .filter(|c| c.action != PlanAction::Unchanged)
+        {
             tracing::info!(server = %change.server, action = ?change.action, reason = %change.reason, "reload");
         }
         Ok(ReloadOutcome {
