@@ -149,6 +149,7 @@ impl ServerTask {
                         warn!(server = %self.name, "killing a stray process");
                         if let Some(pid) = child.id() {
                             signal_group(pid, Signal::SIGKILL);
+                            self.shared.spawner.released(pid);
                         }
                     }
                 }
@@ -360,6 +361,7 @@ impl ServerTask {
             Action::KillGroup => {
                 if let Some(pgid) = self.pgid.take() {
                     signal_group(pgid, Signal::SIGKILL);
+                    self.shared.spawner.released(pgid);
                 }
                 self.stop_deadline = None;
             }

@@ -4,7 +4,12 @@
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, so forks never happen on
 //! tokio's blocking pool or a short-lived thread: they happen on the spawner thread, which
 //! lives as long as the supervisor. Children are `tokio::process::Child`ren (tokio reaps
-//! them; nothing here calls `waitpid`).
+//! them; nothing here calls `waitpid(-1)`).
+//!
+//! `PR_SET_PDEATHSIG` reaches only the direct child, not the processes it forked. So the
+//! spawner thread also keeps a [`Reaper`]: a tiny `/bin/sh` process, outside the daemon's
+//! process group, that knows every live server process group and SIGKILLs those left when
+//! the daemon dies without stopping them (SIGKILL, a crash).
 
 use std::io;
 use std::path::PathBuf;
@@ -144,7 +149,11 @@ pub fn expand(arg: &str, port: u16, name: &str) -> String {
         .replace("{name}", name)
 }
 
-type Job = (SpawnSpec, oneshot::Sender<io::Result<Child>>);
+enum Job {
+    Spawn(SpawnSpec, oneshot::Sender<io::Result<Child>>),
+    /// The process group is gone (or being killed): the reaper forgets it.
+    Released(u32),
+}
 
 /// The spawner thread. Dropping the last handle ends the thread, and with it (by
 /// `PR_SET_PDEATHSIG`) every child it started.
@@ -162,8 +171,32 @@ impl Spawner {
             .name("mcpd-spawner".into())
             .spawn(move || {
                 let _runtime = runtime.enter();
-                for (spec, reply) in queue {
-                    let _ = reply.send(spec.command(daemon_pid).spawn());
+                let mut reaper = Reaper::start();
+                for job in queue {
+                    match job {
+                        Job::Spawn(spec, reply) => {
+                            let child = spec.command(daemon_pid).spawn();
+                            if let (Ok(child), Some(reaper)) = (&child, reaper.as_mut())
+                                && let Some(pgid) = child.id()
+                            {
+                                reaper.tell('+', pgid);
+                            }
+                            let _ = reply.send(child);
+                        }
+                        Job::Released(pgid) => {
+                            if let Some(reaper) = reaper.as_mut() {
+                                reaper.tell('-', pgid);
+                            }
+                        }
+                    }
+                    if reaper.as_ref().is_some_and(Reaper::is_broken)
+                        && let Some(broken) = reaper.take()
+                    {
+                        broken.finish();
+                    }
+                }
+                if let Some(reaper) = reaper {
+                    reaper.finish();
                 }
             })?;
         Ok(Spawner { jobs })
@@ -173,11 +206,88 @@ impl Spawner {
     pub async fn spawn(&self, spec: SpawnSpec) -> io::Result<Child> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send((spec, reply))
+            .send(Job::Spawn(spec, reply))
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         answer
             .await
             .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+
+    /// Says that the process group `pgid` of a spawned child is gone or being killed, so
+    /// the reaper no longer kills it (its number may be reused).
+    pub fn released(&self, pgid: u32) {
+        let _ = self.jobs.send(Job::Released(pgid));
+    }
+}
+
+/// What the reaper runs: it reads `+PGID` / `-PGID` lines, and at end of input (the daemon
+/// exited or dropped the spawner) kills every group still listed.
+const REAPER_SCRIPT: &str = r#"trap '' HUP INT TERM
+groups=' '
+while read -r line; do
+    case "$line" in
+        +*) groups="$groups${line#+} " ;;
+        -*) kept=' '
+            for group in $groups; do
+                [ "$group" = "${line#-}" ] || kept="$kept$group "
+            done
+            groups=$kept ;;
+    esac
+done
+for group in $groups; do kill -9 "-$group" 2>/dev/null; done
+"#;
+
+/// The process that kills server process groups the daemon leaves behind; see the module doc.
+struct Reaper {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+}
+
+impl Reaper {
+    /// Starts the reaper; without `/bin/sh` the daemon runs without one (and says so).
+    fn start() -> Option<Reaper> {
+        use std::os::unix::process::CommandExt;
+        let started = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(REAPER_SCRIPT)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match started {
+            Ok(mut child) => {
+                let input = child.stdin.take();
+                Some(Reaper { child, input })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the reaper (/bin/sh): processes forked \
+                    by servers may outlive a daemon that is killed");
+                None
+            }
+        }
+    }
+
+    fn tell(&mut self, sign: char, pgid: u32) {
+        use std::io::Write;
+        if let Some(input) = self.input.as_mut()
+            && let Err(err) = writeln!(input, "{sign}{pgid}")
+        {
+            tracing::warn!(error = %err, "the reaper is gone: processes forked by servers may \
+                outlive a daemon that is killed");
+            self.input = None;
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.input.is_none()
+    }
+
+    /// Closes its input (it kills what is still listed and exits) and reaps it.
+    fn finish(mut self) {
+        drop(self.input.take());
+        let _ = self.child.wait();
     }
 }
 
