@@ -17,6 +17,7 @@
 //!   fixed sleeps.
 
 pub mod sup_support;
+pub mod ctl_support;
 
 use std::fmt::Display;
 use std::fs::File;

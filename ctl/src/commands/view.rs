@@ -143,7 +143,14 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
             format!("{} ({})", reply.binary_name, reply.binary),
         ),
         ("package", or_dash(reply.package.clone())),
-        ("args", reply.args.join(" ")),
+        (
+            "args",
+            if reply.args.is_empty() {
+                "-".to_owned()
+            } else {
+                reply.args.join(" ")
+            },
+        ),
         ("working dir", or_dash(reply.working_dir.clone())),
         ("endpoint", reply.endpoint.clone()),
         ("upstream", or_dash(reply.upstream_url.clone())),
@@ -160,11 +167,11 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         "health",
         format!(
             "every {}, timeout {}",
-            short_duration(reply.health_interval_ms),
-            short_duration(reply.health_timeout_ms)
+            exact_duration(reply.health_interval_ms),
+            exact_duration(reply.health_timeout_ms)
         ),
     ));
-    lines.push(("stop timeout", short_duration(reply.stop_timeout_ms)));
+    lines.push(("stop timeout", exact_duration(reply.stop_timeout_ms)));
     for (k, v) in &reply.env {
         lines.push(("env", format!("{k}={v}")));
     }
@@ -188,6 +195,12 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
     }
     out.text(&text)?;
     Ok(Outcome::Success)
+}
+
+/// A configured duration as written in config files (`200ms`, `10s`, `1m 30s`): unlike
+/// [`short_duration`], which rounds to seconds, it never turns `200ms` into `0s`.
+fn exact_duration(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 pub(super) async fn tools(
@@ -258,4 +271,16 @@ pub(super) async fn packages(client: &mut Client, out: &mut Output<'_>) -> Comma
     }
     out.text(&table.render())?;
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_duration;
+
+    #[test]
+    fn configured_durations_keep_their_milliseconds() {
+        assert_eq!(exact_duration(200), "200ms");
+        assert_eq!(exact_duration(10_000), "10s");
+        assert_eq!(exact_duration(90_000), "1m 30s");
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! It serves MCP streamable HTTP on `127.0.0.1:$MCP_PORT` (else `$PORT`) at `/mcp`, prints one
 //! line to stdout when it listens and one per tool call, logs to stderr (`RUST_LOG`, default
-//! `info`), and exits 0 after a graceful shutdown on SIGTERM or SIGINT.
+//! `info,rmcp=warn`: rmcp's per-session info lines would otherwise fill the supervisor's log
+//! with three lines per health probe), and exits 0 after a graceful shutdown on SIGTERM or SIGINT.
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port is missing or invalid.
 
@@ -24,7 +25,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
         )
         .init();
 
