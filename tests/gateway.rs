@@ -873,3 +873,24 @@ async fn edge_errors_answer_json_and_the_registry_shows_live_status() {
     let (status, _, body) = post_initialize(&url, HeaderMap::new()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn without_public_url_endpoints_point_at_the_listen_port() {
+    let daemon = GwDaemon::start_with(ECHO_SERVERS, "", false).await;
+    daemon.wait_running(&["secure"]).await;
+    let base = format!("http://localhost:{}", daemon.gateway_port());
+    let registry = daemon.registry().await;
+    assert_eq!(
+        registry["data"][1]["endpoint"],
+        format!("{base}/api/v1/mcp/secure/mcp"),
+        "{registry}"
+    );
+    let (status, answer, _) = post_initialize(&daemon.mcp_url("secure"), HeaderMap::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&answer, WWW_AUTHENTICATE),
+        format!(
+            "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/api/v1/mcp/secure/mcp\""
+        )
+    );
+}

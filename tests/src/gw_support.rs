@@ -33,6 +33,12 @@ impl GwDaemon {
     /// included) and waits until its gateway answers `/healthz`. `gateway_extra` is spliced
     /// into the `gateway:` block (indented lines, may be empty).
     pub async fn start(servers: &str, gateway_extra: &str) -> GwDaemon {
+        Self::start_with(servers, gateway_extra, true).await
+    }
+
+    /// [`GwDaemon::start`] with or without `gateway.public_url` (set to the gateway's own
+    /// address when `public_url` is true).
+    pub async fn start_with(servers: &str, gateway_extra: &str, public_url: bool) -> GwDaemon {
         let ports = port_block(20);
         let dir = TestDir::new();
         dir.write("jwt.secret", "gateway-e2e-secret-0123456789abcdef");
@@ -47,8 +53,7 @@ bin_dirs: [{bin_dir}]
 state_dir: state
 gateway:
   listen: 127.0.0.1:{gateway}
-  public_url: http://127.0.0.1:{gateway}
-  max_body: 64KiB
+{public_url}  max_body: 64KiB
 {gateway_extra}
 control:
   socket: state/mcpd.sock
@@ -63,6 +68,11 @@ defaults:
   health: {{interval: 200ms, timeout: 3s, failures: 3, start_timeout: 20s}}
   stop_timeout: 2s
 ",
+                public_url = if public_url {
+                    format!("  public_url: http://127.0.0.1:{gateway}\n")
+                } else {
+                    String::new()
+                },
                 first = ports.port(1),
                 last = ports.last(),
                 bin_dir = bin("mcp-echo")
