@@ -201,15 +201,16 @@ async fn exercise(client: &Client, progress: &mut Progress, what: &str) {
     };
     let content = serde_json::to_value(&result.content).expect("content serializes");
     assert_eq!(content[0]["text"], format!("completed {STEPS} steps"));
-    for pair in arrivals.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(
-            gap >= INTERVAL / 2,
-            "{what}: notifications {gap:?} apart: the stream is buffered"
-        );
-    }
+    // A buffered stream would deliver them together with the result; a loaded machine may
+    // delay one, so the check is on their spread, at half the time the server took.
+    let half = INTERVAL * (STEPS - 1) / 2;
+    let spread = arrivals[arrivals.len() - 1] - arrivals[0];
     assert!(
-        answered - arrivals[0] >= INTERVAL * (STEPS - 2),
+        spread >= half,
+        "{what}: notifications within {spread:?}: buffered"
+    );
+    assert!(
+        answered - arrivals[0] >= half,
         "{what}: the first notification came with the result"
     );
 
