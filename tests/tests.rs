@@ -2,6 +2,7 @@
 
 mod control;
 mod echo;
+mod gateway;
 mod harness;
 mod legacy;
 mod supervision;

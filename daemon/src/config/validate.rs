@@ -16,7 +16,6 @@ const DEFAULT_PORT_RANGE: PortRange = PortRange {
     end: 5999,
 };
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 const DEFAULT_MAX_BODY: u64 = 4 << 20;
 
 pub fn default_restart() -> RestartConfig {
@@ -110,14 +109,14 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         errors,
     );
 
-    let public_url = gateway.public_url.clone().unwrap_or_else(|| PublicUrl {
-        url: DEFAULT_PUBLIC_URL.into(),
-        host: "localhost:8080".into(),
-    });
     let listen: SocketAddr = gateway
         .listen
         .map(|listen| listen.0)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default listen address"));
+    let public_url = gateway
+        .public_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(listen));
 
     DaemonConfig {
         source: has_file.then(|| absolute(&env.cwd, &source.file)),
@@ -154,6 +153,21 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         },
         auth: auth(source, &base, errors),
         defaults: defaults(source, errors),
+    }
+}
+
+/// Without `gateway.public_url`, clients are told to reach the gateway where it listens:
+/// `http://localhost:<port>` for a loopback or unspecified address, else the address itself.
+fn default_public_url(listen: SocketAddr) -> PublicUrl {
+    let ip = listen.ip();
+    let host = if ip.is_loopback() || ip.is_unspecified() {
+        format!("localhost:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    PublicUrl {
+        url: format!("http://{host}"),
+        host,
     }
 }
 
@@ -643,4 +657,25 @@ pub fn server_file(
         });
     }
     servers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_defaults_to_where_the_gateway_listens() {
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://localhost:8080"),
+            ("0.0.0.0:9000", "http://localhost:9000"),
+            ("[::]:9001", "http://localhost:9001"),
+            ("[::1]:9002", "http://localhost:9002"),
+            ("192.0.2.7:9003", "http://192.0.2.7:9003"),
+            ("[2001:db8::1]:9004", "http://[2001:db8::1]:9004"),
+        ] {
+            let public = default_public_url(listen.parse().unwrap());
+            assert_eq!(public.url, url, "{listen}");
+            assert_eq!(public.host, url.trim_start_matches("http://"), "{listen}");
+        }
+    }
 }
