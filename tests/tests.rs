@@ -3,3 +3,4 @@
 mod echo;
 mod harness;
 mod legacy;
+mod ops;

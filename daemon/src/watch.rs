@@ -258,6 +258,9 @@ mod tests {
         // The daemon file usually sits in the parent; it is reloaded by SIGHUP, not by edits.
         std::fs::write(root.path().join("mcpd.yaml"), "x: 1\n").unwrap();
         let got = tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await;
-        assert!(got.is_err(), "a file outside services_dir must not request a reload");
+        assert!(
+            got.is_err(),
+            "a file outside services_dir must not request a reload"
+        );
     }
 }

@@ -16,6 +16,8 @@
 //!   intervals and panic with a message on timeout. They are the only waiting tests do: no
 //!   fixed sleeps.
 
+pub mod ops_support;
+
 use std::fmt::Display;
 use std::fs::File;
 use std::future::Future;
