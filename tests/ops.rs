@@ -243,7 +243,7 @@ async fn a_reload_does_not_drop_requests_in_flight_to_unchanged_servers() {
         .await
         .expect("connect through the gateway");
     let call = tokio::spawn(async move {
-        let Value::Object(arguments) = json!({"ms": 1500}) else {
+        let Value::Object(arguments) = json!({"ms": 2000}) else {
             unreachable!()
         };
         let result = client
@@ -279,7 +279,7 @@ async fn a_reload_does_not_drop_requests_in_flight_to_unchanged_servers() {
         .expect("the call task")
         .expect("the call succeeds across the reload");
     let content = serde_json::to_value(&result.content).unwrap();
-    assert_eq!(content[0]["text"], "slept 1500 ms");
+    assert_eq!(content[0]["text"], "slept 2000 ms");
 }
 
 // ---------------------------------------------------------------------------------------------
