@@ -6,3 +6,4 @@ mod gateway;
 mod harness;
 mod legacy;
 mod supervision;
+mod ops;

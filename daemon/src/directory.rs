@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -71,6 +71,8 @@ pub struct ServerStatus {
     /// The last problem, e.g. "port 5010 is in use by another process".
     pub last_error: Option<String>,
     pub tools: Arc<[ToolInfo]>,
+    /// How long the last readiness or liveness probe took (failed ones included).
+    pub last_probe: Option<Duration>,
 }
 
 impl ServerStatus {
@@ -85,6 +87,7 @@ impl ServerStatus {
             last_exit: None,
             last_error: None,
             tools: Arc::from(Vec::new()),
+            last_probe: None,
         }
     }
 }

@@ -206,6 +206,22 @@ impl Collector for ServerCollector {
             let count = i64::try_from(entry.status.load().tools.len()).unwrap_or(i64::MAX);
             ConstGauge::new(count).encode(tools.encode_family(&labels)?)?;
         }
+
+        let mut probe = encoder.encode_descriptor(
+            "server_probe_seconds",
+            "How long each server's last readiness or liveness probe took (absent before the first)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (name, entry) in servers.iter() {
+            let Some(took) = entry.status.load().last_probe else {
+                continue;
+            };
+            let labels = ServerLabel {
+                server: name.clone(),
+            };
+            ConstGauge::new(took.as_secs_f64()).encode(probe.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

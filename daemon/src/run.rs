@@ -201,14 +201,13 @@ impl DaemonReloader {
         let outcome = self.reload_locked(dry_run).await;
         if !dry_run {
             self.notifier.ready(&status_line(&self.supervisor));
-            match &outcome {
-                Ok(outcome) if outcome.config_errors.is_empty() => {
-                    self.metrics.reloads.inc();
-                }
-                _ => {
-                    self.metrics.reloads.inc();
-                    self.metrics.reload_failures.inc();
-                }
+            self.metrics.reloads.inc();
+            let failed = match &outcome {
+                Ok(outcome) => outcome.config_errors.iter().any(|e| !is_restart_notice(e)),
+                Err(_) => true,
+            };
+            if failed {
+                self.metrics.reload_failures.inc();
             }
         }
         outcome
@@ -223,7 +222,11 @@ impl DaemonReloader {
                 .await
                 .map_err(|e| format!("reading the daemon file failed: {e}"))?;
             match loaded {
-                Ok(new) => daemon = apply_live_settings(&old, new),
+                Ok(new) => {
+                    let (live, pending) = apply_live_settings(&old, new);
+                    daemon = live;
+                    errors.extend(restart_notice(&daemon, &pending));
+                }
                 Err(daemon_errors) => errors.extend(daemon_errors),
             }
         }
@@ -234,7 +237,7 @@ impl DaemonReloader {
                 .await
                 .map_err(|e| format!("reading the server files failed: {e}"))?;
         errors.extend(services.errors.iter().cloned());
-        for error in &errors {
+        for error in errors.iter().filter(|e| !is_restart_notice(e)) {
             tracing::error!("configuration error (previous settings kept): {error}");
         }
 
@@ -245,18 +248,20 @@ impl DaemonReloader {
                 config_errors: errors,
             });
         }
+        // The gateway reloads every time, not only when the daemon file changed: a key file
+        // rotated in place (same path, new secret) must take effect too.
+        if let Err(error) = self.gateway.reload(daemon.clone()) {
+            let message = format!("auth keys not reloaded, previous keys kept: {error}");
+            tracing::error!("{message}");
+            errors.push(ConfigError {
+                file: daemon.source.clone().unwrap_or_default(),
+                line: None,
+                column: None,
+                message,
+                hint: Some("fix the key files named under auth.keys, then reload again".into()),
+            });
+        }
         if daemon != *old {
-            if let Err(error) = self.gateway.reload(daemon.clone()) {
-                let message = format!("auth keys not reloaded, previous keys kept: {error}");
-                tracing::error!("{message}");
-                errors.push(ConfigError {
-                    file: daemon.source.clone().unwrap_or_default(),
-                    line: None,
-                    column: None,
-                    message,
-                    hint: Some("fix the key files named under auth.keys, then reload again".into()),
-                });
-            }
             self.config.store(Arc::new(daemon));
         }
         let plan = self.supervisor.apply(services).await;
@@ -283,9 +288,12 @@ impl Reloader for DaemonReloader {
     }
 }
 
-/// `new` with the settings that cannot change while running taken from `old`; each such
-/// change is logged as needing a restart.
-fn apply_live_settings(old: &DaemonConfig, mut new: DaemonConfig) -> DaemonConfig {
+/// `new` with the settings that cannot change while running taken from `old`, and the names
+/// of those that differ (they take effect at the next start of the daemon).
+fn apply_live_settings(
+    old: &DaemonConfig,
+    mut new: DaemonConfig,
+) -> (DaemonConfig, Vec<&'static str>) {
     let mut restart_needed = Vec::new();
     if new.gateway.listen != old.gateway.listen {
         restart_needed.push("gateway.listen");
@@ -311,13 +319,31 @@ fn apply_live_settings(old: &DaemonConfig, mut new: DaemonConfig) -> DaemonConfi
         restart_needed.push("services_dir");
         new.services_dir = old.services_dir.clone();
     }
-    if !restart_needed.is_empty() {
-        tracing::warn!(
-            settings = %restart_needed.join(", "),
-            "changed in the daemon file but only take effect after `systemctl restart mcpd`"
-        );
+    (new, restart_needed)
+}
+
+/// The start of the message of a [`restart_notice`].
+const RESTART_NOTICE: &str = "changed in the daemon file but not applied until mcpd restarts";
+
+/// A notice, shown like a configuration error (`mcpctl reload`, `mcpctl status`, the log),
+/// that settings in the daemon file differ from the running ones until the daemon restarts.
+fn restart_notice(daemon: &DaemonConfig, pending: &[&str]) -> Option<ConfigError> {
+    if pending.is_empty() {
+        return None;
     }
-    new
+    let settings = pending.join(", ");
+    tracing::warn!(settings = %settings, "{RESTART_NOTICE}; the running values are kept");
+    Some(ConfigError {
+        file: daemon.source.clone().unwrap_or_default(),
+        line: None,
+        column: None,
+        message: format!("{RESTART_NOTICE}: {settings} (the running values are kept)"),
+        hint: Some("run `systemctl restart mcpd` to apply them, or revert the change".into()),
+    })
+}
+
+fn is_restart_notice(error: &ConfigError) -> bool {
+    error.message.starts_with(RESTART_NOTICE)
 }
 
 /// The servers the supervisor runs now, with the errors of the last load.
@@ -330,5 +356,27 @@ fn current_services(supervisor: &Supervisor) -> config::Services {
             .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
             .collect(),
         errors: directory.config_errors().as_ref().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_bound_at_start_are_kept_and_reported_the_rest_apply() {
+        let old = config::load_daemon(None).expect("built-in defaults");
+        let mut new = old.clone();
+        new.gateway.listen = "127.0.0.1:9".parse().unwrap();
+        new.gateway.allowed_origins = vec!["http://app.example".into()];
+        let (live, pending) = apply_live_settings(&old, new);
+        assert_eq!(live.gateway.listen, old.gateway.listen);
+        assert_eq!(live.gateway.allowed_origins, ["http://app.example"]);
+        assert_eq!(pending, ["gateway.listen"]);
+
+        let notice = restart_notice(&live, &pending).expect("a notice");
+        assert!(is_restart_notice(&notice));
+        assert!(notice.message.contains("gateway.listen"), "{notice}");
+        assert!(restart_notice(&live, &[]).is_none());
     }
 }

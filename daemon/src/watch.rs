@@ -3,8 +3,14 @@
 //! Editors save in many ways (write in place, write a temp file then rename over the
 //! original, delete and recreate); all of them end as a burst of events on a `*.yaml` path.
 //! The debouncer folds a burst into one request, so 100 rapid writes cause one reload.
+//!
+//! The parent directory is watched too, for `services_dir` itself: when the directory is
+//! deleted (the kernel drops a watch with its directory), moved away or (re)created, the
+//! watch on it is re-armed and a reload is requested, so deleting and recreating the
+//! directory, or creating it after the daemon started, needs no restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
@@ -21,45 +27,109 @@ pub struct WatchError {
     source: notify::Error,
 }
 
+/// What the handler asks of the thread that owns the debouncer.
+enum Control {
+    /// `services_dir` itself appeared, vanished or moved: watch it again if it exists, then
+    /// request a reload.
+    Rearm,
+    Stop,
+}
+
 /// A running watch; dropping it stops watching.
 pub struct ServicesWatch {
-    _debouncer: Box<dyn std::any::Any + Send>,
+    control: std_mpsc::Sender<Control>,
+}
+
+impl Drop for ServicesWatch {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+    }
 }
 
 /// Watches `dir` (non-recursively) and sends `()` on `requests` after each quiet burst of
-/// changes to a `*.yaml` file. Requests coalesce: the channel holds at most one.
+/// changes to a `*.yaml` file, and after `dir` itself is created, deleted or moved. Requests
+/// coalesce: the channel holds at most one.
+///
+/// `dir` need not exist yet when its parent does: watching starts when it appears.
 pub fn watch_services(dir: &Path, requests: mpsc::Sender<()>) -> Result<ServicesWatch, WatchError> {
-    let handler = move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            // Opening or closing a file changes nothing; every real change also has a
-            // create, modify, rename or remove event.
-            let relevant = events
-                .iter()
-                .filter(|event| !event.kind.is_access())
-                .flat_map(|event| event.paths.iter())
-                .any(|path| is_service_file(path));
-            if relevant {
-                // A full channel means a reload is already pending; nothing is lost.
-                let _ = requests.try_send(());
-            }
-        }
-        Err(errors) => {
-            for error in errors {
-                tracing::warn!(%error, "watching services_dir");
-            }
-        }
-    };
     let wrap = |source| WatchError {
         dir: dir.to_owned(),
         source,
     };
+    let dir = std::path::absolute(dir).map_err(|e| wrap(notify::Error::io(e)))?;
+    let (control, orders) = std_mpsc::channel();
+    let handler = {
+        let dir = dir.clone();
+        let control = control.clone();
+        let requests = requests.clone();
+        move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                // Opening or closing a file changes nothing; every real change also has a
+                // create, modify, rename or remove event.
+                let paths = events
+                    .iter()
+                    .filter(|event| !event.kind.is_access())
+                    .flat_map(|event| event.paths.iter());
+                let mut reload = false;
+                let mut rearm = false;
+                for path in paths {
+                    if *path == dir {
+                        rearm = true;
+                    } else if path.parent() == Some(dir.as_path()) && is_service_file(path) {
+                        reload = true;
+                    }
+                }
+                if rearm {
+                    // The owner thread re-arms first, then requests the reload, so no change
+                    // made after the reload read the directory goes unseen.
+                    let _ = control.send(Control::Rearm);
+                } else if reload {
+                    // A full channel means a reload is already pending; nothing is lost.
+                    let _ = requests.try_send(());
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::warn!(%error, "watching services_dir");
+                }
+            }
+        }
+    };
     let mut debouncer = new_debouncer(DEBOUNCE, None, handler).map_err(wrap)?;
-    debouncer
-        .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(wrap)?;
-    Ok(ServicesWatch {
-        _debouncer: Box::new(debouncer),
-    })
+    let parent_watched = match dir.parent() {
+        Some(parent) => match debouncer.watch(parent, RecursiveMode::NonRecursive) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, dir = %parent.display(), "cannot watch the parent of services_dir; deleting and recreating services_dir will need a reload");
+                false
+            }
+        },
+        None => false,
+    };
+    if let Err(error) = debouncer.watch(&dir, RecursiveMode::NonRecursive) {
+        if !parent_watched {
+            return Err(wrap(error));
+        }
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch services_dir yet; watching starts when it appears");
+    }
+    let owner = move || {
+        while let Ok(Control::Rearm) = orders.recv() {
+            // A deleted directory's watch is gone already; unwatching may fail, harmlessly.
+            let _ = debouncer.unwatch(&dir);
+            match debouncer.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => tracing::info!(dir = %dir.display(), "watching services_dir"),
+                Err(error) => {
+                    tracing::warn!(%error, dir = %dir.display(), "services_dir is gone; watching resumes when it reappears");
+                }
+            }
+            let _ = requests.try_send(());
+        }
+    };
+    std::thread::Builder::new()
+        .name("mcpd-watch".into())
+        .spawn(owner)
+        .map_err(|e| wrap(notify::Error::io(e)))?;
+    Ok(ServicesWatch { control })
 }
 
 /// True for `name.yaml`, false for editors' temp and backup files and hidden files.
@@ -130,5 +200,67 @@ mod tests {
         std::fs::write(dir.path().join("README.txt"), "x").unwrap();
         let got = tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await;
         assert!(got.is_err(), "a non-yaml file must not request a reload");
+    }
+    /// Drains requests until the directory has been quiet for a while.
+    async fn drain(rx: &mut mpsc::Receiver<()>) {
+        while tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await.is_ok() {}
+    }
+
+    async fn expect_request(rx: &mut mpsc::Receiver<()>, what: &str) {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("a reload request after {what}"))
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn watching_resumes_after_the_directory_is_deleted_and_recreated() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mcp");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), "a: 1\n").unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watch = watch_services(&dir, tx).unwrap();
+
+        std::fs::remove_dir_all(&dir).unwrap();
+        expect_request(&mut rx, "the directory was deleted").await;
+        drain(&mut rx).await;
+
+        std::fs::create_dir(&dir).unwrap();
+        expect_request(&mut rx, "the directory was recreated").await;
+        drain(&mut rx).await;
+
+        // The new directory is watched: a file written into it later is seen.
+        std::fs::write(dir.join("b.yaml"), "b: 1\n").unwrap();
+        expect_request(&mut rx, "a write into the recreated directory").await;
+    }
+
+    #[tokio::test]
+    async fn a_directory_missing_at_start_is_watched_once_it_appears() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mcp");
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watch = watch_services(&dir, tx).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        expect_request(&mut rx, "the directory appeared").await;
+        drain(&mut rx).await;
+        std::fs::write(dir.join("a.yaml"), "a: 1\n").unwrap();
+        expect_request(&mut rx, "a write into the new directory").await;
+    }
+
+    #[tokio::test]
+    async fn yaml_files_beside_the_directory_are_ignored() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mcp");
+        std::fs::create_dir(&dir).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watch = watch_services(&dir, tx).unwrap();
+        // The daemon file usually sits in the parent; it is reloaded by SIGHUP, not by edits.
+        std::fs::write(root.path().join("mcpd.yaml"), "x: 1\n").unwrap();
+        let got = tokio::time::timeout(DEBOUNCE * 4, rx.recv()).await;
+        assert!(
+            got.is_err(),
+            "a file outside services_dir must not request a reload"
+        );
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod sup_support;
 pub mod ctl_support;
+pub mod ops_support;
 
 use std::fmt::Display;
 use std::fs::File;

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::directory::ToolInfo;
 use crate::mcp_client::McpClient;
 
@@ -70,19 +72,21 @@ pub enum ProbeReport {
 }
 
 /// Probes until the server answers, retrying quickly at first (`first_retry`, doubling up to
-/// 500 ms); reports `Ready` once. The start timeout is the caller's.
+/// 500 ms); reports `Ready` once, with how long that probe took. The start timeout is the
+/// caller's.
 pub async fn readiness(
     prober: Arc<dyn Prober>,
     port: u16,
     path: String,
     timeout: Duration,
     first_retry: Duration,
-    report: impl Fn(ProbeReport) -> bool + Send,
+    report: impl Fn(ProbeReport, Duration) -> bool + Send,
 ) {
     let mut retry = first_retry;
     loop {
+        let began = Instant::now();
         if let Ok(tools) = prober.probe(port, &path, timeout).await {
-            report(ProbeReport::Ready(tools));
+            report(ProbeReport::Ready(tools), began.elapsed());
             return;
         }
         tokio::time::sleep(retry).await;
@@ -91,7 +95,7 @@ pub async fn readiness(
 }
 
 /// Probes every `interval` (the first one after `first_delay`, spread by the caller so many
-/// servers do not probe in lockstep) and reports every result.
+/// servers do not probe in lockstep) and reports every result with how long it took.
 pub async fn liveness(
     prober: Arc<dyn Prober>,
     port: u16,
@@ -99,15 +103,16 @@ pub async fn liveness(
     interval: Duration,
     timeout: Duration,
     first_delay: Duration,
-    report: impl Fn(ProbeReport) -> bool + Send,
+    report: impl Fn(ProbeReport, Duration) -> bool + Send,
 ) {
     tokio::time::sleep(first_delay).await;
     loop {
+        let began = Instant::now();
         let result = match prober.probe(port, &path, timeout).await {
             Ok(tools) => ProbeReport::Alive(tools),
             Err(reason) => ProbeReport::NotAlive(reason),
         };
-        if !report(result) {
+        if !report(result, began.elapsed()) {
             return;
         }
         tokio::time::sleep(interval).await;

@@ -39,11 +39,18 @@ pub enum Command {
 /// What the task's own helpers (spawn, wait, probes) report; `generation` is the process generation
 /// it is about, so reports about an earlier process are ignored.
 enum Report {
-    Spawned { child: Child, port: u16 },
-    SpawnFailed { reason: String, retry: bool },
+    Spawned {
+        child: Child,
+        port: u16,
+    },
+    SpawnFailed {
+        reason: String,
+        retry: bool,
+    },
     PortMoved(u16),
     Exited(Exit),
-    Probe(ProbeReport),
+    /// A probe's result and how long it took.
+    Probe(ProbeReport, Duration),
 }
 
 pub struct ServerTask {
@@ -60,6 +67,7 @@ pub struct ServerTask {
     since: SystemTime,
     last_exit: Option<String>,
     tools: Arc<[ToolInfo]>,
+    last_probe: Option<Duration>,
     probes: Option<JoinHandle<()>>,
     start_deadline: Option<Instant>,
     stop_deadline: Option<Instant>,
@@ -95,6 +103,7 @@ impl ServerTask {
             since: SystemTime::now(),
             last_exit: None,
             tools: Arc::from(Vec::new()),
+            last_probe: None,
             probes: None,
             start_deadline: None,
             stop_deadline: None,
@@ -246,18 +255,21 @@ impl ServerTask {
                 self.pid = None;
                 self.step(Event::Exited(exit));
             }
-            Report::Probe(ProbeReport::Ready(tools)) => {
+            Report::Probe(ProbeReport::Ready(tools), took) => {
+                self.last_probe = Some(took);
                 self.tools = Arc::from(tools);
                 self.step(Event::ProbeOk);
             }
-            Report::Probe(ProbeReport::Alive(tools)) => {
+            Report::Probe(ProbeReport::Alive(tools), took) => {
+                self.last_probe = Some(took);
                 if *self.tools != *tools {
                     self.tools = Arc::from(tools);
                     self.publish(self.machine.state());
                 }
                 self.step(Event::LivenessOk);
             }
-            Report::Probe(ProbeReport::NotAlive(reason)) => {
+            Report::Probe(ProbeReport::NotAlive(reason), took) => {
+                self.last_probe = Some(took);
                 debug!(server = %self.name, reason = %reason, "liveness probe failed");
                 self.step(Event::LivenessFailed { reason });
             }
@@ -321,7 +333,7 @@ impl ServerTask {
                     config.path.clone(),
                     config.health.timeout,
                     self.shared.options.probe_retry,
-                    move |r| reports.send((generation, Report::Probe(r))).is_ok(),
+                    move |r, took| reports.send((generation, Report::Probe(r, took))).is_ok(),
                 )));
             }
             Action::StartLiveness => {
@@ -339,7 +351,7 @@ impl ServerTask {
                     interval,
                     config.health.timeout,
                     first,
-                    move |r| reports.send((generation, Report::Probe(r))).is_ok(),
+                    move |r, took| reports.send((generation, Report::Probe(r, took))).is_ok(),
                 )));
             }
             Action::StopProbes => {
@@ -459,6 +471,7 @@ impl ServerTask {
             last_exit: self.last_exit.clone(),
             last_error: self.machine.last_error().map(str::to_owned),
             tools: self.tools.clone(),
+            last_probe: self.last_probe,
         };
         self.entry.status.store(Arc::new(status));
     }
