@@ -2,8 +2,8 @@
 # mcpd benchmarks: builds the release binaries once, installs the comparison tools if missing,
 # runs every benchmark (bench/harness.py) and rewrites bench/BENCH.md.
 #
-#   bench/run.sh            # full run (~25 minutes on 2 cores)
-#   bench/run.sh --quick    # fewer, shorter runs (< 10 minutes)
+#   bench/run.sh            # full run (about 15 minutes on 2 cores)
+#   bench/run.sh --quick    # fewer, shorter runs (about 8 minutes)
 #
 # Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
 # `bench/run.sh --quick --only gateway`.

@@ -30,7 +30,10 @@ fn loadgen_calls_echo_through_mcpd() {
             socket = socket.display(),
         ),
     );
-    dir.write("mcp/echo.yaml", "mcp_servers:\n  echo: {binary: mcp-echo}\n");
+    dir.write(
+        "mcp/echo.yaml",
+        "mcp_servers:\n  echo: {binary: mcp-echo}\n",
+    );
     let daemon = ChildGuard::spawn(
         "mcpd",
         Command::new(bin("mcpd")).arg("--config").arg(&config),
