@@ -1,8 +1,8 @@
 //! Shared helpers for the end-to-end tests: the real binaries, temp dirs, ports, child
 //! processes and waiting.
 //!
-//! - [`bin`] builds `mcpd`, `mcpctl` and `mcp-echo` once per test process (a nested
-//!   `cargo build` into the same target directory) and returns the path of one of them.
+//! - [`bin`] builds `mcpd`, `mcpctl`, `mcp-echo` and `mcpd-loadgen` once per test process (a
+//!   nested `cargo build` into the same target directory) and returns the path of one of them.
 //! - [`TestDir`] is a temp directory removed when dropped.
 //! - [`port_block`] hands each test its own range of loopback ports, distinct across the tests
 //!   of this process (an atomic counter) and across test processes (a lock file per block,
@@ -45,10 +45,12 @@ pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 // Binaries
 
-/// The path of a workspace binary (`mcpd`, `mcpctl` or `mcp-echo`), built on first use.
+/// The path of a workspace binary (`mcpd`, `mcpctl`, `mcp-echo` or `mcpd-loadgen`), built on
+/// first use.
 ///
-/// The first call runs `cargo build --bins -p mcpd -p mcpctl -p mcp-echo` with the profile the
-/// tests were built with; later calls (from any test of this process) reuse the result.
+/// The first call runs `cargo build --bins -p mcpd -p mcpctl -p mcp-echo -p mcpd-loadgen` with
+/// the profile the tests were built with; later calls (from any test of this process) reuse the
+/// result.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = match BUILT.get_or_init(build_binaries) {
@@ -88,6 +90,8 @@ fn build_binaries() -> Result<PathBuf, String> {
             "mcpctl",
             "-p",
             "mcp-echo",
+            "-p",
+            "mcpd-loadgen",
             "--profile",
         ])
         .arg(&profile)

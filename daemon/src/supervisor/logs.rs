@@ -5,13 +5,17 @@
 //! (broadcast), and file writes go through a bounded queue to one writer thread that drops
 //! lines (and says how many) when the disk cannot keep up. Lines are capped at
 //! [`MAX_LINE`] bytes, so memory is bounded by `buffer_lines * MAX_LINE` per server.
+//!
+//! An idle server costs little: the ring grows with its lines, the followers' queue exists
+//! only once someone follows, and each pipe is read through a small buffer (a daemon with
+//! 1000 servers holds 2000 of them, and its RSS also sets the cost of every fork).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -26,6 +30,8 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Lines queued for the writer thread before lines get dropped.
 const FILE_QUEUE: usize = 64 * 1024;
 const FOLLOW_QUEUE: usize = 1024;
+/// Read buffer per pipe. Longer lines are assembled across reads (up to [`MAX_LINE`]).
+const READ_BUFFER: usize = 4 * 1024;
 
 enum FileJob {
     Open(Arc<str>),
@@ -126,7 +132,8 @@ pub struct LogHub {
     name: Arc<str>,
     ring: Mutex<VecDeque<LogLine>>,
     capacity: usize,
-    followers: broadcast::Sender<LogLine>,
+    /// Created by the first follower: a broadcast queue preallocates all its slots.
+    followers: OnceLock<broadcast::Sender<LogLine>>,
     files: Option<LogFiles>,
     dropped: AtomicU64,
 }
@@ -139,9 +146,9 @@ impl LogHub {
         }
         LogHub {
             name,
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            ring: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
-            followers: broadcast::channel(FOLLOW_QUEUE).0,
+            followers: OnceLock::new(),
             files,
             dropped: AtomicU64::new(0),
         }
@@ -152,7 +159,11 @@ impl LogHub {
         if let Some(files) = &self.files {
             self.queue_for_file(files, &line);
         }
-        let _ = self.followers.send(line.clone());
+        if let Some(followers) = self.followers.get()
+            && followers.receiver_count() > 0
+        {
+            let _ = followers.send(line.clone());
+        }
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         if ring.len() >= self.capacity {
             ring.pop_front();
@@ -203,13 +214,15 @@ impl LogHub {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
-        self.followers.subscribe()
+        self.followers
+            .get_or_init(|| broadcast::channel(FOLLOW_QUEUE).0)
+            .subscribe()
     }
 }
 
 /// Reads `pipe` until EOF, pushing each line (capped at [`MAX_LINE`]) into `hub`.
 pub async fn capture(pipe: impl AsyncRead + Unpin, stream: LogStream, hub: Arc<LogHub>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, pipe);
     let mut line: Vec<u8> = Vec::new();
     let mut truncated = false;
     loop {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# mcpd benchmarks: builds the release binaries once, installs the comparison tools if missing,
+# runs every benchmark (bench/harness.py) and rewrites bench/BENCH.md.
+#
+#   bench/run.sh            # full run (about 15 minutes on 2 cores)
+#   bench/run.sh --quick    # fewer, shorter runs (about 8 minutes)
+#
+# Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
+# `bench/run.sh --quick --only gateway`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# The comparison tools come from Debian packages; install only what is missing.
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
+command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+# 1000 servers, each with a few sockets and pipes, plus the gateway's connections.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "building release binaries"
+cargo build --release --quiet -p mcpd -p mcpctl -p mcp-echo -p mcpd-loadgen
+
+exec python3 "$root/bench/harness.py" --root "$root" "$@"
