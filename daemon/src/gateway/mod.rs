@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
+pub use router::{Route, route};
 
 use crate::config::DaemonConfig;
 use crate::directory::Directory;

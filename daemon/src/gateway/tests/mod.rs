@@ -3,6 +3,7 @@
 
 mod auth;
 mod echo;
+mod fuzz;
 mod proxy;
 mod registry;
 mod support;
