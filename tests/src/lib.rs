@@ -33,6 +33,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+pub mod rel_support;
+
 /// How long a spawned process may live before its watchdog kills it and fails the test.
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);
 

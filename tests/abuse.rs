@@ -1,0 +1,1 @@
+//! Gateway abuse, end to end against the real `mcpd`.
