@@ -1,6 +1,7 @@
 //! Gateway tests against real sockets: a gateway on 127.0.0.1:0, real upstream servers, real
 //! HTTP clients.
 
+mod abuse;
 mod auth;
 mod echo;
 mod fuzz;
