@@ -102,18 +102,23 @@ impl Setup {
     /// Writes mcpd.yaml (if not written yet), starts mcpd and waits until its gateway answers
     /// /healthz and its socket answers `mcpctl status`.
     pub fn start(&self) -> Daemon {
+        self.start_with(|_| {})
+    }
+
+    /// [`Setup::start`], with a last say on the command (e.g. resource limits).
+    pub fn start_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         if !self.config.exists() {
             self.write_config();
         }
-        let daemon = ChildGuard::spawn(
-            "mcpd",
-            Command::new(bin("mcpd"))
-                .arg("--config")
-                .arg(&self.config)
-                .env("RUST_LOG", "info,rmcp=off")
-                .env_remove("MCPD_CONFIG")
-                .env_remove("NOTIFY_SOCKET"),
-        );
+        let mut command = Command::new(bin("mcpd"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rmcp=off")
+            .env_remove("MCPD_CONFIG")
+            .env_remove("NOTIFY_SOCKET");
+        adjust(&mut command);
+        let daemon = ChildGuard::spawn("mcpd", &mut command);
         wait_for_sync(
             PATIENCE,
             lazy(|| format!("mcpd to serve; its log:\n{}", daemon.stderr())),
