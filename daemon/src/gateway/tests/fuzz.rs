@@ -109,7 +109,7 @@ fn replays_the_auth_header_corpus() {
         outcomes
             .iter()
             .find(|(path, _)| path.file_name().is_some_and(|file| file == name))
-            .map(|(_, outcome)| outcome.clone())
+            .map(|(_, outcome)| *outcome)
             .unwrap_or_else(|| panic!("seed {name} missing"))
     };
     assert_eq!(outcome("valid"), Some(Ok(4_102_444_800)));
