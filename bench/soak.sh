@@ -75,7 +75,11 @@ done
 ctl() { "$bin_dir/mcpctl" --socket "$dir/run/mcpd.sock" "$@"; }
 field() { # field SERVER KEY: one value of `mcpctl --json status`
   ctl --json status 2>/dev/null | python3 -c "import json,sys
-for s in json.load(sys.stdin)['servers']:
+try:
+    servers = json.load(sys.stdin)['servers']
+except (ValueError, KeyError):
+    servers = []
+for s in servers:
     if s['name']=='$1': print(s.get('$2') if s.get('$2') is not None else '')"
 }
 
@@ -159,7 +163,12 @@ for s in socks:
 EOF
 )
 echo "held connections, /healthz status, seconds: $held"
-sample "$(( $(date +%s) - start ))"
+# Let the daemon notice the closed connections, then sample again (a row of its own).
+for _ in $(seq 1 50); do
+  [ "$(ls "/proc/$mcpd_pid/fd" | wc -l)" -lt 200 ] && break
+  sleep 0.2
+done
+sample "after-10k"
 
 echo "==> stopping mcpd"
 groups=$(ls "$dir/state/groups" 2>/dev/null | while read -r f; do cat "$dir/state/groups/$f"; echo; done)
@@ -169,16 +178,19 @@ wait "$mcpd_pid" || code=$?
 mcpd_pid=
 left=0
 for g in $groups; do
-  left=$(( left + $(pgrep -g "$g" 2>/dev/null | wc -l) ))
+  n=$(pgrep -g "$g" 2>/dev/null | wc -l || true)
+  left=$(( left + n ))
 done
 
 python3 - "$dir" "$kills" "$reloads" "$code" "$left" "$VICTIM" "$held" <<'EOF'
 import csv, json, sys
 d, kills, reloads, code, left, victim, held = sys.argv[1:8]
 client = json.load(open(f"{d}/client.json"))
-rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(f"{d}/samples.csv"))]
+all_rows = list(csv.DictReader(open(f"{d}/samples.csv")))
+after_10k = {k: float(v) for k, v in all_rows[-1].items() if k != "elapsed_s"}
+rows = [{k: float(v) for k, v in r.items()} for r in all_rows[:-1]]
 base = rows[min(1, len(rows) - 1)]  # after warm-up
-last = rows[-1]
+last = rows[-1]  # when the traffic stopped
 peak = {k: max(r[k] for r in rows) for k in rows[0]}
 problems = []
 for name, s in client["servers"].items():
@@ -191,6 +203,10 @@ for key, bound in (("rss_kib", lambda b: b * 1.5 + 20480), ("fds", lambda b: b +
     print(f"  {key:8} after warm-up={base[key]:.0f} end={last[key]:.0f} peak={peak[key]:.0f}")
     if last[key] > bound(base[key]):
         problems.append(f"{key} grew from {base[key]:.0f} to {last[key]:.0f}")
+print(f"  after the 10 000 connections closed: rss_kib={after_10k['rss_kib']:.0f} "
+      f"fds={after_10k['fds']:.0f} threads={after_10k['threads']:.0f}")
+if after_10k["fds"] > last["fds"] + 64:
+    problems.append(f"{after_10k['fds']:.0f} descriptors still open after the 10 000 connections closed")
 print(f"  zombie children, peak: {peak['zombie_children']:.0f}")
 if peak["zombie_children"]:
     problems.append("zombie children seen")
