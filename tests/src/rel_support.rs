@@ -326,20 +326,3 @@ pub fn processes_in_groups(groups: &[u32]) -> Vec<u32> {
         })
         .collect()
 }
-
-/// The daemon's open file descriptors, threads and resident memory (KiB).
-pub fn resources(pid: u32) -> (usize, usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| dir.count())
-        .unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (fds, field("Threads:") as usize, field("VmRSS:"))
-}
