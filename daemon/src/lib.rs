@@ -1,6 +1,7 @@
 //! mcpd: runs the MCP servers of one host, health-checks and restarts them, and fronts them
 //! with one authenticated HTTP gateway and a local control socket.
 
+mod accept;
 pub mod check;
 pub mod config;
 pub mod control;

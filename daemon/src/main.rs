@@ -48,6 +48,7 @@ fn main() -> ExitCode {
 /// Runs the daemon until SIGTERM or SIGINT.
 fn serve(explicit: Option<&Path>) -> ExitCode {
     init_logging();
+    raise_fd_limit();
     let path = mcpd::config::find_daemon_config(explicit);
     let config = match mcpd::config::load(path.as_deref()) {
         Ok(config) => config,
@@ -85,6 +86,28 @@ fn serve(explicit: Option<&Path>) -> ExitCode {
             tracing::error!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one. Every client and upstream connection of
+/// the gateway holds a descriptor, and the usual soft default (1024) is far below what a
+/// gateway needs; the hard limit is the administrator's (`LimitNOFILE=`).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        soft < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+    };
+    if raised {
+        tracing::debug!(limit = limit.rlim_cur, "raised the open-file limit");
     }
 }
 

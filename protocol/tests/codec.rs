@@ -479,3 +479,35 @@ fn json_names_are_stable() {
     assert_eq!(json["uptime_ms"], 61_000);
     assert!(json["last_exit"].is_null());
 }
+
+// ---- the fuzz corpus ----------------------------------------------------------------------
+
+/// Replays the committed corpus of the `control_decode` fuzz target (seeds and every input
+/// that once crashed it) through the same checks, so CI needs no nightly toolchain.
+#[test]
+fn replays_the_control_decode_fuzz_corpus() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests-data/fuzz/control_decode");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read");
+        // The same body as fuzz/fuzz_targets/control_decode.rs.
+        if let Ok(request) = codec::decode_body::<Request>(&data) {
+            let frame = codec::encode_frame(&request).expect("a decoded request encodes");
+            assert_eq!(
+                codec::decode_frame::<Request>(&frame).expect("round trip"),
+                request
+            );
+        }
+        if let Ok(response) = codec::decode_body::<Response>(&data) {
+            let frame = codec::encode_frame(&response).expect("a decoded response encodes");
+            assert_eq!(
+                codec::decode_frame::<Response>(&frame).expect("round trip"),
+                response
+            );
+        }
+        let _ = codec::decode_frame::<Request>(&data);
+        count += 1;
+    }
+    assert!(count >= 5, "only {count} inputs in {}", dir.display());
+}

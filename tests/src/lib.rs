@@ -38,6 +38,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 pub mod gw_support;
+pub mod rel_support;
 
 /// How long a spawned process may live before its watchdog kills it and fails the test.
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);

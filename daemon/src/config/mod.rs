@@ -76,6 +76,45 @@ pub fn load_daemon_in(path: Option<&Path>, env: &Env) -> Result<DaemonConfig, Ve
     }
 }
 
+/// Parses and validates the text of a daemon file as if read from `file`, reading nothing from
+/// disk: the pure core of `load_daemon_in`, also what the fuzz target and its regression tests
+/// drive.
+pub fn parse_daemon_str(
+    file: &Path,
+    text: &str,
+    env: &Env,
+) -> Result<DaemonConfig, Vec<ConfigError>> {
+    let source = source::Source::parse(file, text.to_owned()).map_err(|err| vec![err])?;
+    let mut errors = Vec::new();
+    let daemon = validate::daemon(Some(&source), env, &mut errors);
+    services::sort_by_position(&mut errors);
+    if errors.is_empty() {
+        Ok(daemon)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses and validates the text of one server file as if read from `file`, with the checks
+/// inside that file but none across files (a name or port another file also uses).
+pub fn parse_server_file_str(
+    file: &Path,
+    text: &str,
+    daemon: &DaemonConfig,
+    env: &Env,
+    resolver: &Resolver,
+) -> Result<Vec<ServerConfig>, Vec<ConfigError>> {
+    let source = source::Source::parse(file, text.to_owned()).map_err(|err| vec![err])?;
+    let mut errors = Vec::new();
+    let servers = validate::server_file(&source, daemon, env, resolver, &mut errors);
+    services::sort_by_position(&mut errors);
+    if errors.is_empty() {
+        Ok(servers)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Loads every `*.yaml` file of `daemon.services_dir`.
 ///
 /// A file that fails keeps the servers it had in `previous` (if any) and its errors are

@@ -52,6 +52,7 @@ pub async fn serve(listener: ControlListener, ctx: ControlContext, shutdown: Can
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
     tracing::info!(path = %listener.path().display(), "control socket listening");
+    let mut accept_errors = crate::accept::AcceptErrors::new("control socket");
     loop {
         let accepted = tokio::select! {
             biased;
@@ -62,11 +63,13 @@ pub async fn serve(listener: ControlListener, ctx: ControlContext, shutdown: Can
             Ok(stream) => stream,
             Err(e) => {
                 // Usually EMFILE: pause briefly instead of spinning, but stay responsive to shutdown.
-                tracing::warn!(error = %e, "cannot accept a control connection");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                if accept_errors.failed(&e, std::time::Instant::now()) {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(crate::accept::PAUSE) => {}
+                    }
                 }
+                continue;
             }
         };
         let permit = slots.clone().try_acquire_owned();

@@ -151,6 +151,18 @@ pub struct Claims {
     pub client_header: Option<HeaderValue>,
 }
 
+/// The token of an `Authorization` header value: `None` when it holds no bearer credential
+/// (another scheme, or bytes that are not visible ASCII).
+pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    // `Bearer` alone (an empty token, its trailing space trimmed in transit) counts as a
+    // bearer credential that fails verification.
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// Checks a verified token against one server's `oauth` settings.
 pub fn authorize(claims: &Claims, oauth: &OAuthConfig) -> Result<(), Denied> {
     if !claims.audiences.contains(&oauth.audience) {

@@ -42,7 +42,9 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
+pub use router::{Route, route};
 
+use crate::accept::{self, AcceptErrors};
 use crate::config::DaemonConfig;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -181,6 +183,7 @@ pub async fn serve(
     let force_close = CancellationToken::new();
     tracing::info!(address = %bound, "gateway listening");
 
+    let mut accept_errors = AcceptErrors::new("gateway");
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -188,8 +191,12 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(cause = %err, "gateway accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if accept_errors.failed(&err, std::time::Instant::now()) {
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(accept::PAUSE) => {}
+                        }
+                    }
                     continue;
                 }
             },
@@ -202,12 +209,27 @@ pub async fn serve(
             let ctx = service_ctx.clone();
             async move { Ok::<_, Infallible>(router::handle(&ctx.shared, bound, peer, request).await) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         let force_close = force_close.clone();
+        let first_byte_timeout = options.header_read_timeout;
         tracker.spawn(async move {
+            // Telling HTTP/1 from h2 reads the first bytes with no timeout of its own, and
+            // hyper's header timeout starts only after them: without this, a connection that
+            // never sends anything would hold a descriptor forever.
+            let mut byte = [0u8; 1];
+            let first = tokio::select! {
+                first = tokio::time::timeout(first_byte_timeout, stream.peek(&mut byte)) => first,
+                () = force_close.cancelled() => return,
+            };
+            if !matches!(first, Ok(Ok(1..))) {
+                tracing::debug!(%peer, "client sent nothing within the header timeout; closing");
+                return;
+            }
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = watcher.watch(connection);
             tokio::select! {
                 result = connection => {
                     if let Err(err) = result {

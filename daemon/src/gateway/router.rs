@@ -22,7 +22,9 @@ use crate::metrics::{ReasonLabel, RequestLabels, ServerLabel};
 const MCP_PREFIX: &str = "/api/v1/mcp/";
 const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource/api/v1/mcp/";
 
-enum Route<'a> {
+/// Where a request path leads; the names are borrowed from the path, undecoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
     Healthz,
     Metrics,
     Registry,
@@ -37,7 +39,8 @@ fn server_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
-fn route(path: &str) -> Route<'_> {
+/// The route of a request path (the path alone: no query, no percent-decoding).
+pub fn route(path: &str) -> Route<'_> {
     match path {
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
@@ -273,13 +276,7 @@ fn has_query_token(query: Option<&str>) -> bool {
 
 /// The bearer token of `Authorization`: `None` when there is no bearer credential at all.
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    // `Bearer` alone (an empty token, its trailing space trimmed in transit) counts as a
-    // bearer credential that fails verification.
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    auth::bearer_token(headers.get(AUTHORIZATION)?)
 }
 
 /// Verifies the bearer token and checks it against the server: 401 without a valid token,

@@ -478,3 +478,22 @@ async fn exit_descriptions() {
     assert_eq!(Exit::Signal(9).to_string(), "killed by signal SIGKILL");
     assert_eq!(Exit::Signal(15).to_string(), "killed by signal SIGTERM");
 }
+
+/// A wall-clock jump (NTP step, `date -s`) cannot shorten or stretch backoff, timeouts or the
+/// crash window: the machine is driven only by the monotonic `tokio::time::Instant` it is
+/// handed, never by `SystemTime`. This pins that signature; the supervisor's timers
+/// (`sleep_until` on the same Instant) follow from it.
+#[test]
+fn the_machine_runs_on_monotonic_time() {
+    let next: fn(&mut Machine, Event, tokio::time::Instant) -> Vec<Action> = Machine::next;
+    let mut m = machine(RestartPolicy::OnFailure);
+    let now = Instant::now();
+    next(&mut m, Event::Start, now);
+    next(&mut m, Event::Spawned, now);
+    next(&mut m, Event::ProbeOk, now);
+    let actions = next(&mut m, Event::Exited(Exit::Code(1)), now);
+    assert!(
+        actions.contains(&Action::ScheduleBackoff(Duration::from_secs(1))),
+        "{actions:?}"
+    );
+}

@@ -4,6 +4,7 @@
 //! This file is the public handle the rest of the daemon uses. The pieces behind it: the pure
 //! lifecycle state machine, spawning, probes, backoff and log capture.
 
+mod leftovers;
 mod lifecycle;
 mod logs;
 mod plan;
@@ -112,6 +113,7 @@ impl Default for SupervisorOptions {
 pub(crate) struct Shared {
     spawner: Spawner,
     ports: Mutex<PortAllocator>,
+    groups: leftovers::GroupRecords,
     prober: Arc<dyn Prober>,
     jitter: Jitter,
     options: SupervisorOptions,
@@ -167,6 +169,9 @@ impl Supervisor {
                 None
             }
         };
+        // Before ports are assigned: what a killed predecessor left would hold them.
+        let groups = leftovers::GroupRecords::new(&daemon.state_dir);
+        groups.sweep();
         let mut ports = PortAllocator::load(&daemon.state_dir, daemon.port_range);
         for name in ports.assign(&services.servers) {
             tracing::error!(server = %name, range = %daemon.port_range, "no free port left for the server");
@@ -175,6 +180,7 @@ impl Supervisor {
         let shared = Arc::new(Shared {
             spawner,
             ports: Mutex::new(ports),
+            groups,
             prober: options.prober.clone(),
             jitter: options.jitter.clone(),
             options,

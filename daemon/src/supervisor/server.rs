@@ -218,6 +218,9 @@ impl ServerTask {
                 let pid = child.id();
                 self.pid = pid;
                 self.pgid = pid;
+                if let Some(pid) = pid {
+                    self.shared.groups.record(&self.name, pid);
+                }
                 self.port = Some(port);
                 self.started_at = Some(SystemTime::now());
                 if let Some(out) = child.stdout.take() {
@@ -361,6 +364,9 @@ impl ServerTask {
             Action::Terminate { timeout } => {
                 if let Some(pgid) = self.pgid {
                     signal_group(pgid, Signal::SIGTERM);
+                    // A stopped (SIGSTOP, hung in a debugger) process only acts on the
+                    // SIGTERM once continued; systemd does the same.
+                    signal_group(pgid, Signal::SIGCONT);
                 }
                 self.stop_deadline = Some(now + timeout);
             }
@@ -374,6 +380,7 @@ impl ServerTask {
                 if let Some(pgid) = self.pgid.take() {
                     signal_group(pgid, Signal::SIGKILL);
                     self.shared.spawner.released(pgid);
+                    self.shared.groups.clear(&self.name);
                 }
                 self.stop_deadline = None;
             }

@@ -1,8 +1,10 @@
 //! Gateway tests against real sockets: a gateway on 127.0.0.1:0, real upstream servers, real
 //! HTTP clients.
 
+mod abuse;
 mod auth;
 mod echo;
+mod fuzz;
 mod proxy;
 mod registry;
 mod support;
