@@ -1,13 +1,12 @@
 //! End-to-end tests that run the real binaries. One test target; each concern is a module.
 
-mod control;
-mod bench_smoke;
-mod echo;
-mod gateway;
 mod abuse;
+mod bench_smoke;
+mod control;
 mod echo;
 mod faults;
+mod gateway;
 mod harness;
 mod legacy;
-mod supervision;
 mod ops;
+mod supervision;

@@ -16,9 +16,9 @@
 //!   intervals and panic with a message on timeout. They are the only waiting tests do: no
 //!   fixed sleeps.
 
-pub mod sup_support;
 pub mod ctl_support;
 pub mod ops_support;
+pub mod sup_support;
 
 use std::fmt::Display;
 use std::fs::File;
