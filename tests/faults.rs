@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use mcpd_tests::rel_support::{
-    PATIENCE, Setup, alive, fixture, healthz, pid_port, processes_in_groups,
+    PATIENCE, Setup, alive, fixture, group_leading_children, healthz, pid_port, processes_in_groups,
 };
 use mcpd_tests::{bin, lazy, port_accepts, wait_for_sync};
 use nix::sys::signal::{Signal, kill};
@@ -306,6 +306,11 @@ fn after_a_daemon_sigkill_servers_return_on_their_ports_with_no_orphans() {
     let groups = [pid_a, pid_b];
     assert!(processes_in_groups(&groups).len() >= 3, "a, b and b's echo");
 
+    // mcpd's reaper process would kill the servers' groups when mcpd dies; take it down first
+    // to test the second line of defence, the sweep at the next start.
+    for reaper in group_leading_children(daemon.pid(), &groups) {
+        let _ = kill(Pid::from_raw(reaper as i32), Signal::SIGKILL);
+    }
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit_sync(PATIENCE);
     // The main processes die with the daemon (PR_SET_PDEATHSIG); b's echo does not...

@@ -326,3 +326,22 @@ pub fn processes_in_groups(groups: &[u32]) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Live children of `parent` that lead their own process group and are not in `except`:
+/// for mcpd, its reaper process.
+pub fn group_leading_children(parent: u32, except: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !except.contains(pid))
+        .filter(|&pid| {
+            stat_fields(pid).is_some_and(|fields| {
+                fields[0] != "Z"
+                    && fields[1].parse::<u32>() == Ok(parent)
+                    && fields[2].parse::<u32>() == Ok(pid)
+            })
+        })
+        .collect()
+}
