@@ -230,7 +230,7 @@ impl DaemonReloader {
                 Err(daemon_errors) => errors.extend(daemon_errors),
             }
         }
-        let previous = current_services(&self.supervisor);
+        let previous = self.supervisor.current_services();
         let for_load = daemon.clone();
         let services =
             tokio::task::spawn_blocking(move || config::load_services(&for_load, Some(&previous)))
@@ -344,39 +344,4 @@ fn restart_notice(daemon: &DaemonConfig, pending: &[&str]) -> Option<ConfigError
 
 fn is_restart_notice(error: &ConfigError) -> bool {
     error.message.starts_with(RESTART_NOTICE)
-}
-
-/// The servers the supervisor runs now, with the errors of the last load.
-fn current_services(supervisor: &Supervisor) -> config::Services {
-    let directory = supervisor.directory();
-    config::Services {
-        servers: directory
-            .all()
-            .iter()
-            .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
-            .collect(),
-        errors: directory.config_errors().as_ref().clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_bound_at_start_are_kept_and_reported_the_rest_apply() {
-        let old = config::load_daemon(None).expect("built-in defaults");
-        let mut new = old.clone();
-        new.gateway.listen = "127.0.0.1:9".parse().unwrap();
-        new.gateway.allowed_origins = vec!["http://app.example".into()];
-        let (live, pending) = apply_live_settings(&old, new);
-        assert_eq!(live.gateway.listen, old.gateway.listen);
-        assert_eq!(live.gateway.allowed_origins, ["http://app.example"]);
-        assert_eq!(pending, ["gateway.listen"]);
-
-        let notice = restart_notice(&live, &pending).expect("a notice");
-        assert!(is_restart_notice(&notice));
-        assert!(notice.message.contains("gateway.listen"), "{notice}");
-        assert!(restart_notice(&live, &[]).is_none());
-    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 
-use crate::config::{self, ConfigError, DaemonConfig, Services};
+use crate::config::{self, ConfigError, DaemonConfig};
 use crate::mcp_client::McpClient;
 use crate::supervisor::{ReloadPlan, Supervisor};
 
@@ -36,7 +36,7 @@ impl Reloader for ConfigReloader {
     fn reload(&self, dry_run: bool) -> BoxFuture<'_, Result<ReloadOutcome, String>> {
         Box::pin(async move {
             let daemon = self.config.load_full();
-            let previous = current_services(&self.supervisor);
+            let previous = self.supervisor.current_services();
             let services = tokio::task::spawn_blocking(move || {
                 config::load_services(&daemon, Some(&previous))
             })
@@ -53,19 +53,6 @@ impl Reloader for ConfigReloader {
                 config_errors,
             })
         })
-    }
-}
-
-/// The servers the supervisor runs now, as a `Services` value.
-pub(super) fn current_services(supervisor: &Supervisor) -> Services {
-    let directory = supervisor.directory();
-    Services {
-        servers: directory
-            .all()
-            .iter()
-            .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
-            .collect(),
-        errors: directory.config_errors().as_ref().clone(),
     }
 }
 

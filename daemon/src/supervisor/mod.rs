@@ -260,6 +260,20 @@ impl Supervisor {
         &self.inner.directory
     }
 
+    /// The servers supervised now, with the errors of the last load: the `previous` a reload
+    /// passes to `config::load_services` so a failing file keeps its servers.
+    pub fn current_services(&self) -> Services {
+        let directory = &self.inner.directory;
+        Services {
+            servers: directory
+                .all()
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
+                .collect(),
+            errors: directory.config_errors().as_ref().clone(),
+        }
+    }
+
     /// Sends a request that answers when done, and waits for the answer.
     async fn request(
         &self,
