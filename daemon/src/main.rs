@@ -63,9 +63,10 @@ fn serve(explicit: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Supervision and the control socket need little CPU: one thread. The gateway runs its
+    // own worker threads (gateway::serve_workers).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("mcpd-worker")
         .build()
     {
         Ok(runtime) => runtime,

@@ -3,7 +3,8 @@
 //!
 //! Served by the gateway at `GET /metrics` in the Prometheus text format.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
@@ -46,6 +47,42 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// Each server's handles into the families above, made on its first request.
+    servers: RwLock<HashMap<Box<str>, Arc<ServerMetrics>>>,
+}
+
+/// One server's gateway metrics. The families hand out handles that share their values, so
+/// keeping them spares every request the label allocations and the family's lock.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    pub latency: Histogram,
+    pub active_streams: Gauge,
+    server: String,
+    requests: Family<RequestLabels, Counter>,
+    by_status: Mutex<Vec<(u16, Counter)>>,
+}
+
+impl ServerMetrics {
+    /// Counts one request answered with `status`.
+    pub fn count(&self, status: u16) {
+        let mut by_status = self
+            .by_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counter)) = by_status.iter().find(|(known, _)| *known == status) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                server: self.server.clone(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        by_status.push((status, counter));
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -99,7 +136,37 @@ impl Metrics {
             auth_failures,
             reloads,
             reload_failures,
+            servers: RwLock::default(),
         }
+    }
+
+    /// The gateway metrics of server `name`. Only for configured servers: names from
+    /// requests would otherwise let clients mint label sets.
+    pub fn server(&self, name: &str) -> Arc<ServerMetrics> {
+        if let Some(known) = self
+            .servers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return known.clone();
+        }
+        let label = ServerLabel {
+            server: name.to_owned(),
+        };
+        let made = Arc::new(ServerMetrics {
+            latency: self.latency.get_or_create(&label).clone(),
+            active_streams: self.active_streams.get_or_create(&label).clone(),
+            server: name.to_owned(),
+            requests: self.requests.clone(),
+            by_status: Mutex::default(),
+        });
+        self.servers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.into())
+            .or_insert(made)
+            .clone()
     }
 
     /// The Prometheus text exposition of every metric.

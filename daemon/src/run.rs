@@ -91,10 +91,11 @@ pub async fn run(
     });
 
     let gateway_stop = CancellationToken::new();
-    let gateway_task = tokio::spawn(gateway::serve(
+    let gateway_task = tokio::spawn(gateway::serve_workers(
         listeners.gateway,
         gateway_ctx,
         gateway_stop.clone(),
+        gateway_workers(),
     ));
 
     let mut control_ctx =
@@ -163,6 +164,12 @@ pub async fn run(
     }
     tracing::info!("mcpd stopped");
     Ok(())
+}
+
+/// Gateway worker threads: one per CPU the daemon may run on (its affinity and cgroup quota
+/// count), at most 16.
+fn gateway_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get().min(16))
 }
 
 fn status_line(supervisor: &Supervisor) -> String {

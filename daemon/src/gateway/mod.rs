@@ -23,6 +23,7 @@ mod registry;
 mod response;
 mod router;
 mod token_cache;
+mod upstream;
 
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,8 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most headers accepted in one request.
 pub const MAX_HEADERS: usize = 100;
+/// How often idle upstream connections are checked (closed by their server, or timed out).
+const PRUNE_EVERY: Duration = Duration::from_secs(15);
 
 /// Timeouts of the gateway that are not part of the configuration file.
 #[derive(Debug, Clone)]
@@ -66,6 +69,8 @@ pub struct GatewayOptions {
     pub upstream_header_timeout: Duration,
     /// How long an upstream connection may take to be established (then 502).
     pub connect_timeout: Duration,
+    /// How long an idle upstream connection is kept for the next request.
+    pub upstream_idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing their connections.
     pub drain_timeout: Duration,
     /// `Retry-After` seconds of a 503 for a server that is not running.
@@ -78,6 +83,7 @@ impl Default for GatewayOptions {
             header_read_timeout: Duration::from_secs(10),
             upstream_header_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            upstream_idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(10),
             retry_after_secs: 5,
         }
@@ -95,7 +101,6 @@ pub struct Live {
 struct Shared {
     directory: Arc<Directory>,
     live: ArcSwap<Live>,
-    client: proxy::UpstreamClient,
     options: GatewayOptions,
     metrics: Option<Arc<Metrics>>,
 }
@@ -127,12 +132,10 @@ impl GatewayContext {
         options: GatewayOptions,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
-        let client = proxy::client(options.connect_timeout);
         GatewayContext {
             shared: Arc::new(Shared {
                 directory,
                 live: ArcSwap::from_pointee(Live { config, auth }),
-                client,
                 options,
                 metrics,
             }),
@@ -157,7 +160,59 @@ impl GatewayContext {
     }
 }
 
-/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains.
+/// Serves the gateway on `workers` threads until `shutdown` is cancelled, then drains; returns
+/// when every worker has stopped.
+///
+/// Each worker is a thread with a single-threaded runtime, its own upstream connections, and
+/// a duplicate of the listening socket, like the worker processes of nginx: a request is
+/// handled start to end on one thread, with no hand-off between threads. The rest of the
+/// daemon (supervision, control socket) runs on the caller's runtime and is never delayed by
+/// gateway traffic, nor the gateway by it.
+pub async fn serve_workers(
+    listener: TcpListener,
+    ctx: GatewayContext,
+    shutdown: CancellationToken,
+    workers: usize,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let mut done = Vec::new();
+    for index in 0..workers.max(1) {
+        let listener = listener.try_clone()?;
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("mcpd-gateway-{index}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            serve(listener, ctx, shutdown).await
+                        })
+                    });
+                let _ = tx.send(result);
+            })?;
+        done.push(rx);
+    }
+    drop(listener);
+    let mut result = Ok(());
+    for rx in done {
+        let outcome = rx
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("a gateway worker thread panicked")));
+        if let Err(err) = outcome {
+            tracing::error!(cause = %err, "gateway worker failed");
+            result = Err(err);
+        }
+    }
+    result
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains. Runs on the
+/// caller's runtime; the daemon runs one per worker thread (`serve_workers`).
 pub async fn serve(
     listener: TcpListener,
     ctx: GatewayContext,
@@ -165,6 +220,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
     let options = ctx.shared.options.clone();
+    let upstream = Arc::new(upstream::Pool::new(
+        options.connect_timeout,
+        options.upstream_idle_timeout,
+    ));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -184,9 +243,15 @@ pub async fn serve(
     tracing::info!(address = %bound, "gateway listening");
 
     let mut accept_errors = AcceptErrors::new("gateway");
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = prune.tick() => {
+                upstream.prune();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -205,9 +270,15 @@ pub async fn serve(
             tracing::debug!(cause = %err, "cannot set TCP_NODELAY on a client connection");
         }
         let service_ctx = ctx.clone();
+        let service_upstream = upstream.clone();
         let service = service_fn(move |request| {
             let ctx = service_ctx.clone();
-            async move { Ok::<_, Infallible>(router::handle(&ctx.shared, bound, peer, request).await) }
+            let upstream = service_upstream.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    router::handle(&ctx.shared, &upstream, bound, peer, request).await,
+                )
+            }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

@@ -1,35 +1,20 @@
 //! The MCP proxy: forwards `ANY /api/v1/mcp/{server}/mcp` to `http://127.0.0.1:<port><path>`
-//! over pooled keep-alive connections, streaming both bodies, rewriting headers, and mapping
-//! upstream failures to JSON errors.
+//! over pooled keep-alive connections (`upstream`), streaming both bodies, rewriting headers,
+//! and mapping upstream failures to JSON errors.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::auth::Claims;
 use super::response::{self, Body, UpstreamBody};
-
-/// The pooled client that talks to the upstream servers.
-pub type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
-
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .build(connector)
-}
+use super::upstream::{Pool, UpstreamError};
 
 pub static X_MCP_SUBJECT: HeaderName = HeaderName::from_static("x-mcp-subject");
 pub static X_MCP_SCOPES: HeaderName = HeaderName::from_static("x-mcp-scopes");
@@ -84,7 +69,7 @@ pub struct Upstream<'a> {
 
 /// Forwards `request` and returns the upstream response with its body streaming.
 pub async fn forward(
-    client: &UpstreamClient,
+    pool: &Arc<Pool>,
     upstream: Upstream<'_>,
     request: Request<Incoming>,
 ) -> Response<Body> {
@@ -100,14 +85,12 @@ pub async fn forward(
         return too_large(server);
     }
 
+    // Origin form: the connection already says which host and port.
     let uri = match parts.uri.query() {
-        Some(query) => format!(
-            "http://127.0.0.1:{}{}?{query}",
-            upstream.port, upstream.path
-        ),
-        None => format!("http://127.0.0.1:{}{}", upstream.port, upstream.path),
+        Some(query) => Uri::try_from(format!("{}?{query}", upstream.path)),
+        None => Uri::try_from(upstream.path),
     };
-    let Ok(uri) = Uri::try_from(uri) else {
+    let Ok(uri) = uri else {
         return response::error(
             StatusCode::BAD_REQUEST,
             "invalid request target",
@@ -157,14 +140,15 @@ pub async fn forward(
 
     let limit = usize::try_from(upstream.max_body).unwrap_or(usize::MAX);
     let request = Request::from_parts(parts, Limited::new(body, limit));
-    let result = tokio::time::timeout(upstream.header_timeout, client.request(request)).await;
+    let result =
+        tokio::time::timeout(upstream.header_timeout, pool.send(upstream.port, request)).await;
     match result {
         Err(_elapsed) => response::error(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream did not answer in time",
             Some(server),
         ),
-        Ok(Err(err)) if caused_by_length_limit(&err) => too_large(server),
+        Ok(Err(UpstreamError::Http(err))) if caused_by_length_limit(&err) => too_large(server),
         Ok(Err(err)) if err.is_connect() => {
             tracing::warn!(server, cause = %err, "upstream refused the connection");
             response::error(

@@ -9,8 +9,9 @@ use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
+
+use super::upstream::ResponseBody;
 
 /// A response body: either written by the gateway or streamed from an upstream server.
 pub type Body = Either<Full<Bytes>, UpstreamBody>;
@@ -19,12 +20,12 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 /// active-streams gauge until it ends or the client goes away.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: ResponseBody,
     active: Option<Gauge>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming) -> Self {
+    pub fn new(inner: ResponseBody) -> Self {
         UpstreamBody {
             inner,
             active: None,

@@ -14,10 +14,11 @@ use super::auth::{self, Claims};
 use super::proxy::{self, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
+use super::upstream::Pool;
 use super::{Live, MAX_URI_BYTES, Shared, guard};
 use crate::config::OAuthConfig;
 use crate::directory::ServerState;
-use crate::metrics::{ReasonLabel, RequestLabels, ServerLabel};
+use crate::metrics::ReasonLabel;
 
 const MCP_PREFIX: &str = "/api/v1/mcp/";
 const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource/api/v1/mcp/";
@@ -59,6 +60,7 @@ pub fn route(path: &str) -> Route<'_> {
 
 pub(super) async fn handle(
     shared: &Shared,
+    upstream: &Arc<Pool>,
     bound: SocketAddr,
     peer: SocketAddr,
     request: Request<Incoming>,
@@ -115,7 +117,7 @@ pub(super) async fn handle(
         Route::Mcp(name) => {
             let name = name.to_owned();
             let started = Instant::now();
-            let mut response = mcp(shared, &live, peer, &name, request).await;
+            let mut response = mcp(shared, upstream, &live, peer, &name, request).await;
             record(shared, &name, &mut response, started);
             response
         }
@@ -168,22 +170,11 @@ fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: I
     if shared.directory.get(name).is_none() {
         return;
     }
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            server: name.to_owned(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    let server = ServerLabel {
-        server: name.to_owned(),
-    };
-    metrics
-        .latency
-        .get_or_create(&server)
-        .observe(started.elapsed().as_secs_f64());
+    let server = metrics.server(name);
+    server.count(response.status().as_u16());
+    server.latency.observe(started.elapsed().as_secs_f64());
     if let Either::Right(body) = response.body_mut() {
-        body.track(metrics.active_streams.get_or_create(&server).clone());
+        body.track(server.active_streams.clone());
     }
 }
 
@@ -198,6 +189,7 @@ fn auth_failed(shared: &Shared, reason: &'static str) {
 
 async fn mcp(
     shared: &Shared,
+    pool: &Arc<Pool>,
     live: &Live,
     peer: SocketAddr,
     name: &str,
@@ -262,7 +254,7 @@ async fn mcp(
         header_timeout: shared.options.upstream_header_timeout,
         claims: claims.as_deref(),
     };
-    proxy::forward(&shared.client, upstream, request).await
+    proxy::forward(pool, upstream, request).await
 }
 
 /// True when the query string carries an `access_token` parameter.

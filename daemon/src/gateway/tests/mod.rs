@@ -8,3 +8,4 @@ mod fuzz;
 mod proxy;
 mod registry;
 mod support;
+mod upstream;

@@ -259,6 +259,8 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
 ///   `dropped` if it is cancelled before that.
 pub struct Upstream {
     pub port: u16,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     events: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
     pub held: Arc<Notify>,
     pub release: Arc<Notify>,
@@ -286,11 +288,14 @@ impl Upstream {
             release: release.clone(),
             dropped: dropped.clone(),
         };
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 stream.set_nodelay(true).unwrap();
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -306,6 +311,7 @@ impl Upstream {
         });
         Upstream {
             port,
+            accepted,
             events,
             held,
             release,

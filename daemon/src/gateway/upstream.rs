@@ -1,0 +1,344 @@
+//! Upstream connections: a per-port pool of HTTP/1.1 keep-alive connections to the servers,
+//! each driven by the request that uses it rather than by a task of its own.
+//!
+//! A proxied request polls its upstream connection itself: while it waits for the response
+//! head, and then from the response body the client connection is writing. The upstream
+//! bytes are therefore read, decoded and re-encoded within one poll of the client's task:
+//! no hand-off through a channel to another task, and every chunk that arrived together is
+//! written to the client in one `writev`. When a response body has been read to its end, the
+//! connection goes back to the pool; a body dropped before its end (the client went away)
+//! closes the connection, which tells the server the stream is over.
+//!
+//! Idle connections are not polled. Taking one from the pool polls it once: a connection the
+//! server closed meanwhile is seen closed and discarded. A request that a connection could
+//! not even start (it was closed between that check and the write) is retried once on a new
+//! connection; once any of it was written, an error is the caller's.
+
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::net::Ipv4Addr;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What the proxy sends upstream: the client's body, cut off at `gateway.max_body`.
+pub type RequestBody = Limited<Incoming>;
+
+type Connection = http1::Connection<TokioIo<TcpStream>, RequestBody>;
+type Sender = http1::SendRequest<RequestBody>;
+
+/// Idle connections kept per port; more are closed when they are given back.
+const MAX_IDLE_PER_PORT: usize = 64;
+
+/// Why a request got no response from upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to 127.0.0.1:{port}: {source}")]
+    Connect { port: u16, source: std::io::Error },
+    #[error("connecting to 127.0.0.1:{port} took longer than {timeout:?}")]
+    ConnectTimeout { port: u16, timeout: Duration },
+    #[error("upstream closed the connection before the request could be sent")]
+    Closed,
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+impl UpstreamError {
+    /// True when no connection could be made (nothing listens on the port, or it is full).
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }
+        )
+    }
+}
+
+/// One connection with the handle to send on it.
+struct Link {
+    sender: Sender,
+    connection: Connection,
+}
+
+struct Idle {
+    link: Link,
+    since: Instant,
+}
+
+/// The pool: idle connections by port. Cheap to share behind an `Arc`.
+pub struct Pool {
+    idle: Mutex<HashMap<u16, Vec<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle: usize = self.lock().values().map(Vec::len).sum();
+        f.debug_struct("Pool")
+            .field("idle", &idle)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl Pool {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        Pool {
+            idle: Mutex::default(),
+            connect_timeout,
+            idle_timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Vec<Idle>>> {
+        // The map holds no invariant a panic elsewhere could break.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends `request` to `127.0.0.1:<port>` (its URI in origin form, its `Host` set) and
+    /// returns the response head; the body streams from the connection as it is read.
+    pub async fn send(
+        self: &Arc<Self>,
+        port: u16,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let mut request = request;
+        if let Some(link) = self.take_idle(port) {
+            match exchange(link, request).await {
+                Ok(exchanged) => return Ok(self.respond(port, exchanged)),
+                Err(Failed::NotSent(unsent)) => request = *unsent,
+                Err(Failed::Error(err)) => return Err(err.into()),
+            }
+        }
+        let link = self.connect(port).await?;
+        match exchange(link, request).await {
+            Ok(exchanged) => Ok(self.respond(port, exchanged)),
+            Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
+            Err(Failed::Error(err)) => Err(err.into()),
+        }
+    }
+
+    fn respond(self: &Arc<Self>, port: u16, (response, link): Exchanged) -> Response<ResponseBody> {
+        response.map(|incoming| ResponseBody {
+            incoming,
+            link,
+            finished: false,
+            pool: Arc::clone(self),
+            port,
+        })
+    }
+
+    /// The most recently used idle connection to `port` that is still open.
+    fn take_idle(&self, port: u16) -> Option<Link> {
+        let now = Instant::now();
+        loop {
+            let idle = {
+                let mut pool = self.lock();
+                let list = pool.get_mut(&port)?;
+                let idle = list.pop();
+                if list.is_empty() {
+                    pool.remove(&port);
+                }
+                idle?
+            };
+            if now.duration_since(idle.since) < self.idle_timeout
+                && let Some(link) = idle.link.usable()
+            {
+                return Some(link);
+            }
+        }
+    }
+
+    async fn connect(&self, port: u16) -> Result<Link, UpstreamError> {
+        let connecting = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(UpstreamError::Connect { port, source }),
+            Err(_elapsed) => {
+                return Err(UpstreamError::ConnectTimeout {
+                    port,
+                    timeout: self.connect_timeout,
+                });
+            }
+        };
+        // Without it, a request head and body written separately wait ~40 ms for an ACK.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(port, cause = %err, "cannot set TCP_NODELAY on an upstream connection");
+        }
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Link { sender, connection })
+    }
+
+    fn give_back(&self, port: u16, link: Link) {
+        let now = Instant::now();
+        let mut pool = self.lock();
+        let list = pool.entry(port).or_default();
+        list.retain(|idle| now.duration_since(idle.since) < self.idle_timeout);
+        if list.len() < MAX_IDLE_PER_PORT {
+            list.push(Idle { link, since: now });
+        }
+    }
+
+    /// Closes idle connections that timed out or that their server closed. The gateway calls
+    /// this now and then, so the connections of stopped servers do not linger.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut pool = self.lock();
+        pool.retain(|_, list| {
+            let kept: Vec<Idle> = std::mem::take(list)
+                .into_iter()
+                .filter(|idle| now.duration_since(idle.since) < self.idle_timeout)
+                .filter_map(|idle| {
+                    let since = idle.since;
+                    idle.link.usable().map(|link| Idle { link, since })
+                })
+                .collect();
+            *list = kept;
+            !list.is_empty()
+        });
+    }
+}
+
+impl Link {
+    /// Polls an idle connection once, without a task to wake: returns it when it can take a
+    /// request, `None` when the server closed it (or it is otherwise finished).
+    fn usable(mut self) -> Option<Link> {
+        let mut cx = Context::from_waker(Waker::noop());
+        if Pin::new(&mut self.connection).poll(&mut cx).is_ready() {
+            return None;
+        }
+        match self.sender.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Some(self),
+            Poll::Ready(Err(_)) | Poll::Pending => None,
+        }
+    }
+}
+
+/// The response head, and the connection unless it already ended (the whole response was
+/// read and the server closed it).
+type Exchanged = (Response<Incoming>, Option<Link>);
+
+enum Failed {
+    /// The connection was closed before the request was written; here it is back.
+    NotSent(Box<Request<RequestBody>>),
+    Error(hyper::Error),
+}
+
+/// Writes `request` on `link` and reads the response head, polling the connection meanwhile.
+async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged, Failed> {
+    let Link {
+        mut sender,
+        connection,
+    } = link;
+    let mut connection = Some(connection);
+    let mut response = pin!(sender.try_send_request(request));
+    let result = poll_fn(|cx| {
+        if let Some(open) = connection.as_mut()
+            && Pin::new(open).poll(cx).is_ready()
+        {
+            // Finished: an error or a close reaches the response future as its result.
+            connection = None;
+        }
+        response.as_mut().poll(cx)
+    })
+    .await;
+    match result {
+        Ok(response) => {
+            let link = connection.map(|connection| Link { sender, connection });
+            Ok((response, link))
+        }
+        Err(mut err) => match err.take_message() {
+            Some(request) => Err(Failed::NotSent(Box::new(request))),
+            None => Err(Failed::Error(err.into_error())),
+        },
+    }
+}
+
+/// An upstream response body. Reading it drives the connection; reading it to the end gives
+/// the connection back to the pool.
+pub struct ResponseBody {
+    incoming: Incoming,
+    link: Option<Link>,
+    finished: bool,
+    pool: Arc<Pool>,
+    port: u16,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("port", &self.port)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    /// Polls the connection so it reads and hands over what the server sent.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(link) = self.link.as_mut()
+            && Pin::new(&mut link.connection).poll(cx).is_ready()
+        {
+            // The connection ended; the body sees its end or its error.
+            self.link = None;
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        this.drive(cx);
+        let frame = ready!(Pin::new(&mut this.incoming).poll_frame(cx));
+        match &frame {
+            None => this.finished = true,
+            Some(Ok(_)) if this.incoming.is_end_stream() => {
+                // A body of known length that is complete: the caller may not poll again, so
+                // let the connection finish the message now.
+                this.finished = true;
+                this.drive(cx);
+            }
+            Some(_) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if self.finished
+            && let Some(link) = self.link.take()
+        {
+            self.pool.give_back(self.port, link);
+        }
+    }
+}
