@@ -211,6 +211,26 @@ pub async fn serve_workers(
     result
 }
 
+/// The first bytes of an h2c (prior knowledge) connection.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Runs one client connection until it ends or the drain deadline force-closes it.
+async fn drive<C, E>(connection: C, force_close: &CancellationToken, peer: std::net::SocketAddr)
+where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::select! {
+        biased;
+        result = connection => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, cause = %err, "client connection ended with an error");
+            }
+        }
+        () = force_close.cancelled() => {}
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains. Runs on the
 /// caller's runtime; the daemon runs one per worker thread (`serve_workers`).
 pub async fn serve(
@@ -227,6 +247,12 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
@@ -281,6 +307,7 @@ pub async fn serve(
             }
         });
         let builder = builder.clone();
+        let http1 = http1.clone();
         let watcher = graceful.watcher();
         let force_close = force_close.clone();
         let first_byte_timeout = options.header_read_timeout;
@@ -288,26 +315,24 @@ pub async fn serve(
             // Telling HTTP/1 from h2 reads the first bytes with no timeout of its own, and
             // hyper's header timeout starts only after them: without this, a connection that
             // never sends anything would hold a descriptor forever.
-            let mut byte = [0u8; 1];
-            let first = tokio::select! {
-                first = tokio::time::timeout(first_byte_timeout, stream.peek(&mut byte)) => first,
+            let mut first = [0u8; H2_PREFACE.len()];
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => peeked,
                 () = force_close.cancelled() => return,
             };
-            if !matches!(first, Ok(Ok(1..))) {
+            let Ok(Ok(n @ 1..)) = peeked else {
                 tracing::debug!(%peer, "client sent nothing within the header timeout; closing");
                 return;
-            }
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = watcher.watch(connection);
-            tokio::select! {
-                result = connection => {
-                    if let Err(err) = result {
-                        tracing::debug!(%peer, cause = %err, "client connection ended with an error");
-                    }
-                }
-                () = force_close.cancelled() => {}
+            };
+            let io = TokioIo::new(stream);
+            if H2_PREFACE.starts_with(&first[..n]) {
+                // h2c, or too few bytes yet to tell: let hyper read the preface.
+                let connection = builder.serve_connection(io, service).into_owned();
+                drive(watcher.watch(connection), &force_close, peer).await;
+            } else {
+                // Plain HTTP/1.1, the common case: no preface detection on every read.
+                let connection = http1.serve_connection(io, service);
+                drive(watcher.watch(connection), &force_close, peer).await;
             }
         });
     }

@@ -3,7 +3,7 @@
 //!
 //! Nothing here ever blocks the reader: the ring drops its oldest line, slow followers lag
 //! (broadcast), and file writes go through a bounded queue to one writer thread that drops
-//! lines (and says how many) when the disk cannot keep up. Lines are capped at
+//! lines (and says how many) when the disk cannot keep up, and writes in batches. Lines are capped at
 //! [`MAX_LINE`] bytes, so memory is bounded by `buffer_lines * MAX_LINE` per server.
 //!
 //! An idle server costs little: the ring grows with its lines, the followers' queue exists
@@ -11,14 +11,17 @@
 //! 1000 servers holds 2000 of them, and its RSS also sets the cost of every fork).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
 use tracing_appender::rolling::{RollingFileAppender, Rotation as FileRotation};
 
@@ -32,6 +35,10 @@ const FILE_QUEUE: usize = 64 * 1024;
 const FOLLOW_QUEUE: usize = 1024;
 /// Read buffer per pipe. Longer lines are assembled across reads (up to [`MAX_LINE`]).
 const READ_BUFFER: usize = 4 * 1024;
+/// Pause before each read of a pipe. A server that logs a line per request then costs the
+/// daemon one wake-up per pause rather than one per line; a pipe holds 64 KiB, so a child
+/// would have to write over 30 MB/s to find it full.
+const READ_PAUSE: Duration = Duration::from_millis(2);
 
 enum FileJob {
     Open(Arc<str>),
@@ -73,53 +80,103 @@ impl LogFiles {
     }
 }
 
+/// How long the writer thread lets lines accumulate after the first one arrives. A busy
+/// server's lines are then written in batches, one `write` per file, and its reader does not
+/// wake the writer for every line; the ring (`mcpctl logs`) has each line at once.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
 fn writer(queue: std_mpsc::Receiver<FileJob>, dir: PathBuf, rotation: FileRotation, keep: usize) {
-    let mut files: HashMap<Arc<str>, Option<RollingFileAppender>> = HashMap::new();
-    let mut dir_ready = None::<bool>;
-    for job in queue {
+    let mut files = Files {
+        dir,
+        rotation,
+        keep,
+        open: HashMap::new(),
+        dir_ready: None,
+        pending: HashMap::new(),
+    };
+    // Blocks while every server is quiet; then takes what came within the batch window.
+    while let Ok(first) = queue.recv() {
+        files.handle(first);
+        std::thread::sleep(BATCH_WINDOW);
+        while let Ok(job) = queue.try_recv() {
+            files.handle(job);
+        }
+        files.write_pending();
+    }
+    files.write_pending();
+}
+
+/// The writer thread's state: open files and the lines not yet written to them.
+struct Files {
+    dir: PathBuf,
+    rotation: FileRotation,
+    keep: usize,
+    open: HashMap<Arc<str>, Option<RollingFileAppender>>,
+    dir_ready: Option<bool>,
+    pending: HashMap<Arc<str>, Vec<u8>>,
+}
+
+impl Files {
+    fn handle(&mut self, job: FileJob) {
         match job {
             FileJob::Open(name) => {
-                let ready = *dir_ready.get_or_insert_with(|| match std::fs::create_dir_all(&dir) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::error!(dir = %dir.display(), error = %err,
-                            "cannot create the log directory; server logs are kept in memory only \
-                             (`mcpctl logs` still works)");
-                        false
-                    }
-                });
-                let appender = ready
-                    .then(|| {
-                        RollingFileAppender::builder()
-                            .rotation(rotation.clone())
-                            .filename_prefix(&*name)
-                            .filename_suffix("log")
-                            .max_log_files(keep)
-                            .build(&dir)
-                            .map_err(|err| {
-                                tracing::error!(server = %name, dir = %dir.display(), error = %err,
-                                    "cannot open the server's log file; its logs are kept in \
-                                     memory only");
-                            })
-                            .ok()
-                    })
-                    .flatten();
-                files.insert(name, appender);
+                self.write_pending();
+                let appender = self.appender(&name);
+                self.open.insert(name, appender);
             }
-            FileJob::Write(name, bytes) => {
-                if let Some(Some(file)) = files.get_mut(&name)
-                    && let Err(err) = file.write_all(&bytes)
-                {
-                    tracing::error!(server = %name, error = %err,
-                        "cannot write the server's log file; its logs are kept in memory only");
-                    files.insert(name, None);
+            FileJob::Write(name, bytes) => match self.pending.get_mut(&name) {
+                Some(buffer) => buffer.extend_from_slice(&bytes),
+                None => {
+                    self.pending.insert(name, bytes);
                 }
-            }
+            },
             FileJob::Flush(done) => {
-                for file in files.values_mut().flatten() {
+                self.write_pending();
+                for file in self.open.values_mut().flatten() {
                     let _ = file.flush();
                 }
                 let _ = done.send(());
+            }
+        }
+    }
+
+    fn appender(&mut self, name: &str) -> Option<RollingFileAppender> {
+        let dir = &self.dir;
+        let ready = *self
+            .dir_ready
+            .get_or_insert_with(|| match std::fs::create_dir_all(dir) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::error!(dir = %dir.display(), error = %err,
+                        "cannot create the log directory; server logs are kept in memory only \
+                         (`mcpctl logs` still works)");
+                    false
+                }
+            });
+        if !ready {
+            return None;
+        }
+        RollingFileAppender::builder()
+            .rotation(self.rotation.clone())
+            .filename_prefix(name)
+            .filename_suffix("log")
+            .max_log_files(self.keep)
+            .build(dir)
+            .map_err(|err| {
+                tracing::error!(server = %name, dir = %dir.display(), error = %err,
+                    "cannot open the server's log file; its logs are kept in memory only");
+            })
+            .ok()
+    }
+
+    fn write_pending(&mut self) {
+        for (name, bytes) in self.pending.drain() {
+            if let Some(Some(file)) = self.open.get_mut(&name)
+                && let Err(err) = file.write_all(&bytes)
+            {
+                tracing::error!(server = %name, error = %err,
+                    "cannot write the server's log file; its logs are kept in memory only");
+                self.open.insert(name, None);
             }
         }
     }
@@ -220,63 +277,154 @@ impl LogHub {
     }
 }
 
-/// Reads `pipe` until EOF, pushing each line (capped at [`MAX_LINE`]) into `hub`.
-pub async fn capture(pipe: impl AsyncRead + Unpin, stream: LogStream, hub: Arc<LogHub>) {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, pipe);
-    let mut line: Vec<u8> = Vec::new();
-    let mut truncated = false;
+/// Reads a child's pipe until EOF, pushing each line (capped at [`MAX_LINE`]) into `hub`.
+///
+/// While the pipe is quiet the task waits for it in the runtime's epoll set. Once output
+/// flows it leaves the set and reads every [`READ_PAUSE`] until a read finds nothing: a server
+/// that logs a line per request then costs one read per pause, where an epoll registration
+/// would wake the daemon for every line written. The read buffer exists only while output
+/// flows.
+pub async fn capture(pipe: OwnedFd, stream: LogStream, hub: Arc<LogHub>) {
+    let mut lines = Lines::new(stream, hub);
+    let mut pipe = File::from(pipe);
+    if let Err(err) = set_nonblocking(&pipe) {
+        tracing::warn!(server = %lines.hub.name, error = %err, "cannot read the log pipe");
+        return;
+    }
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
+        // SAFETY: `pipe` owns its descriptor, which stays open and the same until
+        // `into_inner` hands the file back.
+        pipe = match unsafe { AsyncFd::register_with_interest(pipe, Interest::READABLE) } {
+            Ok(quiet) => {
+                if let Err(err) = quiet.readable().await {
+                    tracing::debug!(server = %lines.hub.name, error = %err, "log pipe wait failed");
+                }
+                quiet.into_inner()
+            }
             Err(err) => {
-                tracing::debug!(server = %hub.name, error = %err, "log pipe read failed");
-                break;
+                // Cannot join the epoll set (out of memory or descriptors): poll slowly.
+                let (pipe, cause) = err.into_parts();
+                tracing::debug!(server = %lines.hub.name, error = %cause, "log pipe polled");
+                tokio::time::sleep(READ_PAUSE * 50).await;
+                pipe
             }
         };
-        if buf.is_empty() {
-            break;
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => {
+                    lines.finish();
+                    return;
+                }
+                Ok(n) => lines.feed(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    tracing::debug!(server = %lines.hub.name, error = %err, "log pipe read failed");
+                    lines.finish();
+                    return;
+                }
+            }
+            tokio::time::sleep(READ_PAUSE).await;
         }
-        let (chunk, end_of_line) = match buf.iter().position(|b| *b == b'\n') {
-            Some(pos) => (&buf[..pos], Some(pos + 1)),
-            None => (buf, None),
-        };
-        let room = MAX_LINE - line.len();
-        if chunk.len() > room {
-            truncated = true;
-        }
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = end_of_line.unwrap_or(buf.len());
-        reader.consume(used);
-        if end_of_line.is_some() {
-            emit(&hub, stream, &mut line, &mut truncated);
-        }
-    }
-    if !line.is_empty() {
-        emit(&hub, stream, &mut line, &mut truncated);
     }
 }
 
-fn emit(hub: &LogHub, stream: LogStream, line: &mut Vec<u8>, truncated: &mut bool) {
-    if line.last() == Some(&b'\r') {
-        line.pop();
+fn set_nonblocking(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function borrows; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    let mut text = String::from_utf8_lossy(line).into_owned();
-    if *truncated {
-        text.push_str(" [truncated]");
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    hub.push(LogLine {
-        at: SystemTime::now(),
-        stream,
-        text,
-    });
-    line.clear();
-    *truncated = false;
+    Ok(())
+}
+
+/// Splits a pipe's bytes into lines for the hub.
+struct Lines {
+    stream: LogStream,
+    hub: Arc<LogHub>,
+    line: Vec<u8>,
+    truncated: bool,
+}
+
+impl Lines {
+    fn new(stream: LogStream, hub: Arc<LogHub>) -> Self {
+        Lines {
+            stream,
+            hub,
+            line: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (chunk, rest) = match bytes.iter().position(|b| *b == b'\n') {
+                Some(pos) => (&bytes[..pos], Some(&bytes[pos + 1..])),
+                None => (bytes, None),
+            };
+            let room = MAX_LINE - self.line.len();
+            if chunk.len() > room {
+                self.truncated = true;
+            }
+            self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            match rest {
+                Some(rest) => {
+                    self.emit();
+                    bytes = rest;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The end of the pipe: a last line without a newline is still a line.
+    fn finish(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        self.line = Vec::new();
+    }
+
+    fn emit(&mut self) {
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let mut text = String::from_utf8_lossy(&self.line).into_owned();
+        if self.truncated {
+            text.push_str(" [truncated]");
+        }
+        self.hub.push(LogLine {
+            at: SystemTime::now(),
+            stream: self.stream,
+            text,
+        });
+        self.line.clear();
+        self.truncated = false;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::LogsConfig;
+
+    /// A real pipe carrying `input`, written by another thread and then closed.
+    fn pipe_with(input: &[u8]) -> OwnedFd {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            // Larger than the pipe's buffer: written while the reader drains.
+            writer.write_all(&input).unwrap();
+        });
+        OwnedFd::from(reader)
+    }
 
     fn logs_config(dir: PathBuf) -> LogsConfig {
         LogsConfig {
@@ -294,7 +442,7 @@ mod tests {
         let hub = Arc::new(LogHub::new("echo", 3, Some(files.clone())));
         let mut follower = hub.subscribe();
         let input: &[u8] = b"one\ntwo\r\nthree\nfour\nfive without newline";
-        capture(input, LogStream::Stdout, hub.clone()).await;
+        capture(pipe_with(input), LogStream::Stdout, hub.clone()).await;
         let tail: Vec<String> = hub.tail(10).into_iter().map(|l| l.text).collect();
         assert_eq!(tail, vec!["three", "four", "five without newline"]);
         assert_eq!(hub.tail(1)[0].text, "five without newline");
@@ -314,7 +462,7 @@ mod tests {
         let hub = Arc::new(LogHub::new("long", 10, None));
         let mut input = vec![b'x'; MAX_LINE * 3 + 7];
         input.extend_from_slice(b"\nshort\n");
-        capture(&input[..], LogStream::Stderr, hub.clone()).await;
+        capture(pipe_with(&input), LogStream::Stderr, hub.clone()).await;
         let tail = hub.tail(10);
         assert_eq!(tail.len(), 2);
         assert_eq!(tail[0].text.len(), MAX_LINE + " [truncated]".len());
@@ -329,8 +477,23 @@ mod tests {
         std::fs::write(&blocker, b"").unwrap();
         let files = LogFiles::new(&logs_config(blocker.join("logs"))).unwrap();
         let hub = Arc::new(LogHub::new("x", 3, Some(files.clone())));
-        capture(&b"a\nb\n"[..], LogStream::Stdout, hub.clone()).await;
+        capture(pipe_with(b"a\nb\n"), LogStream::Stdout, hub.clone()).await;
         files.flush(std::time::Duration::from_secs(5)).await;
         assert_eq!(hub.tail(5).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_the_pipe_is_captured_whole_and_in_order() {
+        let hub = Arc::new(LogHub::new("burst", 100_000, None));
+        let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        assert!(input.len() > 64 * 1024);
+        capture(pipe_with(input.as_bytes()), LogStream::Stdout, hub.clone()).await;
+        let tail = hub.tail(100_000);
+        assert_eq!(tail.len(), 20_000);
+        assert!(
+            tail.iter()
+                .enumerate()
+                .all(|(i, line)| line.text == format!("line {i}"))
+        );
     }
 }

@@ -223,11 +223,26 @@ impl ServerTask {
                 }
                 self.port = Some(port);
                 self.started_at = Some(SystemTime::now());
-                if let Some(out) = child.stdout.take() {
-                    tokio::spawn(capture(out, LogStream::Stdout, self.logs.clone()));
-                }
-                if let Some(err) = child.stderr.take() {
-                    tokio::spawn(capture(err, LogStream::Stderr, self.logs.clone()));
+                let pipes = [
+                    (
+                        child.stdout.take().map(|pipe| pipe.into_owned_fd()),
+                        LogStream::Stdout,
+                    ),
+                    (
+                        child.stderr.take().map(|pipe| pipe.into_owned_fd()),
+                        LogStream::Stderr,
+                    ),
+                ];
+                for (pipe, stream) in pipes {
+                    match pipe {
+                        Some(Ok(pipe)) => {
+                            tokio::spawn(capture(pipe, stream, self.logs.clone()));
+                        }
+                        Some(Err(err)) => {
+                            warn!(server = %self.name, error = %err, "cannot capture the output");
+                        }
+                        None => {}
+                    }
                 }
                 let reports = self.reports.clone();
                 let generation = self.generation;
