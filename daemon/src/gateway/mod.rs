@@ -29,7 +29,7 @@ mod upstream;
 mod tests;
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -174,12 +174,16 @@ pub async fn serve_workers(
     shutdown: CancellationToken,
     workers: usize,
 ) -> std::io::Result<()> {
+    let workers = workers.max(1);
+    tracing::info!(address = %listener.local_addr()?, workers, "gateway listening");
     let listener = listener.into_std()?;
+    let accept_errors = Arc::new(Mutex::new(AcceptErrors::new("gateway")));
     let mut done = Vec::new();
-    for index in 0..workers.max(1) {
+    for index in 0..workers {
         let listener = listener.try_clone()?;
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
+        let accept_errors = accept_errors.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("mcpd-gateway-{index}"))
@@ -190,7 +194,7 @@ pub async fn serve_workers(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
-                            serve(listener, ctx, shutdown).await
+                            serve_worker(listener, ctx, shutdown, &accept_errors).await
                         })
                     });
                 let _ = tx.send(result);
@@ -238,6 +242,19 @@ pub async fn serve(
     ctx: GatewayContext,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "gateway listening");
+    let accept_errors = Mutex::new(AcceptErrors::new("gateway"));
+    serve_worker(listener, ctx, shutdown, &accept_errors).await
+}
+
+/// One worker's accept loop; `accept_errors` is shared by the workers of one listener, so
+/// an exhausted descriptor table is reported once per interval, not once per worker.
+async fn serve_worker(
+    listener: TcpListener,
+    ctx: GatewayContext,
+    shutdown: CancellationToken,
+    accept_errors: &Mutex<AcceptErrors>,
+) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
     let options = ctx.shared.options.clone();
     let upstream = Arc::new(upstream::Pool::new(
@@ -266,9 +283,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let tracker = TaskTracker::new();
     let force_close = CancellationToken::new();
-    tracing::info!(address = %bound, "gateway listening");
 
-    let mut accept_errors = AcceptErrors::new("gateway");
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -282,7 +297,11 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
-                    if accept_errors.failed(&err, std::time::Instant::now()) {
+                    let pause = accept_errors
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .failed(&err, std::time::Instant::now());
+                    if pause {
                         tokio::select! {
                             () = shutdown.cancelled() => break,
                             () = tokio::time::sleep(accept::PAUSE) => {}
@@ -339,9 +358,9 @@ pub async fn serve(
 
     drop(listener);
     tracker.close();
-    tracing::info!(
+    tracing::debug!(
         connections = tracker.len(),
-        "gateway stopped accepting; draining"
+        "gateway worker stopped accepting; draining"
     );
     if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
         .await

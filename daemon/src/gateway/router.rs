@@ -15,7 +15,7 @@ use super::proxy::{self, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
 use super::upstream::Pool;
-use super::{Live, MAX_URI_BYTES, Shared, guard};
+use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard};
 use crate::config::OAuthConfig;
 use crate::directory::ServerState;
 use crate::metrics::ReasonLabel;
@@ -71,6 +71,20 @@ pub(super) async fn handle(
         .map_or(0, |target| target.as_str().len());
     if uri_len > MAX_URI_BYTES {
         return response::error(StatusCode::URI_TOO_LONG, "request target is too long", None);
+    }
+    // hyper caps its read buffer, but a head read in one go can be larger: hold every
+    // request to the same limit.
+    let head_len: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if head_len > MAX_HEAD_BYTES {
+        return response::error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers are too large",
+            None,
+        );
     }
     let path = request.uri().path();
     let route = route(path);

@@ -133,9 +133,11 @@ impl Pool {
 
     fn respond(self: &Arc<Self>, port: u16, (response, link): Exchanged) -> Response<ResponseBody> {
         response.map(|incoming| ResponseBody {
+            // A response without a body (202 to a notification) is complete at once: hyper
+            // will never poll it, and its connection is free for the next request.
+            finished: incoming.is_end_stream(),
             incoming,
             link,
-            finished: false,
             pool: Arc::clone(self),
             port,
         })

@@ -254,6 +254,7 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
 /// - `/echo`: answers JSON describing the request it received (method, path, query, headers,
 ///   body length) with `Mcp-Session-Id: upstream-session` and a few hop-by-hop headers.
 /// - `/sse`: an event stream whose events are the strings pushed into `events`.
+/// - `/accepted`: 202 with no body, as for an MCP notification.
 /// - `/slow`: never answers.
 /// - `/hold`: tells `held` it has the request, then answers once `release` is notified; tells
 ///   `dropped` if it is cancelled before that.
@@ -398,6 +399,10 @@ async fn upstream_handle(state: UpstreamState, request: Request<Incoming>) -> Re
                 .body(StreamBody::new(stream).boxed())
                 .unwrap()
         }
+        "/accepted" => Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(empty())
+            .unwrap(),
         "/slow" => std::future::pending().await,
         "/hold" => {
             let mut signal = DropSignal(Some(dropped));

@@ -18,10 +18,16 @@ use crate::gateway::GatewayOptions;
 async fn gateway_to(port: u16) -> (TempDir, Gateway) {
     let dir = tempfile::tempdir().unwrap();
     let config = daemon_config(dir.path(), AuthConfig::default());
-    let servers = vec![(
-        server_config(&config, "echo", "/echo", no_oauth()),
-        status(ServerState::Running, Some(port)),
-    )];
+    let servers = vec![
+        (
+            server_config(&config, "echo", "/echo", no_oauth()),
+            status(ServerState::Running, Some(port)),
+        ),
+        (
+            server_config(&config, "accepted", "/accepted", no_oauth()),
+            status(ServerState::Running, Some(port)),
+        ),
+    ];
     let gateway = Gateway::start(directory(servers), config, GatewayOptions::default()).await;
     (dir, gateway)
 }
@@ -43,6 +49,21 @@ async fn sequential_requests_share_one_upstream_connection() {
         let (status, bytes) = post(&gateway, &format!("{{\"n\":{i}}}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json(&bytes)["body_len"], format!("{{\"n\":{i}}}").len());
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn responses_without_a_body_leave_the_connection_reusable() {
+    let upstream = Upstream::start().await;
+    let (_dir, gateway) = gateway_to(upstream.port).await;
+    for _ in 0..10 {
+        let request = Request::post(gateway.url("/api/v1/mcp/accepted/mcp"))
+            .body(body("{}"))
+            .unwrap();
+        let (status, _, bytes) = send(&client(), request).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(bytes.is_empty());
     }
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
 }
