@@ -9,4 +9,5 @@ mod gateway;
 mod harness;
 mod legacy;
 mod ops;
+mod probes;
 mod supervision;

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod mcp_client;
 pub mod metrics;
 pub mod ports;
+pub mod probe_client;
 mod run;
 pub mod supervisor;
 pub mod systemd;

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use lifecycle::{Action, Event, Exit, Jitter, Machine, Settings, random_jitter};
-pub use probe::{McpProber, ProbeFuture, Prober, TcpProber};
+pub use probe::{McpProber, Probe, ProbeFuture, Prober, TcpProber};
 pub use spawn::SpawnSpec;
 
 use crate::config::{DaemonConfig, PortRange, ServerConfig, Services};
@@ -88,7 +88,7 @@ pub struct ReloadPlan {
 /// How the supervisor probes and paces itself; `Default` is what the daemon uses.
 #[derive(Clone)]
 pub struct SupervisorOptions {
-    /// Readiness and liveness probe (default: MCP `tools/list`).
+    /// Readiness and liveness probe (default: the light MCP client of `probe_client`).
     pub prober: Arc<dyn Prober>,
     /// Backoff jitter source, values in `[0, 1)` (default: random).
     pub jitter: Jitter,
@@ -101,7 +101,7 @@ pub struct SupervisorOptions {
 impl Default for SupervisorOptions {
     fn default() -> Self {
         SupervisorOptions {
-            prober: Arc::new(McpProber::default()),
+            prober: Arc::new(McpProber),
             jitter: random_jitter(),
             port_wait: Duration::from_secs(2),
             probe_retry: Duration::from_millis(50),

@@ -1,43 +1,60 @@
-//! Readiness and liveness probes: what a probe is ([`Prober`], MCP by default) and the two
-//! loops that run it against a server's port and report back to its task.
+//! Readiness and liveness probes: what a probe is ([`Prober`] makes a [`Probe`] per process;
+//! MCP by default) and the two loops that run it against a server's port and report back to
+//! its task.
+//!
+//! A probe belongs to one process generation: readiness hands it to liveness (so the
+//! connection and session readiness opened are the ones liveness keeps using), and a restart
+//! makes a new one.
 
+use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::directory::ToolInfo;
-use crate::mcp_client::McpClient;
+use crate::probe_client::ProbeClient;
 
-pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<ToolInfo>, String>> + Send + 'a>>;
+pub type ProbeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
-/// Checks that a server on `127.0.0.1:<port>` answers at `path`, returning its tools.
+/// Makes the probe of one process of a server on `127.0.0.1:<port>` answering at `path`.
 pub trait Prober: Send + Sync {
-    fn probe<'a>(&'a self, port: u16, path: &'a str, timeout: Duration) -> ProbeFuture<'a>;
+    fn probe(&self, port: u16, path: &str) -> Box<dyn Probe>;
 }
 
-/// The real probe: an MCP client connects and lists tools.
-#[derive(Debug, Clone, Default)]
-pub struct McpProber {
-    client: McpClient,
+/// Probes one process; may keep a connection between calls.
+pub trait Probe: Send + Debug {
+    /// Readiness: the server answers and lists its tools.
+    fn ready(&mut self, timeout: Duration) -> ProbeFuture<'_, Vec<ToolInfo>>;
+    /// Liveness: a light request; `Some(tools)` when this probe also listed the tools.
+    fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>>;
 }
 
-impl McpProber {
-    pub fn new(client: McpClient) -> Self {
-        McpProber { client }
+/// The real probe: the light MCP client of [`crate::probe_client`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpProber;
+
+impl Prober for McpProber {
+    fn probe(&self, port: u16, path: &str) -> Box<dyn Probe> {
+        Box::new(ProbeClient::new(port, path))
     }
 }
 
-impl Prober for McpProber {
-    fn probe<'a>(&'a self, port: u16, path: &'a str, timeout: Duration) -> ProbeFuture<'a> {
+impl Probe for ProbeClient {
+    fn ready(&mut self, timeout: Duration) -> ProbeFuture<'_, Vec<ToolInfo>> {
         Box::pin(async move {
-            let url = format!("http://127.0.0.1:{port}{path}");
-            self.client
-                .list_tools(&url, timeout)
+            ProbeClient::ready(self, timeout)
                 .await
-                .map_err(|err| err.to_string())
+                .map_err(|error| error.to_string())
+        })
+    }
+
+    fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>> {
+        Box::pin(async move {
+            ProbeClient::alive(self, timeout)
+                .await
+                .map_err(|error| error.to_string())
         })
     }
 }
@@ -48,26 +65,51 @@ impl Prober for McpProber {
 pub struct TcpProber;
 
 impl Prober for TcpProber {
-    fn probe<'a>(&'a self, port: u16, _path: &'a str, timeout: Duration) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(("127.0.0.1", port)))
-                .await
-            {
-                Ok(Ok(_)) => Ok(Vec::new()),
-                Ok(Err(err)) => Err(format!("cannot connect to 127.0.0.1:{port}: {err}")),
-                Err(_) => Err(format!(
-                    "no answer from 127.0.0.1:{port} within {timeout:?}"
-                )),
-            }
-        })
+    fn probe(&self, port: u16, _path: &str) -> Box<dyn Probe> {
+        Box::new(TcpProbe { port })
+    }
+}
+
+#[derive(Debug)]
+struct TcpProbe {
+    port: u16,
+}
+
+impl TcpProbe {
+    async fn connect(&self, timeout: Duration) -> Result<(), String> {
+        let port = self.port;
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(format!("cannot connect to 127.0.0.1:{port}: {err}")),
+            Err(_) => Err(format!(
+                "no answer from 127.0.0.1:{port} within {timeout:?}"
+            )),
+        }
+    }
+}
+
+impl Probe for TcpProbe {
+    fn ready(&mut self, timeout: Duration) -> ProbeFuture<'_, Vec<ToolInfo>> {
+        Box::pin(async move { self.connect(timeout).await.map(|()| Vec::new()) })
+    }
+
+    fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>> {
+        Box::pin(async move { self.connect(timeout).await.map(|()| None) })
     }
 }
 
 /// What a probe loop reports.
 #[derive(Debug)]
 pub enum ProbeReport {
-    Ready(Vec<ToolInfo>),
-    Alive(Vec<ToolInfo>),
+    /// Ready, with the tools and the probe, for liveness to go on with.
+    Ready {
+        tools: Vec<ToolInfo>,
+        probe: Box<dyn Probe>,
+    },
+    /// Alive; `Some` when the tools were listed again.
+    Alive(Option<Vec<ToolInfo>>),
     NotAlive(String),
 }
 
@@ -75,9 +117,7 @@ pub enum ProbeReport {
 /// 500 ms); reports `Ready` once, with how long that probe took. The start timeout is the
 /// caller's.
 pub async fn readiness(
-    prober: Arc<dyn Prober>,
-    port: u16,
-    path: String,
+    mut probe: Box<dyn Probe>,
     timeout: Duration,
     first_retry: Duration,
     report: impl Fn(ProbeReport, Duration) -> bool + Send,
@@ -85,8 +125,8 @@ pub async fn readiness(
     let mut retry = first_retry;
     loop {
         let began = Instant::now();
-        if let Ok(tools) = prober.probe(port, &path, timeout).await {
-            report(ProbeReport::Ready(tools), began.elapsed());
+        if let Ok(tools) = probe.ready(timeout).await {
+            report(ProbeReport::Ready { tools, probe }, began.elapsed());
             return;
         }
         tokio::time::sleep(retry).await;
@@ -94,27 +134,41 @@ pub async fn readiness(
     }
 }
 
+/// Liveness probes start on a grid of this step, shared by every server: the probes due in
+/// one step go out on one wake-up of the runtime instead of one each. With 1000 servers
+/// probed every 10 s that is 10 probes per wake-up, 10 wake-ups a second.
+pub const PROBE_STEP: Duration = Duration::from_millis(100);
+
+/// The first grid point at or after `at`.
+fn on_grid(at: Instant) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let step = PROBE_STEP.as_nanos();
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let steps = since.div_ceil(step);
+    origin + Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
+}
+
 /// Probes every `interval` (the first one after `first_delay`, spread by the caller so many
-/// servers do not probe in lockstep) and reports every result with how long it took.
+/// servers do not probe in lockstep), each time on the next [`PROBE_STEP`] grid point, and
+/// reports every result with how long it took.
 pub async fn liveness(
-    prober: Arc<dyn Prober>,
-    port: u16,
-    path: String,
+    mut probe: Box<dyn Probe>,
     interval: Duration,
     timeout: Duration,
     first_delay: Duration,
     report: impl Fn(ProbeReport, Duration) -> bool + Send,
 ) {
-    tokio::time::sleep(first_delay).await;
+    tokio::time::sleep_until(on_grid(Instant::now() + first_delay)).await;
     loop {
         let began = Instant::now();
-        let result = match prober.probe(port, &path, timeout).await {
+        let result = match probe.alive(timeout).await {
             Ok(tools) => ProbeReport::Alive(tools),
             Err(reason) => ProbeReport::NotAlive(reason),
         };
         if !report(result, began.elapsed()) {
             return;
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until(on_grid(began + interval)).await;
     }
 }

@@ -15,7 +15,7 @@ use super::LogStream;
 use super::Shared;
 use super::lifecycle::{Action, Event, Exit, Machine, Settings};
 use super::logs::{LogHub, capture};
-use super::probe::{ProbeReport, liveness, readiness};
+use super::probe::{Probe, ProbeReport, liveness, readiness};
 use super::spawn::{SpawnSpec, signal_group};
 use crate::config::ServerConfig;
 use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
@@ -69,6 +69,8 @@ pub struct ServerTask {
     tools: Arc<[ToolInfo]>,
     last_probe: Option<Duration>,
     probes: Option<JoinHandle<()>>,
+    /// The probe readiness passed, kept for liveness (same process, same connection).
+    ready_probe: Option<Box<dyn Probe>>,
     start_deadline: Option<Instant>,
     stop_deadline: Option<Instant>,
     backoff_deadline: Option<Instant>,
@@ -105,6 +107,7 @@ impl ServerTask {
             tools: Arc::from(Vec::new()),
             last_probe: None,
             probes: None,
+            ready_probe: None,
             start_deadline: None,
             stop_deadline: None,
             backoff_deadline: None,
@@ -273,16 +276,20 @@ impl ServerTask {
                 self.pid = None;
                 self.step(Event::Exited(exit));
             }
-            Report::Probe(ProbeReport::Ready(tools), took) => {
+            Report::Probe(ProbeReport::Ready { tools, probe }, took) => {
                 self.last_probe = Some(took);
                 self.tools = Arc::from(tools);
+                self.ready_probe = Some(probe);
                 self.step(Event::ProbeOk);
+                // Liveness took it, or the machine did not go on to `running`.
+                self.ready_probe = None;
             }
             Report::Probe(ProbeReport::Alive(tools), took) => {
                 self.last_probe = Some(took);
-                if *self.tools != *tools {
+                if let Some(tools) = tools
+                    && *self.tools != *tools
+                {
                     self.tools = Arc::from(tools);
-                    self.publish(self.machine.state());
                 }
                 self.step(Event::LivenessOk);
             }
@@ -346,9 +353,7 @@ impl ServerTask {
                 let generation = self.generation;
                 self.abort_probes();
                 self.probes = Some(tokio::spawn(readiness(
-                    self.shared.prober.clone(),
-                    port,
-                    config.path.clone(),
+                    self.shared.prober.probe(port, &config.path),
                     config.health.timeout,
                     self.shared.options.probe_retry,
                     move |r, took| reports.send((generation, Report::Probe(r, took))).is_ok(),
@@ -362,10 +367,12 @@ impl ServerTask {
                 let reports = self.reports.clone();
                 let generation = self.generation;
                 self.abort_probes();
+                let probe = self
+                    .ready_probe
+                    .take()
+                    .unwrap_or_else(|| self.shared.prober.probe(port, &config.path));
                 self.probes = Some(tokio::spawn(liveness(
-                    self.shared.prober.clone(),
-                    port,
-                    config.path.clone(),
+                    probe,
                     interval,
                     config.health.timeout,
                     first,

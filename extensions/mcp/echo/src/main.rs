@@ -5,7 +5,11 @@
 //! `info,rmcp=warn`: rmcp's per-session info lines would otherwise fill the supervisor's log
 //! with three lines per health probe), and exits 0 after a graceful shutdown on SIGTERM or SIGINT.
 //!
-//! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port is missing or invalid.
+//! For tests, two variables make it act like other servers: `MCP_ECHO_SESSION_ONLY=1` serves
+//! only the session-based protocol generation (no `server/discover`), and
+//! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
+//!
+//! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
 mod server;
 mod tools;
@@ -36,6 +40,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let options = match options_from_env() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("mcp-echo: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
@@ -55,7 +66,7 @@ async fn main() -> ExitCode {
     };
 
     println!("mcp-echo listening on http://{addr}{}", server::MCP_PATH);
-    server::serve(listener, shutdown).await;
+    server::serve(listener, options, shutdown).await;
     signals.abort();
     tracing::info!("stopped");
     ExitCode::SUCCESS
@@ -73,6 +84,30 @@ fn port_from_env() -> Result<u16, String> {
             "{name}={value:?} is not a port; use a number from 1 to 65535"
         )),
     }
+}
+
+/// Reads `MCP_ECHO_SESSION_ONLY` and `MCP_ECHO_IDLE_TIMEOUT_MS`.
+fn options_from_env() -> Result<server::Options, String> {
+    let session_only = match std::env::var("MCP_ECHO_SESSION_ONLY").as_deref() {
+        Err(_) | Ok("" | "0") => false,
+        Ok("1") => true,
+        Ok(other) => return Err(format!("MCP_ECHO_SESSION_ONLY={other:?}: use 1 or 0")),
+    };
+    let idle_timeout = match std::env::var("MCP_ECHO_IDLE_TIMEOUT_MS") {
+        Err(_) => None,
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Some(std::time::Duration::from_millis(ms)),
+            _ => {
+                return Err(format!(
+                    "MCP_ECHO_IDLE_TIMEOUT_MS={value:?} is not a positive number of milliseconds"
+                ));
+            }
+        },
+    };
+    Ok(server::Options {
+        session_only,
+        idle_timeout,
+    })
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

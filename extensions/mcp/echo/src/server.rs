@@ -1,6 +1,7 @@
 //! The MCP server: the `ServerHandler` that exposes the tools, and the HTTP loop that serves it
 //! with rmcp's streamable HTTP transport on hyper.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -8,13 +9,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{DiscoverResult, ErrorCode, ErrorData, ProtocolVersion};
+use rmcp::service::{MaybeSendFuture, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ServerHandler, tool_handler};
+use rmcp::{RoleServer, ServerHandler, tool_handler};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,17 +27,43 @@ pub const MCP_PATH: &str = "/mcp";
 /// How long in-flight requests may run after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The versions of the session-based generation.
+const SESSION_VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2024_11_05,
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+];
+
+/// How the server behaves beyond its tools; the defaults suit production. The other settings
+/// make it act like servers mcpd meets in the wild, for tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Serve only the session-based protocol generation (2025-11-25 and earlier): no
+    /// `server/discover`, like most servers written before 2026-07-28.
+    pub session_only: bool,
+    /// Close keep-alive connections idle this long (uvicorn, under the Python SDK, closes them
+    /// after 5 s). `None`: keep them open.
+    pub idle_timeout: Option<Duration>,
+}
+
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
 /// them that `#[tool_router]` generates there.
 #[derive(Debug, Clone)]
 pub struct Echo {
     tool_router: ToolRouter<Self>,
+    session_only: bool,
 }
 
 impl Echo {
     pub fn new() -> Self {
+        Self::with_options(Options::default())
+    }
+
+    pub fn with_options(options: Options) -> Self {
         Echo {
             tool_router: Self::tool_router(),
+            session_only: options.session_only,
         }
     }
 }
@@ -52,21 +81,58 @@ impl Default for Echo {
     name = "mcp-echo",
     instructions = "Example server: echo, add, sleep and progress tools for testing MCP clients."
 )]
-impl ServerHandler for Echo {}
+impl ServerHandler for Echo {
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        if self.session_only {
+            Cow::Borrowed(SESSION_VERSIONS)
+        } else {
+            Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
+    }
+
+    fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<DiscoverResult, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(if self.session_only {
+            Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "Method not found",
+                None,
+            ))
+        } else {
+            Ok(DiscoverResult::from_server_info(
+                self.supported_protocol_versions().into_owned(),
+                self.get_info(),
+            ))
+        })
+    }
+}
 
 /// Serves MCP on `listener` until `shutdown` is cancelled, then drains open connections for at
 /// most [`DRAIN_TIMEOUT`].
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, options: Options, shutdown: CancellationToken) {
     // Session mode stays on (the default): clients of the 2025 protocol generation, including
     // the official Python and TypeScript SDKs, expect `Mcp-Session-Id`. Clients that negotiate
     // 2026-07-28 are served statelessly either way. Only loopback `Host` values are accepted
     // (rmcp's default), which blocks DNS-rebinding attacks on a server bound to 127.0.0.1.
     let config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
-    let mcp: StreamableHttpService<Echo, LocalSessionManager> =
-        StreamableHttpService::new(|| Ok(Echo::new()), Default::default(), config);
+    let mcp: StreamableHttpService<Echo, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(Echo::with_options(options)),
+        Default::default(),
+        config,
+    );
 
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(idle) = options.idle_timeout {
+        // hyper's header read timeout also runs while a keep-alive connection waits for its
+        // next request: an idle timeout.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle);
+    }
     let graceful = GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
