@@ -1,11 +1,13 @@
-//! The daemon's MCP client (rmcp): discovery, probes and tool calls against a server's own port.
+//! The daemon's MCP client (rmcp): handshakes, tool lists and tool calls against a server's own
+//! port, for the operator commands (`mcpctl test`, `tools`, `call`, `validate`). Health probes
+//! use the lighter `probe_client` instead.
 //!
 //! Every operation opens a short MCP connection, does its work and closes it again (a DELETE
 //! of the session, for servers that keep sessions), all within the caller's timeout. Both
 //! protocol generations are spoken: the client first asks `server/discover` (2026-07-28,
 //! stateless) and falls back to `initialize` (2025-11-25 and earlier, session-based) when the
 //! server does not know it. Servers found to be of the older generation are remembered per URL
-//! and spoken to with `initialize` directly, so a probe costs them no extra round trip.
+//! and spoken to with `initialize` directly, so a command costs them no extra round trip.
 
 use std::collections::HashSet;
 use std::error::Error as StdError;
@@ -24,10 +26,9 @@ use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
 
 use crate::directory::ToolInfo;
 
-/// Connections idle longer than this are closed. The requests of one probe or call share a
-/// connection; between probes (default interval 10 s) it is closed, so 1000 servers do not
-/// keep 1000 idle connections and their buffers in the daemon. A new loopback connection per
-/// probe costs far less than the probe itself.
+/// Connections idle longer than this are closed. The requests of one command share a
+/// connection; idle ones are closed soon after, so the daemon does not keep connections (and
+/// their buffers) to every server an operator once looked at.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ impl McpClient {
     }
 
     /// Connects to `url` (e.g. `http://127.0.0.1:5000/mcp`) and lists its tools, within `timeout`.
-    /// Used as the readiness and liveness probe; works with session-based and stateless servers.
+    /// Works with session-based and stateless servers.
     pub async fn list_tools(
         &self,
         url: &str,

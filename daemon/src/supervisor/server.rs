@@ -53,6 +53,11 @@ enum Report {
     Probe(ProbeReport, Duration),
 }
 
+/// A report with the generation it is about. Boxed: an unbounded channel allocates its first
+/// block of 32 slots up front, and slots the size of a `Report` (which holds a `Child`) would
+/// cost ~6 KiB per server.
+type Tagged = Box<(u64, Report)>;
+
 pub struct ServerTask {
     name: String,
     entry: Arc<ServerEntry>,
@@ -74,7 +79,7 @@ pub struct ServerTask {
     start_deadline: Option<Instant>,
     stop_deadline: Option<Instant>,
     backoff_deadline: Option<Instant>,
-    reports: mpsc::UnboundedSender<(u64, Report)>,
+    reports: mpsc::UnboundedSender<Tagged>,
     waiters: Vec<oneshot::Sender<()>>,
     exiting: bool,
 }
@@ -127,7 +132,7 @@ impl ServerTask {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        mut reports: mpsc::UnboundedReceiver<(u64, Report)>,
+        mut reports: mpsc::UnboundedReceiver<Tagged>,
     ) {
         let mut commands_open = true;
         loop {
@@ -153,7 +158,8 @@ impl ServerTask {
                         self.step(Event::Stop);
                     }
                 },
-                Some((generation, report)) = reports.recv() => {
+                Some(tagged) = reports.recv() => {
+                    let (generation, report) = *tagged;
                     if generation == self.generation {
                         self.report(report);
                     } else if let Report::Spawned { child, .. } = report {
@@ -254,7 +260,7 @@ impl ServerTask {
                         Ok(status) => exit_of(status),
                         Err(_) => Exit::Signal(libc::SIGKILL),
                     };
-                    let _ = reports.send((generation, Report::Exited(exit)));
+                    let _ = reports.send(Box::new((generation, Report::Exited(exit))));
                 });
                 info!(server = %self.name, pid = ?pid, port, "spawned");
                 self.step(Event::Spawned);
@@ -356,10 +362,16 @@ impl ServerTask {
                     self.shared.prober.probe(port, &config.path),
                     config.health.timeout,
                     self.shared.options.probe_retry,
-                    move |r, took| reports.send((generation, Report::Probe(r, took))).is_ok(),
+                    move |r, took| {
+                        reports
+                            .send(Box::new((generation, Report::Probe(r, took))))
+                            .is_ok()
+                    },
                 )));
             }
             Action::StartLiveness => {
+                // Ready: the start timeout no longer applies (and would wake the task for nothing).
+                self.start_deadline = None;
                 let Some(port) = self.port else { return };
                 let config = self.entry.config.load();
                 let interval = config.health.interval;
@@ -376,7 +388,11 @@ impl ServerTask {
                     interval,
                     config.health.timeout,
                     first,
-                    move |r, took| reports.send((generation, Report::Probe(r, took))).is_ok(),
+                    move |r, took| {
+                        reports
+                            .send(Box::new((generation, Report::Probe(r, took))))
+                            .is_ok()
+                    },
                 )));
             }
             Action::StopProbes => {
@@ -433,7 +449,7 @@ impl ServerTask {
         let range = shared.range;
         tokio::spawn(async move {
             let send = |report| {
-                let _ = reports.send((generation, report));
+                let _ = reports.send(Box::new((generation, report)));
             };
             let Some(mut port) = port else {
                 send(Report::SpawnFailed {
