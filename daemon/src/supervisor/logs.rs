@@ -31,7 +31,9 @@ use crate::config::{LogsConfig, Rotation};
 /// Longest line kept, in bytes; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 16 * 1024;
 /// Lines queued for the writer thread before lines get dropped.
-const FILE_QUEUE: usize = 64 * 1024;
+/// The queue preallocates its slots; written every 20 ms, 8 Ki lines is over 400 000 lines
+/// a second.
+const FILE_QUEUE: usize = 8 * 1024;
 const FOLLOW_QUEUE: usize = 1024;
 /// Read buffer per pipe. Longer lines are assembled across reads (up to [`MAX_LINE`]).
 const READ_BUFFER: usize = 4 * 1024;
