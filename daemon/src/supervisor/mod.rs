@@ -35,6 +35,9 @@ use logs::{LogFiles, LogHub};
 use server::{Command, ServerTask};
 use spawn::Spawner;
 
+/// How long a reload waits for server tasks to take their new configuration.
+const UPDATE_APPLIED_WITHIN: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("no server named {0:?}")]
@@ -398,6 +401,7 @@ impl Supervisor {
             .set_config_errors(services.errors.clone());
         let mut entries = (*self.inner.directory.all()).clone();
         let mut removed = Vec::new();
+        let mut updated = Vec::new();
         {
             let mut servers = self.lock_servers();
             for change in &plan.changes {
@@ -413,11 +417,14 @@ impl Supervisor {
                 match (change.action, servers.get(name)) {
                     (PlanAction::Unchanged, _) => {}
                     (_, Some(handle)) => {
+                        let (applied, done) = oneshot::channel();
                         let _ = handle.commands.send(Command::Update {
                             config: Box::new(config.clone()),
                             port: new_ports.get(name).copied(),
                             restart: change.action == PlanAction::Restart,
+                            applied,
                         });
+                        updated.push(done);
                     }
                     (_, None) => {
                         let (entry, handle) = self.launch(config.clone());
@@ -428,6 +435,10 @@ impl Supervisor {
             }
         }
         self.inner.directory.replace(entries);
+        // A reload answers once what it changed can be read back (`mcpctl list` right after
+        // `mcpctl reload`); a server task handles its commands at once, so this is short.
+        let _ =
+            tokio::time::timeout(UPDATE_APPLIED_WITHIN, futures::future::join_all(updated)).await;
         futures::future::join_all(removed.into_iter().map(stop_for_good)).await;
         plan
     }

@@ -31,6 +31,8 @@ pub enum Command {
         config: Box<ServerConfig>,
         port: Option<u16>,
         restart: bool,
+        /// Told once the new configuration is in the directory.
+        applied: oneshot::Sender<()>,
     },
     /// Stop for good and end the task.
     Shutdown(oneshot::Sender<()>),
@@ -198,11 +200,13 @@ impl ServerTask {
                 config,
                 port,
                 restart,
+                applied,
             } => {
                 let was_enabled = self.entry.config.load().enabled;
                 let enabled = config.enabled;
                 self.machine.set_settings(Settings::of(&config));
                 self.entry.config.store(Arc::new(*config));
+                let _ = applied.send(());
                 if self.pgid.is_none() || restart {
                     self.port = port;
                 }

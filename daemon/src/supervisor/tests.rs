@@ -576,6 +576,21 @@ async fn apply_starts_stops_restarts_and_updates_only_what_changed() {
 }
 
 #[tokio::test]
+async fn an_update_is_visible_when_apply_returns() {
+    let h = Harness::new(43300);
+    let listen = format!("exec {}", listen());
+    let server = h.server("tweak", &listen);
+    let sup = h.start(vec![server.clone()]);
+    wait_state(&sup, "tweak", ServerState::Running).await;
+    let mut changed = server;
+    changed.description = "read back at once".into();
+    sup.apply(services(vec![changed])).await;
+    let config = sup.directory().get("tweak").unwrap().config.load_full();
+    assert_eq!(config.description, "read back at once");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_stops_everything_in_parallel() {
     let h = Harness::new(43240);
     let script = format!("trap '' TERM\nexec {}", listen());
