@@ -12,7 +12,7 @@ use mcpd_protocol::{
 use mcpd_tests::ctl_support::{
     Daemon, DaemonSpec, PROBE_INTERVAL, ctl_command, echo_servers_yaml, run_ctl,
 };
-use mcpd_tests::{ChildGuard, TestDir, describe};
+use mcpd_tests::{ChildGuard, TestDir, describe, pid_of};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,10 +27,6 @@ fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
         .map(|line| line.split_whitespace().collect::<Vec<_>>())
         .find(|cells| cells.first() == Some(&name))
         .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
-}
-
-fn pid_of(server: &Value) -> u32 {
-    server["pid"].as_u64().expect("a running server has a pid") as u32
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

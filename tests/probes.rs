@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use mcpd::probe_client::ProbeClient;
 use mcpd_tests::sup_support::SupDaemon;
-use mcpd_tests::{free_port, lazy, wait_for_value};
+use mcpd_tests::{free_port, lazy, pid_of, port_of, wait_for_value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -26,26 +26,11 @@ use rmcp::service::{MaybeSendFuture, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 const UP: Duration = Duration::from_secs(20);
 /// Session-based servers.
 const SESSION_ONLY: &str = "env:\n  MCP_ECHO_SESSION_ONLY: \"1\"\n";
-
-fn port_of(status: &Value) -> u16 {
-    let port = status["port"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no port in {status}"));
-    u16::try_from(port).expect("a port fits in u16")
-}
-
-fn pid_of(status: &Value) -> u32 {
-    let pid = status["pid"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no pid in {status}"));
-    u32::try_from(pid).expect("a pid fits in u32")
-}
 
 /// The socket inodes of `pid`'s established TCP connections to `127.0.0.1:port`.
 fn connections_to(pid: u32, port: u16) -> BTreeSet<u64> {

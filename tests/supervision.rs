@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcpd::mcp_client::McpClient;
 use mcpd_tests::sup_support::{SupDaemon, children, descendants, is_dead, read_pids, vm_rss_kib};
-use mcpd_tests::{describe, lazy, mcp_url, port_accepts, wait_for, wait_for_value};
+use mcpd_tests::{
+    describe, lazy, mcp_url, pid_of, port_accepts, port_of, wait_for, wait_for_value,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Map, Value, json};
@@ -29,20 +31,6 @@ async fn echo_on(port: u16, text: &str) -> Result<String, String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("no text in {result}"))
-}
-
-fn port_of(status: &Value) -> u16 {
-    let port = status["port"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no port in {status}"));
-    u16::try_from(port).expect("a port fits in u16")
-}
-
-fn pid_of(status: &Value) -> u32 {
-    let pid = status["pid"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no pid in {status}"));
-    u32::try_from(pid).expect("a pid fits in u32")
 }
 
 fn now_unix_ms() -> u64 {

@@ -583,3 +583,19 @@ pub fn lazy<F: Fn() -> String>(message: F) -> impl Display {
     }
     Lazy(message)
 }
+
+/// The `port` of a server in `mcpctl --json status` output.
+pub fn port_of(status: &serde_json::Value) -> u16 {
+    let port = status["port"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no port in {status}"));
+    u16::try_from(port).expect("a port fits in u16")
+}
+
+/// The `pid` of a server in `mcpctl --json status` output.
+pub fn pid_of(status: &serde_json::Value) -> u32 {
+    let pid = status["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no pid in {status}"));
+    u32::try_from(pid).expect("a pid fits in u32")
+}
