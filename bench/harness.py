@@ -665,8 +665,8 @@ autorestart=true
         w(f"- Servers on CPU {SERVER_CPU}, load generator on CPU {LOADGEN_CPU} (`taskset`). "
           "mcp-echo, mcpd and nginx share CPU 0 in every case, so a proxy pays for its own "
           "CPU time out of the backend's budget, as it does on a real host; the load generator "
-          "never competes with them. Under taskset the tokio runtimes of mcpd and mcp-echo see "
-          "one CPU and start one worker thread; nginx runs one worker.")
+          "never competes with them. Under taskset mcp-echo's tokio runtime sees one CPU "
+          "and starts one worker thread, and mcpd starts one gateway worker thread; nginx runs one worker.")
         w("- One MCP session per connection (rmcp serializes the requests of a session). "
           "Each measurement is preceded by a 1 s warm-up on the same connections.")
         w("- `direct` and `nginx` use the same bare mcp-echo (stdout to /dev/null); mcpd "
@@ -676,7 +676,8 @@ autorestart=true
           "requests it counted (`mcpd_gateway_requests_total`, warm-up included).")
         w("- Scale: 1000 mcp-echo servers in 100 files of 10, ports allocated from the whole "
           "5000-5999 range, default health settings (interval 10 s); no CPU pinning. `running` "
-          "means an MCP probe (initialize + tools/list) passed. supervisord runs the same 1000 "
+          "means an MCP readiness probe (`server/discover` or "
+          "`initialize`, then `tools/list`) passed. supervisord runs the same 1000 "
           "mcp-echo programs (MCP_PORT each) with default `startsecs=1`: RUNNING means alive "
           "for 1 s, a weaker condition.")
         w("- Restart: kill -9 of one server's process until `mcpctl status` shows it `running` "

@@ -2,13 +2,13 @@
 //! server's ring buffer, its followers and its rotating file.
 //!
 //! Nothing here ever blocks the reader: the ring drops its oldest line, slow followers lag
-//! (broadcast), and file writes go through a bounded queue to one writer thread that drops
-//! lines (and says how many) when the disk cannot keep up, and writes in batches. Lines are capped at
-//! [`MAX_LINE`] bytes, so memory is bounded by `buffer_lines * MAX_LINE` per server.
+//! (broadcast), and file writes go through a bounded queue to one writer thread that writes
+//! in batches and drops lines (and says how many) when the disk cannot keep up. Lines are
+//! capped at [`MAX_LINE`] bytes, so memory is bounded by `buffer_lines * MAX_LINE` per server.
 //!
 //! An idle server costs little: the ring grows with its lines, the followers' queue exists
-//! only once someone follows, and each pipe is read through a small buffer (a daemon with
-//! 1000 servers holds 2000 of them, and its RSS also sets the cost of every fork).
+//! only once someone follows, and a pipe has a read buffer only while output flows (a daemon
+//! with 1000 servers has 2000 pipes, and its RSS also sets the cost of every fork).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
