@@ -671,8 +671,8 @@ async fn a_backend_killed_mid_stream_ends_the_stream_then_503_until_it_is_back()
     );
     drop(rmcp_client);
 
-    // Until the server is back, the gateway answers 503 with Retry-After. (A request that
-    // races the supervisor's noticing the death may still find the port closed: 502.)
+    // Until the server is back, the gateway answers 503 with Retry-After, even a request that
+    // races the supervisor's noticing the death and finds the port closed.
     let unavailable = &RefCell::new(None);
     let url = url.as_str();
     let back = wait_for_value(
@@ -696,12 +696,7 @@ async fn a_backend_killed_mid_stream_ends_the_stream_then_503_until_it_is_back()
                     );
                     unavailable.get_or_insert_with(|| assert_error_body(&body, Some("open")));
                 }
-                other => {
-                    assert!(
-                        unavailable.is_none() && other == StatusCode::BAD_GATEWAY,
-                        "{other} after a 503: {body}"
-                    );
-                }
+                other => panic!("{other} while the server was down: {body}"),
             }
             None
         },
@@ -917,4 +912,78 @@ async fn without_public_url_endpoints_point_at_the_listen_port() {
             "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/api/v1/mcp/secure/mcp\""
         )
     );
+}
+
+#[tokio::test]
+async fn a_refused_connection_answers_503_and_has_the_server_checked_at_once() {
+    // The server's main process lives on while the MCP server inside it is gone (a wrapper
+    // script whose child died): the supervisor sees no exit, and with a one-hour probe
+    // interval it would not notice for an hour. The gateway's refused connection must make
+    // it check now.
+    let dir = mcpd_tests::TestDir::new();
+    let pid_file = dir.path().join("echo.pid");
+    let servers = format!(
+        "mcp_servers:
+  wrapped:
+    binary: /bin/sh
+    args: [\"-c\", \"{echo} & echo $! > {pid_file}; exec sleep 100000\"]
+    env: {{RUST_LOG: warn}}
+    health: {{interval: 1h, failures: 1}}
+",
+        echo = mcpd_tests::bin("mcp-echo").display(),
+        pid_file = pid_file.display(),
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["wrapped"]).await;
+    let wrapper = daemon.server_pid("wrapped").expect("the wrapper's pid");
+    let echo: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the wrapper wrote mcp-echo's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    kill(Pid::from_raw(echo), Signal::SIGKILL).expect("kill mcp-echo");
+    // Gone once it is a zombie (its parent, `sleep`, never reaps it): its sockets are closed.
+    wait_for(
+        Duration::from_secs(10),
+        lazy(|| format!("mcp-echo {echo} to end")),
+        || async move {
+            std::fs::read_to_string(format!("/proc/{echo}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            })
+        },
+    )
+    .await;
+
+    let url = daemon.mcp_url("wrapped");
+    let (status, answer, body) = post_initialize(&url, HeaderMap::new()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        header(&answer, RETRY_AFTER)
+            .parse::<u64>()
+            .is_ok_and(|secs| secs > 0)
+    );
+    assert_error_body(&body, Some("wrapped"));
+
+    // The check fails at once (failures: 1), so the supervisor restarts the server.
+    let url = url.as_str();
+    let daemon = &daemon;
+    wait_for(
+        Duration::from_secs(20),
+        lazy(|| {
+            format!(
+                "the wrapped server to be restarted; status: {}; stderr: {}",
+                daemon.status(),
+                daemon.process.stderr()
+            )
+        }),
+        || async move {
+            let restarted = daemon
+                .server_pid("wrapped")
+                .is_some_and(|pid| pid != wrapper);
+            restarted && post_initialize(url, HeaderMap::new()).await.0 == StatusCode::OK
+        },
+    )
+    .await;
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use tokio::sync::Notify;
 
 use crate::config::{ConfigError, ServerConfig};
 
@@ -97,6 +98,10 @@ impl ServerStatus {
 pub struct ServerEntry {
     pub config: ArcSwap<ServerConfig>,
     pub status: ArcSwap<ServerStatus>,
+    /// Woken by a reader that found the server's port refusing connections while the status
+    /// said running: the server's liveness loop probes at the next grid point instead of
+    /// waiting for its interval.
+    pub check_now: Arc<Notify>,
 }
 
 impl ServerEntry {
@@ -104,6 +109,7 @@ impl ServerEntry {
         ServerEntry {
             config: ArcSwap::from_pointee(config),
             status: ArcSwap::from_pointee(status),
+            check_now: Arc::default(),
         }
     }
 }

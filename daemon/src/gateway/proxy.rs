@@ -11,6 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 use super::auth::Claims;
 use super::response::{self, Body, UpstreamBody};
@@ -65,6 +66,10 @@ pub struct Upstream<'a> {
     pub max_body: u64,
     pub header_timeout: Duration,
     pub claims: Option<&'a Claims>,
+    /// Woken when the server's port refuses a connection: its supervisor probes it at once.
+    pub check_now: &'a Notify,
+    /// `Retry-After` seconds of a 503.
+    pub retry_after_secs: u64,
 }
 
 /// Forwards `request` and returns the upstream response with its body streaming.
@@ -149,11 +154,24 @@ pub async fn forward(
             Some(server),
         ),
         Ok(Err(UpstreamError::Http(err))) if caused_by_length_limit(&err) => too_large(server),
+        Ok(Err(err)) if err.is_refused() => {
+            // The server died (or closed its listener) and its supervisor has not noticed
+            // yet: the same answer as for any server that is not running, and a nudge so the
+            // supervisor checks now rather than at the next probe.
+            upstream.check_now.notify_one();
+            tracing::info!(server, "upstream refused the connection; checking it now");
+            response::unavailable(
+                "server is not accepting connections",
+                server,
+                upstream.retry_after_secs,
+            )
+        }
         Ok(Err(err)) if err.is_connect() => {
-            tracing::warn!(server, cause = %err, "upstream refused the connection");
+            upstream.check_now.notify_one();
+            tracing::warn!(server, cause = %err, "cannot connect to the upstream");
             response::error(
                 StatusCode::BAD_GATEWAY,
-                "upstream refused the connection",
+                "cannot connect to the upstream",
                 Some(server),
             )
         }

@@ -267,6 +267,8 @@ async fn mcp(
         max_body: live.config.gateway.max_body,
         header_timeout: shared.options.upstream_header_timeout,
         claims: claims.as_deref(),
+        check_now: &entry.check_now,
+        retry_after_secs: shared.options.retry_after_secs,
     };
     proxy::forward(pool, upstream, request).await
 }

@@ -55,6 +55,15 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// True when no connection could be made (nothing listens on the port, or it is full).
+    /// The server's port refused the connection (nothing listens there).
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    }
+
     pub fn is_connect(&self) -> bool {
         matches!(
             self,

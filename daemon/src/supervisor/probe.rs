@@ -9,8 +9,10 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::directory::ToolInfo;
@@ -151,15 +153,29 @@ fn on_grid(at: Instant) -> Instant {
 
 /// Probes every `interval` (the first one after `first_delay`, spread by the caller so many
 /// servers do not probe in lockstep), each time on the next [`PROBE_STEP`] grid point, and
-/// reports every result with how long it took.
+/// reports every result with how long it took. A wake-up of `check_now` (the gateway found
+/// the port refusing connections) brings the next probe forward to the next grid point, so a
+/// flood of such wake-ups costs at most one probe per step.
 pub async fn liveness(
     mut probe: Box<dyn Probe>,
     interval: Duration,
     timeout: Duration,
     first_delay: Duration,
+    check_now: Arc<Notify>,
     report: impl Fn(ProbeReport, Duration) -> bool + Send,
 ) {
-    tokio::time::sleep_until(on_grid(Instant::now() + first_delay)).await;
+    let next = |due: Instant| {
+        let check_now = &check_now;
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(on_grid(due)) => {}
+                () = check_now.notified() => {
+                    tokio::time::sleep_until(on_grid(Instant::now())).await;
+                }
+            }
+        }
+    };
+    next(Instant::now() + first_delay).await;
     loop {
         let began = Instant::now();
         let result = match probe.alive(timeout).await {
@@ -169,6 +185,6 @@ pub async fn liveness(
         if !report(result, began.elapsed()) {
             return;
         }
-        tokio::time::sleep_until(on_grid(began + interval)).await;
+        next(began + interval).await;
     }
 }

@@ -392,6 +392,7 @@ impl ServerTask {
                     interval,
                     config.health.timeout,
                     first,
+                    self.entry.check_now.clone(),
                     move |r, took| {
                         reports
                             .send(Box::new((generation, Report::Probe(r, took))))

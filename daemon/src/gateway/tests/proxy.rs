@@ -1,9 +1,11 @@
 //! Proxying against a real upstream: header rewriting, streaming, status mapping, rebinding
 //! checks, h2c, limits and graceful shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -12,13 +14,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::support::*;
 use crate::config::AuthConfig;
-use crate::directory::ServerState;
+use crate::directory::{Directory, ServerState};
 use crate::gateway::GatewayOptions;
 
 struct Setup {
     _dir: TempDir,
     upstream: Upstream,
     gateway: Gateway,
+    directory: Arc<Directory>,
 }
 
 async fn setup(options: GatewayOptions) -> Setup {
@@ -49,11 +52,13 @@ async fn setup(options: GatewayOptions) -> Setup {
         ),
         (off, status(ServerState::Disabled, None)),
     ];
-    let gateway = Gateway::start(directory(servers), config, options).await;
+    let directory = directory(servers);
+    let gateway = Gateway::start(directory.clone(), config, options).await;
     Setup {
         _dir: dir,
         upstream,
         gateway,
+        directory,
     }
 }
 
@@ -291,14 +296,23 @@ async fn status_mapping() {
     )
     .await;
     assert_eq!(headers["retry-after"], "5");
-    expect_error(
+    // Running, but nothing listens: down in fact, so 503 like any server not running, and the
+    // supervisor's liveness loop is woken to check it now.
+    let refused = s.directory.get("refused").unwrap();
+    assert!(refused.check_now.notified().now_or_never().is_none());
+    let headers = expect_error(
         &s,
         Method::POST,
         "/api/v1/mcp/refused/mcp",
-        StatusCode::BAD_GATEWAY,
+        StatusCode::SERVICE_UNAVAILABLE,
         Some("refused"),
     )
     .await;
+    assert_eq!(headers["retry-after"], "5");
+    assert!(
+        refused.check_now.notified().now_or_never().is_some(),
+        "the refused connection did not wake the server's check"
+    );
     expect_error(
         &s,
         Method::POST,
