@@ -8,7 +8,7 @@ use crate::config::env::{Env, Resolver, absolute};
 use crate::config::error::ConfigError;
 use crate::config::model::*;
 use crate::config::raw::*;
-use crate::config::source::{Source, join, key, key_text};
+use crate::config::source::{Seg, Source, join, key, key_text};
 
 /// True for `[a-z0-9][a-z0-9_-]{0,62}`.
 pub fn valid_server_name(name: &str) -> bool {
@@ -176,7 +176,26 @@ pub fn server_file(
             ));
         }
         let mcp_path = raw.path.clone().unwrap_or_else(|| "/mcp".to_owned());
-        if !mcp_path.starts_with('/') {
+        // Both go into HTTP requests and headers, where a CR or LF would end a line.
+        let path_clean = request_safe(
+            source,
+            &join(&path, [key("path")]),
+            &name,
+            "path",
+            &mcp_path,
+            errors,
+        );
+        if let Some(endpoint) = &raw.endpoint {
+            request_safe(
+                source,
+                &join(&path, [key("endpoint")]),
+                &name,
+                "endpoint",
+                endpoint,
+                errors,
+            );
+        }
+        if path_clean && !mcp_path.starts_with('/') {
             errors.push(source.error(
                 source.value_pos(&join(&path, [key("path")])),
                 format!("path \"{mcp_path}\" of server \"{name}\" does not start with /"),
@@ -214,4 +233,38 @@ pub fn server_file(
         });
     }
     servers
+}
+
+/// False (and an error at the value) when `value` holds a control character (CR, LF, NUL, any
+/// other C0 or C1 code, DEL) or, for the request-line `path`, white space.
+fn request_safe(
+    source: &Source,
+    at: &[Seg],
+    server: &str,
+    what: &str,
+    value: &str,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let bad = value
+        .chars()
+        .find(|c| c.is_control() || (what == "path" && c.is_whitespace()));
+    let Some(bad) = bad else {
+        return true;
+    };
+    let named = match bad {
+        '\r' => "a carriage return (CR)".to_owned(),
+        '\n' => "a line feed (LF)".to_owned(),
+        '\0' => "a NUL byte".to_owned(),
+        ' ' => "a space".to_owned(),
+        other => format!("the control character U+{:04X}", u32::from(other)),
+    };
+    errors.push(source.error(
+        source.value_pos(at),
+        format!("{what} {value:?} of server \"{server}\" contains {named}"),
+        format!(
+            "{what} goes into HTTP requests, where such characters would break or inject lines: \
+             write visible characters only, percent-encoding anything else (e.g. %20 for a space)"
+        ),
+    ));
+    false
 }
