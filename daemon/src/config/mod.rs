@@ -7,6 +7,7 @@
 
 mod env;
 mod error;
+mod file;
 mod model;
 mod raw;
 mod services;
@@ -15,6 +16,7 @@ mod validate;
 
 pub use env::{Env, Resolver, resolve_binary};
 pub use error::ConfigError;
+pub use file::{MAX_CONFIG_FILE, read_config_file, read_config_text};
 pub use model::*;
 pub use validate::valid_server_name;
 
@@ -52,7 +54,7 @@ pub fn load_daemon_in(path: Option<&Path>, env: &Env) -> Result<DaemonConfig, Ve
         None => None,
         Some(path) => {
             let file = env::absolute(&env.cwd, path);
-            let text = std::fs::read_to_string(&file).map_err(|err| {
+            let text = file::read_config_text(&file).map_err(|err| {
                 vec![ConfigError {
                     file: file.clone(),
                     line: None,

@@ -23,8 +23,10 @@ fn server_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        // Follows symlinks, so a linked file counts and a dangling link is skipped.
-        if is_server_file(name) && entry.path().is_file() {
+        // Follows symlinks, so a linked file counts and a dangling link is skipped. Anything
+        // else but a directory counts: a FIFO or device named `*.yaml` is reported when read
+        // (and its servers kept), not silently taken for a removed file.
+        if is_server_file(name) && entry.path().metadata().is_ok_and(|meta| !meta.is_dir()) {
             files.push(entry.path());
         }
     }
@@ -126,7 +128,7 @@ fn read_file(
     claims: &Claims,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<ServerConfig> {
-    let text = match std::fs::read_to_string(file) {
+    let text = match super::file::read_config_text(file) {
         Ok(text) => text,
         Err(err) => {
             errors.push(ConfigError {
@@ -134,7 +136,10 @@ fn read_file(
                 line: None,
                 column: None,
                 message: format!("cannot read the file: {err}"),
-                hint: Some("check that it exists, is readable by mcpd and is UTF-8 text".into()),
+                hint: Some(
+                    "a server file is a regular file (or a link to one) of UTF-8 text, at most 4 MiB, readable by mcpd"
+                        .into(),
+                ),
             });
             return Vec::new();
         }

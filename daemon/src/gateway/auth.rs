@@ -361,7 +361,7 @@ fn validation(algorithms: Vec<Algorithm>, issuer: Option<&str>, leeway: u64) -> 
 type Loaded = (Option<String>, DecodingKey, Vec<Algorithm>);
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
-    std::fs::read(path).map_err(|source| KeyError::Read {
+    crate::config::read_config_file(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
         source,
     })

@@ -20,18 +20,20 @@
 //! server, the session. Nothing is kept between probes but the socket, the session id and the
 //! negotiated version: read buffers live only for one request.
 
+mod error;
 mod http;
+mod request;
+mod wire;
 
-use std::fmt::Write as _;
-use std::io;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::net::TcpStream;
 
 use crate::directory::ToolInfo;
-use http::{HttpError, Outcome, Reply};
+pub use error::ProbeError;
+use http::Outcome;
+use wire::{Discover, Initialized, ToolWire, ToolsPage};
 
 /// Every this many liveness probes, the probe lists the tools (refreshing the tool cache)
 /// instead of the lighter ping: every 5 minutes at the default 10 s interval.
@@ -46,63 +48,6 @@ const MAX_PAGES: usize = 64;
 const STATELESS_VERSION: &str = "2026-07-28";
 /// The version asked for in `initialize` (the latest with the handshake).
 const SESSION_VERSION: &str = "2025-11-25";
-/// The per-request `_meta` of the stateless generation.
-const STATELESS_META: &str = concat!(
-    r#"{"io.modelcontextprotocol/clientCapabilities":{},"#,
-    r#""io.modelcontextprotocol/clientInfo":{"name":"mcpd","version":""#,
-    env!("CARGO_PKG_VERSION"),
-    r#""},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#
-);
-
-/// Why a probe failed; the text goes to `mcpctl status` (LAST-ERROR) and the log.
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("cannot connect to 127.0.0.1:{port}: {source}")]
-    Connect {
-        port: u16,
-        #[source]
-        source: io::Error,
-    },
-    #[error("no answer from 127.0.0.1:{port} within {timeout:?}")]
-    Timeout { port: u16, timeout: Duration },
-    #[error("{method} to 127.0.0.1:{port}: {source}")]
-    Http {
-        port: u16,
-        method: &'static str,
-        #[source]
-        source: HttpError,
-    },
-    #[error("{method} to 127.0.0.1:{port}: HTTP {status}{}", detail(.body))]
-    Status {
-        port: u16,
-        method: &'static str,
-        status: u16,
-        body: String,
-    },
-    #[error("{method} to 127.0.0.1:{port}: JSON-RPC error {code}: {message}")]
-    Rpc {
-        port: u16,
-        method: &'static str,
-        code: i64,
-        message: String,
-    },
-    #[error("{method} to 127.0.0.1:{port}: {reason}")]
-    Protocol {
-        port: u16,
-        method: &'static str,
-        reason: String,
-    },
-    #[error("{0} (and server/discover failed: {1})")]
-    BothFailed(Box<ProbeError>, Box<ProbeError>),
-}
-
-fn detail(body: &str) -> String {
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
-    }
-}
 
 /// How the server is spoken to, learned at readiness.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,218 +267,6 @@ impl ProbeClient {
             return self.result(reply, method).map(|(result, _)| result);
         }
         self.result(reply, method).map(|(result, _)| result)
-    }
-
-    /// The result of `reply`, with the session id it carried.
-    fn result<T>(
-        &self,
-        reply: Reply<T>,
-        method: &'static str,
-    ) -> Result<(T, Option<Box<str>>), ProbeError> {
-        match reply.outcome {
-            Outcome::Result(result) => Ok((result, reply.session_id)),
-            outcome => Err(self.refused(reply.status, outcome, method)),
-        }
-    }
-
-    fn refused<T>(&self, status: u16, outcome: Outcome<T>, method: &'static str) -> ProbeError {
-        let port = self.port;
-        match outcome {
-            Outcome::Error(error) => ProbeError::Rpc {
-                port,
-                method,
-                code: error.code,
-                message: error.message,
-            },
-            Outcome::Status(body) => ProbeError::Status {
-                port,
-                method,
-                status,
-                body,
-            },
-            Outcome::Accepted if (200..300).contains(&status) => ProbeError::Protocol {
-                port,
-                method,
-                reason: format!("HTTP {status} with an empty body"),
-            },
-            Outcome::Accepted | Outcome::Result(_) => ProbeError::Status {
-                port,
-                method,
-                status,
-                body: String::new(),
-            },
-        }
-    }
-
-    /// Sends one message on the kept connection (or a new one) and reads the reply. A kept
-    /// connection the server closed while idle is replaced once.
-    async fn send<T: DeserializeOwned>(
-        &mut self,
-        method: &'static str,
-        params: &str,
-        limit: usize,
-    ) -> Result<(Reply<T>, &'static str), ProbeError> {
-        let id = (!method.starts_with("notifications/")).then(|| {
-            let id = self.next_id;
-            self.next_id += 1;
-            id
-        });
-        let request = self.render(method, id, params)?;
-        // Taken out while in use: if the caller's timeout drops this future midway, no
-        // half-read connection is kept.
-        let kept = self.connection.take().filter(still_open);
-        let reused = kept.is_some();
-        let mut stream = match kept {
-            Some(stream) => stream,
-            None => self.connect().await?,
-        };
-        let want_session = method == "initialize";
-        let mut reply =
-            http::exchange::<_, T>(&mut stream, &request, id, limit, want_session).await;
-        if reused && matches!(reply, Err(HttpError::ClosedBeforeResponse)) {
-            stream = self.connect().await?;
-            reply = http::exchange::<_, T>(&mut stream, &request, id, limit, want_session).await;
-        }
-        let reply = reply.map_err(|source| ProbeError::Http {
-            port: self.port,
-            method,
-            source,
-        })?;
-        if reply.reusable {
-            self.connection = Some(stream);
-        }
-        Ok((reply, method))
-    }
-
-    async fn connect(&self) -> Result<TcpStream, ProbeError> {
-        let connect = |source| ProbeError::Connect {
-            port: self.port,
-            source,
-        };
-        let stream = TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .map_err(connect)?;
-        stream.set_nodelay(true).map_err(connect)?;
-        Ok(stream)
-    }
-
-    /// The HTTP request for `method`, head and body in one buffer.
-    fn render(
-        &self,
-        method: &'static str,
-        id: Option<u64>,
-        params: &str,
-    ) -> Result<Vec<u8>, ProbeError> {
-        if !self.path.starts_with('/') || !self.path.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ProbeError::Protocol {
-                port: self.port,
-                method,
-                reason: format!("path {:?} is not a valid HTTP request target", self.path),
-            });
-        }
-        let mut body = String::with_capacity(256);
-        body.push_str(r#"{"jsonrpc":"2.0","#);
-        if let Some(id) = id {
-            let _ = write!(body, r#""id":{id},"#);
-        }
-        let _ = write!(body, r#""method":"{method}""#);
-        let stateless = self.mode == Mode::Stateless || method == "server/discover";
-        if method == "initialize" {
-            let _ = write!(
-                body,
-                r#","params":{{"protocolVersion":"{SESSION_VERSION}","capabilities":{{}},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
-                env!("CARGO_PKG_VERSION")
-            );
-        } else if stateless {
-            let comma = if params.is_empty() { "" } else { "," };
-            let _ = write!(
-                body,
-                r#","params":{{{params}{comma}"_meta":{STATELESS_META}}}"#
-            );
-        } else if !params.is_empty() {
-            let _ = write!(body, r#","params":{{{params}}}"#);
-        }
-        body.push('}');
-
-        let mut request = Vec::with_capacity(body.len() + 320);
-        let _ = write!(
-            Buffer(&mut request),
-            "POST {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
-             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-            self.path,
-            self.port,
-            body.len()
-        );
-        if stateless {
-            let _ = write!(
-                Buffer(&mut request),
-                "Mcp-Method: {method}\r\nMCP-Protocol-Version: {STATELESS_VERSION}\r\n"
-            );
-        } else if let Mode::Session { id, version, .. } = &self.mode
-            && method != "initialize"
-        {
-            if let Some(id) = id {
-                let _ = write!(Buffer(&mut request), "Mcp-Session-Id: {id}\r\n");
-            }
-            let _ = write!(Buffer(&mut request), "MCP-Protocol-Version: {version}\r\n");
-        }
-        request.extend_from_slice(b"\r\n");
-        request.extend_from_slice(body.as_bytes());
-        Ok(request)
-    }
-}
-
-/// `fmt::Write` into a byte buffer.
-struct Buffer<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Buffer<'_> {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(text.as_bytes());
-        Ok(())
-    }
-}
-
-/// False when a kept connection was closed by the server (or has unexpected bytes waiting).
-fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
-}
-
-#[derive(Deserialize)]
-struct Discover {
-    #[serde(rename = "supportedVersions", default)]
-    supported_versions: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Initialized {
-    #[serde(rename = "protocolVersion")]
-    protocol_version: String,
-}
-
-#[derive(Deserialize)]
-struct ToolsPage {
-    tools: Vec<ToolWire>,
-    #[serde(rename = "nextCursor", default)]
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ToolWire {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(rename = "inputSchema", default)]
-    input_schema: serde_json::Map<String, serde_json::Value>,
-}
-
-impl ToolWire {
-    fn into_info(self) -> ToolInfo {
-        ToolInfo {
-            name: self.name,
-            description: self.description,
-            input_schema: serde_json::Value::Object(self.input_schema),
-        }
     }
 }
 

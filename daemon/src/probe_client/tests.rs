@@ -1,6 +1,7 @@
 //! The probe client's requests, byte for byte (a change of the wire format is a visible
 //! decision).
 
+use super::request::STATELESS_META;
 use super::*;
 
 fn rendered(client: &ProbeClient, method: &'static str, id: Option<u64>, params: &str) -> String {

@@ -2,6 +2,7 @@
 //! the example configuration. `errors` covers each error class with its message and line.
 
 mod errors;
+mod files;
 mod fuzz;
 
 use std::path::{Path, PathBuf};

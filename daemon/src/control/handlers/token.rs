@@ -65,15 +65,22 @@ pub(super) async fn token(ctx: &ControlContext, request: TokenRequest) -> Handle
                 "no HS256 key is configured; add `- {hs256_secret_file: PATH}` under auth.keys in mcpd.yaml",
             )
         })?;
-    let secret = tokio::fs::read(&secret_file).await.map_err(|e| {
-        HandlerError::new(
-            ErrorCode::NotConfigured,
-            format!(
-                "cannot read the HS256 secret {}: {e}",
-                secret_file.display()
-            ),
-        )
-    })?;
+    let read = {
+        let secret_file = secret_file.clone();
+        tokio::task::spawn_blocking(move || crate::config::read_config_file(&secret_file)).await
+    };
+    let secret = read
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|e| {
+            HandlerError::new(
+                ErrorCode::NotConfigured,
+                format!(
+                    "cannot read the HS256 secret {}: {e}",
+                    secret_file.display()
+                ),
+            )
+        })?;
     let secret = trim_trailing_newlines(&secret);
     if secret.is_empty() {
         return Err(HandlerError::new(

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::body::MAX_LINE;
+use super::head::{MAX_HEAD, MAX_HEADERS};
+use super::message::{SNIPPET, snippet};
 use super::*;
 
 /// Yields its bytes `step` at a time, then EOF.

@@ -1,0 +1,11 @@
+//! Raw YAML blocks -> the validated types of `model`, with defaults applied, relative paths
+//! resolved, and every error collected with its position: the daemon file in [`daemon`], a
+//! server file in [`server`], and what both share (restart and health blocks, single-value
+//! checks) in [`shared`].
+
+mod daemon;
+mod server;
+mod shared;
+
+pub use daemon::daemon;
+pub use server::{server_file, valid_server_name};

@@ -1,0 +1,154 @@
+//! One request on the wire: rendered by hand (head and body in one buffer), sent on the kept
+//! connection or a new one, and its reply read by [`super::http`].
+
+use std::fmt::Write as _;
+use std::io;
+
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+
+use super::http::{self, HttpError, Reply};
+use super::{Mode, ProbeClient, ProbeError, SESSION_VERSION, STATELESS_VERSION};
+
+/// The per-request `_meta` of the stateless generation.
+pub(super) const STATELESS_META: &str = concat!(
+    r#"{"io.modelcontextprotocol/clientCapabilities":{},"#,
+    r#""io.modelcontextprotocol/clientInfo":{"name":"mcpd","version":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#
+);
+
+impl ProbeClient {
+    /// Sends one message on the kept connection (or a new one) and reads the reply. A kept
+    /// connection the server closed while idle is replaced once.
+    pub(super) async fn send<T: DeserializeOwned>(
+        &mut self,
+        method: &'static str,
+        params: &str,
+        limit: usize,
+    ) -> Result<(Reply<T>, &'static str), ProbeError> {
+        let id = (!method.starts_with("notifications/")).then(|| {
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        });
+        let request = self.render(method, id, params)?;
+        // Taken out while in use: if the caller's timeout drops this future midway, no
+        // half-read connection is kept.
+        let kept = self.connection.take().filter(still_open);
+        let reused = kept.is_some();
+        let mut stream = match kept {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
+        let want_session = method == "initialize";
+        let mut reply =
+            http::exchange::<_, T>(&mut stream, &request, id, limit, want_session).await;
+        if reused && matches!(reply, Err(HttpError::ClosedBeforeResponse)) {
+            stream = self.connect().await?;
+            reply = http::exchange::<_, T>(&mut stream, &request, id, limit, want_session).await;
+        }
+        let reply = reply.map_err(|source| ProbeError::Http {
+            port: self.port,
+            method,
+            source,
+        })?;
+        if reply.reusable {
+            self.connection = Some(stream);
+        }
+        Ok((reply, method))
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ProbeError> {
+        let connect = |source| ProbeError::Connect {
+            port: self.port,
+            source,
+        };
+        let stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(connect)?;
+        stream.set_nodelay(true).map_err(connect)?;
+        Ok(stream)
+    }
+
+    /// The HTTP request for `method`, head and body in one buffer.
+    pub(super) fn render(
+        &self,
+        method: &'static str,
+        id: Option<u64>,
+        params: &str,
+    ) -> Result<Vec<u8>, ProbeError> {
+        if !self.path.starts_with('/') || !self.path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ProbeError::Protocol {
+                port: self.port,
+                method,
+                reason: format!("path {:?} is not a valid HTTP request target", self.path),
+            });
+        }
+        let mut body = String::with_capacity(256);
+        body.push_str(r#"{"jsonrpc":"2.0","#);
+        if let Some(id) = id {
+            let _ = write!(body, r#""id":{id},"#);
+        }
+        let _ = write!(body, r#""method":"{method}""#);
+        let stateless = self.mode == Mode::Stateless || method == "server/discover";
+        if method == "initialize" {
+            let _ = write!(
+                body,
+                r#","params":{{"protocolVersion":"{SESSION_VERSION}","capabilities":{{}},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
+                env!("CARGO_PKG_VERSION")
+            );
+        } else if stateless {
+            let comma = if params.is_empty() { "" } else { "," };
+            let _ = write!(
+                body,
+                r#","params":{{{params}{comma}"_meta":{STATELESS_META}}}"#
+            );
+        } else if !params.is_empty() {
+            let _ = write!(body, r#","params":{{{params}}}"#);
+        }
+        body.push('}');
+
+        let mut request = Vec::with_capacity(body.len() + 320);
+        let _ = write!(
+            Buffer(&mut request),
+            "POST {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            self.path,
+            self.port,
+            body.len()
+        );
+        if stateless {
+            let _ = write!(
+                Buffer(&mut request),
+                "Mcp-Method: {method}\r\nMCP-Protocol-Version: {STATELESS_VERSION}\r\n"
+            );
+        } else if let Mode::Session { id, version, .. } = &self.mode
+            && method != "initialize"
+        {
+            if let Some(id) = id {
+                let _ = write!(Buffer(&mut request), "Mcp-Session-Id: {id}\r\n");
+            }
+            let _ = write!(Buffer(&mut request), "MCP-Protocol-Version: {version}\r\n");
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body.as_bytes());
+        Ok(request)
+    }
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Buffer<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Buffer<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// False when a kept connection was closed by the server (or has unexpected bytes waiting).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+}

@@ -1,0 +1,43 @@
+//! The JSON-RPC results the probe reads, as far as it needs them.
+
+use serde::Deserialize;
+
+use crate::directory::ToolInfo;
+
+#[derive(Deserialize)]
+pub(super) struct Discover {
+    #[serde(rename = "supportedVersions", default)]
+    pub(super) supported_versions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Initialized {
+    #[serde(rename = "protocolVersion")]
+    pub(super) protocol_version: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ToolsPage {
+    pub(super) tools: Vec<ToolWire>,
+    #[serde(rename = "nextCursor", default)]
+    pub(super) next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ToolWire {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(rename = "inputSchema", default)]
+    input_schema: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ToolWire {
+    pub(super) fn into_info(self) -> ToolInfo {
+        ToolInfo {
+            name: self.name,
+            description: self.description,
+            input_schema: serde_json::Value::Object(self.input_schema),
+        }
+    }
+}

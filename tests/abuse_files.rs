@@ -1,0 +1,164 @@
+//! Hostile files and values in the configuration against the real `mcpd`: a server file or key
+//! file swapped for a FIFO, a 100 MB server file, a `path` carrying CR/LF, and running short
+//! of descriptors while ports are checked. Each reload reports the error at the file and the
+//! daemon keeps serving with the previous settings. Summarised in tests/RELIABILITY.md.
+
+use std::path::Path;
+use std::process::Command;
+
+use mcpd_tests::bin;
+use mcpd_tests::rel_support::{PATIENCE, Setup, healthz};
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// `mcpctl --json reload`, which must end on its own (a blocked reload would not): (exit code,
+/// stdout).
+fn reload(setup: &Setup) -> (i32, String) {
+    let mut command = Command::new(bin("mcpctl"));
+    command
+        .arg("--socket")
+        .arg(&setup.socket)
+        .args(["--json", "reload"]);
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(command.output());
+    });
+    let output = result
+        .recv_timeout(PATIENCE)
+        .expect("mcpctl reload did not return: the reload is blocked")
+        .expect("run mcpctl");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// Two echo servers, `echo` in echo.yaml and `other` in other.yaml, both running.
+fn two_servers(setup: &Setup) -> (u32, u32) {
+    setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
+    setup.write_server("other", "other", &bin("mcp-echo"), &[]);
+    (setup.wait_running("echo").0, setup.wait_running("other").0)
+}
+
+/// The daemon answers on both sides, and both servers still run as the same processes.
+fn still_serving(setup: &Setup, pids: (u32, u32)) {
+    assert!(
+        setup.try_status().is_some(),
+        "mcpctl status does not answer"
+    );
+    assert!(healthz(setup.gateway_port), "the gateway does not answer");
+    assert_eq!(setup.wait_running("echo").0, pids.0, "echo was restarted");
+    assert_eq!(setup.wait_running("other").0, pids.1, "other was restarted");
+}
+
+#[test]
+fn a_server_file_swapped_for_a_fifo_fails_the_reload_without_blocking_it() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let pids = two_servers(&setup);
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 0, "{out}");
+
+    // No writer ever opens the FIFO: opening it for reading without O_NONBLOCK would wait
+    // forever, with the reload lock held.
+    mkfifo(&setup.services.join("other.yaml"));
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 1, "{out}\n{}", daemon.stderr());
+    assert!(out.contains("other.yaml"), "{out}");
+    assert!(
+        out.contains("a FIFO (named pipe), not a regular file"),
+        "{out}"
+    );
+    still_serving(&setup, pids);
+
+    // Put back, the file is read again.
+    std::fs::remove_file(setup.services.join("other.yaml")).unwrap();
+    setup.write_server("other", "other", &bin("mcp-echo"), &[]);
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 0, "{out}");
+    still_serving(&setup, pids);
+}
+
+#[test]
+fn a_huge_server_file_and_a_path_with_crlf_fail_the_reload_and_change_nothing() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let pids = two_servers(&setup);
+
+    // 100 MB (sparse): refused from its size, nothing of it read.
+    let huge = setup.services.join("other.yaml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("104857600 bytes, more than the 4194304-byte (4 MiB) limit"),
+        "{out}"
+    );
+    let peak = peak_rss_kib(daemon.pid());
+    assert!(
+        peak < 100 << 10,
+        "the daemon's peak resident size is {peak} KiB"
+    );
+    still_serving(&setup, pids);
+
+    // A path that would end the probe's request line and inject a header.
+    setup.write_server_yaml(
+        "other",
+        &format!(
+            "mcp_servers:\n  other:\n    binary: {:?}\n    path: \"/mcp\\r\\nX-Injected: 1\"\n",
+            bin("mcp-echo").display().to_string()
+        ),
+    );
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 1, "{out}");
+    let errors: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let error = errors["config_errors"]
+        .as_array()
+        .and_then(|errors| {
+            errors.iter().find(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("carriage return")
+            })
+        })
+        .unwrap_or_else(|| panic!("no CR error in {out}"));
+    assert!(
+        error["file"].as_str().unwrap().ends_with("other.yaml"),
+        "{error}"
+    );
+    assert_eq!(error["line"], 4, "{error}");
+    still_serving(&setup, pids);
+}
+
+#[test]
+fn a_key_file_swapped_for_a_fifo_keeps_the_previous_keys() {
+    let mut setup = Setup::new();
+    setup.dir.write("jwt.secret", "file-abuse-test-secret");
+    setup.extra = "auth:\n  keys:\n    - {hs256_secret_file: jwt.secret}\n".to_owned();
+    let _daemon = setup.start();
+    let pids = two_servers(&setup);
+
+    mkfifo(&setup.dir.join("jwt.secret"));
+    let (code, out) = reload(&setup);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("auth keys not reloaded"), "{out}");
+    assert!(out.contains("FIFO"), "{out}");
+    still_serving(&setup, pids);
+}
+
+/// VmHWM of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
