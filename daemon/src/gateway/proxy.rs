@@ -10,9 +10,9 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, LengthLimitError, Limited};
-use hyper::body::Incoming;
 
 use super::auth::Claims;
+use super::conn::ClientBody;
 use super::response::{self, Body, UpstreamBody};
 use super::upstream::{Pool, UpstreamError};
 
@@ -64,6 +64,8 @@ pub struct Upstream<'a> {
     pub proto: &'static str,
     pub max_body: u64,
     pub header_timeout: Duration,
+    /// `Retry-After` of a 503 when no upstream connection came free.
+    pub retry_after_secs: u64,
     pub claims: Option<&'a Claims>,
 }
 
@@ -71,7 +73,7 @@ pub struct Upstream<'a> {
 pub async fn forward(
     pool: &Arc<Pool>,
     upstream: Upstream<'_>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<Body> {
     let server = upstream.server;
     let (mut parts, body) = request.into_parts();
@@ -149,6 +151,14 @@ pub async fn forward(
             Some(server),
         ),
         Ok(Err(UpstreamError::Http(err))) if caused_by_length_limit(&err) => too_large(server),
+        Ok(Err(err @ UpstreamError::Busy { .. })) => {
+            tracing::warn!(server, cause = %err, "no upstream connection available");
+            response::unavailable(
+                "too many upstream connections; try again",
+                server,
+                upstream.retry_after_secs,
+            )
+        }
         Ok(Err(err)) if err.is_connect() => {
             tracing::warn!(server, cause = %err, "upstream refused the connection");
             response::error(

@@ -23,7 +23,8 @@ struct Setup {
 
 async fn setup(options: GatewayOptions) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), AuthConfig::default());
+    let mut config = daemon_config(dir.path(), AuthConfig::default());
+    config.gateway.limits.header_timeout = Duration::from_millis(500);
     let upstream = Upstream::start().await;
     let port = Some(upstream.port);
     let running = |name: &str, path: &str| {
@@ -60,7 +61,6 @@ async fn setup(options: GatewayOptions) -> Setup {
 fn fast_options() -> GatewayOptions {
     GatewayOptions {
         upstream_header_timeout: Duration::from_millis(500),
-        header_read_timeout: Duration::from_millis(500),
         drain_timeout: Duration::from_secs(5),
         ..GatewayOptions::default()
     }
