@@ -299,6 +299,7 @@ async fn serve_worker(
         timeouts.body_idle,
         shared.upstream.clone(),
     ));
+    shared.upstream.register(&upstream);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

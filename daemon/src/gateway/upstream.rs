@@ -85,6 +85,8 @@ pub struct Caps {
     per_server: usize,
     by_port: Mutex<HashMap<u16, Arc<Semaphore>>>,
     wait: Duration,
+    /// Every worker's pool, so a request at a cap can close the idle connections of all.
+    pools: Mutex<Vec<std::sync::Weak<Pool>>>,
 }
 
 /// The places one upstream connection holds; dropped with it.
@@ -101,6 +103,32 @@ impl Caps {
             per_server: per_server.min(Semaphore::MAX_PERMITS),
             by_port: Mutex::default(),
             wait,
+            pools: Mutex::default(),
+        }
+    }
+
+    /// Lets requests at a cap close `pool`'s idle connections.
+    pub fn register(&self, pool: &Arc<Pool>) {
+        let mut pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Closes the idle connections of every worker (to `port` only, when given), giving their
+    /// places back.
+    fn close_idle(&self, port: Option<u16>) {
+        let pools: Vec<Arc<Pool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for pool in pools {
+            pool.close_idle(port);
         }
     }
 
@@ -115,9 +143,9 @@ impl Caps {
             .clone()
     }
 
-    /// Places for a new connection to `port`; `free_idle` closes idle connections when the
-    /// caps are reached, before waiting at most `wait`.
-    async fn acquire(&self, port: u16, free_idle: impl Fn()) -> Result<Places, UpstreamError> {
+    /// Places for a new connection to `port`. At a cap, idle connections are closed first,
+    /// then the request waits at most `wait`.
+    async fn acquire(&self, port: u16) -> Result<Places, UpstreamError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         let server = self.server(port);
         let busy = |cap| UpstreamError::Busy {
@@ -128,7 +156,7 @@ impl Caps {
         let server = match server.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                free_idle();
+                self.close_idle(Some(port));
                 tokio::time::timeout_at(deadline, server.acquire_owned())
                     .await
                     .map_err(|_| busy("gateway.max_upstream_per_server"))?
@@ -138,7 +166,7 @@ impl Caps {
         let total = match self.total.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                free_idle();
+                self.close_idle(None);
                 tokio::time::timeout_at(deadline, self.total.clone().acquire_owned())
                     .await
                     .map_err(|_| busy("gateway.max_upstream"))?
@@ -259,7 +287,7 @@ impl Pool {
     }
 
     async fn connect(&self, port: u16) -> Result<Link, UpstreamError> {
-        let places = self.caps.acquire(port, || self.close_idle()).await?;
+        let places = self.caps.acquire(port).await?;
         let connecting = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -285,9 +313,17 @@ impl Pool {
         })
     }
 
-    /// Closes every idle connection of this worker, giving their places back.
-    fn close_idle(&self) {
-        let closed = std::mem::take(&mut *self.lock());
+    /// Closes this pool's idle connections (to `port` only, when given).
+    fn close_idle(&self, port: Option<u16>) {
+        let closed = match port {
+            Some(port) => self.lock().get_mut(&port).map(std::mem::take),
+            None => Some(
+                std::mem::take(&mut *self.lock())
+                    .into_values()
+                    .flatten()
+                    .collect(),
+            ),
+        };
         drop(closed);
     }
 
