@@ -2,10 +2,11 @@
 //! (derived from the open-file limit unless configured), and the per-peer connection count
 //! that refuses a client over its share.
 //!
-//! Descriptors are budgeted so the gateway can never take them all: a reserve stays for the
-//! control socket, probes, log files and the servers' pipes, half of the rest goes to client
-//! connections and half to upstream connections. A client over a cap is answered a short 503
-//! (written only if the socket takes it at once) and closed, so it holds no descriptor.
+//! Descriptors are budgeted so the gateway can never take them all: a reserve (a quarter)
+//! stays for the control socket, probes, log files and the servers' pipes, half of the rest
+//! goes to client connections and half to upstream connections. A client over a cap is
+//! answered a short 503 (written only if the socket takes it at once) and closed, so it
+//! holds no descriptor.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::config::GatewayLimits;
 
 /// Descriptors always left to the rest of the daemon, at the least.
-const MIN_RESERVE: usize = 256;
+const MIN_RESERVE: usize = 64;
 
 /// The caps in force, every one resolved to a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +30,12 @@ pub struct Caps {
 
 impl Caps {
     /// Resolves `limits` against an open-file limit of `nofile` descriptors. Configured caps
-    /// are taken as given; the others share what is left after the reserve (an eighth of the
-    /// limit, at least [`MIN_RESERVE`]): half for clients, half for upstream connections. One
-    /// peer may hold half the client connections, one server half the upstream ones.
+    /// are taken as given; the others share what is left after the reserve (a quarter of the
+    /// limit, at least [`MIN_RESERVE`]; each server takes about four: its pipes, log file and
+    /// probe connection): half for clients, half for upstream connections. One peer may hold
+    /// half the client connections, one server half the upstream ones.
     pub fn resolve(limits: &GatewayLimits, nofile: usize) -> Caps {
-        let reserve = MIN_RESERVE.max(nofile / 8);
+        let reserve = MIN_RESERVE.max(nofile / 4);
         let budget = nofile.saturating_sub(reserve).max(2);
         let connections = limits.max_connections.unwrap_or(budget / 2).max(1);
         let upstream = limits.max_upstream.unwrap_or(budget / 2).max(1);
