@@ -292,6 +292,16 @@ fn two_thousand_held_connections_do_not_stop_the_daemon() {
 fn running_out_of_descriptors_is_logged_once_per_interval_and_recovers() {
     const LIMIT: libc::rlim_t = 256;
     let setup = Setup::new();
+    // Caps above the limit, so the connections reach it (by default the gateway's caps keep
+    // it well below; tests/abuse_conn.rs covers them).
+    setup.write_config();
+    let config = std::fs::read_to_string(&setup.config).expect("mcpd.yaml");
+    let config = config.replacen(
+        "gateway: {",
+        "gateway: {max_connections: 10000, max_connections_per_peer: 10000, ",
+        1,
+    );
+    std::fs::write(&setup.config, config).expect("mcpd.yaml");
     let daemon = setup.start_with(|command| {
         // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
         unsafe {

@@ -74,6 +74,47 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body: u64,
+    /// Timeouts and caps that protect the daemon from slow or greedy clients.
+    pub limits: GatewayLimits,
+}
+
+/// The gateway's connection timeouts and resource caps. A cap left `None` is derived from
+/// the open-file limit at start (`gateway::limits`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayLimits {
+    /// Deadline for a new connection's first complete request head, whatever its protocol;
+    /// for HTTP/1.1 also the keep-alive idle time before the next request head.
+    pub header_timeout: Duration,
+    /// An HTTP/2 connection with no open stream is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request or response body that moves no byte for this long is ended.
+    pub body_idle_timeout: Duration,
+    /// Concurrent client connections, in total and from one peer IP address.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
+    /// Concurrent HTTP/2 streams on one client connection.
+    pub max_streams: u32,
+    /// Upstream connections, in total and to one server.
+    pub max_upstream: Option<usize>,
+    pub max_upstream_per_server: Option<usize>,
+    /// How long a request waits for an upstream connection under the caps (then 503).
+    pub upstream_wait: Duration,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        GatewayLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(300),
+            max_connections: None,
+            max_connections_per_peer: None,
+            max_streams: 100,
+            max_upstream: None,
+            max_upstream_per_server: None,
+            upstream_wait: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,13 +10,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::model::{RestartPolicy, Rotation};
+use super::model::{GatewayLimits, RestartPolicy, Rotation};
 
 /// The daemon file `mcpd.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +37,50 @@ pub struct RawGateway {
     pub allowed_origins: Option<Vec<String>>,
     pub allowed_hosts: Option<Vec<String>>,
     pub max_body: Option<Size>,
+    pub header_timeout: Option<Positive<Dur>>,
+    pub idle_timeout: Option<Positive<Dur>>,
+    pub body_idle_timeout: Option<Positive<Dur>>,
+    pub max_connections: Option<NonZeroUsize>,
+    pub max_connections_per_peer: Option<NonZeroUsize>,
+    pub max_streams: Option<NonZeroU32>,
+    pub max_upstream: Option<NonZeroUsize>,
+    pub max_upstream_per_server: Option<NonZeroUsize>,
+    pub upstream_wait: Option<Positive<Dur>>,
+}
+
+impl RawGateway {
+    /// The timeouts and caps, with defaults for what the file leaves out.
+    pub fn limits(&self) -> GatewayLimits {
+        let defaults = GatewayLimits::default();
+        let duration = |set: Option<Positive<Dur>>, default| set.map_or(default, |d| d.0.0);
+        GatewayLimits {
+            header_timeout: duration(self.header_timeout, defaults.header_timeout),
+            idle_timeout: duration(self.idle_timeout, defaults.idle_timeout),
+            body_idle_timeout: duration(self.body_idle_timeout, defaults.body_idle_timeout),
+            max_connections: self.max_connections.map(NonZeroUsize::get),
+            max_connections_per_peer: self.max_connections_per_peer.map(NonZeroUsize::get),
+            max_streams: self
+                .max_streams
+                .map_or(defaults.max_streams, NonZeroU32::get),
+            max_upstream: self.max_upstream.map(NonZeroUsize::get),
+            max_upstream_per_server: self.max_upstream_per_server.map(NonZeroUsize::get),
+            upstream_wait: duration(self.upstream_wait, defaults.upstream_wait),
+        }
+    }
+}
+
+/// A duration that must not be zero (a zero timeout would close every connection at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positive<T>(pub T);
+
+impl<'de> Deserialize<'de> for Positive<Dur> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let dur = Dur::deserialize(deserializer)?;
+        if dur.0.is_zero() {
+            return Err(de::Error::custom("must be longer than zero"));
+        }
+        Ok(Positive(dur))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

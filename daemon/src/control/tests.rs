@@ -60,6 +60,7 @@ fn daemon_config(dir: &Path, mode: u32) -> DaemonConfig {
             allowed_origins: vec![],
             allowed_hosts: vec![],
             max_body: 4 << 20,
+            limits: Default::default(),
         },
         control: ControlConfig {
             socket: dir.join("run/mcpd.sock"),

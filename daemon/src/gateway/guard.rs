@@ -84,6 +84,7 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into()],
             allowed_hosts: vec!["gw.internal:9000".into(), "alias.example.com".into()],
             max_body: 1024,
+            limits: Default::default(),
         }
     }
 

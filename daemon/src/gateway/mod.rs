@@ -17,7 +17,9 @@
 //! - `X-Forwarded-Proto` is `public_url`'s scheme; `X-Forwarded-For` appends the peer.
 
 pub mod auth;
+mod conn;
 mod guard;
+mod limits;
 mod proxy;
 mod registry;
 mod response;
@@ -49,6 +51,8 @@ use crate::accept::{self, AcceptErrors};
 use crate::config::DaemonConfig;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
+use conn::{ClientBody, OpenStream, Timeouts, Watch, Watched};
+use limits::{Caps, ConnectionCounter};
 
 /// Largest request head (request line plus headers) accepted from a client, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -62,8 +66,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(15);
 /// Timeouts of the gateway that are not part of the configuration file.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    /// How long a client may take to send a request head (slowloris protection).
-    pub header_read_timeout: Duration,
     /// How long an upstream server may take to send response headers (then 504). Bodies,
     /// SSE streams included, have no timeout.
     pub upstream_header_timeout: Duration,
@@ -80,7 +82,6 @@ pub struct GatewayOptions {
 impl Default for GatewayOptions {
     fn default() -> Self {
         GatewayOptions {
-            header_read_timeout: Duration::from_secs(10),
             upstream_header_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),
@@ -178,12 +179,14 @@ pub async fn serve_workers(
     tracing::info!(address = %listener.local_addr()?, workers, "gateway listening");
     let listener = listener.into_std()?;
     let accept_errors = Arc::new(Mutex::new(AcceptErrors::new("gateway")));
+    let shared = WorkerShared::new(&ctx);
     let mut done = Vec::new();
     for index in 0..workers {
         let listener = listener.try_clone()?;
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         let accept_errors = accept_errors.clone();
+        let shared = shared.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("mcpd-gateway-{index}"))
@@ -194,7 +197,7 @@ pub async fn serve_workers(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
-                            serve_worker(listener, ctx, shutdown, &accept_errors).await
+                            serve_worker(listener, ctx, shutdown, &accept_errors, shared).await
                         })
                     });
                 let _ = tx.send(result);
@@ -215,25 +218,11 @@ pub async fn serve_workers(
     result
 }
 
+/// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The first bytes of an h2c (prior knowledge) connection.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Runs one client connection until it ends or the drain deadline force-closes it.
-async fn drive<C, E>(connection: C, force_close: &CancellationToken, peer: std::net::SocketAddr)
-where
-    C: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    tokio::select! {
-        biased;
-        result = connection => {
-            if let Err(err) = result {
-                tracing::debug!(%peer, cause = %err, "client connection ended with an error");
-            }
-        }
-        () = force_close.cancelled() => {}
-    }
-}
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains. Runs on the
 /// caller's runtime; the daemon runs one per worker thread (`serve_workers`).
@@ -244,7 +233,52 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "gateway listening");
     let accept_errors = Mutex::new(AcceptErrors::new("gateway"));
-    serve_worker(listener, ctx, shutdown, &accept_errors).await
+    let shared = WorkerShared::new(&ctx);
+    serve_worker(listener, ctx, shutdown, &accept_errors, shared).await
+}
+
+/// What the workers of one listener share: the connection counter and the upstream caps,
+/// resolved once at start from `gateway.*` and the open-file limit.
+#[derive(Debug, Clone)]
+struct WorkerShared {
+    connections: Arc<ConnectionCounter>,
+    upstream: Arc<upstream::Caps>,
+    timeouts: Timeouts,
+    max_streams: u32,
+}
+
+impl WorkerShared {
+    fn new(ctx: &GatewayContext) -> Self {
+        let live = ctx.live();
+        let limits = &live.config.gateway.limits;
+        let nofile = limits::open_file_limit();
+        let caps = Caps::resolve(limits, nofile);
+        tracing::info!(
+            open_file_limit = nofile,
+            max_connections = caps.connections,
+            max_connections_per_peer = caps.connections_per_peer,
+            max_upstream = caps.upstream,
+            max_upstream_per_server = caps.upstream_per_server,
+            "gateway connection caps"
+        );
+        WorkerShared {
+            connections: Arc::new(ConnectionCounter::new(
+                caps.connections,
+                caps.connections_per_peer,
+            )),
+            upstream: Arc::new(upstream::Caps::new(
+                caps.upstream,
+                caps.upstream_per_server,
+                limits.upstream_wait,
+            )),
+            timeouts: Timeouts {
+                header: limits.header_timeout,
+                idle: limits.idle_timeout,
+                body_idle: limits.body_idle_timeout,
+            },
+            max_streams: limits.max_streams,
+        }
+    }
 }
 
 /// One worker's accept loop; `accept_errors` is shared by the workers of one listener, so
@@ -254,31 +288,39 @@ async fn serve_worker(
     ctx: GatewayContext,
     shutdown: CancellationToken,
     accept_errors: &Mutex<AcceptErrors>,
+    shared: WorkerShared,
 ) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
     let options = ctx.shared.options.clone();
+    let timeouts = shared.timeouts;
     let upstream = Arc::new(upstream::Pool::new(
         options.connect_timeout,
         options.upstream_idle_timeout,
+        timeouts.body_idle,
+        shared.upstream.clone(),
     ));
+    shared.upstream.register(&upstream);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(shared.max_streams)
+        // Pings find a peer that is gone while its streams wait; they are not progress.
+        .keep_alive_interval(Some(timeouts.idle / 2))
+        .keep_alive_timeout(H2_PING_TIMEOUT.min(timeouts.idle / 2));
 
     let graceful = GracefulShutdown::new();
     let tracker = TaskTracker::new();
@@ -311,32 +353,47 @@ async fn serve_worker(
                 }
             },
         };
+        let accepted = tokio::time::Instant::now();
+        let admitted = match shared.connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                // Closed at once: a refused client holds no descriptor. The 503 goes out
+                // only if the socket takes it without waiting.
+                let _ = stream.try_write(limits::REFUSAL_RESPONSE);
+                shared.connections.refused(why, peer.ip());
+                continue;
+            }
+        };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(cause = %err, "cannot set TCP_NODELAY on a client connection");
         }
+        let watch = Arc::new(Watch::default());
         let service_ctx = ctx.clone();
         let service_upstream = upstream.clone();
-        let service = service_fn(move |request| {
+        let service_watch = watch.clone();
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let ctx = service_ctx.clone();
             let upstream = service_upstream.clone();
+            let stream = OpenStream::new(&service_watch);
+            let request = request
+                .map(|body| ClientBody::new(body, service_watch.clone(), timeouts.body_idle));
             async move {
-                Ok::<_, Infallible>(
-                    router::handle(&ctx.shared, &upstream, bound, peer, request).await,
-                )
+                let response = router::handle(&ctx.shared, &upstream, bound, peer, request).await;
+                Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
             }
         });
         let builder = builder.clone();
         let http1 = http1.clone();
         let watcher = graceful.watcher();
         let force_close = force_close.clone();
-        let first_byte_timeout = options.header_read_timeout;
         tracker.spawn(async move {
+            let _admitted = admitted;
             // Telling HTTP/1 from h2 reads the first bytes with no timeout of its own, and
             // hyper's header timeout starts only after them: without this, a connection that
             // never sends anything would hold a descriptor forever.
             let mut first = [0u8; H2_PREFACE.len()];
             let peeked = tokio::select! {
-                peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => peeked,
+                peeked = tokio::time::timeout_at(accepted + timeouts.header, stream.peek(&mut first)) => peeked,
                 () = force_close.cancelled() => return,
             };
             let Ok(Ok(n @ 1..)) = peeked else {
@@ -344,14 +401,17 @@ async fn serve_worker(
                 return;
             };
             let io = TokioIo::new(stream);
+            // Either way the watchdog holds the connection to its deadlines (`conn`): hyper's
+            // preface detection and HTTP/2 have no timeout of their own.
             if H2_PREFACE.starts_with(&first[..n]) {
                 // h2c, or too few bytes yet to tell: let hyper read the preface.
                 let connection = builder.serve_connection(io, service).into_owned();
-                drive(watcher.watch(connection), &force_close, peer).await;
+                let connection = watcher.watch(connection);
+                conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             } else {
                 // Plain HTTP/1.1, the common case: no preface detection on every read.
-                let connection = http1.serve_connection(io, service);
-                drive(watcher.watch(connection), &force_close, peer).await;
+                let connection = watcher.watch(http1.serve_connection(io, service));
+                conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             }
         });
     }

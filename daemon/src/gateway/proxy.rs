@@ -10,10 +10,10 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use super::auth::Claims;
+use super::conn::ClientBody;
 use super::response::{self, Body, UpstreamBody};
 use super::upstream::{Pool, UpstreamError};
 
@@ -65,18 +65,18 @@ pub struct Upstream<'a> {
     pub proto: &'static str,
     pub max_body: u64,
     pub header_timeout: Duration,
+    /// `Retry-After` of a 503 when no upstream connection came free.
+    pub retry_after_secs: u64,
     pub claims: Option<&'a Claims>,
     /// Woken when the server's port refuses a connection: its supervisor probes it at once.
     pub check_now: &'a Notify,
-    /// `Retry-After` seconds of a 503.
-    pub retry_after_secs: u64,
 }
 
 /// Forwards `request` and returns the upstream response with its body streaming.
 pub async fn forward(
     pool: &Arc<Pool>,
     upstream: Upstream<'_>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<Body> {
     let server = upstream.server;
     let (mut parts, body) = request.into_parts();
@@ -162,6 +162,14 @@ pub async fn forward(
             tracing::info!(server, "upstream refused the connection; checking it now");
             response::unavailable(
                 "server is not accepting connections",
+                server,
+                upstream.retry_after_secs,
+            )
+        }
+        Ok(Err(err @ UpstreamError::Busy { .. })) => {
+            tracing::warn!(server, cause = %err, "no upstream connection available");
+            response::unavailable(
+                "too many upstream connections; try again",
                 server,
                 upstream.retry_after_secs,
             )

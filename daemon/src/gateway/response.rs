@@ -11,6 +11,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::conn::BoxError;
 use super::upstream::ResponseBody;
 
 /// A response body: either written by the gateway or streamed from an upstream server.
@@ -51,12 +52,12 @@ impl Drop for UpstreamBody {
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

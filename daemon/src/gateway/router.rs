@@ -8,9 +8,9 @@ use std::time::Instant;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use super::auth::{self, Claims};
+use super::conn::ClientBody;
 use super::proxy::{self, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
@@ -63,7 +63,7 @@ pub(super) async fn handle(
     upstream: &Arc<Pool>,
     bound: SocketAddr,
     peer: SocketAddr,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<Body> {
     let uri_len = request
         .uri()
@@ -143,7 +143,7 @@ pub(super) async fn handle(
 fn check_rebinding(
     live: &Live,
     bound: SocketAddr,
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
     server: Option<&str>,
 ) -> Option<Response<Body>> {
     let gateway = &live.config.gateway;
@@ -207,7 +207,7 @@ async fn mcp(
     live: &Live,
     peer: SocketAddr,
     name: &str,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<Body> {
     let Some(entry) = shared.directory.get(name) else {
         return response::error(StatusCode::NOT_FOUND, "unknown server", Some(name));
@@ -266,9 +266,9 @@ async fn mcp(
         },
         max_body: live.config.gateway.max_body,
         header_timeout: shared.options.upstream_header_timeout,
+        retry_after_secs: shared.options.retry_after_secs,
         claims: claims.as_deref(),
         check_now: &entry.check_now,
-        retry_after_secs: shared.options.retry_after_secs,
     };
     proxy::forward(pool, upstream, request).await
 }

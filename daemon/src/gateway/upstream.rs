@@ -13,13 +13,19 @@
 //! server closed meanwhile is seen closed and discarded. A request that a connection could
 //! not even start (it was closed between that check and the write) is retried once on a new
 //! connection; once any of it was written, an error is the caller's.
+//!
+//! Every connection, idle or busy, holds a place under two caps shared by all workers
+//! (`Caps`): one for its server's port and one for all servers. A request that finds no place
+//! first closes this worker's idle connections, then waits for one at most
+//! `gateway.upstream_wait` (then `UpstreamError::Busy`, a 503). A response body that moves no
+//! byte for `gateway.body_idle_timeout` ends with an error and closes its connection.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::Ipv4Addr;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,9 +36,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{BoxError, ClientBody, IdleTimer};
 
 /// What the proxy sends upstream: the client's body, cut off at `gateway.max_body`.
-pub type RequestBody = Limited<Incoming>;
+pub type RequestBody = Limited<ClientBody>;
 
 type Connection = http1::Connection<TokioIo<TcpStream>, RequestBody>;
 type Sender = http1::SendRequest<RequestBody>;
@@ -49,6 +58,12 @@ pub enum UpstreamError {
     ConnectTimeout { port: u16, timeout: Duration },
     #[error("upstream closed the connection before the request could be sent")]
     Closed,
+    #[error("no upstream connection to 127.0.0.1:{port} came free within {wait:?} ({cap})")]
+    Busy {
+        port: u16,
+        wait: Duration,
+        cap: &'static str,
+    },
     #[error(transparent)]
     Http(#[from] hyper::Error),
 }
@@ -72,10 +87,113 @@ impl UpstreamError {
     }
 }
 
+/// The upstream connection caps, shared by the workers: a place per connection, idle or busy.
+#[derive(Debug)]
+pub struct Caps {
+    total: Arc<Semaphore>,
+    per_server: usize,
+    by_port: Mutex<HashMap<u16, Arc<Semaphore>>>,
+    wait: Duration,
+    /// Every worker's pool, so a request at a cap can close the idle connections of all.
+    pools: Mutex<Vec<std::sync::Weak<Pool>>>,
+}
+
+/// The places one upstream connection holds; dropped with it.
+#[derive(Debug)]
+struct Places {
+    _server: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+}
+
+impl Caps {
+    pub fn new(total: usize, per_server: usize, wait: Duration) -> Self {
+        Caps {
+            total: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
+            per_server: per_server.min(Semaphore::MAX_PERMITS),
+            by_port: Mutex::default(),
+            wait,
+            pools: Mutex::default(),
+        }
+    }
+
+    /// Lets requests at a cap close `pool`'s idle connections.
+    pub fn register(&self, pool: &Arc<Pool>) {
+        let mut pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Closes the idle connections of every worker (to `port` only, when given), giving their
+    /// places back.
+    fn close_idle(&self, port: Option<u16>) {
+        let pools: Vec<Arc<Pool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for pool in pools {
+            pool.close_idle(port);
+        }
+    }
+
+    fn server(&self, port: u16) -> Arc<Semaphore> {
+        let mut by_port = self
+            .by_port
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_port
+            .entry(port)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
+            .clone()
+    }
+
+    /// Places for a new connection to `port`. At a cap, idle connections are closed first,
+    /// then the request waits at most `wait`.
+    async fn acquire(&self, port: u16) -> Result<Places, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let server = self.server(port);
+        let busy = |cap| UpstreamError::Busy {
+            port,
+            wait: self.wait,
+            cap,
+        };
+        let server = match server.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.close_idle(Some(port));
+                tokio::time::timeout_at(deadline, server.acquire_owned())
+                    .await
+                    .map_err(|_| busy("gateway.max_upstream_per_server"))?
+                    .map_err(|_| busy("gateway.max_upstream_per_server"))?
+            }
+        };
+        let total = match self.total.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.close_idle(None);
+                tokio::time::timeout_at(deadline, self.total.clone().acquire_owned())
+                    .await
+                    .map_err(|_| busy("gateway.max_upstream"))?
+                    .map_err(|_| busy("gateway.max_upstream"))?
+            }
+        };
+        Ok(Places {
+            _server: server,
+            _total: total,
+        })
+    }
+}
+
 /// One connection with the handle to send on it.
 struct Link {
     sender: Sender,
     connection: Connection,
+    _places: Places,
 }
 
 struct Idle {
@@ -88,6 +206,8 @@ pub struct Pool {
     idle: Mutex<HashMap<u16, Vec<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    body_idle_timeout: Duration,
+    caps: Arc<Caps>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -102,11 +222,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        body_idle_timeout: Duration,
+        caps: Arc<Caps>,
+    ) -> Self {
         Pool {
             idle: Mutex::default(),
             connect_timeout,
             idle_timeout,
+            body_idle_timeout,
+            caps,
         }
     }
 
@@ -149,6 +276,7 @@ impl Pool {
             link,
             pool: Arc::clone(self),
             port,
+            idle: IdleTimer::new(self.body_idle_timeout),
         })
     }
 
@@ -168,6 +296,7 @@ impl Pool {
     }
 
     async fn connect(&self, port: u16) -> Result<Link, UpstreamError> {
+        let places = self.caps.acquire(port).await?;
         let connecting = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -186,7 +315,25 @@ impl Pool {
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
-        Ok(Link { sender, connection })
+        Ok(Link {
+            sender,
+            connection,
+            _places: places,
+        })
+    }
+
+    /// Closes this pool's idle connections (to `port` only, when given).
+    fn close_idle(&self, port: Option<u16>) {
+        let closed = match port {
+            Some(port) => self.lock().get_mut(&port).map(std::mem::take),
+            None => Some(
+                std::mem::take(&mut *self.lock())
+                    .into_values()
+                    .flatten()
+                    .collect(),
+            ),
+        };
+        drop(closed);
     }
 
     fn give_back(&self, port: u16, link: Link) {
@@ -249,6 +396,7 @@ async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged
     let Link {
         mut sender,
         connection,
+        _places: places,
     } = link;
     let mut connection = Some(connection);
     let mut response = pin!(sender.try_send_request(request));
@@ -264,7 +412,11 @@ async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged
     .await;
     match result {
         Ok(response) => {
-            let link = connection.map(|connection| Link { sender, connection });
+            let link = connection.map(|connection| Link {
+                sender,
+                connection,
+                _places: places,
+            });
             Ok((response, link))
         }
         Err(mut err) => match err.take_message() {
@@ -282,6 +434,7 @@ pub struct ResponseBody {
     finished: bool,
     pool: Arc<Pool>,
     port: u16,
+    idle: IdleTimer,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -307,15 +460,27 @@ impl ResponseBody {
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         this.drive(cx);
-        let frame = ready!(Pin::new(&mut this.incoming).poll_frame(cx));
+        let frame = match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending if this.idle.expired(cx) => {
+                // Ends the body; the connection is dropped with it (not finished).
+                tracing::debug!(
+                    port = this.port,
+                    "response body moved no byte within gateway.body_idle_timeout"
+                );
+                return Poll::Ready(Some(Err(this.idle.error())));
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        this.idle.moved();
         match &frame {
             None => this.finished = true,
             Some(Ok(_)) if this.incoming.is_end_stream() => {
@@ -326,7 +491,7 @@ impl HttpBody for ResponseBody {
             }
             Some(_) => {}
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

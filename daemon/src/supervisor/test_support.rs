@@ -73,6 +73,7 @@ pub fn daemon_config(dir: &Path, range: PortRange) -> DaemonConfig {
             allowed_origins: vec![],
             allowed_hosts: vec![],
             max_body: 4 << 20,
+            limits: Default::default(),
         },
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),

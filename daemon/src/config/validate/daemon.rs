@@ -112,6 +112,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         bin_dirs,
         state_dir,
         gateway: GatewayConfig {
+            limits: gateway.limits(),
             listen,
             public_url: public_url.url,
             public_host: public_url.host,

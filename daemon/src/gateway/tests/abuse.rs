@@ -14,12 +14,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn gateway() -> (tempfile::TempDir, Gateway) {
     let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), AuthConfig::default());
-    let options = GatewayOptions {
-        header_read_timeout: HEADER_TIMEOUT,
-        ..GatewayOptions::default()
-    };
-    let gateway = Gateway::start(directory(Vec::new()), config, options).await;
+    let mut config = daemon_config(dir.path(), AuthConfig::default());
+    config.gateway.limits.header_timeout = HEADER_TIMEOUT;
+    let gateway = Gateway::start(directory(Vec::new()), config, GatewayOptions::default()).await;
     (dir, gateway)
 }
 

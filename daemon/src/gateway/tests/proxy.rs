@@ -25,8 +25,17 @@ struct Setup {
 }
 
 async fn setup(options: GatewayOptions) -> Setup {
+    setup_with(options, |_| {}).await
+}
+
+async fn setup_with(
+    options: GatewayOptions,
+    adjust: impl FnOnce(&mut crate::config::GatewayLimits),
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), AuthConfig::default());
+    let mut config = daemon_config(dir.path(), AuthConfig::default());
+    config.gateway.limits.header_timeout = Duration::from_millis(500);
+    adjust(&mut config.gateway.limits);
     let upstream = Upstream::start().await;
     let port = Some(upstream.port);
     let running = |name: &str, path: &str| {
@@ -65,7 +74,6 @@ async fn setup(options: GatewayOptions) -> Setup {
 fn fast_options() -> GatewayOptions {
     GatewayOptions {
         upstream_header_timeout: Duration::from_millis(500),
-        header_read_timeout: Duration::from_millis(500),
         drain_timeout: Duration::from_secs(5),
         ..GatewayOptions::default()
     }
@@ -194,6 +202,35 @@ async fn sse_events_arrive_one_at_a_time() {
     drop(events);
     let end = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
     assert!(end.is_none(), "stream ends when upstream ends it");
+}
+
+#[tokio::test]
+async fn a_response_body_that_moves_no_byte_is_ended_at_the_body_idle_timeout() {
+    let s = setup_with(fast_options(), |limits| {
+        limits.body_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let events = s.upstream.sse();
+    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
+        .body(empty())
+        .unwrap();
+    let response = tokio::time::timeout(WAIT, client().request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = response.into_body();
+    events.send("first".into()).await.unwrap();
+    let first = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+    assert!(first.unwrap().unwrap().is_data());
+    // The upstream stays open but sends nothing more: the gateway ends the stream.
+    let end = tokio::time::timeout(WAIT, body.frame())
+        .await
+        .expect("the stalled stream is ended");
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "no data after the stall: {end:?}"
+    );
+    drop(events);
 }
 
 #[tokio::test]

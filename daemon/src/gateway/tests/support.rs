@@ -63,6 +63,7 @@ pub fn daemon_config(dir: &Path, auth: AuthConfig) -> DaemonConfig {
             allowed_origins: vec!["https://app.example.com".into()],
             allowed_hosts: vec!["mcp.internal".into()],
             max_body: 1024,
+            limits: Default::default(),
         },
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),

@@ -1,0 +1,355 @@
+//! Liveness of one client connection: the watchdog that closes it when it makes no progress,
+//! and the body wrappers that report progress and end a body that moves no byte.
+//!
+//! Each connection has one `Watch` (two counters) and its driver one timer, reset on progress
+//! and checked a few times per timeout: a request that is opened, a data frame that moves in
+//! either direction, or a stream that ends is progress. With no request seen yet, the
+//! connection must deliver its first complete request head within the header timeout; with
+//! no stream open, it is closed after the idle timeout; with streams open but no byte moving
+//! (a stalled request body, a client that stopped reading), after the body idle timeout.
+//! Closing the connection drops its streams, and with them their upstream connections.
+//!
+//! Bodies add their own per-stream timer (`IdleTimer`), created only the first time a body
+//! has to wait: a body that moves no byte for the body idle timeout ends with an error, so
+//! one stalled stream is cut even while others on the same connection flow.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+/// The error a body ends with when it moved no byte for the body idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no byte moved for {0:?} (gateway.body_idle_timeout)")]
+pub struct BodyIdle(pub Duration);
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The counters one connection's streams and bodies report to.
+#[derive(Debug, Default)]
+pub struct Watch {
+    open: AtomicUsize,
+    progress: AtomicU64,
+}
+
+impl Watch {
+    fn progressed(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One request in flight on a connection, from its head until its response body is done.
+#[derive(Debug)]
+pub struct OpenStream(Arc<Watch>);
+
+impl OpenStream {
+    pub fn new(watch: &Arc<Watch>) -> Self {
+        watch.open.fetch_add(1, Ordering::Relaxed);
+        watch.progressed();
+        OpenStream(Arc::clone(watch))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.progressed();
+    }
+}
+
+/// The timeouts the watchdog applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub idle: Duration,
+    pub body_idle: Duration,
+}
+
+/// How a connection driven by [`drive`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Finished,
+    ForceClosed,
+    /// The watchdog closed it; says which timeout.
+    TimedOut(&'static str),
+}
+
+/// Runs `connection` until it ends, `force_close` is cancelled, or it makes no progress for
+/// the timeout that applies to its state (measured from `accepted`).
+pub async fn drive<C, E>(
+    connection: C,
+    force_close: &CancellationToken,
+    watch: &Watch,
+    timeouts: Timeouts,
+    accepted: Instant,
+    peer: std::net::SocketAddr,
+) -> Ended
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut connection = pin!(connection);
+    let mut seen = 0;
+    let mut since = accepted;
+    let timer = pin!(tokio::time::sleep_until(accepted + timeouts.header / 4));
+    let mut timer = timer;
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut connection => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, cause = %err, "client connection ended with an error");
+                }
+                return Ended::Finished;
+            }
+            () = force_close.cancelled() => return Ended::ForceClosed,
+            () = &mut timer => {
+                let now = Instant::now();
+                let progress = watch.progress.load(Ordering::Relaxed);
+                if progress != seen {
+                    seen = progress;
+                    since = now;
+                }
+                let (limit, which) = if watch.open.load(Ordering::Relaxed) > 0 {
+                    (timeouts.body_idle, "gateway.body_idle_timeout")
+                } else if progress == 0 {
+                    (timeouts.header, "gateway.header_timeout")
+                } else {
+                    (timeouts.idle, "gateway.idle_timeout")
+                };
+                let deadline = since + limit;
+                if now >= deadline {
+                    tracing::debug!(%peer, timeout = which, "closing a client connection that made no progress");
+                    return Ended::TimedOut(which);
+                }
+                timer.as_mut().reset((now + limit / 4).min(deadline));
+            }
+        }
+    }
+}
+
+/// A per-body timer that fires when the body moved no byte for `idle`. Allocated the first
+/// time the body has to wait, then reset in place.
+#[derive(Debug)]
+pub struct IdleTimer {
+    idle: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    moved: bool,
+}
+
+impl IdleTimer {
+    pub fn new(idle: Duration) -> Self {
+        IdleTimer {
+            idle,
+            sleep: None,
+            moved: false,
+        }
+    }
+
+    /// The body yielded a frame.
+    pub fn moved(&mut self) {
+        self.moved = true;
+    }
+
+    /// The body has to wait: arms the timer (from now, if it moved since the last wait) and
+    /// returns true when it expired.
+    pub fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if std::mem::take(&mut self.moved) {
+                    sleep.as_mut().reset(Instant::now() + self.idle);
+                }
+                sleep
+            }
+            None => {
+                self.moved = false;
+                self.sleep.insert(Box::pin(tokio::time::sleep(self.idle)))
+            }
+        };
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    pub fn error(&self) -> BoxError {
+        Box::new(BodyIdle(self.idle))
+    }
+}
+
+/// A client's request body: reports progress to its connection and ends with [`BodyIdle`]
+/// when it moves no byte for the body idle timeout.
+#[derive(Debug)]
+pub struct ClientBody {
+    incoming: Incoming,
+    watch: Arc<Watch>,
+    timer: IdleTimer,
+}
+
+impl ClientBody {
+    pub fn new(incoming: Incoming, watch: Arc<Watch>, idle: Duration) -> Self {
+        ClientBody {
+            incoming,
+            watch,
+            timer: IdleTimer::new(idle),
+        }
+    }
+}
+
+impl HttpBody for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.watch.progressed();
+                this.timer.moved();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending if this.timer.expired(cx) => {
+                tracing::debug!("request body moved no byte within gateway.body_idle_timeout");
+                Poll::Ready(Some(Err(this.timer.error())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// A response body on its way to the client: reports progress to the connection, and keeps
+/// its request counted as open until it is dropped.
+#[derive(Debug)]
+pub struct Watched<B> {
+    inner: B,
+    stream: OpenStream,
+}
+
+impl<B> Watched<B> {
+    pub fn new(inner: B, stream: OpenStream) -> Self {
+        Watched { inner, stream }
+    }
+}
+
+impl<B> HttpBody for Watched<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if matches!(frame, Some(Ok(_))) {
+            this.stream.0.progressed();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body_idle: Duration::from_secs(300),
+        }
+    }
+
+    async fn run(watch: &Watch, connection: impl Future<Output = Result<(), String>>) -> Ended {
+        let never = CancellationToken::new();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        drive(connection, &never, watch, timeouts(), Instant::now(), peer).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_at_the_header_deadline() {
+        let watch = Watch::default();
+        let start = Instant::now();
+        let ended = run(&watch, std::future::pending()).await;
+        assert_eq!(ended, Ended::TimedOut("gateway.header_timeout"));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(10) && took <= Duration::from_millis(12_500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_streams_get_the_body_idle_timeout_and_idle_connections_the_idle_one() {
+        let watch = Arc::new(Watch::default());
+        let stream = OpenStream::new(&watch);
+        let start = Instant::now();
+        let ended = run(&watch, std::future::pending()).await;
+        assert_eq!(ended, Ended::TimedOut("gateway.body_idle_timeout"));
+        assert!(start.elapsed() >= Duration::from_secs(300));
+        drop(stream);
+        let start = Instant::now();
+        let ended = run(&watch, std::future::pending()).await;
+        assert_eq!(ended, Ended::TimedOut("gateway.idle_timeout"));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(60) && took <= Duration::from_secs(76));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_keeps_a_connection_open() {
+        let watch = Arc::new(Watch::default());
+        let _stream = OpenStream::new(&watch);
+        let feeder = {
+            let watch = watch.clone();
+            async move {
+                for _ in 0..20 {
+                    tokio::time::sleep(Duration::from_secs(100)).await;
+                    watch.progressed();
+                }
+                Ok::<(), String>(())
+            }
+        };
+        assert_eq!(run(&watch, feeder).await, Ended::Finished);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timer_fires_only_after_a_quiet_period() {
+        let mut timer = IdleTimer::new(Duration::from_secs(5));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(!timer.expired(&mut cx));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        timer.moved();
+        assert!(!timer.expired(&mut cx));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!timer.expired(&mut cx));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(timer.expired(&mut cx));
+    }
+}
