@@ -461,7 +461,7 @@ async fn mcp_client_gives_up_at_its_timeout() {
 async fn mcp_client_times_out_on_a_silent_server() {
     // The kernel completes the TCP handshake for the backlog; nobody ever answers.
     let port = free_port();
-    let _silent = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    let _silent = mcpd_tests::hold_port(port);
     let started = Instant::now();
     let error = McpClient::new()
         .list_tools(&mcp_url(port), Duration::from_millis(300))

@@ -430,7 +430,7 @@ async fn daemon_sigkill_takes_children_and_grandchildren_down_within_2s() {
 async fn an_explicit_port_held_by_a_foreign_listener_fails_without_a_crash_loop() {
     let mut daemon = SupDaemon::new(5);
     let taken = daemon.first_server_port() + 3;
-    let _foreign = std::net::TcpListener::bind(("127.0.0.1", taken)).expect("bind");
+    let _foreign = mcpd_tests::hold_port(taken);
     daemon.echo("blocked", &format!("port: {taken}\n"));
     daemon.echo("witness", "");
     daemon.start().await;

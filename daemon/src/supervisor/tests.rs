@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use mcpd_testkit::{PortBlock, hold_port, port_block};
 use tokio::time::Instant;
 
 use super::test_support::{daemon_config, server_config};
@@ -78,19 +79,22 @@ fn proc_state(pid: u32) -> Option<char> {
 
 struct Harness {
     dir: tempfile::TempDir,
+    /// The test's own ports, also the daemon's `port_range`.
+    ports: PortBlock,
     daemon: DaemonConfig,
     options: SupervisorOptions,
     _reaper: Reaper,
 }
 
 impl Harness {
-    fn new(first_port: u16) -> Self {
+    fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let ports = port_block(20);
         let daemon = daemon_config(
             dir.path(),
             PortRange {
-                start: first_port,
-                end: first_port + 19,
+                start: ports.start,
+                end: ports.last(),
             },
         );
         let options = SupervisorOptions {
@@ -102,6 +106,7 @@ impl Harness {
         let mark = dir.path().display().to_string();
         Harness {
             dir,
+            ports,
             daemon,
             options,
             _reaper: Reaper { mark },
@@ -167,11 +172,11 @@ async fn wait_state(sup: &Supervisor, name: &str, state: ServerState) -> Arc<Ser
 
 #[tokio::test]
 async fn kill_9_restarts_on_the_same_port() {
-    let h = Harness::new(43000);
+    let h = Harness::new();
     let sup = h.start(vec![h.server("victim", &format!("exec {}", listen()))]);
     let first = wait_state(&sup, "victim", ServerState::Running).await;
     let port = first.port.unwrap();
-    assert_eq!(port, 43000);
+    assert_eq!(port, h.ports.port(0));
     let pid = first.pid.unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -200,7 +205,7 @@ async fn kill_9_restarts_on_the_same_port() {
 
 #[tokio::test]
 async fn always_dying_goes_failed_after_burst_with_bounded_backoff() {
-    let h = Harness::new(43020);
+    let h = Harness::new();
     let mut server = h.server("dier", "date +%s%N >> starts; echo dying >&2; exit 3");
     server.restart.burst = 4;
     server.restart.backoff = Duration::from_millis(100);
@@ -256,7 +261,7 @@ async fn always_dying_goes_failed_after_burst_with_bounded_backoff() {
 
 #[tokio::test]
 async fn a_sigterm_ignorer_and_its_grandchildren_are_killed_after_stop_timeout() {
-    let h = Harness::new(43040);
+    let h = Harness::new();
     // The grandchild keeps stdout open and the main process ignores SIGTERM (inherited).
     let script = format!(
         "trap '' TERM\nsleep 1000 &\necho $! > grandchild\nexec {}",
@@ -290,7 +295,7 @@ async fn a_sigterm_ignorer_and_its_grandchildren_are_killed_after_stop_timeout()
         matches!(proc_state(grandchild), None | Some('Z')).then_some(())
     })
     .await;
-    assert!(crate::ports::is_free(43040));
+    assert!(crate::ports::is_free(h.ports.port(0)));
     // Stopped means stopped: nothing comes back.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(&sup, "stubborn").state, ServerState::Stopped);
@@ -301,7 +306,7 @@ async fn a_sigterm_ignorer_and_its_grandchildren_are_killed_after_stop_timeout()
 
 #[tokio::test]
 async fn a_grandchild_holding_the_port_is_killed_before_the_respawn() {
-    let h = Harness::new(43060);
+    let h = Harness::new();
     // The script is not exec'd: the listener is a child of the main process.
     let script = format!("{} &\necho $! > listener\nwait", listen());
     let sup = h.start(vec![h.server("holder", &script)]);
@@ -323,7 +328,7 @@ async fn a_grandchild_holding_the_port_is_killed_before_the_respawn() {
     .await;
     assert_eq!(
         again.port,
-        Some(43060),
+        Some(h.ports.port(0)),
         "kept its port: the old listener was killed"
     );
     assert!(matches!(proc_state(listener), None | Some('Z')));
@@ -332,7 +337,7 @@ async fn a_grandchild_holding_the_port_is_killed_before_the_respawn() {
 
 #[tokio::test]
 async fn a_server_that_never_gets_ready_is_a_failed_start() {
-    let h = Harness::new(43080);
+    let h = Harness::new();
     let mut server = h.server("mute", "exec sleep 1000");
     server.health.start_timeout = Duration::from_millis(300);
     server.restart.burst = 2;
@@ -350,7 +355,7 @@ async fn a_server_that_never_gets_ready_is_a_failed_start() {
 
 #[tokio::test]
 async fn a_flood_does_not_stall_other_servers() {
-    let h = Harness::new(43100);
+    let h = Harness::new();
     let flood = h.server("flood", "exec yes 'a flood of output'");
     let quiet = h.server("quiet", &format!("exec {}", listen()));
     let sup = h.start(vec![flood, quiet]);
@@ -376,15 +381,16 @@ async fn a_flood_does_not_stall_other_servers() {
 
 #[tokio::test]
 async fn a_foreign_listener_on_an_explicit_port_fails_without_a_crash_loop() {
-    let h = Harness::new(43120);
-    let _foreign = std::net::TcpListener::bind("127.0.0.1:43125").unwrap();
+    let h = Harness::new();
+    let explicit = h.ports.port(5);
+    let _foreign = hold_port(explicit);
     let mut server = h.server("blocked", &format!("date >> starts; exec {}", listen()));
-    server.port = Some(43125);
+    server.port = Some(explicit);
     let sup = h.start(vec![server]);
     let failed = wait_state(&sup, "blocked", ServerState::Failed).await;
     assert_eq!(
         failed.last_error.as_deref(),
-        Some("port 43125 is in use by another process")
+        Some(format!("port {explicit} is in use by another process").as_str())
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let still = status(&sup, "blocked");
@@ -396,22 +402,22 @@ async fn a_foreign_listener_on_an_explicit_port_fails_without_a_crash_loop() {
 
 #[tokio::test]
 async fn a_foreign_listener_on_an_allocated_port_moves_the_server() {
-    let h = Harness::new(43140);
-    let _foreign = std::net::TcpListener::bind("127.0.0.1:43140").unwrap();
+    let h = Harness::new();
+    let _foreign = hold_port(h.ports.port(0));
     let sup = h.start(vec![h.server("mover", &format!("exec {}", listen()))]);
     let running = wait_state(&sup, "mover", ServerState::Running).await;
-    assert_eq!(running.port, Some(43141));
+    assert_eq!(running.port, Some(h.ports.port(1)));
     let saved: BTreeMap<String, u16> = serde_json::from_slice(
         &std::fs::read(h.daemon.state_dir.join(crate::ports::PORTS_FILE)).unwrap(),
     )
     .unwrap();
-    assert_eq!(saved.get("mover"), Some(&43141));
+    assert_eq!(saved.get("mover"), Some(&h.ports.port(1)));
     sup.shutdown().await;
 }
 
 #[tokio::test]
 async fn clean_exits_follow_the_policy() {
-    let h = Harness::new(43160);
+    let h = Harness::new();
     let script = format!(
         "date >> starts-$MCP_SERVICE_ID\n{} &\nsleep 0.5\nexit 0",
         listen()
@@ -433,7 +439,7 @@ async fn clean_exits_follow_the_policy() {
 
 #[tokio::test]
 async fn the_child_gets_exactly_the_documented_environment() {
-    let h = Harness::new(43180);
+    let h = Harness::new();
     let mut server = h.server(
         "envy",
         &format!(
@@ -457,12 +463,13 @@ async fn the_child_gets_exactly_the_documented_environment() {
     }
     expected.sort();
     assert_eq!(names, expected, "{env}");
-    assert!(env.contains("MCP_PORT=43180\n") && env.contains("MCP_SERVICE_ID=envy\n"));
+    let port = h.ports.port(0);
+    assert!(env.contains(&format!("MCP_PORT={port}\n")) && env.contains("MCP_SERVICE_ID=envy\n"));
     assert_eq!(
         std::fs::read_to_string(h.path().join("args.txt"))
             .unwrap()
             .trim(),
-        "--port=43180 envy"
+        format!("--port={port} envy")
     );
     assert_eq!(
         std::fs::read_to_string(h.path().join("pwd.txt"))
@@ -478,7 +485,7 @@ async fn the_child_gets_exactly_the_documented_environment() {
 
 #[tokio::test]
 async fn operator_requests_and_errors() {
-    let h = Harness::new(43200);
+    let h = Harness::new();
     let mut off = h.server("off", "exit 0");
     off.enabled = false;
     let sup = h.start(vec![h.server("on", &format!("exec {}", listen())), off]);
@@ -519,7 +526,7 @@ async fn operator_requests_and_errors() {
 
 #[tokio::test]
 async fn apply_starts_stops_restarts_and_updates_only_what_changed() {
-    let h = Harness::new(43220);
+    let h = Harness::new();
     let listen = format!("exec {}", listen());
     let keep = h.server("keep", &listen);
     let tweak = h.server("tweak", &listen);
@@ -577,7 +584,7 @@ async fn apply_starts_stops_restarts_and_updates_only_what_changed() {
 
 #[tokio::test]
 async fn an_update_is_visible_when_apply_returns() {
-    let h = Harness::new(43300);
+    let h = Harness::new();
     let listen = format!("exec {}", listen());
     let server = h.server("tweak", &listen);
     let sup = h.start(vec![server.clone()]);
@@ -592,7 +599,7 @@ async fn an_update_is_visible_when_apply_returns() {
 
 #[tokio::test]
 async fn shutdown_stops_everything_in_parallel() {
-    let h = Harness::new(43240);
+    let h = Harness::new();
     let script = format!("trap '' TERM\nexec {}", listen());
     let servers: Vec<ServerConfig> = (0..4)
         .map(|i| {
@@ -626,7 +633,7 @@ async fn shutdown_stops_everything_in_parallel() {
 
 #[tokio::test]
 async fn logs_reach_the_file() {
-    let h = Harness::new(43260);
+    let h = Harness::new();
     let sup = h.start(vec![h.server(
         "talker",
         &format!("echo hello out\necho hello err >&2\nexec {}", listen()),
@@ -641,7 +648,7 @@ async fn logs_reach_the_file() {
 
 #[tokio::test]
 async fn failed_liveness_probes_restart_the_server() {
-    let h = Harness::new(43280);
+    let h = Harness::new();
     // Listens for a moment, then closes its socket but keeps running.
     let script = format!(
         "date >> starts\nexec {} -c 'import socket,os,time; s=socket.socket(); \
