@@ -11,6 +11,8 @@
 //! - [`ChildGuard`] spawns a process in its own process group, captures its stdout and
 //!   stderr, and kills the whole group when dropped, so a failing test leaves nothing behind.
 //!   A watchdog kills it after a deadline and fails the test.
+//! - [`sockets::connections_of`] copies another process's TCP connections, to read their
+//!   socket options back.
 //! - [`wait_for`] (async), [`wait_for_value`] and [`wait_for_sync`] poll a condition at short
 //!   intervals and panic with a message on timeout. They are the only waiting tests do: no
 //!   fixed sleeps.
@@ -36,6 +38,7 @@ use nix::unistd::Pid;
 
 pub mod gw_support;
 pub mod rel_support;
+pub mod sockets;
 
 /// How long a spawned process may live before its watchdog kills it and fails the test.
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);
