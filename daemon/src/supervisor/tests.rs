@@ -225,11 +225,12 @@ async fn always_dying_goes_failed_after_burst_with_bounded_backoff() {
         .map(|l| l.parse().unwrap())
         .collect();
     assert_eq!(starts.len(), 4);
-    // Gaps hold the backoff (100, 200, 250 ms; plus up to 20% jitter) and the time to die.
+    // Gaps hold at least the backoff (100, 200, 250 ms): a lower bound, which load only
+    // lengthens. The exact delays, jitter included, are the state machine's and tested with
+    // the clock as a parameter (lifecycle_tests `backoff_curve_doubles_up_to_max_with_bounded_jitter`).
     for (i, base) in [100u128, 200, 250].into_iter().enumerate() {
         let gap_ms = (starts[i + 1] - starts[i]) / 1_000_000;
         assert!(gap_ms >= base, "gap {i} is {gap_ms} ms, under {base}");
-        assert!(gap_ms <= base * 12 / 10 + 1000, "gap {i} is {gap_ms} ms");
     }
     // Parked: no more starts.
     let logs = sup.logs("dier", 100).unwrap();
@@ -600,11 +601,35 @@ async fn an_update_is_visible_when_apply_returns() {
 #[tokio::test]
 async fn shutdown_stops_everything_in_parallel() {
     let h = Harness::new();
-    let script = format!("trap '' TERM\nexec {}", listen());
+    // Each server takes SIGTERM as a vote and exits (code 0) only once all four have voted:
+    // stopped one after the other, the first would wait for votes that never come and be
+    // SIGKILLed at its stop_timeout. So four clean exits prove the stops overlapped, with no
+    // clock in the check.
+    let fixture = h.path().join("vote.py");
+    std::fs::write(
+        &fixture,
+        "import glob, os, signal, socket, sys, time\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', int(os.environ['PORT'])))\n\
+         s.listen(8)\n\
+         voted = False\n\
+         def vote(*_):\n\
+         \x20   global voted\n\
+         \x20   open('voted-' + os.environ['MCP_SERVICE_ID'], 'w').close()\n\
+         \x20   voted = True\n\
+         signal.signal(signal.SIGTERM, vote)\n\
+         while not (voted and len(glob.glob('voted-*')) == 4):\n\
+         \x20   time.sleep(0.01)\n\
+         sys.exit(0)\n",
+    )
+    .unwrap();
+    let script = format!("exec {} {}", python(), fixture.display());
     let servers: Vec<ServerConfig> = (0..4)
         .map(|i| {
             let mut s = h.server(&format!("s{i}"), &script);
-            s.stop_timeout = Duration::from_millis(600);
+            // Far beyond any scheduling delay: reaching it means the stops did not overlap.
+            s.stop_timeout = Duration::from_secs(30);
             s
         })
         .collect();
@@ -618,16 +643,18 @@ async fn shutdown_stops_everything_in_parallel() {
                 .unwrap(),
         );
     }
-    let started = Instant::now();
     sup.shutdown().await;
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(600), "{took:?}");
-    assert!(took < Duration::from_millis(2000), "not parallel: {took:?}");
     for pid in pids {
         assert_eq!(proc_state(pid), None);
     }
     for i in 0..4 {
-        assert_eq!(status(&sup, &format!("s{i}")).state, ServerState::Stopped);
+        let stopped = status(&sup, &format!("s{i}"));
+        assert_eq!(stopped.state, ServerState::Stopped);
+        assert_eq!(
+            stopped.last_exit.as_deref(),
+            Some("exit code 0"),
+            "s{i} was not stopped in parallel with the others"
+        );
     }
 }
 
