@@ -182,7 +182,7 @@ fn write_atomically(file: &Path, ports: &BTreeMap<String, u16>) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::test_support::server_config;
+    use crate::config::test_builder::server_running;
 
     // Only `reassign_skips_a_port_held_by_another_process` binds; the others compute with
     // the numbers of RANGE and never touch a socket.
@@ -190,7 +190,7 @@ mod tests {
     fn servers(list: &[(&str, Option<u16>)]) -> BTreeMap<String, ServerConfig> {
         list.iter()
             .map(|(name, port)| {
-                let mut s = server_config(name, "/bin/true");
+                let mut s = server_running(name, "/bin/true");
                 s.port = *port;
                 ((*name).to_owned(), s)
             })

@@ -12,8 +12,8 @@ use std::time::Duration;
 use mcpd_testkit::{PortBlock, hold_port, port_block};
 use tokio::time::Instant;
 
-use super::test_support::{daemon_config, server_config};
 use super::*;
+use crate::config::test_builder::{daemon_config, fast_defaults, server_running};
 use crate::config::{PortRange, RestartPolicy};
 use crate::directory::ServerStatus;
 
@@ -90,13 +90,12 @@ impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports = port_block(20);
-        let daemon = daemon_config(
-            dir.path(),
-            PortRange {
-                start: ports.start,
-                end: ports.last(),
-            },
-        );
+        let mut daemon = daemon_config(dir.path());
+        daemon.port_range = PortRange {
+            start: ports.start,
+            end: ports.last(),
+        };
+        daemon.defaults = fast_defaults();
         let options = SupervisorOptions {
             prober: Arc::new(TcpProber),
             jitter: random_jitter(),
@@ -123,7 +122,7 @@ impl Harness {
         let file = self.path().join(format!("{name}.sh"));
         std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut config = server_config(name, file);
+        let mut config = server_running(name, file);
         config
             .env
             .insert(MARK.into(), self.path().display().to_string());
