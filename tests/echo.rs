@@ -5,116 +5,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcpd::mcp_client::{McpClient, McpError};
+use mcpd_tests::mcp_support::{BOTH, CALL, Generation, call, connected, text};
 use mcpd_tests::sockets::connections_of;
 use mcpd_tests::{
     ChildGuard, bin, describe, free_port, mcp_url, start_echo, wait_for, wait_for_value,
 };
 use nix::sys::signal::Signal;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
-    Implementation, ProgressNotificationParam, ProtocolVersion, Request, ServerResult,
-};
-use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
+use rmcp::model::{CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerResult};
+use rmcp::service::PeerRequestOptions;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 const START: Duration = Duration::from_secs(20);
-const CALL: Duration = Duration::from_secs(10);
-
-/// The two MCP protocol generations a client may speak.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Generation {
-    /// `initialize` + `Mcp-Session-Id` (2025-11-25 and earlier).
-    Session,
-    /// `server/discover`, stateless requests (2026-07-28).
-    Stateless,
-}
-
-const BOTH: [Generation; 2] = [Generation::Session, Generation::Stateless];
-
-/// An rmcp client that records each progress notification and when it arrived.
-#[derive(Clone)]
-struct TestClient {
-    config: ClientConfig,
-    progress: mpsc::UnboundedSender<(f64, Instant)>,
-}
-
-impl ClientHandler for TestClient {
-    fn get_info(&self) -> ClientConfig {
-        self.config.clone()
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.progress.send((params.progress, Instant::now()));
-    }
-}
-
-type Client = RunningService<RoleClient, TestClient>;
-
-async fn connect(
-    url: &str,
-    generation: Generation,
-) -> (Client, mpsc::UnboundedReceiver<(f64, Instant)>) {
-    let (progress, received) = mpsc::unbounded_channel();
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("e2e", "0"),
-    )
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-    let lifecycle = match generation {
-        Generation::Session => ClientLifecycleMode::Initialize,
-        Generation::Stateless => ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    };
-    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
-    let client = tokio::time::timeout(
-        CALL,
-        TestClient { config, progress }.serve_with_lifecycle(transport, lifecycle),
-    )
-    .await
-    .expect("connect in time")
-    .unwrap_or_else(|error| panic!("{generation:?} client cannot connect to {url}: {error}"));
-    (client, received)
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
-    tokio::time::timeout(CALL, client.call_tool(params))
-        .await
-        .unwrap_or_else(|_| panic!("{tool} did not answer within {CALL:?}"))
-        .unwrap_or_else(|error| panic!("{tool} failed: {error}"))
-}
-
-/// The text of a tool result's single text item.
-fn text(result: &CallToolResult) -> String {
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "tool reported an error: {result:?}"
-    );
-    let content = serde_json::to_value(&result.content).expect("content serializes");
-    content[0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {content}"))
-        .to_owned()
-}
 
 #[tokio::test]
 async fn lists_and_calls_the_four_tools_in_both_protocol_generations() {
     let port = free_port();
     let echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, _) = connect(&mcp_url(port), generation).await;
+        let (client, _) = connected(&mcp_url(port), generation).await;
         let info = client.peer_info().expect("server info after connect");
         let expected = match generation {
             Generation::Session => ProtocolVersion::V_2025_11_25,
@@ -185,7 +93,7 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
     let port = free_port();
     let _echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, mut received) = connect(&mcp_url(port), generation).await;
+        let (client, mut received) = connected(&mcp_url(port), generation).await;
         let arguments = json!({"steps": STEPS, "interval_ms": INTERVAL.as_millis() as u64});
         let Value::Object(arguments) = arguments else {
             unreachable!()
@@ -221,7 +129,7 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
         )
         .await;
         assert_eq!(notes.len(), STEPS, "exactly one notification per step");
-        let values: Vec<f64> = notes.iter().map(|(value, _)| *value).collect();
+        let values: Vec<f64> = notes.iter().map(|(_, note)| note.progress).collect();
         assert_eq!(
             values,
             [1.0, 2.0, 3.0, 4.0, 5.0],
@@ -229,8 +137,8 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
         );
         // Streamed as they happen, not batched with the result: the first arrived well before
         // the answer, and they spread over the intervals between them.
-        let (_, first) = notes[0];
-        let (_, last) = notes[STEPS - 1];
+        let first = notes[0].0;
+        let last = notes[STEPS - 1].0;
         let spread = INTERVAL * (STEPS as u32 - 2);
         assert!(
             answered.duration_since(first) >= spread,
@@ -252,7 +160,7 @@ async fn accepted_connections_have_nagle_off() {
     let port = free_port();
     let echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, _) = connect(&mcp_url(port), generation).await;
+        let (client, _) = connected(&mcp_url(port), generation).await;
         call(&client, "echo", json!({"text": "hello"})).await;
         // A call in flight holds its connection open, whatever the keep-alive policy.
         let peer = client.peer().clone();
@@ -291,7 +199,7 @@ async fn prints_a_line_per_tool_call() {
     let echo = start_echo(port).await;
     let line = echo.wait_for_stdout("listening on", START).await;
     assert_eq!(line, format!("mcp-echo listening on {}", mcp_url(port)));
-    let (client, _) = connect(&mcp_url(port), Generation::Session).await;
+    let (client, _) = connected(&mcp_url(port), Generation::Session).await;
     call(&client, "add", json!({"a": 1, "b": 2})).await;
     call(&client, "echo", json!({"text": "x"})).await;
     echo.wait_for_stdout("call echo", CALL).await;
@@ -319,7 +227,7 @@ async fn sigterm_and_sigint_end_it_with_exit_code_0() {
         let port = free_port();
         let echo = start_echo(port).await;
         // An open session with its SSE stream must not hold the shutdown up.
-        let (client, _) = connect(&mcp_url(port), Generation::Session).await;
+        let (client, _) = connected(&mcp_url(port), Generation::Session).await;
         call(&client, "echo", json!({"text": "before"})).await;
         echo.signal(signal);
         let status = echo.wait_exit(Duration::from_secs(5)).await;

@@ -11,6 +11,8 @@
 //! - [`ChildGuard`] spawns a process in its own process group, captures its stdout and
 //!   stderr, and kills the whole group when dropped, so a failing test leaves nothing behind.
 //!   A watchdog kills it after a deadline and fails the test.
+//! - [`mcp_support`]: rmcp clients of both protocol generations, and an in-process server of
+//!   the session-based one.
 //! - [`sockets::connections_of`] copies another process's TCP connections, to read their
 //!   socket options back.
 //! - [`wait_for`] (async), [`wait_for_value`] and [`wait_for_sync`] poll a condition at short
@@ -37,6 +39,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 pub mod gw_support;
+pub mod mcp_support;
 pub mod rel_support;
 pub mod sockets;
 
