@@ -5,113 +5,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcpd::mcp_client::{McpClient, McpError};
-use mcpd_tests::{ChildGuard, bin, describe, free_port, mcp_url, start_echo, wait_for};
-use nix::sys::signal::Signal;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
-    Implementation, ProgressNotificationParam, ProtocolVersion, Request, ServerResult,
+use mcpd_tests::mcp_support::{BOTH, CALL, Generation, call, connected, text};
+use mcpd_tests::sockets::connections_of;
+use mcpd_tests::{
+    ChildGuard, bin, describe, free_port, mcp_url, start_echo, wait_for, wait_for_value,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
+use nix::sys::signal::Signal;
+use rmcp::model::{CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerResult};
+use rmcp::service::PeerRequestOptions;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 const START: Duration = Duration::from_secs(20);
-const CALL: Duration = Duration::from_secs(10);
-
-/// The two MCP protocol generations a client may speak.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Generation {
-    /// `initialize` + `Mcp-Session-Id` (2025-11-25 and earlier).
-    Session,
-    /// `server/discover`, stateless requests (2026-07-28).
-    Stateless,
-}
-
-const BOTH: [Generation; 2] = [Generation::Session, Generation::Stateless];
-
-/// An rmcp client that records each progress notification and when it arrived.
-#[derive(Clone)]
-struct TestClient {
-    config: ClientConfig,
-    progress: mpsc::UnboundedSender<(f64, Instant)>,
-}
-
-impl ClientHandler for TestClient {
-    fn get_info(&self) -> ClientConfig {
-        self.config.clone()
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.progress.send((params.progress, Instant::now()));
-    }
-}
-
-type Client = RunningService<RoleClient, TestClient>;
-
-async fn connect(
-    url: &str,
-    generation: Generation,
-) -> (Client, mpsc::UnboundedReceiver<(f64, Instant)>) {
-    let (progress, received) = mpsc::unbounded_channel();
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("e2e", "0"),
-    )
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-    let lifecycle = match generation {
-        Generation::Session => ClientLifecycleMode::Initialize,
-        Generation::Stateless => ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    };
-    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
-    let client = tokio::time::timeout(
-        CALL,
-        TestClient { config, progress }.serve_with_lifecycle(transport, lifecycle),
-    )
-    .await
-    .expect("connect in time")
-    .unwrap_or_else(|error| panic!("{generation:?} client cannot connect to {url}: {error}"));
-    (client, received)
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
-    tokio::time::timeout(CALL, client.call_tool(params))
-        .await
-        .unwrap_or_else(|_| panic!("{tool} did not answer within {CALL:?}"))
-        .unwrap_or_else(|error| panic!("{tool} failed: {error}"))
-}
-
-/// The text of a tool result's single text item.
-fn text(result: &CallToolResult) -> String {
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "tool reported an error: {result:?}"
-    );
-    let content = serde_json::to_value(&result.content).expect("content serializes");
-    content[0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {content}"))
-        .to_owned()
-}
 
 #[tokio::test]
 async fn lists_and_calls_the_four_tools_in_both_protocol_generations() {
     let port = free_port();
     let echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, _) = connect(&mcp_url(port), generation).await;
+        let (client, _) = connected(&mcp_url(port), generation).await;
         let info = client.peer_info().expect("server info after connect");
         let expected = match generation {
             Generation::Session => ProtocolVersion::V_2025_11_25,
@@ -182,7 +93,7 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
     let port = free_port();
     let _echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, mut received) = connect(&mcp_url(port), generation).await;
+        let (client, mut received) = connected(&mcp_url(port), generation).await;
         let arguments = json!({"steps": STEPS, "interval_ms": INTERVAL.as_millis() as u64});
         let Value::Object(arguments) = arguments else {
             unreachable!()
@@ -218,7 +129,7 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
         )
         .await;
         assert_eq!(notes.len(), STEPS, "exactly one notification per step");
-        let values: Vec<f64> = notes.iter().map(|(value, _)| *value).collect();
+        let values: Vec<f64> = notes.iter().map(|(_, note)| note.progress).collect();
         assert_eq!(
             values,
             [1.0, 2.0, 3.0, 4.0, 5.0],
@@ -226,8 +137,8 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
         );
         // Streamed as they happen, not batched with the result: the first arrived well before
         // the answer, and they spread over the intervals between them.
-        let (_, first) = notes[0];
-        let (_, last) = notes[STEPS - 1];
+        let first = notes[0].0;
+        let last = notes[STEPS - 1].0;
         let spread = INTERVAL * (STEPS as u32 - 2);
         assert!(
             answered.duration_since(first) >= spread,
@@ -241,25 +152,43 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
     }
 }
 
+/// With Nagle's algorithm on, against the client's delayed ACKs, each answer written in more
+/// than one piece waits ~40 ms. Read the flag back from mcp-echo's accepted sockets while a
+/// call is in flight on them; the latency itself is measured by the benchmarks (bench/BENCH.md, `direct` p50).
 #[tokio::test]
-async fn answers_without_the_nagle_delay() {
+async fn accepted_connections_have_nagle_off() {
     let port = free_port();
-    let _echo = start_echo(port).await;
+    let echo = start_echo(port).await;
     for generation in BOTH {
-        let (client, _) = connect(&mcp_url(port), generation).await;
-        let mut times = Vec::new();
-        for i in 0..15 {
-            let started = Instant::now();
-            call(&client, "echo", json!({"text": i.to_string()})).await;
-            times.push(started.elapsed());
+        let (client, _) = connected(&mcp_url(port), generation).await;
+        call(&client, "echo", json!({"text": "hello"})).await;
+        // A call in flight holds its connection open, whatever the keep-alive policy.
+        let peer = client.peer().clone();
+        let arguments = Map::from_iter([("ms".to_owned(), json!(60_000))]);
+        let pending = tokio::spawn(async move {
+            peer.call_tool(CallToolRequestParams::new("sleep").with_arguments(arguments))
+                .await
+        });
+        let accepted = wait_for_value(
+            CALL,
+            format!("{generation:?}: an accepted connection in mcp-echo"),
+            || {
+                let accepted: Vec<_> = connections_of(echo.pid())
+                    .into_iter()
+                    .filter(|socket| socket.local_addr().is_ok_and(|addr| addr.port() == port))
+                    .collect();
+                std::future::ready((!accepted.is_empty()).then_some(accepted))
+            },
+        )
+        .await;
+        for socket in &accepted {
+            assert!(
+                socket.nodelay().expect("getsockopt TCP_NODELAY"),
+                "{generation:?}: Nagle is on for {:?}",
+                socket.peer_addr()
+            );
         }
-        times.sort();
-        // With Nagle's algorithm against delayed ACKs each answer takes ~40 ms or more.
-        assert!(
-            times[times.len() / 2] < Duration::from_millis(30),
-            "{generation:?}: median {:?}",
-            times
-        );
+        pending.abort();
         client.cancel().await.expect("close the client");
     }
 }
@@ -270,7 +199,7 @@ async fn prints_a_line_per_tool_call() {
     let echo = start_echo(port).await;
     let line = echo.wait_for_stdout("listening on", START).await;
     assert_eq!(line, format!("mcp-echo listening on {}", mcp_url(port)));
-    let (client, _) = connect(&mcp_url(port), Generation::Session).await;
+    let (client, _) = connected(&mcp_url(port), Generation::Session).await;
     call(&client, "add", json!({"a": 1, "b": 2})).await;
     call(&client, "echo", json!({"text": "x"})).await;
     echo.wait_for_stdout("call echo", CALL).await;
@@ -298,9 +227,8 @@ async fn sigterm_and_sigint_end_it_with_exit_code_0() {
         let port = free_port();
         let echo = start_echo(port).await;
         // An open session with its SSE stream must not hold the shutdown up.
-        let (client, _) = connect(&mcp_url(port), Generation::Session).await;
+        let (client, _) = connected(&mcp_url(port), Generation::Session).await;
         call(&client, "echo", json!({"text": "before"})).await;
-        let asked = Instant::now();
         echo.signal(signal);
         let status = echo.wait_exit(Duration::from_secs(5)).await;
         assert_eq!(
@@ -309,11 +237,6 @@ async fn sigterm_and_sigint_end_it_with_exit_code_0() {
             "{signal}: {}; stderr: {}",
             describe(status),
             echo.stderr()
-        );
-        assert!(
-            asked.elapsed() < Duration::from_secs(3),
-            "{signal}: took {:?}",
-            asked.elapsed()
         );
         drop(client);
     }
@@ -439,7 +362,6 @@ async fn mcp_client_gives_up_at_its_timeout() {
     let Value::Object(arguments) = json!({"ms": 5000}) else {
         unreachable!()
     };
-    let started = Instant::now();
     let error = McpClient::new()
         .call_tool(
             &mcp_url(port),
@@ -450,44 +372,28 @@ async fn mcp_client_gives_up_at_its_timeout() {
         .await
         .unwrap_err();
     assert!(matches!(error, McpError::Timeout { .. }), "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
 async fn mcp_client_times_out_on_a_silent_server() {
     // The kernel completes the TCP handshake for the backlog; nobody ever answers.
     let port = free_port();
-    let _silent = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
-    let started = Instant::now();
+    let _silent = mcpd_tests::hold_port(port);
     let error = McpClient::new()
         .list_tools(&mcp_url(port), Duration::from_millis(300))
         .await
         .unwrap_err();
     assert!(matches!(error, McpError::Timeout { .. }), "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
-async fn mcp_client_reports_a_closed_port_as_connect_error_quickly() {
+async fn mcp_client_reports_a_closed_port_as_a_refused_connect_error() {
     let port = free_port(); // reserved for this test, and nothing listens on it
-    let started = Instant::now();
     let error = McpClient::new()
         .handshake(&mcp_url(port), CALL)
         .await
         .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    // Refused at once: a Connect error, not a Timeout after CALL.
     let McpError::Connect { url, reason } = &error else {
         panic!("expected Connect, got {error}")
     };

@@ -10,24 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcpd_tests::gw_support::GwDaemon;
+use mcpd_tests::mcp_support::{
+    CALL, Client, Generation, Progress, arguments, call_text, connect, connect_with,
+};
 use mcpd_tests::{lazy, wait_for, wait_for_value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest, Implementation,
-    ProgressNotificationParam, ProtocolVersion, Request, ServerResult,
-};
-use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::model::{CallToolRequestParams, ClientRequest, Request, ServerResult};
+use rmcp::service::PeerRequestOptions;
 use rmcp::transport::common::client_side_sse::FixedInterval;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-const CALL: Duration = Duration::from_secs(10);
 const ACCEPT_MCP: &str = "application/json, text/event-stream";
 
 /// Two echo servers: `open` without OAuth, `secure` requiring the `tools` scope (or `admin`).
@@ -44,107 +39,7 @@ const ECHO_SERVERS: &str = "mcp_servers:
 ";
 
 // ---------------------------------------------------------------------------------------------
-// rmcp clients
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Generation {
-    /// `initialize` and `Mcp-Session-Id`.
-    Session,
-    /// `server/discover`, stateless requests.
-    Stateless,
-}
-
-/// An rmcp client that forwards each progress notification with its arrival time.
-#[derive(Clone)]
-struct ProgressClient {
-    config: ClientConfig,
-    progress: mpsc::UnboundedSender<(Instant, ProgressNotificationParam)>,
-}
-
-impl ClientHandler for ProgressClient {
-    fn get_info(&self) -> ClientConfig {
-        self.config.clone()
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.progress.send((Instant::now(), params));
-    }
-}
-
-type Client = RunningService<RoleClient, ProgressClient>;
-type Progress = mpsc::UnboundedReceiver<(Instant, ProgressNotificationParam)>;
-
-async fn connect(
-    url: &str,
-    token: Option<&str>,
-    generation: Generation,
-) -> Result<(Client, Progress), String> {
-    let mut transport = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
-    if let Some(token) = token {
-        transport = transport.auth_header(token.to_owned());
-    }
-    connect_with(transport, generation).await
-}
-
-async fn connect_with(
-    transport: StreamableHttpClientTransportConfig,
-    generation: Generation,
-) -> Result<(Client, Progress), String> {
-    let url = transport.uri.clone();
-    let lifecycle = match generation {
-        Generation::Session => ClientLifecycleMode::Initialize,
-        Generation::Stateless => ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    };
-    let (progress, received) = mpsc::unbounded_channel();
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("gateway-e2e", "0"),
-    )
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-    let client = tokio::time::timeout(
-        CALL,
-        ProgressClient { config, progress }.serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(transport),
-            lifecycle,
-        ),
-    )
-    .await
-    .map_err(|_| format!("{generation:?} client: no answer from {url} within {CALL:?}"))?
-    .map_err(|error| format!("{generation:?} client cannot connect to {url}: {error}"))?;
-    Ok((client, received))
-}
-
-fn arguments(value: Value) -> serde_json::Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("arguments must be an object, not {other}"),
-    }
-}
-
-/// Calls `tool` and returns the text of its first content item.
-async fn call_text(client: &Client, tool: &str, args: Value) -> String {
-    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments(args));
-    let result = tokio::time::timeout(CALL, client.call_tool(params))
-        .await
-        .unwrap_or_else(|_| panic!("{tool} did not answer within {CALL:?}"))
-        .unwrap_or_else(|error| panic!("{tool} failed: {error}"));
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "{tool} reported an error: {result:?}"
-    );
-    let content = serde_json::to_value(&result.content).expect("content serializes");
-    content[0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {content}"))
-        .to_owned()
-}
+// rmcp clients (mcpd_tests::mcp_support)
 
 /// Everything a client does through the gateway: list the tools, call several on one
 /// session, and receive `progress` notifications one by one while the call runs.

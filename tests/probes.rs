@@ -5,28 +5,17 @@
 //! `mcpd_server_probe_seconds` gauge (a new value per probe); the daemon's connections through
 //! `/proc`. The probe client alone meets an in-process rmcp server that forgets its sessions.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use mcpd::probe_client::ProbeClient;
+use mcpd_tests::mcp_support::serve_session_only;
 use mcpd_tests::sup_support::SupDaemon;
 use mcpd_tests::{free_port, lazy, pid_of, port_of, wait_for_value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{DiscoverResult, ErrorCode, ErrorData, ProtocolVersion};
-use rmcp::service::{MaybeSendFuture, RequestContext};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use tokio_util::sync::CancellationToken;
+use rmcp::model::ProtocolVersion;
 
 const UP: Duration = Duration::from_secs(20);
 /// Session-based servers.
@@ -213,95 +202,12 @@ async fn a_server_closing_idle_connections_stays_running() {
     }
 }
 
-/// A server of the session-based generation only.
-#[derive(Debug, Clone)]
-struct Sessions {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Sessions {
-    #[tool(description = "Answers pong")]
-    async fn pong(&self) -> String {
-        "pong".to_owned()
-    }
-}
-
-#[tool_handler(router = self.tool_router, name = "sessions")]
-impl ServerHandler for Sessions {
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Owned(vec![ProtocolVersion::V_2025_11_25])
-    }
-
-    fn discover(
-        &self,
-        _: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<DiscoverResult, ErrorData>> + MaybeSendFuture + '_ {
-        std::future::ready(Err(ErrorData::new(
-            ErrorCode::METHOD_NOT_FOUND,
-            "Method not found",
-            None,
-        )))
-    }
-}
-
-/// Serves `Sessions` on `port` until the token is cancelled; also returns its session manager
-/// and a count of the connections it accepted.
-async fn serve_sessions(
-    port: u16,
-) -> (
-    CancellationToken,
-    Arc<LocalSessionManager>,
-    Arc<AtomicUsize>,
-) {
-    let shutdown = CancellationToken::new();
-    let sessions = Arc::new(LocalSessionManager::default());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let config =
-        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
-    let service: StreamableHttpService<Sessions, LocalSessionManager> = StreamableHttpService::new(
-        || {
-            Ok(Sessions {
-                tool_router: Sessions::tool_router(),
-            })
-        },
-        sessions.clone(),
-        config,
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    let stop = shutdown.clone();
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => accepted.expect("accept").0,
-                () = stop.cancelled() => return,
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            stream.set_nodelay(true).expect("nodelay");
-            let service = service.clone();
-            let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(service.handle(request).await) }
-            });
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .await;
-            });
-        }
-    });
-    (shutdown, sessions, accepted)
-}
-
 #[tokio::test]
 async fn a_forgotten_session_is_opened_again_on_the_same_connection() {
     const CALL: Duration = Duration::from_secs(10);
     let port = free_port();
-    let (shutdown, sessions, accepted) = serve_sessions(port).await;
-    let _stop = shutdown.drop_guard();
+    let server = serve_session_only(port, &[ProtocolVersion::V_2025_11_25]).await;
+    let _stop = server.shutdown.clone().drop_guard();
     let mut probe = ProbeClient::new(port, "/mcp");
 
     let tools = probe.ready(CALL).await.expect("ready");
@@ -310,26 +216,22 @@ async fn a_forgotten_session_is_opened_again_on_the_same_connection() {
     for _ in 0..3 {
         assert_eq!(probe.alive(CALL).await.expect("alive"), None);
     }
-    assert_eq!(sessions.sessions.read().await.len(), 1, "one kept session");
+    assert_eq!(server.open_sessions().await, 1, "one kept session");
 
     // The server forgets its sessions (as after its idle timeout): the next probe opens a new
     // one and still passes.
-    sessions.sessions.write().await.clear();
+    server.sessions.sessions.write().await.clear();
     assert_eq!(probe.alive(CALL).await.expect("alive again"), None);
-    assert_eq!(sessions.sessions.read().await.len(), 1, "a new session");
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "every request on one connection"
-    );
+    assert_eq!(server.open_sessions().await, 1, "a new session");
+    assert_eq!(server.accepted(), 1, "every request on one connection");
 }
 
 #[tokio::test]
 async fn every_30th_liveness_probe_lists_the_tools() {
     const CALL: Duration = Duration::from_secs(10);
     let port = free_port();
-    let (shutdown, _sessions, accepted) = serve_sessions(port).await;
-    let _stop = shutdown.drop_guard();
+    let server = serve_session_only(port, &[ProtocolVersion::V_2025_11_25]).await;
+    let _stop = server.shutdown.clone().drop_guard();
     let mut probe = ProbeClient::new(port, "/mcp");
     probe.ready(CALL).await.expect("ready");
     for round in 1..=2 * mcpd::probe_client::TOOL_REFRESH_EVERY {
@@ -341,5 +243,5 @@ async fn every_30th_liveness_probe_lists_the_tools() {
             assert_eq!(listed, None, "round {round}");
         }
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }

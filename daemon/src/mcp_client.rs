@@ -409,12 +409,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_a_connect_error() {
-        // Bind, note the port, and close it again: nothing listens there now.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A test port of our own, outside the ephemeral range: nothing listens there.
+        let port = mcpd_testkit::free_port();
         let url = format!("http://127.0.0.1:{port}/mcp");
         let error = McpClient::new()
             .handshake(&url, Duration::from_secs(5))

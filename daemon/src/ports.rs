@@ -182,12 +182,15 @@ fn write_atomically(file: &Path, ports: &BTreeMap<String, u16>) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::test_support::server_config;
+    use crate::config::test_builder::server_running;
+
+    // Only `reassign_skips_a_port_held_by_another_process` binds; the others compute with
+    // the numbers of RANGE and never touch a socket.
 
     fn servers(list: &[(&str, Option<u16>)]) -> BTreeMap<String, ServerConfig> {
         list.iter()
             .map(|(name, port)| {
-                let mut s = server_config(name, "/bin/true");
+                let mut s = server_running(name, "/bin/true");
                 s.port = *port;
                 ((*name).to_owned(), s)
             })
@@ -253,18 +256,21 @@ mod tests {
 
     #[test]
     fn reassign_skips_a_port_held_by_another_process() {
+        // This test binds, so its ports come from the test allocator.
+        let block = mcpd_testkit::port_block(5);
+        let [first, held, explicit, next] = [0, 1, 2, 3].map(|i| block.port(i));
         let range = PortRange {
-            start: 41020,
-            end: 41024,
+            start: first,
+            end: block.port(4),
         };
-        let _held = TcpListener::bind("127.0.0.1:41021").unwrap();
+        let _held = mcpd_testkit::hold_port(held);
         let mut ports = PortAllocator::in_memory(range);
-        ports.assign(&servers(&[("a", None), ("b", Some(41022))]));
-        assert_eq!(ports.port("a"), Some(41020));
-        assert!(!is_free(41021));
-        // 41020 is "busy" (the caller saw it), 41021 is held, 41022 is explicit.
-        assert_eq!(ports.reassign("a", 41020), Some(41023));
-        assert_eq!(ports.reassign("b", 41022), None);
+        ports.assign(&servers(&[("a", None), ("b", Some(explicit))]));
+        assert_eq!(ports.port("a"), Some(first));
+        assert!(!is_free(held));
+        // `first` is "busy" (the caller saw it), `held` is held, `explicit` is explicit.
+        assert_eq!(ports.reassign("a", first), Some(next));
+        assert_eq!(ports.reassign("b", explicit), None);
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! - [`bin`] builds `mcpd`, `mcpctl`, `mcp-echo` and `mcpd-loadgen` once per test process (a
 //!   nested `cargo build` into the same target directory) and returns the path of one of them.
 //! - [`TestDir`] is a temp directory removed when dropped.
-//! - [`port_block`] hands each test its own range of loopback ports, distinct across the tests
-//!   of this process (an atomic counter) and across test processes (a lock file per block,
-//!   held until the process exits); every port is checked to be bindable. [`free_port`] is
-//!   a block of one. Blocks come from 20000-32767, below Linux's ephemeral range, so
-//!   outgoing connections never take them.
+//! - [`port_block`] hands each test its own range of loopback ports and [`free_port`] one
+//!   port: the allocator of `mcpd-testkit`, shared with mcpd's unit tests (outside the
+//!   kernel's ephemeral range, distinct across tests and test processes, checked bindable).
+//!   [`hold_port`] listens on a given port, failing with the port's name when it is taken.
 //! - [`ChildGuard`] spawns a process in its own process group, captures its stdout and
 //!   stderr, and kills the whole group when dropped, so a failing test leaves nothing behind.
 //!   A watchdog kills it after a deadline and fails the test.
+//! - [`mcp_support`]: rmcp clients of both protocol generations, and an in-process server of
+//!   the session-based one.
+//! - [`sockets::connections_of`] copies another process's TCP connections, to read their
+//!   socket options back.
 //! - [`wait_for`] (async), [`wait_for_value`] and [`wait_for_sync`] poll a condition at short
 //!   intervals and panic with a message on timeout. They are the only waiting tests do: no
 //!   fixed sleeps.
@@ -21,24 +24,24 @@ pub mod ops_support;
 pub mod sup_support;
 
 use std::fmt::Display;
-use std::fs::File;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 pub mod gw_support;
+pub mod mcp_support;
 pub mod rel_support;
+pub mod sockets;
 
 /// How long a spawned process may live before its watchdog kills it and fails the test.
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);
@@ -171,97 +174,7 @@ impl Default for TestDir {
 // ---------------------------------------------------------------------------------------------
 // Ports
 
-/// Ports are handed out in slots of this many.
-pub const SLOT: u16 = 20;
-const FIRST_PORT: u16 = 20_000;
-const END_PORT: u16 = 32_760; // exclusive; Linux's ephemeral ports start at 32768
-const SLOTS: usize = ((END_PORT - FIRST_PORT) / SLOT) as usize;
-
-/// A range of loopback ports owned by one test: `start..start + len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortBlock {
-    pub start: u16,
-    pub len: u16,
-}
-
-impl PortBlock {
-    /// The `i`th port of the block.
-    pub fn port(&self, i: u16) -> u16 {
-        assert!(i < self.len, "port {i} is outside a block of {}", self.len);
-        self.start + i
-    }
-
-    /// The last port of the block (inclusive).
-    pub fn last(&self) -> u16 {
-        self.start + self.len - 1
-    }
-
-    /// The block as a `port_range` value of mcpd.yaml, e.g. `"20040-20059"`.
-    pub fn range(&self) -> String {
-        format!("{}-{}", self.start, self.last())
-    }
-
-    pub fn ports(&self) -> impl Iterator<Item = u16> + use<> {
-        self.start..self.start + self.len
-    }
-}
-
-/// A block of at least `n` consecutive free loopback ports (a multiple of [`SLOT`]), owned by
-/// the calling test: no other test of any test process gets them while this process runs.
-pub fn port_block(n: u16) -> PortBlock {
-    assert!(n > 0, "a port block needs at least one port");
-    let slots = usize::from(n.div_ceil(SLOT));
-    // Start each process at a different place, so concurrent test processes rarely even
-    // contend for the same lock files.
-    static NEXT: OnceLock<AtomicUsize> = OnceLock::new();
-    let next = NEXT.get_or_init(|| AtomicUsize::new(std::process::id() as usize * 7 % SLOTS));
-    for _ in 0..SLOTS {
-        let first = next.fetch_add(slots, Ordering::Relaxed) % SLOTS;
-        if first + slots > SLOTS {
-            continue; // would run past the end of the range; the counter wraps next time
-        }
-        let block = PortBlock {
-            start: FIRST_PORT + first as u16 * SLOT,
-            len: slots as u16 * SLOT,
-        };
-        if claim(first, slots) && block.ports().all(bindable) {
-            return block;
-        }
-    }
-    panic!("no free block of {n} ports in {FIRST_PORT}-{END_PORT}");
-}
-
-/// One free loopback port for this test.
-pub fn free_port() -> u16 {
-    port_block(1).start
-}
-
-/// Takes the cross-process lock files of `slots` slots from `first`; kept until exit.
-fn claim(first: usize, slots: usize) -> bool {
-    static HELD: Mutex<Vec<Flock<File>>> = Mutex::new(Vec::new());
-    let dir = std::env::temp_dir().join("mcpd-test-ports");
-    if std::fs::create_dir_all(&dir).is_err() {
-        return false;
-    }
-    let mut locks = Vec::with_capacity(slots);
-    for slot in first..first + slots {
-        let Ok(file) = File::create(dir.join(format!("{slot}.lock"))) else {
-            return false;
-        };
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => locks.push(lock),
-            Err(_) => return false, // another process has it (our own locks are dropped here)
-        }
-    }
-    HELD.lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .extend(locks);
-    true
-}
-
-fn bindable(port: u16) -> bool {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-}
+pub use mcpd_testkit::{PortBlock, SLOT, free_port, hold_port, port_block, require_free};
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
 pub fn port_accepts(port: u16) -> bool {

@@ -12,6 +12,8 @@ mod model;
 mod raw;
 mod services;
 mod source;
+#[cfg(test)]
+pub(crate) mod test_builder;
 mod validate;
 
 pub use env::{Env, Resolver, resolve_binary};

@@ -29,85 +29,20 @@ use crate::supervisor::{
 /// Upper bound for anything a test waits for.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The shared test config, with the socket in `run/` (a directory the server creates) and
+/// the given socket mode.
 fn daemon_config(dir: &Path, mode: u32) -> DaemonConfig {
-    let restart = RestartConfig {
-        policy: RestartPolicy::OnFailure,
-        backoff: Duration::from_secs(1),
-        max_backoff: Duration::from_secs(60),
-        reset_after: Duration::from_secs(30),
-        burst: 5,
-        window: Duration::from_secs(300),
-    };
-    let health = HealthConfig {
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(5),
-        failures: 3,
-        start_timeout: Duration::from_secs(30),
-    };
-    DaemonConfig {
-        source: None,
-        services_dir: dir.join("mcp"),
-        port_range: PortRange {
-            start: 5000,
-            end: 5999,
-        },
-        bin_dirs: vec![],
-        state_dir: dir.join("state"),
-        gateway: GatewayConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: "http://localhost:8080".into(),
-            public_host: "localhost:8080".into(),
-            allowed_origins: vec![],
-            allowed_hosts: vec![],
-            max_body: 4 << 20,
-            limits: Default::default(),
-        },
-        control: ControlConfig {
-            socket: dir.join("run/mcpd.sock"),
-            mode,
-        },
-        logs: LogsConfig {
-            dir: dir.join("logs"),
-            rotation: Rotation::Never,
-            keep: 1,
-            buffer_lines: 100,
-        },
-        auth: AuthConfig::default(),
-        defaults: ServerDefaults {
-            restart,
-            health,
-            stop_timeout: Duration::from_secs(10),
-        },
-    }
+    let mut daemon = test_builder::daemon_config(dir);
+    daemon.control.socket = dir.join("run/mcpd.sock");
+    daemon.control.mode = mode;
+    daemon
 }
 
+/// A server of `daemon` that comes from the package `mcp-echo`.
 fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
-    ServerConfig {
-        name: name.into(),
-        file: daemon.services_dir.join(format!("{name}.yaml")),
-        binary_name: "mcp-echo".into(),
-        binary: "/usr/bin/mcp-echo".into(),
-        package: Some("mcp-echo".into()),
-        port: None,
-        endpoint: format!("http://localhost:8080/api/v1/mcp/{name}/mcp"),
-        enabled: true,
-        display_in_web: true,
-        description: format!("{name} server"),
-        oauth: OAuthConfig {
-            required: false,
-            scopes: vec![],
-            audience: "mcp".into(),
-            client_id: None,
-        },
-        args: vec![],
-        env: BTreeMap::new(),
-        env_passthrough: vec![],
-        working_dir: None,
-        path: "/mcp".into(),
-        restart: daemon.defaults.restart.clone(),
-        health: daemon.defaults.health.clone(),
-        stop_timeout: daemon.defaults.stop_timeout,
-    }
+    let mut server = test_builder::server_config(daemon, name);
+    server.package = Some("mcp-echo".into());
+    server
 }
 
 fn tool(name: &str) -> ToolInfo {

@@ -512,3 +512,39 @@ impl Drop for ResponseBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pooled socket itself, which only this module can reach.
+
+    use super::*;
+
+    /// The TCP_NODELAY flag of `link`'s socket, read back from the kernel (getsockopt).
+    fn nodelay(link: Link) -> bool {
+        let parts = link.connection.into_parts();
+        parts.io.inner().nodelay().expect("getsockopt TCP_NODELAY")
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let caps = Arc::new(Caps::new(4, 4, Duration::from_secs(10)));
+        let pool = Arc::new(Pool::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            caps,
+        ));
+        let fresh = pool.connect(port).await.unwrap();
+        assert!(nodelay(fresh), "a new upstream connection has Nagle on");
+        // The same socket after a trip through the idle list.
+        let link = pool.connect(port).await.unwrap();
+        pool.give_back(port, link);
+        let pooled = pool
+            .take_idle(port)
+            .expect("the idle connection is still open");
+        assert!(nodelay(pooled), "a pooled upstream connection has Nagle on");
+        drop(listener);
+    }
+}

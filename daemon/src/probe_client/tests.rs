@@ -75,11 +75,8 @@ fn a_path_that_would_break_the_request_is_refused() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A test port of our own, outside the ephemeral range: nothing listens there.
+    let port = mcpd_testkit::free_port();
     let error = ProbeClient::new(port, "/mcp")
         .ready(Duration::from_secs(5))
         .await

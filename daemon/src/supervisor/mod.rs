@@ -12,8 +12,6 @@ mod probe;
 mod server;
 mod spawn;
 #[cfg(test)]
-pub(crate) mod test_support;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

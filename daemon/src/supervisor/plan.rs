@@ -129,7 +129,7 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::test_support::server_config;
+    use crate::config::test_builder::server_running;
 
     fn current(configs: &[(ServerConfig, ServerState, u16)]) -> BTreeMap<String, Current> {
         configs
@@ -147,12 +147,12 @@ mod tests {
 
     #[test]
     fn every_kind_of_change() {
-        let a = server_config("a", "/bin/a");
-        let b = server_config("b", "/bin/b");
-        let c = server_config("c", "/bin/c");
-        let d = server_config("d", "/bin/d");
-        let e = server_config("e", "/bin/e");
-        let f = server_config("f", "/bin/f");
+        let a = server_running("a", "/bin/a");
+        let b = server_running("b", "/bin/b");
+        let c = server_running("c", "/bin/c");
+        let d = server_running("d", "/bin/d");
+        let e = server_running("e", "/bin/e");
+        let f = server_running("f", "/bin/f");
         let cur = current(&[
             (a.clone(), ServerState::Running, 5000),
             (b.clone(), ServerState::Running, 5001),
@@ -175,7 +175,7 @@ mod tests {
         let mut e2 = e.clone();
         e2.description = "fixed?".into();
         new.insert("e".into(), e2);
-        new.insert("g".into(), server_config("g", "/bin/g"));
+        new.insert("g".into(), server_running("g", "/bin/g"));
         let ports: BTreeMap<String, u16> = [("a", 5000), ("b", 5001), ("c", 5002), ("d", 5003)]
             .into_iter()
             .map(|(n, p)| (n.to_owned(), p))
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn an_allocated_port_that_moves_means_a_restart() {
-        let a = server_config("a", "/bin/a");
+        let a = server_running("a", "/bin/a");
         let cur = current(&[(a.clone(), ServerState::Running, 5000)]);
         let new = BTreeMap::from([("a".to_owned(), a)]);
         let ports = BTreeMap::from([("a".to_owned(), 5001)]);

@@ -305,11 +305,11 @@ pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::test_support::server_config;
+    use crate::config::test_builder::server_running;
 
     #[test]
     fn environment_is_exactly_the_documented_one() {
-        let mut config = server_config("echo", "/bin/echo");
+        let mut config = server_running("echo", "/bin/echo");
         config.env_passthrough = vec![
             "DATABASE_URL".into(),
             "NOTIFY_SOCKET".into(),

@@ -1,9 +1,8 @@
 //! Test harness: a gateway served on 127.0.0.1:0 over a hand-built directory, a small real
 //! hyper upstream server, and an HTTP client.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +20,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{
-    AuthConfig, ControlConfig, DaemonConfig, GatewayConfig, HealthConfig, LogsConfig, OAuthConfig,
-    PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults,
-};
+pub(crate) use crate::config::test_builder::{no_oauth, oauth};
+use crate::config::{AuthConfig, DaemonConfig, OAuthConfig, ServerConfig, test_builder};
 use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus};
 use crate::gateway::{Authenticator, GatewayContext, GatewayOptions, serve};
 
@@ -32,103 +29,29 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type TestBody = BoxBody<Bytes, Infallible>;
 
+/// The shared test config, published on 8080 with an allowed origin and host, a 1 KiB body
+/// limit and `auth`.
 pub fn daemon_config(dir: &Path, auth: AuthConfig) -> DaemonConfig {
-    let restart = RestartConfig {
-        policy: RestartPolicy::OnFailure,
-        backoff: Duration::from_secs(1),
-        max_backoff: Duration::from_secs(60),
-        reset_after: Duration::from_secs(30),
-        burst: 5,
-        window: Duration::from_secs(300),
-    };
-    let health = HealthConfig {
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(5),
-        failures: 3,
-        start_timeout: Duration::from_secs(30),
-    };
-    DaemonConfig {
-        source: None,
-        services_dir: dir.join("mcp"),
-        port_range: PortRange {
-            start: 5000,
-            end: 5999,
-        },
-        bin_dirs: Vec::new(),
-        state_dir: dir.join("state"),
-        gateway: GatewayConfig {
-            listen: "127.0.0.1:8080".parse().unwrap(),
-            public_url: "http://localhost:8080".into(),
-            public_host: "localhost:8080".into(),
-            allowed_origins: vec!["https://app.example.com".into()],
-            allowed_hosts: vec!["mcp.internal".into()],
-            max_body: 1024,
-            limits: Default::default(),
-        },
-        control: ControlConfig {
-            socket: dir.join("mcpd.sock"),
-            mode: 0o660,
-        },
-        logs: LogsConfig {
-            dir: dir.join("logs"),
-            rotation: Rotation::Never,
-            keep: 1,
-            buffer_lines: 100,
-        },
-        auth,
-        defaults: ServerDefaults {
-            restart,
-            health,
-            stop_timeout: Duration::from_secs(10),
-        },
-    }
+    let mut daemon = test_builder::daemon_config(dir);
+    daemon.gateway.listen = "127.0.0.1:8080".parse().unwrap();
+    daemon.gateway.allowed_origins = vec!["https://app.example.com".into()];
+    daemon.gateway.allowed_hosts = vec!["mcp.internal".into()];
+    daemon.gateway.max_body = 1024;
+    daemon.auth = auth;
+    daemon
 }
 
-pub fn oauth(scopes: &[&str]) -> OAuthConfig {
-    OAuthConfig {
-        required: true,
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        audience: "mcp".into(),
-        client_id: None,
-    }
-}
-
-pub fn no_oauth() -> OAuthConfig {
-    OAuthConfig {
-        required: false,
-        scopes: Vec::new(),
-        audience: "mcp".into(),
-        client_id: None,
-    }
-}
-
+/// A server of `daemon` served at `path` upstream, with `oauth`.
 pub fn server_config(
-    defaults: &DaemonConfig,
+    daemon: &DaemonConfig,
     name: &str,
     path: &str,
     oauth: OAuthConfig,
 ) -> ServerConfig {
-    ServerConfig {
-        name: name.into(),
-        file: PathBuf::from("/etc/mcpd/mcp/test.yaml"),
-        binary_name: "mcp-test".into(),
-        binary: PathBuf::from("/usr/bin/mcp-test"),
-        package: None,
-        port: None,
-        endpoint: format!("http://localhost:8080/api/v1/mcp/{name}/mcp"),
-        enabled: true,
-        display_in_web: true,
-        description: format!("{name} server"),
-        oauth,
-        args: Vec::new(),
-        env: BTreeMap::new(),
-        env_passthrough: Vec::new(),
-        working_dir: None,
-        path: path.into(),
-        restart: defaults.defaults.restart.clone(),
-        health: defaults.defaults.health.clone(),
-        stop_timeout: defaults.defaults.stop_timeout,
-    }
+    let mut server = test_builder::server_config(daemon, name);
+    server.path = path.into();
+    server.oauth = oauth;
+    server
 }
 
 pub fn status(state: ServerState, port: Option<u16>) -> ServerStatus {
