@@ -17,22 +17,26 @@ fn mkfifo(path: &Path) {
 /// `mcpctl --json reload`, which must end on its own (a blocked reload would not): (exit code,
 /// stdout).
 fn reload(setup: &Setup) -> (i32, String) {
+    let (code, out, _) = mcpctl(setup, &["--json", "reload"]);
+    (code, out)
+}
+
+/// `mcpctl ARGS`, which must end on its own: (exit code, stdout, stderr).
+fn mcpctl(setup: &Setup, args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new(bin("mcpctl"));
-    command
-        .arg("--socket")
-        .arg(&setup.socket)
-        .args(["--json", "reload"]);
+    command.arg("--socket").arg(&setup.socket).args(args);
     let (done, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(command.output());
     });
     let output = result
         .recv_timeout(PATIENCE)
-        .expect("mcpctl reload did not return: the reload is blocked")
+        .unwrap_or_else(|_| panic!("mcpctl {args:?} did not return: the daemon is blocked"))
         .expect("run mcpctl");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -150,6 +154,10 @@ fn a_key_file_swapped_for_a_fifo_keeps_the_previous_keys() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("auth keys not reloaded"), "{out}");
     assert!(out.contains("FIFO"), "{out}");
+    // Minting a token reads the same file, the same way.
+    let (code, _, err) = mcpctl(&setup, &["token", "--scope", "tools"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("FIFO"), "{err}");
     still_serving(&setup, pids);
 }
 
