@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use mcpd_tests::bin;
-use mcpd_tests::rel_support::{PATIENCE, Setup, healthz};
+use mcpd_tests::rel_support::{PATIENCE, Setup, healthz, pid_port};
+use mcpd_tests::{bin, lazy, wait_for_sync};
 
 fn mkfifo(path: &Path) {
     let _ = std::fs::remove_file(path);
@@ -17,22 +17,26 @@ fn mkfifo(path: &Path) {
 /// `mcpctl --json reload`, which must end on its own (a blocked reload would not): (exit code,
 /// stdout).
 fn reload(setup: &Setup) -> (i32, String) {
+    let (code, out, _) = mcpctl(setup, &["--json", "reload"]);
+    (code, out)
+}
+
+/// `mcpctl ARGS`, which must end on its own: (exit code, stdout, stderr).
+fn mcpctl(setup: &Setup, args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new(bin("mcpctl"));
-    command
-        .arg("--socket")
-        .arg(&setup.socket)
-        .args(["--json", "reload"]);
+    command.arg("--socket").arg(&setup.socket).args(args);
     let (done, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(command.output());
     });
     let output = result
         .recv_timeout(PATIENCE)
-        .expect("mcpctl reload did not return: the reload is blocked")
+        .unwrap_or_else(|_| panic!("mcpctl {args:?} did not return: the daemon is blocked"))
         .expect("run mcpctl");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -150,6 +154,10 @@ fn a_key_file_swapped_for_a_fifo_keeps_the_previous_keys() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("auth keys not reloaded"), "{out}");
     assert!(out.contains("FIFO"), "{out}");
+    // Minting a token reads the same file, the same way.
+    let (code, _, err) = mcpctl(&setup, &["token", "--scope", "tools"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("FIFO"), "{err}");
     still_serving(&setup, pids);
 }
 
@@ -161,4 +169,93 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM")
+}
+
+/// The open-file limits of process `pid`.
+fn fd_limit(pid: u32) -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a plain syscall with a valid out-pointer.
+    let done = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    };
+    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+    limit
+}
+
+/// Sets the open-file limits of process `pid` (our own child, so the same user may).
+fn set_fd_limit(pid: u32, limit: libc::rlimit) {
+    // SAFETY: a plain syscall with a valid in-pointer.
+    let done = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn running_out_of_descriptors_while_checking_a_port_never_moves_a_server() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    two_servers(&setup);
+    let (echo_pid, echo_port) = setup.wait_running("echo");
+    let (_, other_port) = setup.wait_running("other");
+    let ports_file = setup.dir.join("state/ports.json");
+    let assigned = std::fs::read(&ports_file).expect("ports.json");
+    let modified = std::fs::metadata(&ports_file).unwrap().modified().unwrap();
+
+    // From now on the daemon cannot open any descriptor: with a soft limit of 3, every new
+    // one (numbered 3 or above, as stdin, stdout and stderr are open) fails with EMFILE,
+    // however many the daemon closes meanwhile. Deterministic, unlike a race for the last
+    // free descriptor.
+    let limits = fd_limit(daemon.pid());
+    set_fd_limit(
+        daemon.pid(),
+        libc::rlimit {
+            rlim_cur: 3,
+            ..limits
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(echo_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill echo");
+    // Its restart checks the port with no descriptor to bind a socket with.
+    let reported = format!("cannot check whether port {echo_port} is free: Too many open files");
+    wait_for_sync(
+        PATIENCE,
+        lazy(|| format!("{reported:?} in the daemon log:\n{}", daemon.stderr())),
+        || daemon.stderr().contains(&reported),
+    );
+    set_fd_limit(daemon.pid(), limits);
+    assert!(
+        !daemon.stderr().contains("in use by another process"),
+        "an fd error taken for a port in use:\n{}",
+        daemon.stderr()
+    );
+
+    let (_, port) = pid_port(&setup.wait_server("echo", "running again", |status| {
+        status["state"] == "running" && status["pid"] != echo_pid
+    }));
+    assert_eq!(port, echo_port, "echo moved");
+    assert_eq!(setup.wait_running("other").1, other_port, "other moved");
+    assert_eq!(std::fs::read(&ports_file).unwrap(), assigned);
+    assert_eq!(
+        std::fs::metadata(&ports_file).unwrap().modified().unwrap(),
+        modified,
+        "ports.json was rewritten"
+    );
+    assert!(!daemon.stderr().contains("moved"), "{}", daemon.stderr());
 }

@@ -16,9 +16,22 @@ use crate::config::{PortRange, ServerConfig};
 /// The name of the file in `state_dir` that remembers allocated ports.
 pub const PORTS_FILE: &str = "ports.json";
 
-/// True when nothing listens on `127.0.0.1:port` (we could bind it ourselves).
-pub fn is_free(port: u16) -> bool {
-    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok()
+/// Whether `127.0.0.1:port` is free: `Ok(true)` when we could bind it ourselves, `Ok(false)`
+/// when another process holds it (`EADDRINUSE`, or `EACCES` for a port we may not bind).
+/// Any other failure (out of descriptors, buffers or memory: `EMFILE`, `ENFILE`, `ENOBUFS`,
+/// `ENOMEM`) says nothing about the port and comes back as the error itself, so a caller
+/// never takes it for a port in use (and never moves a server because of it).
+pub fn port_free(port: u16) -> std::io::Result<bool> {
+    match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)) {
+        Ok(_) => Ok(true),
+        Err(err) if port_taken(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// True for the errors of a bind that mean the port itself is not available.
+pub fn port_taken(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EADDRINUSE | libc::EACCES))
 }
 
 /// Which port each server gets, and the file that remembers allocated ones.
@@ -123,11 +136,13 @@ impl PortAllocator {
     }
 
     /// Moves the allocated server `name` off a port another process holds: takes the lowest
-    /// port that no server claims and that is free right now (bind test), skipping `busy`. Returns the new port, or `None` when the range has none left or the
-    /// server's port is explicit.
-    pub fn reassign(&mut self, name: &str, busy: u16) -> Option<u16> {
+    /// port that no server claims and that is free right now (bind test), skipping `busy`.
+    /// Returns the new port, or `None` when the range has none left or the server's port is
+    /// explicit. A bind test that fails for another reason than a taken port (see
+    /// [`port_free`]) stops the search with that error, and nothing is moved.
+    pub fn reassign(&mut self, name: &str, busy: u16) -> std::io::Result<Option<u16>> {
         if self.explicit.contains_key(name) {
-            return None;
+            return Ok(None);
         }
         let taken: BTreeSet<u16> = self
             .explicit
@@ -140,12 +155,13 @@ impl PortAllocator {
             )
             .copied()
             .collect();
-        let port = self
-            .range
-            .iter()
-            .find(|p| *p != busy && !taken.contains(p) && is_free(*p))?;
-        self.allocated.insert(name.to_owned(), port);
-        Some(port)
+        for port in self.range.iter() {
+            if port != busy && !taken.contains(&port) && port_free(port)? {
+                self.allocated.insert(name.to_owned(), port);
+                return Ok(Some(port));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes the allocated ports to `ports.json` atomically (temp file + rename). A failure
@@ -153,12 +169,26 @@ impl PortAllocator {
     pub fn persist(&mut self) {
         let Some(file) = &self.file else { return };
         if let Err(err) = write_atomically(file, &self.allocated) {
+            if err.raw_os_error().is_some_and(is_resource_shortage) {
+                // Out of descriptors or memory for a moment: the next change tries again.
+                tracing::warn!(file = %file.display(), error = %err,
+                    "cannot save port assignments now; trying again at the next change");
+                return;
+            }
             tracing::warn!(file = %file.display(), error = %err,
                 "cannot save port assignments; allocated ports will not survive a daemon restart \
                  (make state_dir writable to fix)");
             self.file = None;
         }
     }
+}
+
+/// Errors that say the process ran short of a resource, not that a path is unusable.
+fn is_resource_shortage(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+    )
 }
 
 fn write_atomically(file: &Path, ports: &BTreeMap<String, u16>) -> std::io::Result<()> {
@@ -267,10 +297,25 @@ mod tests {
         let mut ports = PortAllocator::in_memory(range);
         ports.assign(&servers(&[("a", None), ("b", Some(explicit))]));
         assert_eq!(ports.port("a"), Some(first));
-        assert!(!is_free(held));
+        assert!(!port_free(held).unwrap());
         // `first` is "busy" (the caller saw it), `held` is held, `explicit` is explicit.
-        assert_eq!(ports.reassign("a", first), Some(next));
-        assert_eq!(ports.reassign("b", explicit), None);
+        assert_eq!(ports.reassign("a", first).unwrap(), Some(next));
+        assert_eq!(ports.reassign("b", explicit).unwrap(), None);
+    }
+
+    #[test]
+    fn only_a_taken_port_counts_as_in_use() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(!port_free(port).unwrap());
+        for taken in [libc::EADDRINUSE, libc::EACCES] {
+            assert!(port_taken(&std::io::Error::from_raw_os_error(taken)));
+        }
+        // Running out of descriptors, buffers or memory says nothing about the port (the
+        // end-to-end test in tests/abuse_files.rs runs the daemon out of descriptors).
+        for resource in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(!port_taken(&std::io::Error::from_raw_os_error(resource)));
+        }
     }
 
     #[test]

@@ -463,7 +463,19 @@ impl ServerTask {
                 });
                 return;
             };
-            if !wait_port_free(port, shared.options.port_wait).await {
+            let free = match wait_port_free(port, shared.options.port_wait).await {
+                Ok(free) => free,
+                Err(err) => {
+                    // Out of descriptors (or buffers, or memory) says nothing about the port:
+                    // reported as what it is, never as "in use", and the server is not moved.
+                    send(Report::SpawnFailed {
+                        reason: format!("cannot check whether port {port} is free: {err}"),
+                        retry: true,
+                    });
+                    return;
+                }
+            };
+            if !free {
                 if config.port.is_some() {
                     send(Report::SpawnFailed {
                         reason: format!("port {port} is in use by another process"),
@@ -474,15 +486,27 @@ impl ServerTask {
                 let moved = {
                     let mut allocator = shared.ports.lock().unwrap_or_else(|e| e.into_inner());
                     let moved = allocator.reassign(&config.name, port);
-                    allocator.persist();
+                    if matches!(moved, Ok(Some(_))) {
+                        allocator.persist();
+                    }
                     moved
                 };
                 match moved {
-                    Some(new) => {
+                    Ok(Some(new)) => {
                         port = new;
                         send(Report::PortMoved(new));
                     }
-                    None => {
+                    Err(err) => {
+                        send(Report::SpawnFailed {
+                            reason: format!(
+                                "port {port} is in use by another process, and looking for \
+                                 another one failed: {err}"
+                            ),
+                            retry: true,
+                        });
+                        return;
+                    }
+                    Ok(None) => {
                         send(Report::SpawnFailed {
                             reason: format!(
                                 "port {port} is in use by another process and no other port \
@@ -536,15 +560,15 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     }
 }
 
-/// Waits up to `bound` for `127.0.0.1:port` to be free; true when it is.
-async fn wait_port_free(port: u16, bound: Duration) -> bool {
+/// Waits up to `bound` for `127.0.0.1:port` to be free: `Ok(true)` when it is, `Ok(false)`
+/// when another process still holds it, and the error of the last check when the check itself
+/// failed (see [`ports::port_free`]).
+async fn wait_port_free(port: u16, bound: Duration) -> std::io::Result<bool> {
     let until = Instant::now() + bound;
     loop {
-        if ports::is_free(port) {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
+        let free = ports::port_free(port);
+        if matches!(free, Ok(true)) || Instant::now() >= until {
+            return free;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -295,7 +295,7 @@ async fn a_sigterm_ignorer_and_its_grandchildren_are_killed_after_stop_timeout()
         matches!(proc_state(grandchild), None | Some('Z')).then_some(())
     })
     .await;
-    assert!(crate::ports::is_free(h.ports.port(0)));
+    assert!(crate::ports::port_free(h.ports.port(0)).unwrap());
     // Stopped means stopped: nothing comes back.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(&sup, "stubborn").state, ServerState::Stopped);
