@@ -552,14 +552,7 @@ async fn the_socket_survives_hostile_clients_and_has_the_configured_mode() {
         let socket = daemon.socket.clone();
         clients.spawn(async move {
             let mut stream = UnixStream::connect(&socket).await.expect("connect");
-            codec::write_message(
-                &mut stream,
-                &Request::Hello(Hello {
-                    protocol: PROTOCOL_VERSION,
-                }),
-            )
-            .await
-            .expect("write Hello");
+            send_hello(&mut stream).await;
             match read_reply(&mut stream).await {
                 Some(Response::Welcome(_)) => {}
                 Some(Response::Error(e)) => return Err(e.code),
@@ -666,16 +659,21 @@ async fn connect(daemon: &Daemon) -> UnixStream {
         .expect("connect to the control socket")
 }
 
-async fn handshake(daemon: &Daemon) -> UnixStream {
-    let mut stream = connect(daemon).await;
+/// Writes the `Hello` of this protocol version.
+async fn send_hello(stream: &mut UnixStream) {
     codec::write_message(
-        &mut stream,
+        stream,
         &Request::Hello(Hello {
             protocol: PROTOCOL_VERSION,
         }),
     )
     .await
     .expect("write Hello");
+}
+
+async fn handshake(daemon: &Daemon) -> UnixStream {
+    let mut stream = connect(daemon).await;
+    send_hello(&mut stream).await;
     let reply = read_reply(&mut stream).await;
     assert!(matches!(reply, Some(Response::Welcome(_))), "{reply:?}");
     stream

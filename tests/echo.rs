@@ -5,14 +5,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcpd::mcp_client::{McpClient, McpError};
-use mcpd_tests::mcp_support::{BOTH, CALL, Generation, call, connected, text};
+use mcpd_tests::mcp_support::{BOTH, CALL, Generation, call, call_progress, connected, text};
 use mcpd_tests::sockets::connections_of;
 use mcpd_tests::{
     ChildGuard, bin, describe, free_port, mcp_url, start_echo, wait_for, wait_for_value,
 };
 use nix::sys::signal::Signal;
-use rmcp::model::{CallToolRequestParams, ClientRequest, ProtocolVersion, Request, ServerResult};
-use rmcp::service::PeerRequestOptions;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use serde_json::{Map, Value, json};
 
 const START: Duration = Duration::from_secs(20);
@@ -94,26 +93,7 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
     let _echo = start_echo(port).await;
     for generation in BOTH {
         let (client, mut received) = connected(&mcp_url(port), generation).await;
-        let arguments = json!({"steps": STEPS, "interval_ms": INTERVAL.as_millis() as u64});
-        let Value::Object(arguments) = arguments else {
-            unreachable!()
-        };
-        // A cancellable request carries a progress token in `_meta`.
-        let request = ClientRequest::CallToolRequest(Request::new(
-            CallToolRequestParams::new("progress").with_arguments(arguments),
-        ));
-        let handle = client
-            .send_cancellable_request(request, PeerRequestOptions::no_options())
-            .await
-            .expect("send the progress call");
-        let response = tokio::time::timeout(CALL, handle.await_response())
-            .await
-            .expect("progress answered in time")
-            .expect("progress succeeded");
-        let answered = Instant::now();
-        let ServerResult::CallToolResult(result) = response else {
-            panic!("unexpected {response:?}")
-        };
+        let (result, answered) = call_progress(&client, STEPS as u32, INTERVAL).await;
         assert_eq!(text(&result), format!("completed {STEPS} steps"));
 
         let mut notes = Vec::new();

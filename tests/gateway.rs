@@ -7,18 +7,18 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcpd_tests::gw_support::GwDaemon;
 use mcpd_tests::mcp_support::{
-    CALL, Client, Generation, Progress, arguments, call_text, connect, connect_with,
+    CALL, Client, Generation, Progress, arguments, call_progress, call_text, connect, connect_with,
 };
 use mcpd_tests::{lazy, wait_for, wait_for_value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
-use rmcp::model::{CallToolRequestParams, ClientRequest, Request, ServerResult};
+use rmcp::model::{CallToolRequestParams, ClientRequest, Request};
 use rmcp::service::PeerRequestOptions;
 use rmcp::transport::common::client_side_sse::FixedInterval;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -66,16 +66,7 @@ async fn exercise(client: &Client, progress: &mut Progress, what: &str) {
     // (not in one burst with the result) shows that nothing buffers the stream.
     const STEPS: u32 = 4;
     const INTERVAL: Duration = Duration::from_millis(200);
-    let request = ClientRequest::CallToolRequest(Request::new(
-        CallToolRequestParams::new("progress").with_arguments(arguments(json!({
-            "steps": STEPS,
-            "interval_ms": INTERVAL.as_millis() as u64,
-        }))),
-    ));
-    let handle = client
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .expect("send the progress call");
+    let (result, answered) = call_progress(client, STEPS, INTERVAL).await;
     let mut arrivals = Vec::new();
     for step in 1..=STEPS {
         let (at, params) = tokio::time::timeout(CALL, progress.recv())
@@ -86,14 +77,6 @@ async fn exercise(client: &Client, progress: &mut Progress, what: &str) {
         assert_eq!(params.total, Some(f64::from(STEPS)));
         arrivals.push(at);
     }
-    let response = tokio::time::timeout(CALL, handle.await_response())
-        .await
-        .expect("progress answered in time")
-        .expect("progress succeeded");
-    let answered = Instant::now();
-    let ServerResult::CallToolResult(result) = response else {
-        panic!("{what}: unexpected {response:?}")
-    };
     let content = serde_json::to_value(&result.content).expect("content serializes");
     assert_eq!(content[0]["text"], format!("completed {STEPS} steps"));
     // A buffered stream would deliver them together with the result; a loaded machine may

@@ -160,40 +160,24 @@ fn usage_errors_exit_2() {
 fn bad_call_arguments_are_usage_errors_even_without_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("none.sock");
-    let output = mcpctl(
-        &[
-            "--socket",
-            socket.to_str().unwrap(),
-            "call",
-            "echo",
-            "--args",
-            "{nope",
-        ],
-        &[],
-    );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--args is not valid JSON"),
-        "{}",
-        stderr(&output)
-    );
-    let output = mcpctl(
-        &[
-            "--socket",
-            socket.to_str().unwrap(),
-            "call",
-            "echo",
-            "--args",
-            "[1]",
-        ],
-        &[],
-    );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("must be a JSON object"),
-        "{}",
-        stderr(&output)
-    );
+    for (args, message) in [
+        ("{nope", "--args is not valid JSON"),
+        ("[1]", "must be a JSON object"),
+    ] {
+        let output = mcpctl(
+            &[
+                "--socket",
+                socket.to_str().unwrap(),
+                "call",
+                "echo",
+                "--args",
+                args,
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{args}");
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
 }
 
 #[test]

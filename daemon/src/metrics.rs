@@ -184,7 +184,8 @@ struct ServerCollector {
     directory: Arc<Directory>,
 }
 
-const STATES: [ServerState; 7] = [
+/// Every server state, one `mcpd_server_state` series each (the lifecycle tests walk it too).
+pub(crate) const STATES: [ServerState; 7] = [
     ServerState::Disabled,
     ServerState::Stopped,
     ServerState::Starting,

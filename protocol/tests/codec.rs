@@ -448,22 +448,17 @@ fn oversized_message_is_refused_on_encode() {
 #[test]
 fn json_names_are_stable() {
     // `mcpctl --json` prints these structs; their JSON is part of the documented interface.
-    assert_eq!(
-        serde_json::to_string(&ServerState::Backoff).unwrap(),
-        r#""backoff""#
-    );
-    assert_eq!(
-        serde_json::to_string(&ErrorCode::NotConfigured).unwrap(),
-        r#""not_configured""#
-    );
-    assert_eq!(
-        serde_json::to_string(&PlanAction::Restart).unwrap(),
-        r#""restart""#
-    );
-    assert_eq!(
-        serde_json::to_string(&LogStream::Stderr).unwrap(),
-        r#""stderr""#
-    );
+    for (json, expected) in [
+        (serde_json::to_string(&ServerState::Backoff), r#""backoff""#),
+        (
+            serde_json::to_string(&ErrorCode::NotConfigured),
+            r#""not_configured""#,
+        ),
+        (serde_json::to_string(&PlanAction::Restart), r#""restart""#),
+        (serde_json::to_string(&LogStream::Stderr), r#""stderr""#),
+    ] {
+        assert_eq!(json.unwrap(), expected);
+    }
     for code in [
         ErrorCode::UnknownServer,
         ErrorCode::McpFailure,

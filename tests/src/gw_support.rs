@@ -126,7 +126,7 @@ defaults:
 
     /// `http://127.0.0.1:<gateway><path>`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateway_port())
+        crate::local_url(self.gateway_port(), path)
     }
 
     /// The gateway URL of server `name`.

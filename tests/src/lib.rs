@@ -312,33 +312,32 @@ impl ChildGuard {
 
     /// Waits until the process exits; panics (showing its stderr) after `timeout`.
     pub async fn wait_exit(&self, timeout: Duration) -> ExitStatus {
-        let what = lazy(|| {
-            format!(
-                "{} (pid {}) to exit; stderr: {}",
-                self.name,
-                self.pid,
-                self.stderr()
-            )
-        });
-        wait_for_value(timeout, what, || std::future::ready(self.try_status())).await
+        wait_for_value(timeout, self.exit_awaited(), || {
+            std::future::ready(self.try_status())
+        })
+        .await
     }
 
     /// Blocking form of [`ChildGuard::wait_exit`].
     pub fn wait_exit_sync(&self, timeout: Duration) -> ExitStatus {
         let mut found = None;
-        let what = lazy(|| {
+        wait_for_sync(timeout, self.exit_awaited(), || {
+            found = self.try_status();
+            found.is_some()
+        });
+        found.expect("the condition held")
+    }
+
+    /// What a wait for the exit says when it times out: the process and its stderr then.
+    fn exit_awaited(&self) -> impl Display + '_ {
+        lazy(|| {
             format!(
                 "{} (pid {}) to exit; stderr: {}",
                 self.name,
                 self.pid,
                 self.stderr()
             )
-        });
-        wait_for_sync(timeout, what, || {
-            found = self.try_status();
-            found.is_some()
-        });
-        found.expect("the condition held")
+        })
     }
 
     /// Waits until stdout contains `needle`; returns the first line that does.
@@ -425,6 +424,11 @@ pub async fn start_echo(port: u16) -> ChildGuard {
     echo.wait_for_stdout("listening on", Duration::from_secs(20))
         .await;
     echo
+}
+
+/// `http://127.0.0.1:<port><path>`.
+pub fn local_url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
 }
 
 /// The MCP URL of a server on `port`.

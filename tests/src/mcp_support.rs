@@ -14,10 +14,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, DiscoverResult,
-    ErrorCode, ErrorData, Implementation, ProgressNotificationParam, ProtocolVersion,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
+    DiscoverResult, ErrorCode, ErrorData, Implementation, ProgressNotificationParam,
+    ProtocolVersion, Request, ServerResult,
 };
-use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, RunningService};
+use rmcp::service::{
+    MaybeSendFuture, NotificationContext, PeerRequestOptions, RequestContext, RunningService,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -26,7 +29,7 @@ use rmcp::{
     ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, RoleServer, ServerHandler,
     tool, tool_handler, tool_router,
 };
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -157,6 +160,35 @@ pub fn text(result: &CallToolResult) -> String {
 /// Calls `tool` and returns the text of its first content item.
 pub async fn call_text(client: &Client, tool: &str, args: Value) -> String {
     text(&call(client, tool, args).await)
+}
+
+/// Calls mcp-echo's `progress` tool (`steps` notifications, `interval` apart) as a
+/// cancellable request, so that it carries a progress token in `_meta`; returns the result
+/// and when it arrived. The notifications are in the client's [`Progress`].
+pub async fn call_progress(
+    client: &Client,
+    steps: u32,
+    interval: Duration,
+) -> (CallToolResult, Instant) {
+    let request = ClientRequest::CallToolRequest(Request::new(
+        CallToolRequestParams::new("progress").with_arguments(arguments(json!({
+            "steps": steps,
+            "interval_ms": u64::try_from(interval.as_millis()).expect("a short interval"),
+        }))),
+    ));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .expect("send the progress call");
+    let response = tokio::time::timeout(CALL, handle.await_response())
+        .await
+        .expect("progress answered in time")
+        .expect("progress succeeded");
+    let answered = Instant::now();
+    let ServerResult::CallToolResult(result) = response else {
+        panic!("progress: unexpected {response:?}")
+    };
+    (result, answered)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ impl OpsDaemon {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateway_port())
+        crate::local_url(self.gateway_port(), path)
     }
 
     pub fn socket(&self) -> PathBuf {

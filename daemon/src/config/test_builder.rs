@@ -48,8 +48,9 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
     }
 }
 
-/// Server defaults at a daemon's usual pace: restarts on failure after 1 s (up to 60 s),
-/// probes every 10 s, 10 s to stop.
+/// mcpd's documented server defaults (the loader's are checked against these): restarts on
+/// failure after 1 s (up to 60 s, 5 in 5 min), probes every 10 s (5 s timeout, 3 failures,
+/// 30 s to get ready), 10 s to stop.
 pub(crate) fn defaults() -> ServerDefaults {
     ServerDefaults {
         restart: RestartConfig {

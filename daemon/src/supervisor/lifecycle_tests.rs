@@ -75,15 +75,8 @@ fn in_state(state: ServerState, policy: RestartPolicy) -> Machine {
     m
 }
 
-const ALL_STATES: [ServerState; 7] = [
-    ServerState::Disabled,
-    ServerState::Stopped,
-    ServerState::Starting,
-    ServerState::Running,
-    ServerState::Backoff,
-    ServerState::Stopping,
-    ServerState::Failed,
-];
+// Every state: the metrics export one series per state of this same list.
+use crate::metrics::STATES as ALL_STATES;
 
 fn all_events() -> Vec<Event> {
     vec![

@@ -181,26 +181,8 @@ fn built_in_defaults_without_a_config_file() {
             ..AuthConfig::default()
         }
     );
-    assert_eq!(
-        daemon.defaults,
-        ServerDefaults {
-            restart: RestartConfig {
-                policy: RestartPolicy::OnFailure,
-                backoff: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(60),
-                reset_after: Duration::from_secs(30),
-                burst: 5,
-                window: Duration::from_secs(300),
-            },
-            health: HealthConfig {
-                interval: Duration::from_secs(10),
-                timeout: Duration::from_secs(5),
-                failures: 3,
-                start_timeout: Duration::from_secs(30),
-            },
-            stop_timeout: Duration::from_secs(10),
-        }
-    );
+    // The builder's defaults spell out the documented ones.
+    assert_eq!(daemon.defaults, super::test_builder::defaults());
 }
 
 #[test]

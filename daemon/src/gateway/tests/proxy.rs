@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Frame, Incoming};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,6 +22,17 @@ struct Setup {
     upstream: Upstream,
     gateway: Gateway,
     directory: Arc<Directory>,
+}
+
+/// Opens the `sse` server's event stream through the gateway; returns the response head.
+async fn open_sse(s: &Setup) -> Response<Incoming> {
+    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
+        .body(empty())
+        .unwrap();
+    tokio::time::timeout(WAIT, client().request(request))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn setup(options: GatewayOptions) -> Setup {
@@ -113,12 +124,7 @@ async fn proxy_rewrites_headers_both_ways() {
         .body(body("{\"jsonrpc\":\"2.0\"}"))
         .unwrap();
     let (status, headers, bytes) = send(&client(), request).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
+    assert_ok(status, &bytes);
     let echo = json(&bytes);
     assert_eq!(echo["path"], "/echo");
     assert_eq!(echo["query"], "x=1");
@@ -237,13 +243,7 @@ async fn a_response_body_that_moves_no_byte_is_ended_at_the_body_idle_timeout() 
 async fn client_disconnect_cancels_the_upstream_stream() {
     let s = setup(fast_options()).await;
     let events = s.upstream.sse();
-    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
-        .body(empty())
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let response = open_sse(&s).await;
     let mut body = response.into_body();
     events.send("first".into()).await.unwrap();
     tokio::time::timeout(WAIT, body.frame())
@@ -486,12 +486,7 @@ async fn h2c_is_served_and_proxied_over_http1() {
         .body(body("hello"))
         .unwrap();
     let (status, headers, bytes) = send(&h2, request).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
+    assert_ok(status, &bytes);
     let echo = json(&bytes);
     assert_eq!(echo["version"], "HTTP/1.1");
     assert_eq!(header_values(&echo, "mcp-session-id"), ["h2-session"]);
@@ -577,13 +572,7 @@ async fn drain_is_bounded() {
     options.drain_timeout = Duration::from_millis(200);
     let mut s = setup(options).await;
     let _events = s.upstream.sse();
-    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
-        .body(empty())
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let response = open_sse(&s).await;
     assert_eq!(response.status(), StatusCode::OK);
     // An endless stream is open; shutdown still completes after the drain timeout.
     s.gateway.stop().await;

@@ -54,6 +54,11 @@ pub fn server_config(
     server
 }
 
+/// Asserts a 200, showing the body otherwise.
+pub fn assert_ok(status: StatusCode, body: &[u8]) {
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(body));
+}
+
 pub fn status(state: ServerState, port: Option<u16>) -> ServerStatus {
     let mut status = ServerStatus::new(state);
     status.port = port;

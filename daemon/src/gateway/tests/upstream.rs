@@ -149,12 +149,7 @@ async fn a_connection_the_server_closed_while_idle_is_not_used() {
     let (_dir, gateway) = gateway_to(port).await;
     for _ in 0..5 {
         let (status, bytes) = post(&gateway, "{}").await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&bytes)
-        );
+        assert_ok(status, &bytes);
         assert_eq!(bytes, b"{}");
         // The server has closed its end before the next request is sent.
         tokio::time::timeout(WAIT, closed.recv()).await.unwrap();
@@ -168,12 +163,7 @@ async fn connection_close_responses_are_not_pooled() {
     let (_dir, gateway) = gateway_to(port).await;
     for _ in 0..5 {
         let (status, bytes) = post(&gateway, "{}").await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&bytes)
-        );
+        assert_ok(status, &bytes);
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
 }

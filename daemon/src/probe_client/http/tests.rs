@@ -50,6 +50,12 @@ impl AsyncRead for Silent {
     }
 }
 
+/// `head` (status line and headers, each ending in CRLF), a `Content-Length` for `body`, the
+/// blank line and `body`.
+fn with_length(head: &str, body: &str) -> String {
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len())
+}
+
 #[derive(Debug, Deserialize, PartialEq)]
 struct Tools {
     tools: Vec<String>,
@@ -101,9 +107,9 @@ fn chunked(body: &str, pieces: usize) -> String {
 #[tokio::test]
 async fn json_body_with_content_length() {
     let body = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":["a","b"]}}"#;
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let raw = with_length(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+        body,
     );
     let reply = parse::<Tools>(raw.as_bytes(), Some(7)).await.unwrap();
     assert!(reply.reusable);
@@ -154,9 +160,9 @@ async fn an_event_stream_that_stays_open_answers_but_costs_the_connection() {
 #[tokio::test]
 async fn json_rpc_error_with_http_404() {
     let body = r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"ping"}}"#;
-    let raw = format!(
-        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let raw = with_length(
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n",
+        body,
     );
     let reply = parse::<IgnoredAny>(raw.as_bytes(), Some(2)).await.unwrap();
     assert_eq!(reply.status, 404);
@@ -200,10 +206,7 @@ async fn body_until_close_is_read_but_not_reusable() {
 #[tokio::test]
 async fn interim_100_continue_is_skipped() {
     let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-    let raw = format!(
-        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let raw = with_length("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", body);
     let reply = parse::<IgnoredAny>(raw.as_bytes(), Some(1)).await.unwrap();
     assert!(matches!(reply.outcome, Outcome::Result(_)));
 }
@@ -217,10 +220,7 @@ async fn eof_before_any_byte_is_retryable() {
 #[tokio::test]
 async fn truncated_inputs_are_malformed_never_retryable() {
     let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-    let whole = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let whole = with_length("HTTP/1.1 200 OK\r\n", body);
     for cut in 1..whole.len() {
         let error = parse::<IgnoredAny>(&whole.as_bytes()[..cut], Some(1))
             .await
@@ -251,10 +251,7 @@ async fn truncated_inputs_are_malformed_never_retryable() {
 #[tokio::test]
 async fn wrong_id_is_not_an_answer() {
     let body = r#"{"jsonrpc":"2.0","id":9,"result":{}}"#;
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let raw = with_length("HTTP/1.1 200 OK\r\n", body);
     let error = parse::<IgnoredAny>(raw.as_bytes(), Some(1))
         .await
         .unwrap_err();
@@ -282,10 +279,7 @@ async fn wrong_id_is_not_an_answer() {
 #[tokio::test]
 async fn result_of_the_wrong_shape_is_malformed() {
     let body = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":"nope"}}"#;
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let raw = with_length("HTTP/1.1 200 OK\r\n", body);
     let error = parse::<Tools>(raw.as_bytes(), Some(1)).await.unwrap_err();
     assert!(
         error
@@ -294,10 +288,7 @@ async fn result_of_the_wrong_shape_is_malformed() {
         "{error}"
     );
     let body = r#"{"jsonrpc":"2.0","id":1}"#;
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let raw = with_length("HTTP/1.1 200 OK\r\n", body);
     let error = parse::<Tools>(raw.as_bytes(), Some(1)).await.unwrap_err();
     assert!(
         error.to_string().contains("neither result nor error"),
