@@ -3,6 +3,7 @@
 
 mod errors;
 mod fuzz;
+mod gateway_limits;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
