@@ -4,6 +4,10 @@
 //! bound, hands each request to `router::handle`, and on shutdown stops accepting and lets
 //! in-flight requests finish for at most `GatewayOptions::drain_timeout`.
 //!
+//! Every connection is held to `gateway.header_timeout`, `idle_timeout` and
+//! `body_idle_timeout` by a watchdog (`conn`), and counted against the connection caps
+//! (`limits`); upstream connections are capped in `upstream`.
+//!
 //! Choices where DESIGN.md is silent:
 //! - `/healthz` answers any `Host`; every other route goes through the Host/Origin checks.
 //!   `public_url`'s own origin is always allowed, and `*` in `allowed_origins` allows any.
@@ -67,7 +71,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// How long an upstream server may take to send response headers (then 504). Bodies,
-    /// SSE streams included, have no timeout.
+    /// SSE streams included, have no total timeout, only `gateway.body_idle_timeout`.
     pub upstream_header_timeout: Duration,
     /// How long an upstream connection may take to be established (then 502).
     pub connect_timeout: Duration,
