@@ -384,3 +384,53 @@ fn connection_caps_refuse_the_excess_and_the_daemon_keeps_serving() {
     });
     wait_fds_back(daemon.pid(), baseline + IDLE_SLACK);
 }
+
+/// HPACK for the headers of a JSON POST to `echo` (content-type and accept as literals).
+fn json_post_headers() -> Vec<u8> {
+    let mut block = post_headers();
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ] {
+        block.extend([0, u8::try_from(name.len()).unwrap()]);
+        block.extend_from_slice(name.as_bytes());
+        block.push(u8::try_from(value.len()).unwrap());
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+#[test]
+fn an_h2c_stream_without_window_is_cut_even_while_another_stream_moves() {
+    let (setup, daemon, echo_pid) = daemon("header_timeout: 2s, body_idle_timeout: 1s");
+    let baseline = fd_count(daemon.pid());
+    let mut stream = TcpStream::connect(("127.0.0.1", setup.gateway_port)).expect("connect");
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the gateway may send no response data.
+    let mut opening = H2_PREFACE.to_vec();
+    opening.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    opening.extend(h2_frame(4, 1, 0, &[]));
+    // Stream 1: a complete `initialize`, whose answer can never be sent.
+    opening.extend(h2_frame(1, 0x4, 1, &json_post_headers()));
+    opening.extend(h2_frame(0, 0x1, 1, INIT.as_bytes()));
+    // Stream 3: a body that keeps moving, one byte at a time, and never ends.
+    opening.extend(h2_frame(1, 0x4, 3, &json_post_headers()));
+    stream.write_all(&opening).expect("write");
+    let mut writer = stream.try_clone().expect("clone");
+    let trickle = std::thread::spawn(move || {
+        let limit = Instant::now() + PATIENCE * 2;
+        while Instant::now() < limit {
+            if writer.write_all(&h2_frame(0, 0, 3, b" ")).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    wait_closed(
+        &mut stream,
+        "an h2c connection with a stream without window",
+    );
+    trickle.join().expect("the trickle thread");
+    assert_not_restarted(&setup, echo_pid);
+    drop(stream);
+    wait_fds_back(daemon.pid(), baseline + IDLE_SLACK);
+}

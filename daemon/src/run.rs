@@ -306,6 +306,10 @@ fn apply_live_settings(
         restart_needed.push("gateway.listen");
         new.gateway.listen = old.gateway.listen;
     }
+    if new.gateway.limits != old.gateway.limits {
+        restart_needed.push("gateway timeouts and caps");
+        new.gateway.limits = old.gateway.limits.clone();
+    }
     if new.control != old.control {
         restart_needed.push("control");
         new.control = old.control.clone();

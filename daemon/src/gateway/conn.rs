@@ -11,7 +11,10 @@
 //!
 //! Bodies add their own per-stream timer (`IdleTimer`), created only the first time a body
 //! has to wait: a body that moves no byte for the body idle timeout ends with an error, so
-//! one stalled stream is cut even while others on the same connection flow.
+//! one stalled stream is cut even while others on the same connection flow. A response body
+//! that hyper does not poll at all (its h2 stream has no flow-control window) cannot time
+//! itself out: each open stream has a slot in the `Watch` with the time it last moved, and
+//! the watchdog closes the connection when one stood still for twice the body idle timeout.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -33,35 +36,106 @@ pub struct BodyIdle(pub Duration);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The counters one connection's streams and bodies report to.
-#[derive(Debug, Default)]
+/// A free stream slot.
+const FREE: u64 = u64::MAX;
+
+/// Most stream slots of one connection (a `gateway.max_streams` above it leaves the streams
+/// past it to their per-body timers only).
+pub const MAX_TRACKED_STREAMS: usize = 1024;
+
+/// The counters one connection's streams and bodies report to, and one slot per stream the
+/// connection may have open, holding when that stream last moved (on the watchdog's coarse
+/// clock).
+#[derive(Debug)]
 pub struct Watch {
     open: AtomicUsize,
     progress: AtomicU64,
+    /// Milliseconds since the connection was accepted, as of the watchdog's last check.
+    clock_ms: AtomicU64,
+    slots: Box<[AtomicU64]>,
 }
 
 impl Watch {
+    /// A watch for a connection with at most `streams` streams open at once (1 for HTTP/1.1).
+    pub fn new(streams: usize) -> Self {
+        Watch {
+            open: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            clock_ms: AtomicU64::new(0),
+            slots: (0..streams.max(1)).map(|_| AtomicU64::new(FREE)).collect(),
+        }
+    }
+
     fn progressed(&self) {
         self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True when an open stream has not moved for `limit` (its client gave it no window, so
+    /// hyper no longer polls its body, while other streams keep the connection busy).
+    fn has_stalled_stream(&self, now_ms: u64, limit: Duration) -> bool {
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.slots.iter().any(|slot| {
+            let moved = slot.load(Ordering::Relaxed);
+            moved != FREE && now_ms.saturating_sub(moved) >= limit
+        })
+    }
+}
+
+/// What a stream's bodies report progress to.
+#[derive(Debug, Clone)]
+pub struct StreamProgress {
+    watch: Arc<Watch>,
+    slot: Option<usize>,
+}
+
+impl StreamProgress {
+    pub fn moved(&self) {
+        self.watch.progressed();
+        if let Some(slot) = self.slot {
+            let now = self.watch.clock_ms.load(Ordering::Relaxed);
+            self.watch.slots[slot].store(now, Ordering::Relaxed);
+        }
     }
 }
 
 /// One request in flight on a connection, from its head until its response body is done.
 #[derive(Debug)]
-pub struct OpenStream(Arc<Watch>);
+pub struct OpenStream(StreamProgress);
 
 impl OpenStream {
     pub fn new(watch: &Arc<Watch>) -> Self {
         watch.open.fetch_add(1, Ordering::Relaxed);
         watch.progressed();
-        OpenStream(Arc::clone(watch))
+        let now = watch.clock_ms.load(Ordering::Relaxed);
+        let slot = watch.slots.iter().position(|slot| {
+            slot.compare_exchange(FREE, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
+        OpenStream(StreamProgress {
+            watch: Arc::clone(watch),
+            slot,
+        })
+    }
+
+    /// The handle the stream's request body reports to.
+    pub fn progress(&self) -> StreamProgress {
+        self.0.clone()
+    }
+
+    /// The response head is ready.
+    pub fn moved(&self) {
+        self.0.moved();
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-        self.0.progressed();
+        let watch = &self.0.watch;
+        if let Some(slot) = self.0.slot {
+            watch.slots[slot].store(FREE, Ordering::Relaxed);
+        }
+        watch.open.fetch_sub(1, Ordering::Relaxed);
+        watch.progressed();
     }
 }
 
@@ -113,12 +187,21 @@ where
             () = force_close.cancelled() => return Ended::ForceClosed,
             () = &mut timer => {
                 let now = Instant::now();
+                let now_ms = u64::try_from((now - accepted).as_millis()).unwrap_or(u64::MAX);
+                watch.clock_ms.store(now_ms, Ordering::Relaxed);
                 let progress = watch.progress.load(Ordering::Relaxed);
                 if progress != seen {
                     seen = progress;
                     since = now;
                 }
-                let (limit, which) = if watch.open.load(Ordering::Relaxed) > 0 {
+                let open = watch.open.load(Ordering::Relaxed) > 0;
+                // Per-body timers end a stalled body at the body idle timeout; a stream that
+                // is not even polled (no flow-control window) is caught here, at twice it.
+                if open && watch.has_stalled_stream(now_ms, timeouts.body_idle * 2) {
+                    tracing::debug!(%peer, "closing a client connection with a stream that stood still");
+                    return Ended::TimedOut("gateway.body_idle_timeout");
+                }
+                let (limit, which) = if open {
                     (timeouts.body_idle, "gateway.body_idle_timeout")
                 } else if progress == 0 {
                     (timeouts.header, "gateway.header_timeout")
@@ -187,15 +270,15 @@ impl IdleTimer {
 #[derive(Debug)]
 pub struct ClientBody {
     incoming: Incoming,
-    watch: Arc<Watch>,
+    progress: StreamProgress,
     timer: IdleTimer,
 }
 
 impl ClientBody {
-    pub fn new(incoming: Incoming, watch: Arc<Watch>, idle: Duration) -> Self {
+    pub fn new(incoming: Incoming, progress: StreamProgress, idle: Duration) -> Self {
         ClientBody {
             incoming,
-            watch,
+            progress,
             timer: IdleTimer::new(idle),
         }
     }
@@ -212,7 +295,7 @@ impl HttpBody for ClientBody {
         let this = self.get_mut();
         match Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.watch.progressed();
+                this.progress.moved();
                 this.timer.moved();
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -263,7 +346,7 @@ where
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         if matches!(frame, Some(Ok(_))) {
-            this.stream.0.progressed();
+            this.stream.moved();
         }
         Poll::Ready(frame)
     }
@@ -297,7 +380,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_is_closed_at_the_header_deadline() {
-        let watch = Watch::default();
+        let watch = Watch::new(1);
         let start = Instant::now();
         let ended = run(&watch, std::future::pending()).await;
         assert_eq!(ended, Ended::TimedOut("gateway.header_timeout"));
@@ -307,7 +390,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn open_streams_get_the_body_idle_timeout_and_idle_connections_the_idle_one() {
-        let watch = Arc::new(Watch::default());
+        let watch = Arc::new(Watch::new(4));
         let stream = OpenStream::new(&watch);
         let start = Instant::now();
         let ended = run(&watch, std::future::pending()).await;
@@ -323,19 +406,51 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn progress_keeps_a_connection_open() {
-        let watch = Arc::new(Watch::default());
-        let _stream = OpenStream::new(&watch);
+        let watch = Arc::new(Watch::new(4));
+        let stream = OpenStream::new(&watch);
         let feeder = {
-            let watch = watch.clone();
+            let progress = stream.progress();
             async move {
                 for _ in 0..20 {
                     tokio::time::sleep(Duration::from_secs(100)).await;
-                    watch.progressed();
+                    progress.moved();
                 }
                 Ok::<(), String>(())
             }
         };
         assert_eq!(run(&watch, feeder).await, Ended::Finished);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_stands_still_among_moving_ones_closes_the_connection() {
+        let watch = Arc::new(Watch::new(4));
+        let stalled = OpenStream::new(&watch);
+        let moving = OpenStream::new(&watch);
+        let feeder = {
+            let moving = moving.progress();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    moving.moved();
+                }
+            }
+        };
+        let start = Instant::now();
+        let ended = run(&watch, async {
+            feeder.await;
+            Ok(())
+        })
+        .await;
+        assert_eq!(ended, Ended::TimedOut("gateway.body_idle_timeout"));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(600) && took <= Duration::from_secs(700));
+        drop((stalled, moving));
+        assert!(
+            watch
+                .slots
+                .iter()
+                .all(|slot| slot.load(Ordering::Relaxed) == FREE)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,10 @@
 //! bound, hands each request to `router::handle`, and on shutdown stops accepting and lets
 //! in-flight requests finish for at most `GatewayOptions::drain_timeout`.
 //!
+//! Every connection is held to `gateway.header_timeout`, `idle_timeout` and
+//! `body_idle_timeout` by a watchdog (`conn`), and counted against the connection caps
+//! (`limits`); upstream connections are capped in `upstream`.
+//!
 //! Choices where DESIGN.md is silent:
 //! - `/healthz` answers any `Host`; every other route goes through the Host/Origin checks.
 //!   `public_url`'s own origin is always allowed, and `*` in `allowed_origins` allows any.
@@ -67,7 +71,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// How long an upstream server may take to send response headers (then 504). Bodies,
-    /// SSE streams included, have no timeout.
+    /// SSE streams included, have no total timeout, only `gateway.body_idle_timeout`.
     pub upstream_header_timeout: Duration,
     /// How long an upstream connection may take to be established (then 502).
     pub connect_timeout: Duration,
@@ -367,23 +371,30 @@ async fn serve_worker(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(cause = %err, "cannot set TCP_NODELAY on a client connection");
         }
-        let watch = Arc::new(Watch::default());
         let service_ctx = ctx.clone();
         let service_upstream = upstream.clone();
-        let service_watch = watch.clone();
-        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let ctx = service_ctx.clone();
-            let upstream = service_upstream.clone();
-            let stream = OpenStream::new(&service_watch);
-            let request = request
-                .map(|body| ClientBody::new(body, service_watch.clone(), timeouts.body_idle));
-            async move {
-                let response = router::handle(&ctx.shared, &upstream, bound, peer, request).await;
-                Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
-            }
-        });
+        // One service per connection, built once its protocol (so its stream count) is known.
+        let new_service = move |watch: Arc<Watch>| {
+            service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let ctx = service_ctx.clone();
+                let upstream = service_upstream.clone();
+                let stream = OpenStream::new(&watch);
+                let progress = stream.progress();
+                let request =
+                    request.map(|body| ClientBody::new(body, progress, timeouts.body_idle));
+                async move {
+                    let response =
+                        router::handle(&ctx.shared, &upstream, bound, peer, request).await;
+                    stream.moved();
+                    Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
+                }
+            })
+        };
         let builder = builder.clone();
         let http1 = http1.clone();
+        let max_streams = usize::try_from(shared.max_streams)
+            .unwrap_or(usize::MAX)
+            .min(conn::MAX_TRACKED_STREAMS);
         let watcher = graceful.watcher();
         let force_close = force_close.clone();
         tracker.spawn(async move {
@@ -405,11 +416,15 @@ async fn serve_worker(
             // preface detection and HTTP/2 have no timeout of their own.
             if H2_PREFACE.starts_with(&first[..n]) {
                 // h2c, or too few bytes yet to tell: let hyper read the preface.
+                let watch = Arc::new(Watch::new(max_streams));
+                let service = new_service(watch.clone());
                 let connection = builder.serve_connection(io, service).into_owned();
                 let connection = watcher.watch(connection);
                 conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             } else {
                 // Plain HTTP/1.1, the common case: no preface detection on every read.
+                let watch = Arc::new(Watch::new(1));
+                let service = new_service(watch.clone());
                 let connection = watcher.watch(http1.serve_connection(io, service));
                 conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             }

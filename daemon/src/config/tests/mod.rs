@@ -4,6 +4,7 @@
 mod errors;
 mod files;
 mod fuzz;
+mod gateway_limits;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -240,6 +240,32 @@ async fn a_response_body_that_moves_no_byte_is_ended_at_the_body_idle_timeout() 
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_the_upstream_stream() {
+    let s = setup_with(fast_options(), |limits| {
+        limits.body_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let events = s.upstream.sse();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(s.gateway.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/mcp/sse/mcp HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // The client never reads. Events go out until every buffer on the way is full; then the
+    // stream stands still, the gateway closes the connection, and the upstream stream ends
+    // (its receiver is dropped, so a send fails).
+    let event = "x".repeat(64 * 1024);
+    let ended = tokio::time::timeout(WAIT * 4, async {
+        while events.send(event.clone()).await.is_ok() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the upstream stream is still held");
+    drop(stream);
+}
+
+#[tokio::test]
 async fn client_disconnect_cancels_the_upstream_stream() {
     let s = setup(fast_options()).await;
     let events = s.upstream.sse();
