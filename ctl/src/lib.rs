@@ -45,7 +45,7 @@
 //! | `call [SERVER] TOOL` | `{"server","tool","result":CALL_TOOL_RESULT}` (the MCP result as JSON; exit 1 when `result.isError` is true) |
 //! | `test NAME` | `{"server","ok","url","latency_ms","protocol_version","server_name","server_version","tools_count","error"}` (exit 1 unless `ok`) |
 //! | `validate [NAME]` | `{"config_errors":[CONFIG_ERROR...],"handshakes":[TEST...]}` (exit 1 on any error) |
-//! | `logs NAME [-f]` | one line per log line: `{"at_unix_ms","stream":"stdout"\|"stderr","text"}`; when a follower falls behind, `{"skipped":N}` |
+//! | `logs NAME [-f]` | one line per log line: `{"at_unix_ms","stream":"stdout"\|"stderr"\|"daemon","text"}` (`daemon`: a note of mcpd's own); when a follower falls behind, `{"skipped":N}` |
 //! | `list-packages` | `{"packages":[{"server","package","binary"}...]}` |
 //! | `start`, `stop`, `restart` | `{"action":"start"\|"stop"\|"restart","outcomes":[{"server","ok","error"}...]}` (exit 1 unless all `ok`) |
 //! | `reload [--dry-run]` | `{"dry_run","changes":[{"server","action":"start"\|"stop"\|"restart"\|"update"\|"unchanged","reason"}...],"config_errors":[CONFIG_ERROR...]}` (exit 1 on config errors) |
@@ -141,9 +141,13 @@ fn client_failure(out: &mut Output<'_>, error: &ClientError) -> Exit {
     fail(out, error.code(), &error.to_string(), exit)
 }
 
-/// Reports an error on stderr (and as JSON on stdout with `--json`).
+/// Reports an error on stderr, as one line with control characters escaped (a daemon error
+/// can quote a server), and as JSON on stdout with `--json`.
 fn fail(out: &mut Output<'_>, code: &str, message: &str, exit: Exit) -> Exit {
-    eprintln!("{message}");
+    eprintln!(
+        "{}",
+        mcpd_protocol::terminal::escape(message, mcpd_protocol::terminal::Keep::Tabs)
+    );
     if out.json {
         let _ = out.json(&serde_json::json!({"error": {"code": code, "message": message}}));
     }

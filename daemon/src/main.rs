@@ -54,6 +54,7 @@ fn serve(explicit: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(errors) => {
             for error in &errors {
+                let error = mcpd_protocol::terminal::Escaped(&error.to_string()).to_string();
                 tracing::error!("{error}");
             }
             tracing::error!(
