@@ -5,7 +5,12 @@
 //! `--socket PATH` (or `$MCPD_SOCKET`); else `control.socket` of the daemon config file
 //! (`--config PATH`, else `$MCPD_CONFIG`, else `/etc/mcpd/mcpd.yaml` if it exists), relative
 //! paths resolved against the file's directory; else `$RUNTIME_DIRECTORY/mcpd.sock`, else
-//! `$XDG_RUNTIME_DIR/mcpd.sock`, else `/tmp/mcpd-$UID/mcpd.sock`.
+//! `$XDG_RUNTIME_DIR/mcpd.sock`, else `$TMPDIR/mcpd-$UID/mcpd.sock` (`/tmp` without `$TMPDIR`).
+//!
+//! # Whose socket
+//! mcpctl talks only to a socket whose file, and whose listening process, belong to itself,
+//! root, or the daemon's user: `$MCPD_USER` (name or uid) if set, else the system user `mcpd`.
+//! Anything else fails with exit 1 (`untrusted_socket`) before a request is sent.
 //!
 //! # Exit codes
 //! - `0`: the command succeeded.
@@ -20,7 +25,7 @@
 //! `{"error":{"code":CODE,"message":TEXT}}`, where CODE is a daemon error code
 //! (`unknown_server`, `invalid_argument`, `unsupported`, `busy`, `internal`, `malformed`,
 //! `not_configured`, `mcp_failure`, `handshake_required`, `not_running`, `timeout`) or one of mcpctl's own:
-//! `unreachable`, `incompatible`, `connection`, `usage`, `config`.
+//! `unreachable`, `incompatible`, `connection`, `usage`, `config`, `untrusted_socket`.
 //!
 //! # `--json` output
 //! One JSON document per line on stdout. Field sets only grow; existing fields keep their
@@ -115,7 +120,8 @@ pub async fn run(cli: Cli) -> Exit {
         Ok(path) => path,
         Err(e) => return fail(&mut out, "config", &e.to_string(), Exit::Failed),
     };
-    let mut client = match Client::connect(&path).await {
+    let trusted = socket::TrustedOwners::from_env(&env);
+    let mut client = match Client::connect(&path, &trusted).await {
         Ok(client) => client,
         Err(e) => return client_failure(&mut out, &e),
     };

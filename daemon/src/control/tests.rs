@@ -64,6 +64,7 @@ fn daemon_config(dir: &Path, mode: u32) -> DaemonConfig {
         control: ControlConfig {
             socket: dir.join("run/mcpd.sock"),
             mode,
+            private_dir: None,
         },
         logs: LogsConfig {
             dir: dir.join("logs"),

@@ -77,6 +77,7 @@ pub fn daemon_config(dir: &Path, range: PortRange) -> DaemonConfig {
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),
             mode: 0o660,
+            private_dir: None,
         },
         logs: LogsConfig {
             dir: dir.join("logs"),

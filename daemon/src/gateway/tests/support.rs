@@ -67,6 +67,7 @@ pub fn daemon_config(dir: &Path, auth: AuthConfig) -> DaemonConfig {
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),
             mode: 0o660,
+            private_dir: None,
         },
         logs: LogsConfig {
             dir: dir.join("logs"),
