@@ -16,7 +16,7 @@
 //! with 1000 servers has 2000 pipes, and its RSS also sets the cost of every fork).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -106,6 +106,7 @@ fn writer(
     let mut files = Files {
         period: log_mode::period(period_of, SystemTime::now()),
         period_of,
+        prepared: HashSet::new(),
         dir,
         rotation,
         keep,
@@ -127,9 +128,11 @@ fn writer(
 
 /// The writer thread's state: open files and the lines not yet written to them.
 struct Files {
-    /// The rotation period the files were last prepared for (see [`log_mode`]).
+    /// The current rotation period, and the servers whose file for it was prepared (created
+    /// 0640, see [`log_mode`]); a quiet server gets no file for a period.
     period: String,
     period_of: Rotation,
+    prepared: HashSet<Arc<str>>,
     dir: PathBuf,
     rotation: FileRotation,
     keep: usize,
@@ -179,6 +182,7 @@ impl Files {
             return None;
         }
         self.prepare(name);
+        self.prepared.insert(Arc::from(name));
         RollingFileAppender::builder()
             .rotation(self.rotation.clone())
             .filename_prefix(name)
@@ -207,15 +211,16 @@ impl Files {
         }
         let period = log_mode::period(self.period_of, SystemTime::now());
         if period != self.period {
-            // A new period: its files are created here, 0640, before the appender rotates.
+            // A new period: each file is created 0640 before the appender rotates to it.
             self.period = period;
-            for (name, file) in &self.open {
-                if file.is_some() {
-                    self.prepare(name);
-                }
-            }
+            self.prepared.clear();
         }
-        for (name, bytes) in self.pending.drain() {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (name, bytes) in pending.drain() {
+            if matches!(self.open.get(&name), Some(Some(_))) && !self.prepared.contains(&name) {
+                self.prepare(&name);
+                self.prepared.insert(name.clone());
+            }
             if let Some(Some(file)) = self.open.get_mut(&name)
                 && let Err(err) = file.write_all(&bytes)
             {
@@ -224,6 +229,7 @@ impl Files {
                 self.open.insert(name, None);
             }
         }
+        self.pending = pending;
     }
 }
 
@@ -546,6 +552,35 @@ mod tests {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o640);
         assert_eq!(mode(&dir.path().join("logs")), 0o750);
+    }
+
+    #[test]
+    fn a_new_rotation_period_gets_its_file_0640_before_the_first_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Files {
+            period: log_mode::period(Rotation::Daily, SystemTime::now()),
+            period_of: Rotation::Daily,
+            prepared: HashSet::new(),
+            dir: dir.path().join("logs"),
+            rotation: FileRotation::DAILY,
+            keep: 3,
+            open: HashMap::new(),
+            dir_ready: None,
+            pending: HashMap::new(),
+        };
+        let name: Arc<str> = Arc::from("rot");
+        files.handle(FileJob::Open(name.clone()));
+        let path = log_mode::file_path(&files.dir, "rot", &files.period);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o640);
+        // As if the appender had rotated into a file of its own, under a umask of 022.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        files.period = "1970-01-01".into();
+        files.handle(FileJob::Write(name, b"line\n".to_vec()));
+        files.write_pending();
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line\n");
     }
 
     #[tokio::test]
