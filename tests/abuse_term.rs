@@ -429,3 +429,27 @@ async fn mcpctl_refuses_a_listener_of_another_user_behind_a_root_owned_file() {
     // It sent nothing: not even the protocol greeting.
     listener.wait_for_stdout("got 0", UP).await;
 }
+
+#[test]
+fn mcpd_check_prints_hostile_keys_escaped() {
+    let dir = TestDir::new();
+    dir.write(
+        "mcp/evil.yaml",
+        "mcp_servers:\n  evil:\n    binary: mcp-echo\n    \"k\\e]52;c;ZXZpbA==\\a\\u009b2J\\u202e\": 1\n",
+    );
+    let config = dir.write("mcpd.yaml", "services_dir: mcp\nstate_dir: state\n");
+    let out = Command::new(bin("mcpd"))
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_no_raw_controls("mcpd check stdout", &stdout);
+    assert!(
+        stdout.contains("k\\x1b]52;c;ZXZpbA==\\x07\\u{9b}2J\\u{202e}"),
+        "{stdout}"
+    );
+}

@@ -34,7 +34,12 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => {
             let report = mcpd::check::check(cli.config.as_deref());
-            print!("{}", report.text);
+            // Errors quote keys and values of files that packages may install.
+            let text = mcpd_protocol::terminal::escape(
+                &report.text,
+                mcpd_protocol::terminal::Keep::TabsAndNewlines,
+            );
+            print!("{text}");
             if report.ok {
                 ExitCode::SUCCESS
             } else {
