@@ -97,7 +97,7 @@ impl Env {
             .unwrap_or_else(|| self.fallback_dir().join("state"))
     }
 
-    /// `$RUNTIME_DIRECTORY/mcpd.sock`, else `$XDG_RUNTIME_DIR/mcpd.sock`, else `/tmp/mcpd-$UID/mcpd.sock`.
+    /// `$RUNTIME_DIRECTORY/mcpd.sock`, else `$XDG_RUNTIME_DIR/mcpd.sock`, else `$TMPDIR/mcpd-$UID/mcpd.sock` (see `fallback_dir`).
     pub fn default_socket(&self) -> PathBuf {
         self.systemd_dir("RUNTIME_DIRECTORY")
             .or_else(|| self.var("XDG_RUNTIME_DIR").map(PathBuf::from))
