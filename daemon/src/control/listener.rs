@@ -56,11 +56,10 @@ impl ControlListener {
     ///
     /// The fallback directory (`config.private_dir`) is created 0700 or refused when it is not
     /// mcpd's alone (see `private_dir`). Creates a missing parent directory (mode 0755, less
-    /// if the umask says so). An existing
-    /// socket file is removed only when nothing answers on it; if a daemon answers, binding
-    /// fails with [`BindError::AlreadyRunning`]. The socket is created with the configured mode
-    /// applied before `bind` (the umask can only narrow it), then set to exactly that mode, so
-    /// the file is never more open than configured.
+    /// if the umask says so). An existing socket file is removed only when nothing answers on
+    /// it; if a daemon answers, binding fails with [`BindError::AlreadyRunning`]. The socket is
+    /// created with the configured mode applied before `bind` (the umask can only narrow it),
+    /// then set to exactly that mode, so the file is never more open than configured.
     pub fn bind(config: &ControlConfig) -> Result<ControlListener, BindError> {
         let path = config.socket.clone();
         if let Some(dir) = &config.private_dir {
