@@ -113,8 +113,12 @@ async fn a_hostile_servers_text_reaches_the_terminal_escaped() {
     // Tools, schema, show, list, status, call, test: nothing raw.
     let tools = clean(&daemon, &["tools", "hostile", "--schema"]).ok();
     assert!(tools.contains("evil\\x1b[2J\\x1b[31mtool"), "{tools}");
+    // The table shows a description's first line; the schema is JSON, with ESC as \u001b
+    // and C1 and bidi characters as \uXXXX too.
+    assert!(tools.contains("desc \\x1b[2J\\x1b[31m"), "{tools}");
+    assert!(tools.contains(r#""schema \u001b[2J"#), "{tools}");
     assert!(
-        tools.contains("schema desc") || tools.contains("\\u001b"),
+        tools.contains(r"\u009b2J") && tools.contains(r"\u202eevil"),
         "{tools}"
     );
     let json = clean(&daemon, &["--json", "tools", "hostile", "--schema"]);
