@@ -16,7 +16,7 @@
 //! - `0`: the command succeeded.
 //! - `1`: the command failed: the daemon answered with an error, a handshake or a tool call
 //!   failed, the configuration has errors (`validate`, `reload`), a server did not
-//!   start/stop/restart, or the protocol versions differ.
+//!   start/stop/restart, the protocol versions differ, or the socket is not trusted.
 //! - `2`: usage error (bad flags or arguments).
 //! - `3`: the daemon is unreachable; stderr says
 //!   `cannot connect to mcpd: is mcpd running? socket: PATH`.
