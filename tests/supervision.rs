@@ -210,7 +210,12 @@ async fn a_server_that_always_dies_is_failed_after_burst_with_backoff_between_at
         std::future::ready(ready.then_some(text))
     })
     .await;
-    assert!(text.contains("[mcpd] process ended: exit code 1"), "{text}");
+    // The supervisor's notes are in the `mcpd` stream column, not in a server's.
+    assert!(
+        text.lines()
+            .any(|line| line.ends_with(" mcpd process ended: exit code 1")),
+        "{text}"
+    );
 }
 
 // 4 -------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! A control-socket connection: connect, handshake, then request/response frames.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use mcpd_protocol::codec::{self, CodecError};
 use mcpd_protocol::{ErrorReply, Hello, PROTOCOL_VERSION, Request, Response};
+
+use crate::socket::TrustedOwners;
 
 /// How long connecting and the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,6 +25,19 @@ pub enum ClientError {
     PermissionDenied { path: PathBuf },
     #[error("cannot connect to mcpd: {source}: socket: {}", path.display())]
     Connect { path: PathBuf, source: io::Error },
+    /// The socket (or the process listening on it) belongs to a user mcpctl does not trust.
+    #[error(
+        "refusing to talk to {}: {what} belongs to uid {owner}, which is not you, root or \
+         mcpd's user ({daemon_user}); another user may be listening there to read what mcpctl \
+         sends. Check who created it; if mcpd runs as that user, set MCPD_USER",
+        path.display()
+    )]
+    UntrustedSocket {
+        path: PathBuf,
+        what: &'static str,
+        owner: u32,
+        daemon_user: String,
+    },
     #[error("mcpd did not answer within {timeout:?} on {}", path.display())]
     NoAnswer { path: PathBuf, timeout: Duration },
     #[error(
@@ -61,6 +77,7 @@ impl ClientError {
         match self {
             ClientError::Daemon(reply) => reply.code.as_str(),
             ClientError::Incompatible { .. } => "incompatible",
+            ClientError::UntrustedSocket { .. } => "untrusted_socket",
             e if e.is_unreachable() => "unreachable",
             _ => "connection",
         }
@@ -74,18 +91,34 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `path` and exchanges `Hello`/`Welcome`.
-    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+    /// Connects to `path` and exchanges `Hello`/`Welcome`, once the socket file and the
+    /// process listening on it are known to belong to a `trusted` user.
+    pub async fn connect(path: &Path, trusted: &TrustedOwners) -> Result<Client, ClientError> {
         let no_answer = || ClientError::NoAnswer {
             path: path.to_owned(),
             timeout: HANDSHAKE_TIMEOUT,
         };
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, Client::handshake(path))
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Client::handshake(path, trusted))
             .await
             .map_err(|_| no_answer())?
     }
 
-    async fn handshake(path: &Path) -> Result<Client, ClientError> {
+    async fn handshake(path: &Path, trusted: &TrustedOwners) -> Result<Client, ClientError> {
+        let untrusted = |what, owner| ClientError::UntrustedSocket {
+            path: path.to_owned(),
+            what,
+            owner,
+            daemon_user: trusted
+                .daemon_user
+                .clone()
+                .unwrap_or_else(|| "no user mcpd here and MCPD_USER unset".to_owned()),
+        };
+        // The file first, for a clear error before anything is sent ...
+        if let Ok(meta) = std::fs::metadata(path)
+            && !trusted.trusts(meta.uid())
+        {
+            return Err(untrusted("the socket file", meta.uid()));
+        }
         let name = path
             .to_fs_name::<GenericFilePath>()
             .map_err(|source| ClientError::Connect {
@@ -108,6 +141,12 @@ impl Client {
                     source,
                 },
             })?;
+        // ... then the process that listens (the file could have been swapped meanwhile).
+        if let Some(owner) = stream.peer_creds().ok().and_then(|creds| creds.euid())
+            && !trusted.trusts(owner)
+        {
+            return Err(untrusted("the process listening on it", owner));
+        }
         codec::write_message(
             &mut stream,
             &Request::Hello(Hello {

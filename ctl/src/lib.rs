@@ -5,13 +5,18 @@
 //! `--socket PATH` (or `$MCPD_SOCKET`); else `control.socket` of the daemon config file
 //! (`--config PATH`, else `$MCPD_CONFIG`, else `/etc/mcpd/mcpd.yaml` if it exists), relative
 //! paths resolved against the file's directory; else `$RUNTIME_DIRECTORY/mcpd.sock`, else
-//! `$XDG_RUNTIME_DIR/mcpd.sock`, else `/tmp/mcpd-$UID/mcpd.sock`.
+//! `$XDG_RUNTIME_DIR/mcpd.sock`, else `$TMPDIR/mcpd-$UID/mcpd.sock` (`/tmp` without `$TMPDIR`).
+//!
+//! # Whose socket
+//! mcpctl talks only to a socket whose file, and whose listening process, belong to itself,
+//! root, or the daemon's user: `$MCPD_USER` (name or uid) if set, else the system user `mcpd`.
+//! Anything else fails with exit 1 (`untrusted_socket`) before a request is sent.
 //!
 //! # Exit codes
 //! - `0`: the command succeeded.
 //! - `1`: the command failed: the daemon answered with an error, a handshake or a tool call
 //!   failed, the configuration has errors (`validate`, `reload`), a server did not
-//!   start/stop/restart, or the protocol versions differ.
+//!   start/stop/restart, the protocol versions differ, or the socket is not trusted.
 //! - `2`: usage error (bad flags or arguments).
 //! - `3`: the daemon is unreachable; stderr says
 //!   `cannot connect to mcpd: is mcpd running? socket: PATH`.
@@ -20,7 +25,7 @@
 //! `{"error":{"code":CODE,"message":TEXT}}`, where CODE is a daemon error code
 //! (`unknown_server`, `invalid_argument`, `unsupported`, `busy`, `internal`, `malformed`,
 //! `not_configured`, `mcp_failure`, `handshake_required`, `not_running`, `timeout`) or one of mcpctl's own:
-//! `unreachable`, `incompatible`, `connection`, `usage`, `config`.
+//! `unreachable`, `incompatible`, `connection`, `usage`, `config`, `untrusted_socket`.
 //!
 //! # `--json` output
 //! One JSON document per line on stdout. Field sets only grow; existing fields keep their
@@ -45,7 +50,7 @@
 //! | `call [SERVER] TOOL` | `{"server","tool","result":CALL_TOOL_RESULT}` (the MCP result as JSON; exit 1 when `result.isError` is true) |
 //! | `test NAME` | `{"server","ok","url","latency_ms","protocol_version","server_name","server_version","tools_count","error"}` (exit 1 unless `ok`) |
 //! | `validate [NAME]` | `{"config_errors":[CONFIG_ERROR...],"handshakes":[TEST...]}` (exit 1 on any error) |
-//! | `logs NAME [-f]` | one line per log line: `{"at_unix_ms","stream":"stdout"\|"stderr","text"}`; when a follower falls behind, `{"skipped":N}` |
+//! | `logs NAME [-f]` | one line per log line: `{"at_unix_ms","stream":"stdout"\|"stderr"\|"daemon","text"}` (`daemon`: a note of mcpd's own); when a follower falls behind, `{"skipped":N}` |
 //! | `list-packages` | `{"packages":[{"server","package","binary"}...]}` |
 //! | `start`, `stop`, `restart` | `{"action":"start"\|"stop"\|"restart","outcomes":[{"server","ok","error"}...]}` (exit 1 unless all `ok`) |
 //! | `reload [--dry-run]` | `{"dry_run","changes":[{"server","action":"start"\|"stop"\|"restart"\|"update"\|"unchanged","reason"}...],"config_errors":[CONFIG_ERROR...]}` (exit 1 on config errors) |
@@ -115,7 +120,8 @@ pub async fn run(cli: Cli) -> Exit {
         Ok(path) => path,
         Err(e) => return fail(&mut out, "config", &e.to_string(), Exit::Failed),
     };
-    let mut client = match Client::connect(&path).await {
+    let trusted = socket::TrustedOwners::from_env(&env);
+    let mut client = match Client::connect(&path, &trusted).await {
         Ok(client) => client,
         Err(e) => return client_failure(&mut out, &e),
     };
@@ -141,9 +147,13 @@ fn client_failure(out: &mut Output<'_>, error: &ClientError) -> Exit {
     fail(out, error.code(), &error.to_string(), exit)
 }
 
-/// Reports an error on stderr (and as JSON on stdout with `--json`).
+/// Reports an error on stderr, as one line with control characters escaped (a daemon error
+/// can quote a server), and as JSON on stdout with `--json`.
 fn fail(out: &mut Output<'_>, code: &str, message: &str, exit: Exit) -> Exit {
-    eprintln!("{message}");
+    eprintln!(
+        "{}",
+        mcpd_protocol::terminal::escape(message, mcpd_protocol::terminal::Keep::Tabs)
+    );
     if out.json {
         let _ = out.json(&serde_json::json!({"error": {"code": code, "message": message}}));
     }

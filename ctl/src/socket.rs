@@ -112,7 +112,8 @@ fn socket_from_config(file: &Path) -> Result<Option<PathBuf>, SocketPathError> {
 }
 
 /// The daemon's default: `$RUNTIME_DIRECTORY/mcpd.sock` (its first entry), else
-/// `$XDG_RUNTIME_DIR/mcpd.sock`, else `/tmp/mcpd-$UID/mcpd.sock`.
+/// `$XDG_RUNTIME_DIR/mcpd.sock`, else `$TMPDIR/mcpd-$UID/mcpd.sock` (`$TMPDIR` when set and
+/// absolute, else `/tmp`).
 pub fn default_socket(env: &Environment) -> PathBuf {
     if let Some(dirs) = env.non_empty("RUNTIME_DIRECTORY") {
         let first = dirs
@@ -128,7 +129,51 @@ pub fn default_socket(env: &Environment) -> PathBuf {
     if let Some(dir) = env.non_empty("XDG_RUNTIME_DIR") {
         return PathBuf::from(dir).join("mcpd.sock");
     }
-    PathBuf::from(format!("/tmp/mcpd-{}/mcpd.sock", env.uid))
+    let tmp = env
+        .non_empty("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    tmp.join(format!("mcpd-{}", env.uid)).join("mcpd.sock")
+}
+
+/// The users whose socket mcpctl talks to: itself, root, and the daemon's user.
+///
+/// The daemon's user is `$MCPD_USER` (a name or a uid) when set, else the system user `mcpd`
+/// (the packaged service's `User=`) if it exists. A socket owned by anyone else may be a
+/// listener planted to read what mcpctl sends (arguments of `call`, minted tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedOwners {
+    pub uids: Vec<u32>,
+    /// How the daemon's user was named, for the error message.
+    pub daemon_user: Option<String>,
+}
+
+impl TrustedOwners {
+    pub fn from_env(env: &Environment) -> TrustedOwners {
+        let mut uids = vec![env.uid, nix::unistd::geteuid().as_raw(), 0];
+        let name = env
+            .non_empty("MCPD_USER")
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mcpd".to_owned());
+        let daemon_uid = name.parse::<u32>().ok().or_else(|| {
+            nix::unistd::User::from_name(&name)
+                .ok()
+                .flatten()
+                .map(|user| user.uid.as_raw())
+        });
+        uids.extend(daemon_uid);
+        uids.sort_unstable();
+        uids.dedup();
+        TrustedOwners {
+            uids,
+            daemon_user: daemon_uid.map(|uid| format!("{name} (uid {uid})")),
+        }
+    }
+
+    pub fn trusts(&self, uid: u32) -> bool {
+        self.uids.contains(&uid)
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +226,11 @@ mod tests {
         assert_eq!(
             resolve(None, None, &env_of(&vars, none)).unwrap(),
             Path::new("/tmp/mcpd-1000/mcpd.sock")
+        );
+        let vars = HashMap::from([("TMPDIR", "/var/tmp/t")]);
+        assert_eq!(
+            resolve(None, None, &env_of(&vars, none)).unwrap(),
+            Path::new("/var/tmp/t/mcpd-1000/mcpd.sock")
         );
     }
 
@@ -241,6 +291,20 @@ mod tests {
             resolve(None, Some(&file), &env).unwrap(),
             Path::new("/run/user/7/mcpd.sock")
         );
+    }
+
+    #[test]
+    fn trusted_owners_are_self_root_and_the_daemon_user() {
+        let none = Path::new("/nonexistent");
+        let vars = HashMap::from([("MCPD_USER", "4321")]);
+        let trusted = TrustedOwners::from_env(&env_of(&vars, none));
+        assert!(trusted.trusts(1000) && trusted.trusts(0) && trusted.trusts(4321));
+        assert!(!trusted.trusts(65534));
+        assert_eq!(trusted.daemon_user.as_deref(), Some("4321 (uid 4321)"));
+        let vars = HashMap::from([("MCPD_USER", "no-such-user-here")]);
+        let trusted = TrustedOwners::from_env(&env_of(&vars, none));
+        assert_eq!(trusted.daemon_user, None);
+        assert!(!trusted.trusts(4321));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! A small aligned-table formatter for human output.
 
+use mcpd_protocol::terminal::{Keep, escape};
+
 /// Rows of cells printed in columns padded to the widest cell, two spaces apart. The last
-/// column is not padded, so lines carry no trailing spaces.
+/// column is not padded, so lines carry no trailing spaces. Cells are one line each, with
+/// control characters escaped (their text often comes from servers).
 #[derive(Debug, Clone)]
 pub struct Table {
     headers: Vec<String>,
@@ -28,10 +31,13 @@ impl Table {
     {
         let mut cells: Vec<String> = cells.into_iter().map(Into::into).collect();
         cells.resize(self.headers.len(), String::new());
-        // A cell on one line keeps the table aligned.
+        // A cell on one line keeps the table aligned; other controls are shown escaped.
         for cell in &mut cells {
             if cell.contains(['\n', '\r', '\t']) {
                 *cell = cell.replace(['\n', '\r', '\t'], " ");
+            }
+            if let std::borrow::Cow::Owned(escaped) = escape(cell, Keep::Nothing) {
+                *cell = escaped;
             }
         }
         self.rows.push(cells);
@@ -114,6 +120,16 @@ mod tests {
         t.row(["héllo", "line1\nline2"]);
         t.row(["ab", "x"]);
         assert_eq!(t.render(), "N      D\nhéllo  line1 line2\nab     x\n");
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let mut t = Table::new(["N", "D"]);
+        t.row(["\x1b[31mred", "\u{202e}txt.exe\u{9b}"]);
+        assert_eq!(
+            t.render(),
+            "N            D\n\\x1b[31mred  \\u{202e}txt.exe\\u{9b}\n"
+        );
     }
 
     #[test]

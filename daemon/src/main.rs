@@ -34,7 +34,12 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => {
             let report = mcpd::check::check(cli.config.as_deref());
-            print!("{}", report.text);
+            // Errors quote keys and values of files that packages may install.
+            let text = mcpd_protocol::terminal::escape(
+                &report.text,
+                mcpd_protocol::terminal::Keep::TabsAndNewlines,
+            );
+            print!("{text}");
             if report.ok {
                 ExitCode::SUCCESS
             } else {
@@ -54,6 +59,7 @@ fn serve(explicit: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(errors) => {
             for error in &errors {
+                let error = mcpd_protocol::terminal::Escaped(&error.to_string()).to_string();
                 tracing::error!("{error}");
             }
             tracing::error!(

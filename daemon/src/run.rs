@@ -245,6 +245,8 @@ impl DaemonReloader {
                 .map_err(|e| format!("reading the server files failed: {e}"))?;
         errors.extend(services.errors.iter().cloned());
         for error in errors.iter().filter(|e| !is_restart_notice(e)) {
+            // Quotes keys and values from files that packages may install.
+            let error = mcpd_protocol::terminal::Escaped(&error.to_string()).to_string();
             tracing::error!("configuration error (previous settings kept): {error}");
         }
 

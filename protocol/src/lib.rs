@@ -10,11 +10,13 @@
 //! - [`codec`] is the only place that knows the body encoding (bincode): a frame is a
 //!   big-endian `u32` length followed by that many body bytes, at most [`codec::MAX_FRAME`].
 //! - JSON values (tool arguments, results and schemas) travel as JSON text inside the structs.
+//! - [`terminal`] escapes text a server or client controls before a human reads it.
 
 pub mod codec;
 mod error;
 mod request;
 mod response;
+pub mod terminal;
 
 pub use error::ErrorCode;
 pub use request::*;
@@ -22,4 +24,6 @@ pub use response::*;
 
 /// The version of this protocol. Bumped whenever a message changes in a way an older peer
 /// cannot decode; `Hello` carries it and the daemon refuses a client that differs.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
+pub const PROTOCOL_VERSION: u32 = 2;

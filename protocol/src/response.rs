@@ -211,6 +211,9 @@ pub struct ValidateReply {
 pub enum LogStream {
     Stdout,
     Stderr,
+    /// A note of the daemon's own about the server (why it restarted, how it ended). Marked
+    /// by this stream, never by text a server could print itself.
+    Daemon,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

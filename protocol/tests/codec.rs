@@ -106,9 +106,22 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_one() {
+fn protocol_version_is_two() {
     // Bumping it is a decision: old clients will be told they are incompatible.
-    assert_eq!(PROTOCOL_VERSION, 1);
+    // 2: LogStream::Daemon.
+    assert_eq!(PROTOCOL_VERSION, 2);
+}
+
+#[test]
+fn golden_daemon_log_line() {
+    let frame = codec::encode_frame(&Response::LogLine(LogLine {
+        at_unix_ms: 1,
+        stream: LogStream::Daemon,
+        text: "x".into(),
+    }))
+    .unwrap();
+    // length 5 | Response::LogLine (10) | at 1 | LogStream::Daemon (2) | "x"
+    assert_eq!(hex(&frame), "000000050a01020178");
 }
 
 // ---- round trips -----------------------------------------------------------------------
@@ -244,6 +257,11 @@ fn every_response() -> Vec<Response> {
             at_unix_ms: 2,
             stream: LogStream::Stdout,
             text: String::new(),
+        }),
+        Response::LogLine(LogLine {
+            at_unix_ms: 3,
+            stream: LogStream::Daemon,
+            text: "process ended: exit code 1".into(),
         }),
         Response::LogGap(LogGap { skipped: 7 }),
         Response::Packages(PackagesReply {
@@ -456,6 +474,7 @@ fn json_names_are_stable() {
         ),
         (serde_json::to_string(&PlanAction::Restart), r#""restart""#),
         (serde_json::to_string(&LogStream::Stderr), r#""stderr""#),
+        (serde_json::to_string(&LogStream::Daemon), r#""daemon""#),
     ] {
         assert_eq!(json.unwrap(), expected);
     }

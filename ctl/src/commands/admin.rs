@@ -7,7 +7,7 @@ use mcpd_protocol::{
     StartRequest, StopRequest, TokenRequest,
 };
 
-use super::{CommandResult, Outcome, Output, config_errors_text};
+use super::{CommandResult, Outcome, Output, config_errors_text, one_line};
 use crate::client::{Client, unexpected};
 use crate::table::Table;
 
@@ -31,8 +31,12 @@ async fn action(
     }
     for o in &reply.outcomes {
         match &o.error {
-            None => out.text(&format!("{}: {past}\n", o.server))?,
-            Some(e) => out.text(&format!("{}: FAILED: {e}\n", o.server))?,
+            None => out.text(&format!("{}: {past}\n", one_line(&o.server)))?,
+            Some(e) => out.text(&format!(
+                "{}: FAILED: {}\n",
+                one_line(&o.server),
+                one_line(e)
+            ))?,
         }
     }
     Ok(Outcome::from_ok(ok))

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use mcpd_protocol::{LogLine, LogStream, LogsRequest, Request, Response};
 
-use super::{CommandResult, Outcome, Output};
+use super::{CommandResult, Outcome, Output, one_line};
 use crate::client::{Client, unexpected};
 
 fn line_text(line: &LogLine) -> String {
@@ -12,11 +12,12 @@ fn line_text(line: &LogLine) -> String {
     let stream = match line.stream {
         LogStream::Stdout => "out",
         LogStream::Stderr => "err",
+        LogStream::Daemon => "mcpd",
     };
     format!(
         "{} {stream} {}\n",
         humantime::format_rfc3339_millis(at),
-        line.text
+        one_line(&line.text)
     )
 }
 
@@ -91,5 +92,27 @@ mod tests {
             text: "boom".into(),
         };
         assert_eq!(line_text(&line), "2023-11-14T22:13:20.123Z err boom\n");
+    }
+
+    #[test]
+    fn daemon_notes_have_their_own_column_and_text_is_escaped() {
+        let note = LogLine {
+            at_unix_ms: 1_700_000_000_123,
+            stream: LogStream::Daemon,
+            text: "process ended".into(),
+        };
+        assert_eq!(
+            line_text(&note),
+            "2023-11-14T22:13:20.123Z mcpd process ended\n"
+        );
+        let forged = LogLine {
+            at_unix_ms: 1_700_000_000_123,
+            stream: LogStream::Stdout,
+            text: "[mcpd] fake\r\x1b]52;c;eA==\x07\u{9b}2J\u{202e}\tok".into(),
+        };
+        assert_eq!(
+            line_text(&forged),
+            "2023-11-14T22:13:20.123Z out [mcpd] fake\\x0d\\x1b]52;c;eA==\\x07\\u{9b}2J\\u{202e}\tok\n"
+        );
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use mcpd_protocol::{CallRequest, Request, Response, TestReply, TestRequest, ValidateRequest};
 
-use super::{CommandError, CommandResult, Outcome, Output, config_errors_text};
+use super::{
+    CommandError, CommandResult, Outcome, Output, config_errors_text, one_line, pretty_json,
+};
 use crate::client::{Client, unexpected};
 
 /// `--args` must be a JSON object; says where it is not.
@@ -63,7 +65,8 @@ pub(super) async fn call(
             &serde_json::json!({"server": reply.server, "tool": reply.tool, "result": result}),
         )?;
     } else {
-        // Text content is printed as is; anything else as pretty JSON.
+        // Text content is printed with its lines (control characters escaped); anything
+        // else as pretty JSON.
         let texts: Option<Vec<&str>> =
             result
                 .get("content")
@@ -85,7 +88,7 @@ pub(super) async fn call(
                     out.text("\n")?;
                 }
             }
-            _ => out.text(&format!("{}\n", serde_json::to_string_pretty(&result)?))?,
+            _ => out.text(&format!("{}\n", pretty_json(&result)?))?,
         }
     }
     Ok(Outcome::from_ok(!is_error))
@@ -106,12 +109,16 @@ fn test_line(t: &TestReply) -> String {
         if let Some(protocol) = &t.protocol_version {
             parts.push(format!("protocol {protocol}"));
         }
-        format!("{}: ok ({})\n", t.server, parts.join(", "))
+        format!(
+            "{}: ok ({})\n",
+            one_line(&t.server),
+            one_line(&parts.join(", "))
+        )
     } else {
         format!(
             "{}: FAILED: {}\n",
-            t.server,
-            t.error.as_deref().unwrap_or("unknown error")
+            one_line(&t.server),
+            one_line(t.error.as_deref().unwrap_or("unknown error"))
         )
     }
 }

@@ -5,9 +5,11 @@ mod logs;
 mod mcp;
 mod view;
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use mcpd_protocol::ConfigErrorInfo;
+use mcpd_protocol::terminal::{self, Keep};
 use serde::Serialize;
 
 use crate::cli::Command;
@@ -51,6 +53,12 @@ impl From<serde_json::Error> for CommandError {
 pub type CommandResult = Result<Outcome, CommandError>;
 
 /// Where a command prints.
+///
+/// Nothing reaches the terminal raw: [`Output::text`] escapes every control character but
+/// tab and newline (see [`mcpd_protocol::terminal`]), and [`Output::json`] writes the
+/// characters JSON leaves raw (DEL, C1, bidi) as `\uXXXX`, which keeps the JSON value exact.
+/// Fields a server or client controls are escaped before that with [`one_line`], so they
+/// cannot start a line of their own either.
 pub struct Output<'a> {
     pub out: &'a mut dyn Write,
     pub json: bool,
@@ -59,13 +67,27 @@ pub struct Output<'a> {
 impl Output<'_> {
     /// One JSON document on one line.
     pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> io::Result<()> {
-        serde_json::to_writer(&mut *self.out, value).map_err(io::Error::other)?;
+        let json = serde_json::to_string(value).map_err(io::Error::other)?;
+        self.out.write_all(terminal::json_safe(&json).as_bytes())?;
         writeln!(self.out)
     }
 
     pub fn text(&mut self, text: &str) -> io::Result<()> {
-        self.out.write_all(text.as_bytes())
+        self.out
+            .write_all(terminal::escape(text, Keep::TabsAndNewlines).as_bytes())
     }
+}
+
+/// A value a server or client controls (a name, an error, a log line), escaped to one line;
+/// tabs are kept.
+pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
+    terminal::escape(text, Keep::Tabs)
+}
+
+/// Pretty JSON for a human: the value exactly, with no raw control character.
+pub(crate) fn pretty_json(value: &serde_json::Value) -> Result<String, serde_json::Error> {
+    let pretty = serde_json::to_string_pretty(value)?;
+    Ok(terminal::json_safe(&pretty).into_owned())
 }
 
 /// Checks what can be checked before connecting, so a usage error is reported as one even
@@ -134,16 +156,16 @@ pub async fn execute(
 pub(crate) fn config_errors_text(errors: &[ConfigErrorInfo]) -> String {
     let mut text = String::new();
     for e in errors {
-        text.push_str(&e.file);
+        text.push_str(&one_line(&e.file));
         if let Some(line) = e.line {
             text.push_str(&format!(":{line}"));
             if let Some(col) = e.column {
                 text.push_str(&format!(":{col}"));
             }
         }
-        text.push_str(&format!(": {}\n", e.message));
+        text.push_str(&format!(": {}\n", one_line(&e.message)));
         if let Some(hint) = &e.hint {
-            text.push_str(&format!("  hint: {hint}\n"));
+            text.push_str(&format!("  hint: {}\n", one_line(hint)));
         }
     }
     text

@@ -6,7 +6,7 @@ use mcpd_protocol::{
 };
 use serde::Serialize;
 
-use super::{CommandResult, Outcome, Output, config_errors_text, or_dash};
+use super::{CommandResult, Outcome, Output, config_errors_text, one_line, or_dash, pretty_json};
 use crate::client::{Client, unexpected};
 use crate::table::{Table, short_duration};
 
@@ -191,6 +191,7 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut text = String::new();
     for (k, v) in lines {
+        let v = one_line(&v);
         text.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
     }
     out.text(&text)?;
@@ -238,11 +239,12 @@ pub(super) async fn tools(
                 .input_schema_json
                 .as_deref()
                 .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .and_then(|v| pretty_json(&v).ok())
                 .unwrap_or_else(|| "-".to_owned());
             out.text(&format!(
                 "\n{}/{} input schema:\n{pretty}\n",
-                t.server, t.name
+                one_line(&t.server),
+                one_line(&t.name)
             ))?;
         }
     }

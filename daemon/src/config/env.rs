@@ -32,6 +32,7 @@ const VARS: &[&str] = &[
     "XDG_RUNTIME_DIR",
     "LOGS_DIRECTORY",
     "PATH",
+    "TMPDIR",
 ];
 
 impl Env {
@@ -70,8 +71,16 @@ impl Env {
             .map(PathBuf::from)
     }
 
-    fn fallback_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/mcpd-{}", self.uid))
+    /// `$TMPDIR/mcpd-$UID` (`$TMPDIR` if set and absolute, else `/tmp`): the directory of
+    /// last resort for the socket and state. Others can write to `/tmp`, so it must be mcpd's
+    /// own: created 0700, refused when it is anything else (`control::private_dir`).
+    pub fn fallback_dir(&self) -> PathBuf {
+        let tmp = self
+            .var("TMPDIR")
+            .map(Path::new)
+            .filter(|dir| dir.is_absolute())
+            .unwrap_or(Path::new("/tmp"));
+        tmp.join(format!("mcpd-{}", self.uid))
     }
 
     /// `$STATE_DIRECTORY`, else `$XDG_STATE_HOME/mcpd`, else `~/.local/state/mcpd`.
@@ -88,7 +97,7 @@ impl Env {
             .unwrap_or_else(|| self.fallback_dir().join("state"))
     }
 
-    /// `$RUNTIME_DIRECTORY/mcpd.sock`, else `$XDG_RUNTIME_DIR/mcpd.sock`, else `/tmp/mcpd-$UID/mcpd.sock`.
+    /// `$RUNTIME_DIRECTORY/mcpd.sock`, else `$XDG_RUNTIME_DIR/mcpd.sock`, else `$TMPDIR/mcpd-$UID/mcpd.sock` (see `fallback_dir`).
     pub fn default_socket(&self) -> PathBuf {
         self.systemd_dir("RUNTIME_DIRECTORY")
             .or_else(|| self.var("XDG_RUNTIME_DIR").map(PathBuf::from))
@@ -211,6 +220,14 @@ mod tests {
         );
         assert_eq!(
             env(&[("XDG_RUNTIME_DIR", "")]).default_socket(),
+            PathBuf::from("/tmp/mcpd-1234/mcpd.sock")
+        );
+        assert_eq!(
+            env(&[("TMPDIR", "/var/tmp/x")]).default_socket(),
+            PathBuf::from("/var/tmp/x/mcpd-1234/mcpd.sock")
+        );
+        assert_eq!(
+            env(&[("TMPDIR", "relative")]).default_socket(),
             PathBuf::from("/tmp/mcpd-1234/mcpd.sock")
         );
     }

@@ -122,6 +122,10 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// File mode of the socket, e.g. `0o660`.
     pub mode: u32,
+    /// The fallback directory `$TMPDIR/mcpd-$UID` when the socket or the state dir defaults
+    /// into it: created 0700 before the socket is bound, and refused when it exists as
+    /// anything but a directory of mcpd's user with no access for others.
+    pub private_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -36,6 +36,7 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),
             mode: 0o660,
+            private_dir: None,
         },
         logs: LogsConfig {
             dir: dir.join("logs"),

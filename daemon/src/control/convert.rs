@@ -126,6 +126,7 @@ pub(super) fn log_line(line: &LogLine) -> proto::LogLine {
         stream: match line.stream {
             LogStream::Stdout => proto::LogStream::Stdout,
             LogStream::Stderr => proto::LogStream::Stderr,
+            LogStream::Daemon => proto::LogStream::Daemon,
         },
         text: line.text.clone(),
     }

@@ -32,6 +32,8 @@ pub enum BindError {
         mode: u32,
         source: io::Error,
     },
+    #[error(transparent)]
+    PrivateDir(#[from] super::private_dir::PrivateDirError),
 }
 
 /// A bound control socket, not yet serving. Dropping it removes the socket file (if the file
@@ -52,13 +54,17 @@ impl std::fmt::Debug for ControlListener {
 impl ControlListener {
     /// Binds `config.socket` with `config.mode`. Must run inside a tokio runtime.
     ///
-    /// Creates a missing parent directory (mode 0755, less if the umask says so). An existing
-    /// socket file is removed only when nothing answers on it; if a daemon answers, binding
-    /// fails with [`BindError::AlreadyRunning`]. The socket is created with the configured mode
-    /// applied before `bind` (the umask can only narrow it), then set to exactly that mode, so
-    /// the file is never more open than configured.
+    /// The fallback directory (`config.private_dir`) is created 0700 or refused when it is not
+    /// mcpd's alone (see `private_dir`). Creates a missing parent directory (mode 0755, less
+    /// if the umask says so). An existing socket file is removed only when nothing answers on
+    /// it; if a daemon answers, binding fails with [`BindError::AlreadyRunning`]. The socket is
+    /// created with the configured mode applied before `bind` (the umask can only narrow it),
+    /// then set to exactly that mode, so the file is never more open than configured.
     pub fn bind(config: &ControlConfig) -> Result<ControlListener, BindError> {
         let path = config.socket.clone();
+        if let Some(dir) = &config.private_dir {
+            super::private_dir::ensure(dir)?;
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {

@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod handlers;
 mod listener;
+mod private_dir;
 
 use std::sync::Arc;
 

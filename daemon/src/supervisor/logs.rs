@@ -1,6 +1,11 @@
 //! Log capture: reads a child's stdout and stderr continuously, line by line, into the
 //! server's ring buffer, its followers and its rotating file.
 //!
+//! Each line carries its stream: `out`, `err`, or `mcpd` for the daemon's own notes
+//! ([`LogHub::note`]). The file has one line per entry, `<time> <stream> <text>`; a server's
+//! line is always in the `out` or `err` column, so printing `[mcpd] ...` forges nothing.
+//! Files are created mode 0640 ([`super::log_mode`]).
+//!
 //! Nothing here ever blocks the reader: the ring drops its oldest line, slow followers lag
 //! (broadcast), and file writes go through a bounded queue to one writer thread that writes
 //! in batches and drops lines (and says how many) when the disk cannot keep up. Lines are
@@ -10,7 +15,8 @@
 //! only once someone follows, and a pipe has a read buffer only while output flows (a daemon
 //! with 1000 servers has 2000 pipes, and its RSS also sets the cost of every fork).
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -25,6 +31,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
 use tracing_appender::rolling::{RollingFileAppender, Rotation as FileRotation};
 
+use mcpd_protocol::terminal::{Keep, escape};
+
+use super::log_mode;
 use super::{LogLine, LogStream};
 use crate::config::{LogsConfig, Rotation};
 
@@ -66,9 +75,10 @@ impl LogFiles {
             Rotation::Never => FileRotation::NEVER,
         };
         let keep = config.keep.max(1);
+        let period_of = config.rotation;
         std::thread::Builder::new()
             .name("mcpd-logs".into())
-            .spawn(move || writer(queue, dir, rotation, keep))?;
+            .spawn(move || writer(queue, dir, (rotation, period_of), keep))?;
         Ok(LogFiles { jobs })
     }
 
@@ -87,8 +97,16 @@ impl LogFiles {
 /// wake the writer for every line; the ring (`mcpctl logs`) has each line at once.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
-fn writer(queue: std_mpsc::Receiver<FileJob>, dir: PathBuf, rotation: FileRotation, keep: usize) {
+fn writer(
+    queue: std_mpsc::Receiver<FileJob>,
+    dir: PathBuf,
+    (rotation, period_of): (FileRotation, Rotation),
+    keep: usize,
+) {
     let mut files = Files {
+        period: log_mode::period(period_of, SystemTime::now()),
+        period_of,
+        prepared: HashSet::new(),
         dir,
         rotation,
         keep,
@@ -110,6 +128,11 @@ fn writer(queue: std_mpsc::Receiver<FileJob>, dir: PathBuf, rotation: FileRotati
 
 /// The writer thread's state: open files and the lines not yet written to them.
 struct Files {
+    /// The current rotation period, and the servers whose file for it was prepared (created
+    /// 0640, see [`log_mode`]); a quiet server gets no file for a period.
+    period: String,
+    period_of: Rotation,
+    prepared: HashSet<Arc<str>>,
     dir: PathBuf,
     rotation: FileRotation,
     keep: usize,
@@ -146,7 +169,7 @@ impl Files {
         let dir = &self.dir;
         let ready = *self
             .dir_ready
-            .get_or_insert_with(|| match std::fs::create_dir_all(dir) {
+            .get_or_insert_with(|| match log_mode::create_dir(dir) {
                 Ok(()) => true,
                 Err(err) => {
                     tracing::error!(dir = %dir.display(), error = %err,
@@ -158,6 +181,8 @@ impl Files {
         if !ready {
             return None;
         }
+        self.prepare(name);
+        self.prepared.insert(Arc::from(name));
         RollingFileAppender::builder()
             .rotation(self.rotation.clone())
             .filename_prefix(name)
@@ -171,8 +196,31 @@ impl Files {
             .ok()
     }
 
+    /// Creates the file `name`'s lines go to in the current period, mode 0640.
+    fn prepare(&self, name: &str) {
+        let path = log_mode::file_path(&self.dir, name, &self.period);
+        if let Err(err) = log_mode::prepare_file(&path) {
+            tracing::warn!(server = %name, file = %path.display(), error = %err,
+                "cannot create the server's log file with mode 0640");
+        }
+    }
+
     fn write_pending(&mut self) {
-        for (name, bytes) in self.pending.drain() {
+        if self.pending.is_empty() {
+            return;
+        }
+        let period = log_mode::period(self.period_of, SystemTime::now());
+        if period != self.period {
+            // A new period: each file is created 0640 before the appender rotates to it.
+            self.period = period;
+            self.prepared.clear();
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        for (name, bytes) in pending.drain() {
+            if matches!(self.open.get(&name), Some(Some(_))) && !self.prepared.contains(&name) {
+                self.prepare(&name);
+                self.prepared.insert(name.clone());
+            }
             if let Some(Some(file)) = self.open.get_mut(&name)
                 && let Err(err) = file.write_all(&bytes)
             {
@@ -181,6 +229,7 @@ impl Files {
                 self.open.insert(name, None);
             }
         }
+        self.pending = pending;
     }
 }
 
@@ -230,12 +279,18 @@ impl LogHub {
         ring.push_back(line);
     }
 
-    /// A line of the daemon's own about this server (e.g. why it restarted), kept with its output.
+    /// A line of the daemon's own about this server (e.g. why it restarted), kept with its
+    /// output on the [`LogStream::Daemon`] stream. It often quotes the server (an error it
+    /// answered), so control characters are escaped and the note stays one line.
     pub fn note(&self, text: String) {
+        let text = match escape(&text, Keep::Nothing) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(escaped) => escaped,
+        };
         self.push(LogLine {
             at: SystemTime::now(),
-            stream: LogStream::Stderr,
-            text: format!("[mcpd] {text}"),
+            stream: LogStream::Daemon,
+            text,
         });
     }
 
@@ -246,12 +301,13 @@ impl LogHub {
         if dropped > 0 {
             let _ = writeln!(
                 bytes,
-                "{stamp} mcpd: {dropped} lines dropped (disk too slow)"
+                "{stamp} mcpd {dropped} lines dropped (disk too slow)"
             );
         }
         let stream = match line.stream {
             LogStream::Stdout => "out",
             LogStream::Stderr => "err",
+            LogStream::Daemon => "mcpd",
         };
         let _ = writeln!(bytes, "{stamp} {stream} {}", line.text);
         if files
@@ -457,6 +513,74 @@ mod tests {
             written.lines().next().unwrap().ends_with(" out one"),
             "{written}"
         );
+    }
+
+    #[tokio::test]
+    async fn daemon_notes_are_flagged_and_cannot_be_forged() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::new(&logs_config(dir.path().join("logs"))).unwrap();
+        let hub = Arc::new(LogHub::new("forge", 10, Some(files.clone())));
+        capture(
+            pipe_with(b"[mcpd] process ended: exit code 0\n"),
+            LogStream::Stdout,
+            hub.clone(),
+        )
+        .await;
+        hub.note("process ended: exit code 1\n2026-01-01T00:00:00.000Z mcpd fake\x1b[2J".into());
+        let tail = hub.tail(10);
+        assert_eq!(tail[0].stream, LogStream::Stdout);
+        assert_eq!(tail[0].text, "[mcpd] process ended: exit code 0");
+        assert_eq!(tail[1].stream, LogStream::Daemon);
+        assert_eq!(
+            tail[1].text,
+            "process ended: exit code 1\\x0a2026-01-01T00:00:00.000Z mcpd fake\\x1b[2J"
+        );
+        files.flush(std::time::Duration::from_secs(5)).await;
+        let path = dir.path().join("logs/forge.log");
+        let written = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 2, "{written}");
+        assert!(
+            lines[0].ends_with(" out [mcpd] process ended: exit code 0"),
+            "{written}"
+        );
+        assert!(
+            lines[1].contains(" mcpd process ended: exit code 1\\x0a"),
+            "{written}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(mode(&dir.path().join("logs")), 0o750);
+    }
+
+    #[test]
+    fn a_new_rotation_period_gets_its_file_0640_before_the_first_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Files {
+            period: log_mode::period(Rotation::Daily, SystemTime::now()),
+            period_of: Rotation::Daily,
+            prepared: HashSet::new(),
+            dir: dir.path().join("logs"),
+            rotation: FileRotation::DAILY,
+            keep: 3,
+            open: HashMap::new(),
+            dir_ready: None,
+            pending: HashMap::new(),
+        };
+        let name: Arc<str> = Arc::from("rot");
+        files.handle(FileJob::Open(name.clone()));
+        let path = log_mode::file_path(&files.dir, "rot", &files.period);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o640);
+        // As if the appender had rotated into a file of its own, under a umask of 022.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        files.period = "1970-01-01".into();
+        files.handle(FileJob::Write(name, b"line\n".to_vec()));
+        files.write_pending();
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line\n");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod leftovers;
 mod lifecycle;
+mod log_mode;
 mod logs;
 mod plan;
 mod probe;
@@ -53,6 +54,9 @@ pub enum SupervisorError {
 pub enum LogStream {
     Stdout,
     Stderr,
+    /// The daemon's own note about the server: a flag of the line, not text a server could
+    /// print.
+    Daemon,
 }
 
 /// One line a server printed.

@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use mcpd_protocol::terminal::Escaped;
+
 use super::LogStream;
 use super::Shared;
 use super::lifecycle::{Action, Event, Exit, Machine, Settings};
@@ -270,7 +272,7 @@ impl ServerTask {
                 self.step(Event::Spawned);
             }
             Report::SpawnFailed { reason, retry } => {
-                warn!(server = %self.name, reason = %reason, "cannot start");
+                warn!(server = %self.name, reason = %Escaped(&reason), "cannot start");
                 self.logs.note(format!("cannot start: {reason}"));
                 self.step(Event::SpawnFailed { reason, retry });
             }
@@ -305,7 +307,8 @@ impl ServerTask {
             }
             Report::Probe(ProbeReport::NotAlive(reason), took) => {
                 self.last_probe = Some(took);
-                debug!(server = %self.name, reason = %reason, "liveness probe failed");
+                // The reason can quote the server's answer.
+                debug!(server = %self.name, reason = %Escaped(&reason), "liveness probe failed");
                 self.step(Event::LivenessFailed { reason });
             }
         }

@@ -167,6 +167,11 @@ fn built_in_defaults_without_a_config_file() {
         PathBuf::from("/tmp/mcpd-1000/mcpd.sock")
     );
     assert_eq!(daemon.control.mode, 0o660);
+    // The socket is in the fallback directory, which must then be mcpd's alone.
+    assert_eq!(
+        daemon.control.private_dir,
+        Some(PathBuf::from("/tmp/mcpd-1000"))
+    );
     assert_eq!(daemon.logs.dir, home.join(".local/state/mcpd/logs"));
     assert_eq!(daemon.logs.rotation, Rotation::Daily);
     assert_eq!((daemon.logs.keep, daemon.logs.buffer_lines), (7, 1000));

@@ -99,6 +99,11 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         .clone()
         .unwrap_or_else(|| default_public_url(listen));
 
+    // The fallback directory, when the socket or the state defaults into it.
+    let fallback = env.fallback_dir();
+    let private_dir = (control.socket.is_none() && env.default_socket().starts_with(&fallback)
+        || state_dir.starts_with(&fallback))
+    .then_some(fallback);
     DaemonConfig {
         source: has_file.then(|| absolute(&env.cwd, &source.file)),
         services_dir,
@@ -126,6 +131,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
                 None => absolute(&env.cwd, &env.default_socket()),
             },
             mode: control.mode.map_or(0o660, |mode| mode.0),
+            private_dir,
         },
         logs: LogsConfig {
             dir: logs_dir,
