@@ -4,11 +4,11 @@
 //! This file is the public handle the rest of the daemon uses. The pieces behind it: the pure
 //! lifecycle state machine, spawning, probes, backoff and log capture.
 
-mod leftovers;
 mod lifecycle;
 mod logs;
 mod plan;
 mod probe;
+pub mod reaper;
 mod server;
 mod spawn;
 #[cfg(test)]
@@ -116,7 +116,6 @@ impl Default for SupervisorOptions {
 pub(crate) struct Shared {
     spawner: Spawner,
     ports: Mutex<PortAllocator>,
-    groups: leftovers::GroupRecords,
     prober: Arc<dyn Prober>,
     jitter: Jitter,
     options: SupervisorOptions,
@@ -172,9 +171,6 @@ impl Supervisor {
                 None
             }
         };
-        // Before ports are assigned: what a killed predecessor left would hold them.
-        let groups = leftovers::GroupRecords::new(&daemon.state_dir);
-        groups.sweep();
         let mut ports = PortAllocator::load(&daemon.state_dir, daemon.port_range);
         for name in ports.assign(&services.servers) {
             tracing::error!(server = %name, range = %daemon.port_range, "no free port left for the server");
@@ -183,7 +179,6 @@ impl Supervisor {
         let shared = Arc::new(Shared {
             spawner,
             ports: Mutex::new(ports),
-            groups,
             prober: options.prober.clone(),
             jitter: options.jitter.clone(),
             options,
