@@ -121,6 +121,12 @@ pub async fn run(
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
 
     notifier.ready(&status_line(&supervisor));
+    // STATUS= follows the servers' states from here on (the reload path sends its own too).
+    let status_task = tokio::spawn(crate::systemd::follow_status(
+        directory.clone(),
+        crate::systemd::STATUS_INTERVAL,
+        move |line| notifier.status(line),
+    ));
     tracing::info!(
         gateway = %daemon.gateway.listen,
         socket = %daemon.control.socket.display(),
@@ -135,7 +141,6 @@ pub async fn run(
                 if let Err(error) = reloader.reload_now(false).await {
                     tracing::error!(%error, "reload failed");
                 }
-                notifier.status(&status_line(&supervisor));
             }
             Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading");
@@ -147,6 +152,7 @@ pub async fn run(
         }
     }
 
+    status_task.abort();
     notifier.stopping();
     tracing::info!("shutting down: stopping servers");
     gateway_stop.cancel();
@@ -173,17 +179,7 @@ fn gateway_workers() -> usize {
 }
 
 fn status_line(supervisor: &Supervisor) -> String {
-    let all = supervisor.directory().all();
-    let running = all
-        .values()
-        .filter(|entry| entry.status.load().state == crate::directory::ServerState::Running)
-        .count();
-    let errors = supervisor.directory().config_errors().len();
-    let mut line = format!("{running}/{} servers running", all.len());
-    if errors > 0 {
-        line.push_str(&format!(", {errors} configuration errors"));
-    }
-    line
+    crate::systemd::directory_status(supervisor.directory())
 }
 
 /// The one reload path: re-reads `mcpd.yaml` and every server file, applies what can change

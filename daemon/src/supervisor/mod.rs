@@ -115,6 +115,8 @@ impl Default for SupervisorOptions {
 /// What every server task shares.
 pub(crate) struct Shared {
     spawner: Spawner,
+    /// The same as `Inner::directory`: a server task says there when its state changes.
+    directory: Arc<Directory>,
     ports: Mutex<PortAllocator>,
     prober: Arc<dyn Prober>,
     jitter: Jitter,
@@ -176,8 +178,10 @@ impl Supervisor {
             tracing::error!(server = %name, range = %daemon.port_range, "no free port left for the server");
         }
         ports.persist();
+        let directory = Arc::new(Directory::new());
         let shared = Arc::new(Shared {
             spawner,
+            directory: directory.clone(),
             ports: Mutex::new(ports),
             prober: options.prober.clone(),
             jitter: options.jitter.clone(),
@@ -186,7 +190,7 @@ impl Supervisor {
         });
         let supervisor = Supervisor {
             inner: Arc::new(Inner {
-                directory: Arc::new(Directory::new()),
+                directory,
                 shared,
                 servers: Mutex::new(BTreeMap::new()),
                 log_files,

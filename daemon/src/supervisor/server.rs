@@ -519,6 +519,9 @@ impl ServerTask {
             last_probe: self.last_probe,
         };
         self.entry.status.store(Arc::new(status));
+        if state != before {
+            self.shared.directory.state_changed();
+        }
     }
 }
 
