@@ -15,6 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use mcpd_protocol::RESTART_NOTICE;
+
 use crate::config::{self, Config, ConfigError, DaemonConfig};
 use crate::control::{self, ControlContext, ControlListener, ReloadOutcome, Reloader};
 use crate::gateway::{self, Authenticator, GatewayContext, GatewayOptions};
@@ -326,8 +328,6 @@ fn apply_live_settings(
 }
 
 /// The start of the message of a [`restart_notice`].
-const RESTART_NOTICE: &str = "changed in the daemon file but not applied until mcpd restarts";
-
 /// A notice, shown like a configuration error (`mcpctl reload`, `mcpctl status`, the log),
 /// that settings in the daemon file differ from the running ones until the daemon restarts.
 fn restart_notice(daemon: &DaemonConfig, pending: &[&str]) -> Option<ConfigError> {
