@@ -306,17 +306,19 @@ fn after_a_daemon_sigkill_servers_return_on_their_ports_with_no_orphans() {
     let groups = [pid_a, pid_b];
     assert!(processes_in_groups(&groups).len() >= 3, "a, b and b's echo");
 
-    // mcpd's reaper process would kill the servers' groups when mcpd dies; take it down first
-    // to test the second line of defence, the sweep at the next start.
-    for reaper in group_leading_children(daemon.pid(), &groups) {
-        let _ = kill(Pid::from_raw(reaper as i32), Signal::SIGKILL);
-    }
+    // The reaper, `mcpd reaper`, in a process group of its own.
+    let reapers = group_leading_children(daemon.pid(), &groups);
+    assert_eq!(reapers.len(), 1, "one reaper: {reapers:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", reapers[0])).expect("cmdline");
+    assert_eq!(
+        cmdline, b"mcpd\0reaper\0",
+        "a short, self-explaining command line"
+    );
+
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit_sync(PATIENCE);
-    // The main processes die with the daemon (PR_SET_PDEATHSIG); b's echo does not...
-    wait_for_sync(PATIENCE, "the servers' main processes to die", || {
-        !alive(pid_a) && !alive(pid_b)
-    });
+    // The main processes die with the daemon (PR_SET_PDEATHSIG), b's echo by the reaper's
+    // hand, with no new daemon started; then the reaper exits.
     let echo: u32 = std::fs::read_to_string(&pidfile)
         .expect("pid file")
         .trim()
@@ -326,22 +328,16 @@ fn after_a_daemon_sigkill_servers_return_on_their_ports_with_no_orphans() {
         PATIENCE,
         lazy(|| {
             format!(
-                "only b's echo ({echo}) to be left: {:?}",
+                "every process of the old groups (b's echo is {echo}) to be gone: {:?}",
                 processes_in_groups(&groups)
             )
         }),
-        || processes_in_groups(&groups) == [echo],
+        || processes_in_groups(&groups).is_empty(),
     );
+    wait_for_sync(PATIENCE, "the reaper to exit", || !alive(reapers[0]));
 
-    // ...until the next daemon, which kills it before it assigns ports.
-    let daemon = setup.start();
-    assert!(
-        daemon
-            .stderr()
-            .contains("killing processes left by a previous mcpd run"),
-        "{}",
-        daemon.stderr()
-    );
+    // The next daemon finds every port free.
+    let _daemon = setup.start();
     let (new_a, again_a) = setup.wait_running("a");
     let (new_b, again_b) = setup.wait_running("b");
     assert_eq!(

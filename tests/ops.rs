@@ -385,15 +385,18 @@ async fn daemon_file_settings_apply_live_or_are_reported_as_needing_a_restart() 
     );
     let reload = daemon.ctl(&["reload"]);
     let text = String::from_utf8_lossy(&reload.stdout);
+    // A pending restart is a notice, not a failure: `systemctl reload` runs `mcpctl reload`
+    // and must not fail for it.
     assert_eq!(
         reload.status.code(),
-        Some(1),
-        "a pending restart is not a clean reload: {text}"
+        Some(0),
+        "a pending restart alone is a successful reload: {text}"
     );
     assert!(
-        text.contains("gateway.listen") && text.contains("restart"),
+        text.contains("not applied until mcpd restarts:") && text.contains("gateway.listen"),
         "the operator is told the listen address needs a restart: {text}"
     );
+    assert!(!text.contains("configuration errors"), "{text}");
     assert_eq!(origin_ok().await, 200, "allowed_origins applied live");
     assert_eq!(daemon.initialize("alpha", Some(&old_token)).await, 401);
     let new_token = daemon.token(&["alpha"]);

@@ -115,15 +115,38 @@ impl ServerEntry {
 }
 
 /// Every configured server by name, plus the errors of the last configuration load.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Directory {
     servers: ArcSwap<BTreeMap<String, Arc<ServerEntry>>>,
     config_errors: ArcSwap<Vec<ConfigError>>,
+    /// Marked on every change of a server's state, of the set of servers, or of the errors:
+    /// what the counts of [`Directory::subscribe`]rs (systemd's `STATUS=`) follow.
+    changes: tokio::sync::watch::Sender<()>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory {
+            servers: ArcSwap::default(),
+            config_errors: ArcSwap::default(),
+            changes: tokio::sync::watch::Sender::new(()),
+        }
+    }
 }
 
 impl Directory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Says that a server changed state (supervisor only).
+    pub fn state_changed(&self) {
+        self.changes.send_replace(());
+    }
+
+    /// A receiver woken after each change of a state, of the set of servers or of the errors.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
     }
 
     /// The entry of `name`, if configured. Lock-free; called on every gateway request.
@@ -139,6 +162,7 @@ impl Directory {
     /// Replaces the whole map (supervisor only, on configuration changes).
     pub fn replace(&self, servers: BTreeMap<String, Arc<ServerEntry>>) {
         self.servers.store(Arc::new(servers));
+        self.state_changed();
     }
 
     pub fn config_errors(&self) -> Arc<Vec<ConfigError>> {
@@ -147,5 +171,6 @@ impl Directory {
 
     pub fn set_config_errors(&self, errors: Vec<ConfigError>) {
         self.config_errors.store(Arc::new(errors));
+        self.state_changed();
     }
 }

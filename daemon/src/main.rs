@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Validate all configuration offline, print the servers found or every error, and exit.
     Check,
+    /// Started by mcpd itself (one per daemon): kills the server process groups listed on
+    /// standard input once it closes, that is once the daemon is gone.
+    Reaper,
 }
 
 fn main() -> ExitCode {
@@ -46,13 +49,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some(Command::Reaper) => {
+            reap();
+            ExitCode::SUCCESS
+        }
         None => serve(cli.config.as_deref()),
     }
+}
+
+/// `mcpd reaper`: the stop signals are for the daemon; the reaper ends when its input does.
+fn reap() {
+    use nix::sys::signal::{SigHandler, Signal, signal as set_handler};
+    for stop in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { set_handler(stop, SigHandler::SigIgn) };
+    }
+    mcpd::supervisor::reaper::run(std::io::stdin().lock());
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 fn serve(explicit: Option<&Path>) -> ExitCode {
     init_logging();
+    match std::env::current_exe() {
+        Ok(program) => mcpd::supervisor::reaper::use_program(program),
+        Err(error) => tracing::warn!(%error, "cannot find the mcpd binary to run `mcpd reaper`: \
+            processes forked by servers may outlive a daemon that is killed"),
+    }
     raise_fd_limit();
     let path = mcpd::config::find_daemon_config(explicit);
     let config = match mcpd::config::load(path.as_deref()) {

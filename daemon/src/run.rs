@@ -15,6 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use mcpd_protocol::RESTART_NOTICE;
+
 use crate::config::{self, Config, ConfigError, DaemonConfig};
 use crate::control::{self, ControlContext, ControlListener, ReloadOutcome, Reloader};
 use crate::gateway::{self, Authenticator, GatewayContext, GatewayOptions};
@@ -121,6 +123,12 @@ pub async fn run(
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
 
     notifier.ready(&status_line(&supervisor));
+    // STATUS= follows the servers' states from here on (the reload path sends its own too).
+    let status_task = tokio::spawn(crate::systemd::follow_status(
+        directory.clone(),
+        crate::systemd::STATUS_INTERVAL,
+        move |line| notifier.status(line),
+    ));
     tracing::info!(
         gateway = %daemon.gateway.listen,
         socket = %daemon.control.socket.display(),
@@ -135,7 +143,6 @@ pub async fn run(
                 if let Err(error) = reloader.reload_now(false).await {
                     tracing::error!(%error, "reload failed");
                 }
-                notifier.status(&status_line(&supervisor));
             }
             Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading");
@@ -147,6 +154,7 @@ pub async fn run(
         }
     }
 
+    status_task.abort();
     notifier.stopping();
     tracing::info!("shutting down: stopping servers");
     gateway_stop.cancel();
@@ -173,17 +181,7 @@ fn gateway_workers() -> usize {
 }
 
 fn status_line(supervisor: &Supervisor) -> String {
-    let all = supervisor.directory().all();
-    let running = all
-        .values()
-        .filter(|entry| entry.status.load().state == crate::directory::ServerState::Running)
-        .count();
-    let errors = supervisor.directory().config_errors().len();
-    let mut line = format!("{running}/{} servers running", all.len());
-    if errors > 0 {
-        line.push_str(&format!(", {errors} configuration errors"));
-    }
-    line
+    crate::systemd::directory_status(supervisor.directory())
 }
 
 /// The one reload path: re-reads `mcpd.yaml` and every server file, applies what can change
@@ -336,8 +334,6 @@ fn apply_live_settings(
 }
 
 /// The start of the message of a [`restart_notice`].
-const RESTART_NOTICE: &str = "changed in the daemon file but not applied until mcpd restarts";
-
 /// A notice, shown like a configuration error (`mcpctl reload`, `mcpctl status`, the log),
 /// that settings in the daemon file differ from the running ones until the daemon restarts.
 fn restart_notice(daemon: &DaemonConfig, pending: &[&str]) -> Option<ConfigError> {

@@ -123,6 +123,17 @@ pub struct ConfigErrorInfo {
     pub hint: Option<String>,
 }
 
+/// How the message of a restart notice starts: a configuration entry that is not an error but
+/// says settings of the daemon file wait for a restart. A reload with only notices succeeded.
+pub const RESTART_NOTICE: &str = "changed in the daemon file but not applied until mcpd restarts";
+
+impl ConfigErrorInfo {
+    /// True for a restart notice (see [`RESTART_NOTICE`]), false for a real error.
+    pub fn is_restart_notice(&self) -> bool {
+        self.message.starts_with(RESTART_NOTICE)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub servers: Vec<ServerInfo>,

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use mcpd_protocol::{
-    ActionsReply, PlanAction, ReloadRequest, Request, Response, RestartRequest, RestartTarget,
-    StartRequest, StopRequest, TokenRequest,
+    ActionsReply, ConfigErrorInfo, PlanAction, ReloadRequest, Request, Response, RestartRequest,
+    RestartTarget, StartRequest, StopRequest, TokenRequest,
 };
 
 use super::{CommandResult, Outcome, Output, config_errors_text, one_line};
@@ -91,7 +91,14 @@ pub(super) async fn reload(
         Response::Reload(reply) => reply,
         other => return Err(unexpected(other).into()),
     };
-    let ok = reply.config_errors.is_empty();
+    // Restart notices are shown but are not errors: `systemctl reload` (ExecReload=mcpctl
+    // reload) succeeds when the only news is that some settings wait for a restart.
+    let (notices, errors): (Vec<_>, Vec<_>) = reply
+        .config_errors
+        .iter()
+        .cloned()
+        .partition(ConfigErrorInfo::is_restart_notice);
+    let ok = errors.is_empty();
     if out.json {
         out.json(&reply)?;
         return Ok(Outcome::from_ok(ok));
@@ -120,9 +127,13 @@ pub(super) async fn reload(
             if unchanged == 1 { "" } else { "s" }
         ))?;
     }
+    if !notices.is_empty() {
+        out.text("\nnot applied until mcpd restarts:\n")?;
+        out.text(&config_errors_text(&notices))?;
+    }
     if !ok {
         out.text("\nconfiguration errors (these files keep their previous servers):\n")?;
-        out.text(&config_errors_text(&reply.config_errors))?;
+        out.text(&config_errors_text(&errors))?;
     }
     Ok(Outcome::from_ok(ok))
 }

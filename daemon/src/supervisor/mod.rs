@@ -4,12 +4,12 @@
 //! This file is the public handle the rest of the daemon uses. The pieces behind it: the pure
 //! lifecycle state machine, spawning, probes, backoff and log capture.
 
-mod leftovers;
 mod lifecycle;
 mod log_mode;
 mod logs;
 mod plan;
 mod probe;
+pub mod reaper;
 mod server;
 mod spawn;
 #[cfg(test)]
@@ -117,8 +117,9 @@ impl Default for SupervisorOptions {
 /// What every server task shares.
 pub(crate) struct Shared {
     spawner: Spawner,
+    /// The same as `Inner::directory`: a server task says there when its state changes.
+    directory: Arc<Directory>,
     ports: Mutex<PortAllocator>,
-    groups: leftovers::GroupRecords,
     prober: Arc<dyn Prober>,
     jitter: Jitter,
     options: SupervisorOptions,
@@ -174,18 +175,16 @@ impl Supervisor {
                 None
             }
         };
-        // Before ports are assigned: what a killed predecessor left would hold them.
-        let groups = leftovers::GroupRecords::new(&daemon.state_dir);
-        groups.sweep();
         let mut ports = PortAllocator::load(&daemon.state_dir, daemon.port_range);
         for name in ports.assign(&services.servers) {
             tracing::error!(server = %name, range = %daemon.port_range, "no free port left for the server");
         }
         ports.persist();
+        let directory = Arc::new(Directory::new());
         let shared = Arc::new(Shared {
             spawner,
+            directory: directory.clone(),
             ports: Mutex::new(ports),
-            groups,
             prober: options.prober.clone(),
             jitter: options.jitter.clone(),
             options,
@@ -193,7 +192,7 @@ impl Supervisor {
         });
         let supervisor = Supervisor {
             inner: Arc::new(Inner {
-                directory: Arc::new(Directory::new()),
+                directory,
                 shared,
                 servers: Mutex::new(BTreeMap::new()),
                 log_files,

@@ -233,9 +233,6 @@ impl ServerTask {
                 let pid = child.id();
                 self.pid = pid;
                 self.pgid = pid;
-                if let Some(pid) = pid {
-                    self.shared.groups.record(&self.name, pid);
-                }
                 self.port = Some(port);
                 self.started_at = Some(SystemTime::now());
                 let pipes = [
@@ -426,7 +423,6 @@ impl ServerTask {
                 if let Some(pgid) = self.pgid.take() {
                     signal_group(pgid, Signal::SIGKILL);
                     self.shared.spawner.released(pgid);
-                    self.shared.groups.clear(&self.name);
                 }
                 self.stop_deadline = None;
             }
@@ -551,6 +547,9 @@ impl ServerTask {
             last_probe: self.last_probe,
         };
         self.entry.status.store(Arc::new(status));
+        if state != before {
+            self.shared.directory.state_changed();
+        }
     }
 }
 

@@ -7,9 +7,9 @@
 //! them; nothing here calls `waitpid(-1)`).
 //!
 //! `PR_SET_PDEATHSIG` reaches only the direct child, not the processes it forked. So the
-//! spawner thread also keeps a [`Reaper`]: a tiny `/bin/sh` process, outside the daemon's
-//! process group, that knows every live server process group and SIGKILLs those left when
-//! the daemon dies without stopping them (SIGKILL, a crash).
+//! spawner thread also keeps the reaper (`reaper.rs`, the process `mcpd reaper`), told of
+//! every live server process group, which SIGKILLs those left when the daemon dies without
+//! stopping them (SIGKILL, a crash).
 
 use std::io;
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ use std::sync::mpsc as std_mpsc;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use super::reaper::Reaper;
 use crate::config::ServerConfig;
 
 /// Variables taken from the daemon's own environment when set.
@@ -179,13 +180,13 @@ impl Spawner {
                             if let (Ok(child), Some(reaper)) = (&child, reaper.as_mut())
                                 && let Some(pgid) = child.id()
                             {
-                                reaper.tell('+', pgid);
+                                reaper.started(pgid, &spec.name);
                             }
                             let _ = reply.send(child);
                         }
                         Job::Released(pgid) => {
                             if let Some(reaper) = reaper.as_mut() {
-                                reaper.tell('-', pgid);
+                                reaper.released(pgid);
                             }
                         }
                     }
@@ -217,77 +218,6 @@ impl Spawner {
     /// the reaper no longer kills it (its number may be reused).
     pub fn released(&self, pgid: u32) {
         let _ = self.jobs.send(Job::Released(pgid));
-    }
-}
-
-/// What the reaper runs: it reads `+PGID` / `-PGID` lines, and at end of input (the daemon
-/// exited or dropped the spawner) kills every group still listed.
-const REAPER_SCRIPT: &str = r#"trap '' HUP INT TERM
-groups=' '
-while read -r line; do
-    case "$line" in
-        +*) groups="$groups${line#+} " ;;
-        -*) kept=' '
-            for group in $groups; do
-                [ "$group" = "${line#-}" ] || kept="$kept$group "
-            done
-            groups=$kept ;;
-    esac
-done
-for group in $groups; do kill -9 "-$group" 2>/dev/null; done
-"#;
-
-/// The process that kills server process groups the daemon leaves behind; see the module doc.
-struct Reaper {
-    child: std::process::Child,
-    input: Option<std::process::ChildStdin>,
-}
-
-impl Reaper {
-    /// Starts the reaper; without `/bin/sh` the daemon runs without one (and says so).
-    fn start() -> Option<Reaper> {
-        use std::os::unix::process::CommandExt;
-        let started = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(REAPER_SCRIPT)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        match started {
-            Ok(mut child) => {
-                let input = child.stdin.take();
-                Some(Reaper { child, input })
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot start the reaper (/bin/sh): processes forked \
-                    by servers may outlive a daemon that is killed");
-                None
-            }
-        }
-    }
-
-    fn tell(&mut self, sign: char, pgid: u32) {
-        use std::io::Write;
-        if let Some(input) = self.input.as_mut()
-            && let Err(err) = writeln!(input, "{sign}{pgid}")
-        {
-            tracing::warn!(error = %err, "the reaper is gone: processes forked by servers may \
-                outlive a daemon that is killed");
-            self.input = None;
-        }
-    }
-
-    fn is_broken(&self) -> bool {
-        self.input.is_none()
-    }
-
-    /// Closes its input (it kills what is still listed and exits) and reaps it.
-    fn finish(mut self) {
-        drop(self.input.take());
-        let _ = self.child.wait();
     }
 }
 
