@@ -165,7 +165,7 @@ async fn reloads(daemon: &OpsDaemon) -> f64 {
 }
 
 #[tokio::test]
-async fn a_burst_of_writes_is_one_or_two_reloads() {
+async fn a_burst_of_writes_is_folded_into_few_reloads() {
     let daemon = OpsDaemon::start(&[("a.yaml", echo_file("alpha", ""))]).await;
     daemon.wait_running("alpha").await;
     let before = reloads(&daemon).await;
@@ -182,10 +182,14 @@ async fn a_burst_of_writes_is_one_or_two_reloads() {
             .is_some_and(|e| e["description"] == "v99")
     })
     .await;
-    // Give any straggling reload time to happen before counting.
+    // Give any straggling reload time to happen before counting. Exactly how a burst folds
+    // (one request per quiet period, at most MAX_DELAY after its first change) is
+    // `watch::tests::bursts_fold_into_one_request`'s to check with the clock as a parameter;
+    // here a writer descheduled for longer than the quiet period may split the burst, so the
+    // check is that the 100 writes were folded, not reloaded one by one.
     let more = tokio::time::timeout(QUIET, async {
         loop {
-            if reloads(&daemon).await - before > 2.0 {
+            if reloads(&daemon).await - before > 10.0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -194,7 +198,7 @@ async fn a_burst_of_writes_is_one_or_two_reloads() {
     .await;
     let count = reloads(&daemon).await - before;
     assert!(
-        more.is_err() && (1.0..=2.0).contains(&count),
+        more.is_err() && (1.0..=10.0).contains(&count),
         "100 writes gave {count} reloads"
     );
 }
