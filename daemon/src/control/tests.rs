@@ -59,6 +59,7 @@ fn daemon_config(dir: &Path, mode: u32) -> DaemonConfig {
             public_host: "localhost:8080".into(),
             allowed_origins: vec![],
             allowed_hosts: vec![],
+            trusted_proxies: Vec::new(),
             max_body: 4 << 20,
         },
         control: ControlConfig {

@@ -72,6 +72,7 @@ pub fn daemon_config(dir: &Path, range: PortRange) -> DaemonConfig {
             public_host: "localhost:8080".into(),
             allowed_origins: vec![],
             allowed_hosts: vec![],
+            trusted_proxies: Vec::new(),
             max_body: 4 << 20,
         },
         control: ControlConfig {

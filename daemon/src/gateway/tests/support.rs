@@ -62,6 +62,7 @@ pub fn daemon_config(dir: &Path, auth: AuthConfig) -> DaemonConfig {
             public_host: "localhost:8080".into(),
             allowed_origins: vec!["https://app.example.com".into()],
             allowed_hosts: vec!["mcp.internal".into()],
+            trusted_proxies: Vec::new(),
             max_body: 1024,
         },
         control: ControlConfig {
