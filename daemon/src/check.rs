@@ -62,6 +62,11 @@ pub fn render(
                 })
                 .collect();
             table(&mut text, ["NAME", "PORT", "BINARY", "OAUTH"], &rows);
+            for server in config.services.servers.values() {
+                if let Some(warning) = config::oauth_warning(&server.name, &server.oauth) {
+                    let _ = writeln!(text, "warning: {warning}");
+                }
+            }
             let count = rows.len();
             let plural = if count == 1 { "" } else { "s" };
             let _ = writeln!(text, "\nconfiguration OK: {count} server{plural}");
