@@ -1,6 +1,7 @@
 //! End-to-end tests that run the real binaries. One test target; each concern is a module.
 
 mod abuse;
+mod abuse_headers;
 mod bench_smoke;
 mod control;
 mod echo;
