@@ -184,6 +184,34 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_admits_any_token_is_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mcp")).unwrap();
+        std::fs::write(dir.path().join("mcpd.yaml"), "services_dir: mcp\n").unwrap();
+        std::fs::write(
+            dir.path().join("mcp/servers.yaml"),
+            "mcp_servers:\n  open:\n    binary: /bin/sh\n    oauth: {required: true}\n",
+        )
+        .unwrap();
+        let report = check_in(
+            Some(Path::new("mcpd.yaml")),
+            &env(dir.path()),
+            Path::new("/nonexistent"),
+            &config::resolve_binary,
+        );
+        assert!(report.ok, "{}", report.text);
+        assert!(
+            report.text.contains(
+                "open  auto  /bin/sh  required (scopes: any; aud: mcp)\n\
+                 warning: server open: oauth.required with no oauth.scopes admits any valid \
+                 token for audience mcp\n"
+            ),
+            "{}",
+            report.text
+        );
+    }
+
+    #[test]
     fn an_invalid_configuration_prints_every_error_with_its_position() {
         let dir = tempfile::tempdir().unwrap();
         let services = dir.path().join("services/mcp");
