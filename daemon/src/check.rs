@@ -62,6 +62,11 @@ pub fn render(
                 })
                 .collect();
             table(&mut text, ["NAME", "PORT", "BINARY", "OAUTH"], &rows);
+            for server in config.services.servers.values() {
+                if let Some(warning) = config::oauth_warning(&server.name, &server.oauth) {
+                    let _ = writeln!(text, "warning: {warning}");
+                }
+            }
             let count = rows.len();
             let plural = if count == 1 { "" } else { "s" };
             let _ = writeln!(text, "\nconfiguration OK: {count} server{plural}");
@@ -175,6 +180,34 @@ mod tests {
              secure  5010  /bin/sh  required (scopes: admin,ops; aud: mcp)\n\
              \n\
              configuration OK: 2 servers\n"
+        );
+    }
+
+    #[test]
+    fn a_server_that_admits_any_token_is_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mcp")).unwrap();
+        std::fs::write(dir.path().join("mcpd.yaml"), "services_dir: mcp\n").unwrap();
+        std::fs::write(
+            dir.path().join("mcp/servers.yaml"),
+            "mcp_servers:\n  open:\n    binary: /bin/sh\n    oauth: {required: true}\n",
+        )
+        .unwrap();
+        let report = check_in(
+            Some(Path::new("mcpd.yaml")),
+            &env(dir.path()),
+            Path::new("/nonexistent"),
+            &config::resolve_binary,
+        );
+        assert!(report.ok, "{}", report.text);
+        assert!(
+            report.text.contains(
+                "open  auto  /bin/sh  required (scopes: any; aud: mcp)\n\
+                 warning: server open: oauth.required with no oauth.scopes admits any valid \
+                 token for audience mcp\n"
+            ),
+            "{}",
+            report.text
         );
     }
 

@@ -59,6 +59,15 @@ impl Listeners {
     }
 }
 
+/// Logs what is allowed but worth a second look in the server files (see `mcpd check`).
+fn warn_about(services: &config::Services) {
+    for server in services.servers.values() {
+        if let Some(warning) = config::oauth_warning(&server.name, &server.oauth) {
+            tracing::warn!("{warning}");
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` is cancelled, then stops every server and returns.
 ///
 /// Reloads come from changes in `services_dir`, SIGHUP and `mcpctl reload`; they all take the
@@ -70,6 +79,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let notifier = Notifier;
     let Config { daemon, services } = config;
+    warn_about(&services);
     let supervisor = Supervisor::start(&daemon, services)?;
     let directory = supervisor.directory().clone();
     let metrics = Arc::new(Metrics::new(directory.clone()));
@@ -242,6 +252,9 @@ impl DaemonReloader {
                 .await
                 .map_err(|e| format!("reading the server files failed: {e}"))?;
         errors.extend(services.errors.iter().cloned());
+        if !dry_run {
+            warn_about(&services);
+        }
         for error in errors.iter().filter(|e| !is_restart_notice(e)) {
             // Quotes keys and values from files that packages may install.
             let error = mcpd_protocol::terminal::Escaped(&error.to_string()).to_string();

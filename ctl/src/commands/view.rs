@@ -158,7 +158,11 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         ("oauth required", reply.oauth_required.to_string()),
     ];
     if reply.oauth_required {
-        lines.push(("oauth scopes", reply.oauth_scopes.join(" ")));
+        let scopes = match reply.oauth_scopes.join(" ") {
+            none if none.is_empty() => "none: any valid token passes (warning)".to_owned(),
+            scopes => scopes,
+        };
+        lines.push(("oauth scopes", scopes));
         lines.push(("oauth audience", reply.oauth_audience.clone()));
         lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
     }

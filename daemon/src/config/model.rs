@@ -5,7 +5,7 @@
 //! except tests.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ pub struct GatewayConfig {
     pub public_host: String,
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
+    /// Peers whose `Forwarded`, `X-Forwarded-*` and `X-Real-IP` headers are kept.
+    pub trusted_proxies: Vec<IpNet>,
     /// Largest request body accepted, in bytes.
     pub max_body: u64,
     /// Timeouts and caps that protect the daemon from slow or greedy clients.
@@ -114,6 +116,79 @@ impl Default for GatewayLimits {
             max_upstream_per_server: None,
             upstream_wait: Duration::from_secs(5),
         }
+    }
+}
+
+impl GatewayConfig {
+    /// True when `peer` is in `trusted_proxies`.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(peer))
+    }
+}
+
+/// An IP network, `address/prefix` (a single address is a network of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `10.0.0.0/8`, `fd00::/8`, `192.0.2.7` or `::1`; host bits must be zero.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max && prefix.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| format!("\"{text}\": the prefix length must be 0 to {max}"))?,
+        };
+        let net = IpNet { addr, prefix };
+        if net.masked(addr) != addr {
+            return Err(format!(
+                "\"{text}\" has bits set after the prefix; write the network address"
+            ));
+        }
+        Ok(net)
+    }
+
+    fn masked(&self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(ip) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(ip) & mask))
+            }
+            IpAddr::V6(ip) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(ip) & mask))
+            }
+        }
+    }
+
+    /// True when `addr` is in this network (an IPv4-mapped IPv6 peer counts as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        addr.is_ipv4() == self.addr.is_ipv4() && self.masked(addr) == self.addr
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -215,6 +290,24 @@ pub struct OAuthConfig {
     pub scopes: Vec<String>,
     pub audience: String,
     pub client_id: Option<String>,
+}
+
+impl OAuthConfig {
+    /// `required` with no `scopes`: any valid token for the audience passes. Allowed, but
+    /// said out loud (`mcpd check`, the daemon log, `mcpctl show`).
+    pub fn admits_any_scope(&self) -> bool {
+        self.required && self.scopes.is_empty()
+    }
+}
+
+/// The warning for a server whose `oauth` admits any valid token, if it does.
+pub fn oauth_warning(name: &str, oauth: &OAuthConfig) -> Option<String> {
+    oauth.admits_any_scope().then(|| {
+        format!(
+            "server {name}: oauth.required with no oauth.scopes admits any valid token for audience {}",
+            oauth.audience
+        )
+    })
 }
 
 /// One MCP server from a server file.

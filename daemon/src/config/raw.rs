@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::model::{GatewayLimits, RestartPolicy, Rotation};
+use super::model::{GatewayLimits, IpNet, RestartPolicy, Rotation};
 
 /// The daemon file `mcpd.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +36,7 @@ pub struct RawGateway {
     pub public_url: Option<PublicUrl>,
     pub allowed_origins: Option<Vec<String>>,
     pub allowed_hosts: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_body: Option<Size>,
     pub header_timeout: Option<Positive<Dur>>,
     pub idle_timeout: Option<Positive<Dur>>,
@@ -389,6 +390,16 @@ from_str_scalar!(Listen, "an address such as \"127.0.0.1:8080\"", |text| {
         .map(Listen)
         .map_err(|_| format!("invalid listen address \"{text}\": expected IP:PORT"))
 });
+
+/// One entry of `gateway.trusted_proxies`: an IP address or CIDR network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy(pub IpNet);
+
+from_str_scalar!(
+    TrustedProxy,
+    "an IP address or CIDR network such as \"10.0.0.0/8\"",
+    |text| IpNet::parse(text).map(TrustedProxy)
+);
 
 /// `gateway.public_url`: an http(s) URL, kept without its trailing slash, plus its host[:port].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,6 +30,7 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
             public_host: "localhost:8080".into(),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_body: 4 << 20,
             limits: Default::default(),
         },

@@ -1,6 +1,7 @@
 //! Bearer-token checks for servers with `oauth.required`: loading verification keys, verifying
-//! a JWT once (signature, `exp`, `nbf`, `iss`, `aud` present) with a verified-token cache, and
-//! the per-server checks (audience, scope, client) that run on the cached claims every request.
+//! a JWT once (no `crit` extension, signature, `exp`, `nbf`, `iss` one string, `aud` present)
+//! with a verified-token cache, and the per-server checks (audience, scope, client) that run on
+//! the cached claims every request.
 //!
 //! Tokens are never logged: errors carry a reason, not the token.
 
@@ -71,6 +72,8 @@ pub enum TokenError {
     MissingClaim,
     #[error("token claims are invalid")]
     InvalidClaims,
+    #[error("token header lists critical extensions (crit) that are not understood")]
+    CriticalExtension,
 }
 
 impl TokenError {
@@ -85,6 +88,7 @@ impl TokenError {
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::MissingClaim => "missing_claim",
             TokenError::InvalidClaims => "invalid_claims",
+            TokenError::CriticalExtension => "unknown_crit",
         }
     }
 
@@ -92,7 +96,7 @@ impl TokenError {
     /// verified says more than a signature mismatch with another key.
     fn rank(self) -> u8 {
         match self {
-            TokenError::Malformed | TokenError::NoMatchingKey => 0,
+            TokenError::Malformed | TokenError::NoMatchingKey | TokenError::CriticalExtension => 0,
             TokenError::BadSignature => 1,
             _ => 2,
         }
@@ -213,6 +217,9 @@ struct RawClaims {
     client_id: Option<String>,
     azp: Option<String>,
     exp: f64,
+    /// Only its shape is looked at here (its value is checked by jsonwebtoken).
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
 }
 
 impl RawClaims {
@@ -267,6 +274,8 @@ impl std::fmt::Debug for VerifyKey {
 pub struct Authenticator {
     keys: Vec<VerifyKey>,
     leeway: u64,
+    /// `auth.issuer` is set: `iss` must then be that one string (an array is refused).
+    issuer_required: bool,
     cache: TokenCache,
 }
 
@@ -289,6 +298,7 @@ impl Authenticator {
         Ok(Authenticator {
             keys,
             leeway,
+            issuer_required: config.issuer.is_some(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
         })
     }
@@ -312,6 +322,11 @@ impl Authenticator {
             return Ok(claims);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // RFC 7515 section 4.1.11: mcpd understands no JWS extension, so a token that lists
+        // any in `crit` (or lists none: `[]` is forbidden too) must not be accepted.
+        if header.crit.is_some() {
+            return Err(TokenError::CriticalExtension);
+        }
         let mut best = TokenError::NoMatchingKey;
         let candidates = self.keys.iter().filter(|key| {
             key.validation.algorithms.contains(&header.alg)
@@ -323,6 +338,13 @@ impl Authenticator {
         for key in candidates {
             match jsonwebtoken::decode::<RawClaims>(token, &key.key, &key.validation) {
                 Ok(data) => {
+                    // jsonwebtoken accepts an `iss` array that contains the issuer; one
+                    // issuer is one string (RFC 7519 section 4.1.1).
+                    if self.issuer_required
+                        && !matches!(data.claims.iss, Some(serde_json::Value::String(_)))
+                    {
+                        return Err(TokenError::WrongIssuer);
+                    }
                     let claims = Arc::new(data.claims.into_claims());
                     let until = claims.expires_at.saturating_add(self.leeway);
                     self.cache.insert(hash, claims.clone(), until, now);

@@ -1,52 +1,73 @@
 //! DNS-rebinding protection: which `Host` and `Origin` values the gateway answers.
 //!
-//! Host: `public_url`'s host, the configured listen address and the address actually bound,
-//! localhost/127.0.0.1/[::1] on any port, and `gateway.allowed_hosts`. An entry written
-//! without a port matches that host on any port.
+//! Host (already parsed by `authority`; a value that does not parse is refused with 400
+//! before): `public_url`'s host, the configured listen address and the address actually
+//! bound, localhost/127.0.0.1/[::1] on any port, and `gateway.allowed_hosts`. An entry
+//! written without a port matches that host on any port.
 //!
 //! Origin: absent passes (not a browser); otherwise it must be listed in
 //! `gateway.allowed_origins` (`*` allows any), or be `public_url`'s own origin.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use http::Version;
+use http::header::{HOST, HeaderMap};
+
+use super::authority::{self, Authority, Host};
 use crate::config::GatewayConfig;
 
-/// Splits `host[:port]` (IPv6 in brackets) into host and port.
-fn split_host_port(value: &str) -> (&str, Option<&str>) {
-    if value.starts_with('[') {
-        return match value.find(']') {
-            Some(end) => {
-                let (host, rest) = value.split_at(end + 1);
-                (host, rest.strip_prefix(':'))
-            }
-            None => (value, None),
-        };
+/// The host a request names, before parsing: the request target's authority when it has one
+/// (an absolute-form target in HTTP/1.1, RFC 9112 section 3.2.2; `:authority` in HTTP/2),
+/// else the single `Host` header. Errors (answered 400) for two `Host` headers, a `Host`
+/// that is not visible ASCII, an HTTP/2 `host` that differs from `:authority`, or no host.
+pub fn request_host<'a>(
+    version: Version,
+    target_authority: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Result<&'a str, &'static str> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
     }
-    match value.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (value, None),
+    let header = header
+        .map(|value| value.to_str().map_err(|_| "Host is not visible ASCII"))
+        .transpose()?;
+    match (target_authority, header) {
+        (Some(authority), Some(header))
+            if version == Version::HTTP_2 && !authority.eq_ignore_ascii_case(header) =>
+        {
+            Err("the host header differs from :authority")
+        }
+        (Some(authority), _) => Ok(authority),
+        (None, Some(header)) => Ok(header),
+        (None, None) => Err("a Host header is required"),
     }
 }
 
-/// True when `value` (a Host header) matches `entry` (a configured host, port optional).
-fn host_matches(entry: &str, value: &str) -> bool {
-    let (entry_host, entry_port) = split_host_port(entry);
-    let (host, port) = split_host_port(value);
-    entry_host.eq_ignore_ascii_case(host) && (entry_port.is_none() || entry_port == port)
+/// True when `value` matches `entry` (a configured host, port optional). An entry that does
+/// not follow the Host grammar matches nothing.
+fn host_matches(entry: &str, value: &Authority<'_>) -> bool {
+    authority::parse(entry).is_ok_and(|entry| {
+        entry.host.same(&value.host) && (entry.port.is_none() || entry.port == value.port)
+    })
 }
 
-pub fn host_allowed(host: &str, gateway: &GatewayConfig, bound: SocketAddr) -> bool {
-    let (name, _) = split_host_port(host);
-    if ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|local| name.eq_ignore_ascii_case(local))
-    {
+/// True when `host` (already parsed by the Host grammar) is one the gateway answers.
+pub fn host_allowed(host: &Authority<'_>, gateway: &GatewayConfig, bound: SocketAddr) -> bool {
+    let local = match host.host {
+        Host::Ip(ip) => ip == Ipv4Addr::LOCALHOST || ip == Ipv6Addr::LOCALHOST,
+        Host::Name(name) => name.eq_ignore_ascii_case("localhost"),
+        Host::Future(_) => false,
+    };
+    if local {
         return true;
     }
-    if let Ok(addr) = host.parse::<SocketAddr>()
-        && (addr == gateway.listen || addr == bound)
-    {
-        return true;
+    if let (Host::Ip(ip), Some(port)) = (host.host, host.port) {
+        let addr = SocketAddr::new(ip, port);
+        if addr == gateway.listen || addr == bound {
+            return true;
+        }
     }
     host_matches(&gateway.public_host, host)
         || gateway
@@ -83,6 +104,7 @@ mod tests {
             public_host: "mcp.example.com".into(),
             allowed_origins: vec!["https://app.example.com".into()],
             allowed_hosts: vec!["gw.internal:9000".into(), "alias.example.com".into()],
+            trusted_proxies: Vec::new(),
             max_body: 1024,
             limits: Default::default(),
         }
@@ -104,7 +126,8 @@ mod tests {
             "gw.internal:9000",
             "alias.example.com:81",
         ] {
-            assert!(host_allowed(ok, &gw, bound), "{ok} should pass");
+            let host = authority::parse(ok).unwrap();
+            assert!(host_allowed(&host, &gw, bound), "{ok} should pass");
         }
         for bad in [
             "evil.com",
@@ -115,10 +138,49 @@ mod tests {
             "gw.internal:9001",
             "gw.internal",
             "[::2]:80",
-            "",
+            "127.0.0.2",
+            "[::ffff:127.0.0.1]",
+            "%6cocalhost",
+            "localhost.",
         ] {
-            assert!(!host_allowed(bad, &gw, bound), "{bad} should fail");
+            let host = authority::parse(bad).unwrap();
+            assert!(!host_allowed(&host, &gw, bound), "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn the_host_a_request_names() {
+        let headers = |hosts: &[&str]| {
+            let mut map = HeaderMap::new();
+            for host in hosts {
+                map.append(HOST, host.parse().unwrap());
+            }
+            map
+        };
+        let h1 = Version::HTTP_11;
+        let h2 = Version::HTTP_2;
+        assert_eq!(request_host(h1, None, &headers(&["a:1"])), Ok("a:1"));
+        assert!(request_host(h1, None, &headers(&["a", "a"])).is_err());
+        assert!(request_host(h1, None, &headers(&["localhost", "evil.com"])).is_err());
+        assert!(request_host(h1, None, &headers(&[])).is_err());
+        assert!(request_host(h1, Some("x"), &headers(&["a", "b"])).is_err());
+        // Absolute form: the target's authority is the host, whatever Host says.
+        assert_eq!(
+            request_host(h1, Some("evil.com"), &headers(&["localhost"])),
+            Ok("evil.com")
+        );
+        assert_eq!(
+            request_host(h2, Some("Local:1"), &headers(&["local:1"])),
+            Ok("Local:1")
+        );
+        assert_eq!(
+            request_host(h2, Some("local:1"), &headers(&[])),
+            Ok("local:1")
+        );
+        assert!(request_host(h2, Some("localhost"), &headers(&["evil.com"])).is_err());
+        let mut binary = HeaderMap::new();
+        binary.insert(HOST, http::HeaderValue::from_bytes(b"l\xf6cal").unwrap());
+        assert!(request_host(h1, None, &binary).is_err());
     }
 
     #[test]

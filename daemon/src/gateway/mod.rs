@@ -12,19 +12,22 @@
 //! - `/healthz` answers any `Host`; every other route goes through the Host/Origin checks.
 //!   `public_url`'s own origin is always allowed, and `*` in `allowed_origins` allows any.
 //! - A disabled server is answered like an unknown one (404): it is not offered.
-//! - `access_token=` in the query string is refused with 400 (`error="invalid_request"` in
+//! - `access_token=` in the query string (in any spelling, `query`) is refused with 400 (`error="invalid_request"` in
 //!   the challenge for OAuth servers), even alongside a valid header: tokens in URLs leak
 //!   into logs and histories.
 //! - A token without `aud` (or, with `auth.issuer` set, without `iss`) is invalid (401); a
 //!   token whose `aud` lacks the server's audience is valid but not for this server (403).
 //! - An `Authorization` header that is not `Bearer` counts as no token (401 without `error`).
-//! - `X-Forwarded-Proto` is `public_url`'s scheme; `X-Forwarded-For` appends the peer.
+//! - Header policy (identity, `_` names, forwarding headers, `trusted_proxies`): `headers`.
 
 pub mod auth;
+pub mod authority;
 mod conn;
 mod guard;
+pub mod headers;
 mod limits;
 mod proxy;
+pub mod query;
 mod registry;
 mod response;
 mod router;

@@ -7,53 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, LengthLimitError, Limited};
 use tokio::sync::Notify;
 
 use super::auth::Claims;
 use super::conn::ClientBody;
+use super::headers::{
+    self, Forwarding, X_MCP_CLIENT_ID, X_MCP_SCOPES, X_MCP_SUBJECT, remove_hop_by_hop,
+};
 use super::response::{self, Body, UpstreamBody};
 use super::upstream::{Pool, UpstreamError};
-
-pub static X_MCP_SUBJECT: HeaderName = HeaderName::from_static("x-mcp-subject");
-pub static X_MCP_SCOPES: HeaderName = HeaderName::from_static("x-mcp-scopes");
-pub static X_MCP_CLIENT_ID: HeaderName = HeaderName::from_static("x-mcp-client-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-}
 
 /// Everything the proxy needs about one request besides the request itself.
 pub struct Upstream<'a> {
@@ -61,6 +26,10 @@ pub struct Upstream<'a> {
     pub port: u16,
     pub path: &'a str,
     pub peer: SocketAddr,
+    /// The host the client asked for, as checked by the router.
+    pub host: Option<HeaderValue>,
+    /// The peer is in `gateway.trusted_proxies` (its forwarding headers are kept).
+    pub trusted_peer: bool,
     /// `http` or `https`, from `public_url`: what the client used to reach the gateway.
     pub proto: &'static str,
     pub max_body: u64,
@@ -102,30 +71,17 @@ pub async fn forward(
             Some(server),
         );
     };
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-    });
-
     let headers = &mut parts.headers;
-    remove_hop_by_hop(headers);
-    for name in [
-        &header::AUTHORIZATION,
-        &X_MCP_SUBJECT,
-        &X_MCP_SCOPES,
-        &X_MCP_CLIENT_ID,
-        &X_FORWARDED_HOST,
-        &X_FORWARDED_PROTO,
-    ] {
-        headers.remove(name);
-    }
-    if let Some(host) = original_host {
-        headers.insert(&X_FORWARDED_HOST, host);
-    }
-    append_forwarded_for(headers, upstream.peer);
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(upstream.proto));
+    headers::filter_request(headers, upstream.trusted_peer);
+    headers::set_forwarding(
+        headers,
+        &Forwarding {
+            peer: upstream.peer.ip(),
+            host: upstream.host.as_ref(),
+            proto: upstream.proto,
+            trusted_peer: upstream.trusted_peer,
+        },
+    );
     if let Ok(host) = HeaderValue::try_from(format!("127.0.0.1:{}", upstream.port)) {
         headers.insert(header::HOST, host);
     }
@@ -207,20 +163,6 @@ fn too_large(server: &str) -> Response<Body> {
     )
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip();
-    let value = match headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.to_string(),
-    };
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(&X_FORWARDED_FOR, value);
-    }
-}
-
 fn caused_by_length_limit(err: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(err) = current {
@@ -230,28 +172,4 @@ fn caused_by_length_limit(err: &(dyn StdError + 'static)) -> bool {
         current = err.source();
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            "keep-alive, X-Custom-Hop".parse().unwrap(),
-        );
-        headers.insert("x-custom-hop", "1".parse().unwrap());
-        headers.insert("keep-alive", "timeout=5".parse().unwrap());
-        headers.insert(header::TE, "trailers".parse().unwrap());
-        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
-        headers.insert("proxy-connection", "keep-alive".parse().unwrap());
-        headers.insert("mcp-session-id", "abc".parse().unwrap());
-        remove_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1, "{headers:?}");
-        assert_eq!(headers["mcp-session-id"], "abc");
-    }
 }

@@ -5,17 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
 use super::auth::{self, Claims};
+use super::authority;
 use super::conn::ClientBody;
 use super::proxy::{self, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
 use super::upstream::Pool;
-use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard};
+use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query};
 use crate::config::OAuthConfig;
 use crate::directory::ServerState;
 use crate::metrics::ReasonLabel;
@@ -94,11 +95,14 @@ pub(super) async fn handle(
         _ => None,
     };
     // Health checks come from load balancers that may use any Host; the answer reveals nothing.
-    if !matches!(route, Route::Healthz)
-        && let Some(refusal) = check_rebinding(&live, bound, &request, server)
-    {
-        return refusal;
-    }
+    let host = if matches!(route, Route::Healthz) {
+        None
+    } else {
+        match check_rebinding(&live, bound, &request, server) {
+            Ok(host) => Some(host),
+            Err(refusal) => return *refusal,
+        }
+    };
 
     let is_get = matches!(*request.method(), Method::GET | Method::HEAD);
     match route {
@@ -131,7 +135,7 @@ pub(super) async fn handle(
         Route::Mcp(name) => {
             let name = name.to_owned();
             let started = Instant::now();
-            let mut response = mcp(shared, upstream, &live, peer, &name, request).await;
+            let mut response = mcp(shared, upstream, &live, peer, host, &name, request).await;
             record(shared, &name, &mut response, started);
             response
         }
@@ -139,40 +143,53 @@ pub(super) async fn handle(
     }
 }
 
-/// 403 when `Host` or `Origin` is not one the gateway answers (DNS-rebinding protection).
+/// The Host/Origin checks (DNS-rebinding protection): 400 when the host a request names is
+/// missing, doubled or not `uri-host [":" port]`, 403 when it is not one the gateway answers
+/// or when `Origin` is doubled or not allowed. Returns the checked host, as a header value.
 fn check_rebinding(
     live: &Live,
     bound: SocketAddr,
     request: &Request<ClientBody>,
     server: Option<&str>,
-) -> Option<Response<Body>> {
+) -> Result<HeaderValue, Box<Response<Body>>> {
     let gateway = &live.config.gateway;
-    let host = match request.headers().get(HOST) {
-        Some(value) => value.to_str().ok(),
-        None => request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str()),
-    };
-    if !host.is_some_and(|host| guard::host_allowed(host, gateway, bound)) {
-        return Some(response::error(
+    let authority = request.uri().authority().map(|a| a.as_str());
+    let host = guard::request_host(request.version(), authority, request.headers())
+        .map_err(|why| Box::new(response::error(StatusCode::BAD_REQUEST, why, server)))?;
+    let parsed = authority::parse(host).map_err(|err| {
+        Box::new(response::error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid Host: {err}"),
+            server,
+        ))
+    })?;
+    if !guard::host_allowed(&parsed, gateway, bound) {
+        return Err(Box::new(response::error(
             StatusCode::FORBIDDEN,
             "Host not allowed (add it to gateway.allowed_hosts)",
             server,
-        ));
+        )));
     }
-    if let Some(origin) = request.headers().get(ORIGIN)
-        && !origin
-            .to_str()
-            .is_ok_and(|origin| guard::origin_allowed(origin, gateway))
+    let mut origins = request.headers().get_all(ORIGIN).iter();
+    if let Some(origin) = origins.next()
+        && (origins.next().is_some()
+            || !origin
+                .to_str()
+                .is_ok_and(|origin| guard::origin_allowed(origin, gateway)))
     {
-        return Some(response::error(
+        return Err(Box::new(response::error(
             StatusCode::FORBIDDEN,
-            "Origin not allowed (add it to gateway.allowed_origins)",
+            "Origin not allowed (add it to gateway.allowed_origins; send one Origin)",
             server,
-        ));
+        )));
     }
-    None
+    HeaderValue::from_str(host).map_err(|_| {
+        Box::new(response::error(
+            StatusCode::BAD_REQUEST,
+            "invalid Host",
+            server,
+        ))
+    })
 }
 
 /// Counts the request, its time to response headers and, while it streams, its body.
@@ -206,6 +223,7 @@ async fn mcp(
     pool: &Arc<Pool>,
     live: &Live,
     peer: SocketAddr,
+    host: Option<HeaderValue>,
     name: &str,
     request: Request<ClientBody>,
 ) -> Response<Body> {
@@ -216,7 +234,7 @@ async fn mcp(
     if !config.enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
-    if has_query_token(request.uri().query()) {
+    if request.uri().query().is_some_and(query::has_access_token) {
         auth_failed(shared, "token_in_query");
         let message =
             "access tokens are not accepted in the query string; send Authorization: Bearer";
@@ -259,6 +277,8 @@ async fn mcp(
         port,
         path: &config.path,
         peer,
+        host,
+        trusted_peer: live.config.gateway.trusts(peer.ip()),
         proto: if public_url.starts_with("https:") {
             "https"
         } else {
@@ -271,15 +291,6 @@ async fn mcp(
         check_now: &entry.check_now,
     };
     proxy::forward(pool, upstream, request).await
-}
-
-/// True when the query string carries an `access_token` parameter.
-fn has_query_token(query: Option<&str>) -> bool {
-    query.is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some("access_token"))
-    })
 }
 
 /// The bearer token of `Authorization`: `None` when there is no bearer credential at all.
@@ -372,13 +383,5 @@ mod tests {
         ] {
             assert!(matches!(route(other), Route::NotFound), "{other}");
         }
-    }
-
-    #[test]
-    fn query_tokens() {
-        assert!(has_query_token(Some("access_token=abc")));
-        assert!(has_query_token(Some("a=1&access_token=abc")));
-        assert!(!has_query_token(Some("my_access_token=abc")));
-        assert!(!has_query_token(None));
     }
 }

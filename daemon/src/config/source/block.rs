@@ -124,6 +124,7 @@ fn field_hint(key: &str) -> Option<String> {
         | "scopes"
         | "allowed_origins"
         | "allowed_hosts"
+        | "trusted_proxies"
         | "env_passthrough"
         | "bin_dirs"
         | "authorization_servers" => "write a list, e.g. [a, b]",

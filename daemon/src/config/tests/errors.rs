@@ -610,3 +610,47 @@ fn errors_of_many_files_and_servers_are_reported_together() {
     expect_error(&errors, "mcp/b.yaml", 3, "invalid duration \"never\"");
     assert_eq!(errors.len(), 4, "{}", show(&errors));
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    let f = fixture();
+    f.write(
+        "mcpd.yaml",
+        "
+        services_dir: mcp
+        gateway:
+          trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"fd00::/8\", \"::1\"]
+        ",
+    );
+    let daemon = load_daemon_in(Some(&f.daemon_file()), &f.env).expect("valid");
+    let gateway = &daemon.gateway;
+    for trusted in ["10.1.2.3", "192.0.2.7", "fd12::1", "::1", "::ffff:10.9.9.9"] {
+        assert!(gateway.trusts(trusted.parse().unwrap()), "{trusted}");
+    }
+    for untrusted in ["11.0.0.1", "192.0.2.8", "fe80::1", "127.0.0.1", "::2"] {
+        assert!(!gateway.trusts(untrusted.parse().unwrap()), "{untrusted}");
+    }
+    for bad in [
+        "10.0.0.1/8",
+        "10.0.0.0/33",
+        "10.0.0.0/",
+        "10.0.0.0/+8",
+        "localhost",
+        "10.0.0.0/8/8",
+        "::/129",
+        "",
+    ] {
+        f.write(
+            "mcpd.yaml",
+            &format!("services_dir: mcp\ngateway:\n  trusted_proxies: [\"{bad}\"]\n"),
+        );
+        let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
+        assert!(
+            errors[0].line == Some(3) && errors[0].message.contains(bad),
+            "{bad:?}: {errors:?}"
+        );
+    }
+    let none = IpNet::parse("0.0.0.0/0").unwrap();
+    assert!(none.contains("203.0.113.1".parse().unwrap()));
+    assert!(!none.contains("2001:db8::1".parse().unwrap()));
+}

@@ -123,6 +123,12 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
             public_host: public_url.host,
             allowed_origins: gateway.allowed_origins.unwrap_or_default(),
             allowed_hosts: gateway.allowed_hosts.unwrap_or_default(),
+            trusted_proxies: gateway
+                .trusted_proxies
+                .unwrap_or_default()
+                .into_iter()
+                .map(|proxy| proxy.0)
+                .collect(),
             max_body: gateway.max_body.map_or(DEFAULT_MAX_BODY, |size| size.0),
         },
         control: ControlConfig {

@@ -340,6 +340,32 @@ async fn wrong_or_missing_issuer() {
         with_token(&s, "user", &sign(Signer::Hs, &c, None)).await,
         "user",
     );
+    // An array is not one issuer, even when it holds the right one (jsonwebtoken accepts it).
+    for iss in [
+        json!([ISSUER]),
+        json!([ISSUER, "https://other.test"]),
+        json!(1),
+    ] {
+        c["iss"] = iss;
+        assert_invalid_token(
+            with_token(&s, "user", &sign(Signer::Hs, &c, None)).await,
+            "user",
+        );
+    }
+}
+
+#[tokio::test]
+async fn tokens_with_critical_extensions_are_refused() {
+    let s = setup().await;
+    let key = EncodingKey::from_secret(HS_SECRET.as_bytes());
+    for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], Vec::new()] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(crit.clone());
+        let token = jsonwebtoken::encode(&header, &claims("user"), &key).unwrap();
+        let (status, _, body) = with_token(&s, "user", &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{crit:?}: {body}");
+        assert!(body.to_string().contains("crit"), "{body}");
+    }
 }
 
 #[tokio::test]
@@ -522,6 +548,16 @@ async fn token_in_query_string_is_refused() {
             metadata("user")
         )
     );
+    // In any spelling a server could read as access_token, with & or ; between parameters.
+    for query in [
+        "ACCESS_TOKEN=x",
+        "access%5Ftoken=x",
+        "a=1;access_token=x",
+        "a=1;Access%5ftoken=x",
+    ] {
+        let (status, _, body) = call_path(&s, &format!("/api/v1/mcp/user/mcp?{query}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
     // Even together with a valid header.
     let (status, _, _) = call_path(
         &s,

@@ -1,14 +1,19 @@
-//! Replays the committed corpora of the `auth_header` and `gateway_route` fuzz targets (seeds
-//! and every input that once crashed them, in daemon/tests-data/fuzz/) through the same
-//! functions and checks, so CI guards against regressions without a nightly toolchain.
+//! Replays the committed corpora of the gateway's fuzz targets (`auth_header`,
+//! `gateway_route`, `host_authority`, `query_token`, `header_filter`: seeds and every input
+//! that once crashed them, in daemon/tests-data/fuzz/) through the same functions and checks,
+//! so CI guards against regressions without a nightly toolchain.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::header::{HeaderMap, HeaderName};
 use http::{HeaderValue, Uri};
 
 use crate::config::{AuthConfig, KeySource, valid_server_name};
 use crate::gateway::auth::{self, Authenticator, TokenError};
+use crate::gateway::authority::{self, Host};
+use crate::gateway::headers::{self, Forwarding};
+use crate::gateway::query::has_access_token;
 use crate::gateway::{Route, route};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -119,4 +124,208 @@ fn replays_the_auth_header_corpus() {
     assert_eq!(outcome("wrong-secret"), Some(Err(TokenError::BadSignature)));
     assert!(matches!(outcome("alg-none"), Some(Err(_))));
     assert_eq!(outcome("alg-rs256"), Some(Err(TokenError::NoMatchingKey)));
+    assert_eq!(outcome("crit"), Some(Err(TokenError::CriticalExtension)));
+    assert_eq!(
+        outcome("crit-empty"),
+        Some(Err(TokenError::CriticalExtension))
+    );
+}
+
+/// The same body as fuzz/fuzz_targets/host_authority.rs.
+fn check_authority(value: &str) {
+    let Ok(parsed) = authority::parse(value) else {
+        return;
+    };
+    assert!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)),
+        "{value:?}"
+    );
+    assert!(parsed.host.same(&parsed.host), "{value:?}");
+    if let Host::Name(name) = parsed.host {
+        assert!(value.starts_with(name) && !name.is_empty(), "{value:?}");
+        assert!(!name.contains([':', '[', ']']), "{value:?}");
+    }
+    let colons_outside = value
+        .rsplit(']')
+        .next()
+        .unwrap_or(value)
+        .matches(':')
+        .count();
+    assert!(colons_outside <= 1, "{value:?}");
+    assert_eq!(parsed.port.is_some(), colons_outside == 1, "{value:?}");
+}
+
+#[test]
+fn replays_the_host_authority_corpus() {
+    let mut parsed = Vec::new();
+    for (path, data) in corpus("host_authority") {
+        if let Ok(value) = std::str::from_utf8(&data) {
+            check_authority(value);
+            if authority::parse(value).is_ok() {
+                parsed.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        if let Ok(value) = HeaderValue::from_bytes(&data)
+            && let Ok(value) = value.to_str()
+        {
+            check_authority(value);
+        }
+    }
+    parsed.sort();
+    assert_eq!(
+        parsed,
+        [
+            "ipv4-port",
+            "ipv6-mapped",
+            "ipv6-port",
+            "ipvfuture",
+            "localhost",
+            "localhost-port",
+            "pct-name"
+        ]
+    );
+}
+
+/// The same body as fuzz/fuzz_targets/query_token.rs.
+fn check_query(query: &str) -> bool {
+    let found = has_access_token(query);
+    assert_eq!(
+        found,
+        has_access_token(&query.to_ascii_uppercase()),
+        "{query:?}"
+    );
+    assert_eq!(
+        found,
+        has_access_token(&format!("a=1&{query}")),
+        "{query:?}"
+    );
+    assert_eq!(
+        found,
+        has_access_token(&format!("{query};b=2")),
+        "{query:?}"
+    );
+    assert!(
+        has_access_token(&format!("{query}&access_token=x")),
+        "{query:?}"
+    );
+    assert!(
+        has_access_token(&format!("{query};ACCESS%5FTOKEN")),
+        "{query:?}"
+    );
+    found
+}
+
+#[test]
+fn replays_the_query_token_corpus() {
+    let mut passed = Vec::new();
+    for (path, data) in corpus("query_token") {
+        if let Ok(query) = std::str::from_utf8(&data)
+            && !check_query(query)
+        {
+            passed.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        let mut target = b"/api/v1/mcp/x/mcp?".to_vec();
+        target.extend_from_slice(&data);
+        if let Ok(uri) = Uri::try_from(target)
+            && let Some(query) = uri.query()
+        {
+            check_query(query);
+        }
+    }
+    passed.sort();
+    assert_eq!(
+        passed,
+        ["broken-escape", "empty", "other-name", "value-only"]
+    );
+}
+
+/// The same body as fuzz/fuzz_targets/header_filter.rs.
+fn check_headers(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let trusted = first & 1 == 1;
+    let mut map = HeaderMap::new();
+    for line in rest.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value.trim_ascii()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    let host = HeaderValue::from_static("localhost:8080");
+    let peer: std::net::IpAddr = if first & 2 == 0 {
+        "192.0.2.7".parse().unwrap()
+    } else {
+        "2001:db8::7".parse().unwrap()
+    };
+    headers::filter_request(&mut map, trusted);
+    headers::set_forwarding(
+        &mut map,
+        &Forwarding {
+            peer,
+            host: Some(&host),
+            proto: "https",
+            trusted_peer: trusted,
+        },
+    );
+    for name in map.keys() {
+        let name = name.as_str();
+        assert!(!name.contains('_'), "{name}");
+        assert!(!name.starts_with("x-mcp-"), "{name}");
+        assert!(
+            ![
+                "authorization",
+                "host",
+                "connection",
+                "keep-alive",
+                "te",
+                "transfer-encoding",
+                "upgrade",
+                "proxy-authorization",
+                "proxy-connection",
+                "trailer",
+            ]
+            .contains(&name),
+            "{name}"
+        );
+    }
+    let get = |name: &str| map.get(name).map(|v| v.as_bytes().to_vec());
+    let ip = peer.to_string();
+    assert!(get("x-forwarded-for").unwrap().ends_with(ip.as_bytes()));
+    assert!(
+        get("forwarded")
+            .unwrap()
+            .ends_with(b";host=\"localhost:8080\";proto=https")
+    );
+    assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
+    assert_eq!(map.get_all("forwarded").iter().count(), 1);
+    if !trusted {
+        assert_eq!(get("x-forwarded-for").unwrap(), ip.as_bytes());
+        assert_eq!(get("x-forwarded-host").unwrap(), b"localhost:8080");
+        assert_eq!(get("x-forwarded-proto").unwrap(), b"https");
+        assert!(get("x-real-ip").is_none());
+        for name in map.keys() {
+            let name = name.as_str();
+            assert!(
+                !name.starts_with("x-forwarded-")
+                    || ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"].contains(&name),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn replays_the_header_filter_corpus() {
+    for (_, data) in corpus("header_filter") {
+        check_headers(&data);
+    }
 }

@@ -136,9 +136,11 @@ async fn proxy_rewrites_headers_both_ways() {
         header_values(&echo, "x-forwarded-host"),
         ["mcp.internal:8443"]
     );
+    // The peer is not in gateway.trusted_proxies: the client's value is replaced.
+    assert_eq!(header_values(&echo, "x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(
-        header_values(&echo, "x-forwarded-for"),
-        ["10.1.1.1, 127.0.0.1"]
+        header_values(&echo, "forwarded"),
+        ["for=127.0.0.1;host=\"mcp.internal:8443\";proto=http"]
     );
     assert_eq!(header_values(&echo, "x-forwarded-proto"), ["http"]);
     assert_eq!(header_values(&echo, "mcp-session-id"), ["client-session"]);

@@ -8,6 +8,7 @@
 //! For tests, two variables make it act like other servers: `MCP_ECHO_SESSION_ONLY=1` serves
 //! only the session-based protocol generation (no `server/discover`), and
 //! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
+//! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
@@ -86,7 +87,7 @@ fn port_from_env() -> Result<u16, String> {
     }
 }
 
-/// Reads `MCP_ECHO_SESSION_ONLY` and `MCP_ECHO_IDLE_TIMEOUT_MS`.
+/// Reads `MCP_ECHO_SESSION_ONLY`, `MCP_ECHO_IDLE_TIMEOUT_MS` and `MCP_ECHO_REFLECT_HEADERS`.
 fn options_from_env() -> Result<server::Options, String> {
     let session_only = match std::env::var("MCP_ECHO_SESSION_ONLY").as_deref() {
         Err(_) | Ok("" | "0") => false,
@@ -107,6 +108,7 @@ fn options_from_env() -> Result<server::Options, String> {
     Ok(server::Options {
         session_only,
         idle_timeout,
+        reflect_headers: std::env::var("MCP_ECHO_REFLECT_HEADERS").as_deref() == Ok("1"),
     })
 }
 

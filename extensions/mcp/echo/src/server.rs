@@ -45,6 +45,9 @@ pub struct Options {
     /// Close keep-alive connections idle this long (uvicorn, under the Python SDK, closes them
     /// after 5 s). `None`: keep them open.
     pub idle_timeout: Option<Duration>,
+    /// Answer `<MCP_PATH>?reflect-headers` with the request's headers as JSON, for tests of
+    /// what a proxy in front forwards. Off by default.
+    pub reflect_headers: bool,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -156,7 +159,9 @@ pub async fn serve(listener: TcpListener, options: Options, shutdown: Cancellati
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let mcp = mcp.clone();
             async move {
-                if request.uri().path() == MCP_PATH {
+                if options.reflect_headers && request.uri().query() == Some("reflect-headers") {
+                    Ok(reflect_headers(&request))
+                } else if request.uri().path() == MCP_PATH {
                     Ok::<_, Infallible>(mcp.handle(request).await)
                 } else {
                     Ok(not_found())
@@ -184,6 +189,30 @@ pub async fn serve(listener: TcpListener, options: Options, shutdown: Cancellati
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// `{"name": ["value", ...]}` of every request header (values not UTF-8 are lossy).
+fn reflect_headers(request: &Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in request.headers() {
+        let values = headers
+            .entry(name.as_str())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(values) = values {
+            values.push(
+                String::from_utf8_lossy(value.as_bytes())
+                    .into_owned()
+                    .into(),
+            );
+        }
+    }
+    let body = serde_json::Value::Object(headers).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn not_found() -> Response<BoxBody<Bytes, Infallible>> {
