@@ -35,7 +35,7 @@ pub struct RawGateway {
     pub listen: Option<Listen>,
     pub public_url: Option<PublicUrl>,
     pub allowed_origins: Option<Vec<String>>,
-    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_body: Option<Size>,
     pub header_timeout: Option<Positive<Dur>>,
@@ -399,6 +399,21 @@ from_str_scalar!(
     TrustedProxy,
     "an IP address or CIDR network such as \"10.0.0.0/8\"",
     |text| IpNet::parse(text).map(TrustedProxy)
+);
+
+/// One entry of `gateway.allowed_hosts`: a `Host` value as a client sends it, `host[:port]`
+/// by the same grammar the gateway parses requests with (an entry that could never match a
+/// request, such as `http://x`, is an error at load, not a silent miss).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost(pub String);
+
+from_str_scalar!(
+    AllowedHost,
+    "a host[:port] such as \"mcp.example.com\" or \"10.0.0.5:8080\"",
+    |text: &str| match crate::gateway::authority::parse(text) {
+        Ok(_) => Ok(AllowedHost(text.to_owned())),
+        Err(err) => Err(format!("invalid allowed_hosts entry \"{text}\": {err}")),
+    }
 );
 
 /// `gateway.public_url`: an http(s) URL, kept without its trailing slash, plus its host[:port].

@@ -64,3 +64,42 @@ fn zero_timeouts_and_caps_are_refused() {
     let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
     expect_error(&errors, "mcpd.yaml", 2, "expected a nonzero");
 }
+
+#[test]
+fn allowed_hosts_follow_the_host_grammar() {
+    let f = fixture();
+    f.write(
+        "mcpd.yaml",
+        "
+        services_dir: mcp
+        gateway:
+          allowed_hosts: [mcp.example.com, \"10.0.0.5:8080\", \"[::1]:9000\"]
+        ",
+    );
+    let daemon = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap();
+    assert_eq!(
+        daemon.gateway.allowed_hosts,
+        ["mcp.example.com", "10.0.0.5:8080", "[::1]:9000"]
+    );
+    // Entries that could never match a request's Host: refused with their line, not ignored.
+    for entry in [
+        "http://x",
+        "localhost:1@evil.com",
+        "a b",
+        "host:",
+        "host:99999",
+    ] {
+        f.write(
+            "mcpd.yaml",
+            &format!(
+                "
+        services_dir: mcp
+        gateway:
+          allowed_hosts: [{entry:?}]
+        "
+            ),
+        );
+        let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
+        expect_error(&errors, "mcpd.yaml", 3, "invalid allowed_hosts entry");
+    }
+}

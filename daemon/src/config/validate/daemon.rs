@@ -122,7 +122,12 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
             public_url: public_url.url,
             public_host: public_url.host,
             allowed_origins: gateway.allowed_origins.unwrap_or_default(),
-            allowed_hosts: gateway.allowed_hosts.unwrap_or_default(),
+            allowed_hosts: gateway
+                .allowed_hosts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|host| host.0)
+                .collect(),
             trusted_proxies: gateway
                 .trusted_proxies
                 .unwrap_or_default()
