@@ -6,6 +6,8 @@ pub mod check;
 pub mod config;
 pub mod control;
 pub mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod mcp_client;
 pub mod metrics;
