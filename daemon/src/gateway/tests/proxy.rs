@@ -300,30 +300,23 @@ async fn expect_error(
 #[tokio::test]
 async fn status_mapping() {
     let s = setup(fast_options()).await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/nope/mcp",
-        StatusCode::NOT_FOUND,
-        Some("nope"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/off/mcp",
-        StatusCode::NOT_FOUND,
-        Some("off"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::GET,
-        "/nothing/here",
-        StatusCode::NOT_FOUND,
-        None,
-    )
-    .await;
+    for (method, path, status, server) in [
+        (
+            Method::POST,
+            "/api/v1/mcp/nope/mcp",
+            StatusCode::NOT_FOUND,
+            Some("nope"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mcp/off/mcp",
+            StatusCode::NOT_FOUND,
+            Some("off"),
+        ),
+        (Method::GET, "/nothing/here", StatusCode::NOT_FOUND, None),
+    ] {
+        expect_error(&s, method, path, status, server).await;
+    }
     let headers = expect_error(
         &s,
         Method::POST,
@@ -350,22 +343,22 @@ async fn status_mapping() {
         refused.check_now.notified().now_or_never().is_some(),
         "the refused connection did not wake the server's check"
     );
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/slow/mcp",
-        StatusCode::GATEWAY_TIMEOUT,
-        Some("slow"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/registry",
-        StatusCode::METHOD_NOT_ALLOWED,
-        None,
-    )
-    .await;
+    for (method, path, status, server) in [
+        (
+            Method::POST,
+            "/api/v1/mcp/slow/mcp",
+            StatusCode::GATEWAY_TIMEOUT,
+            Some("slow"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mcp/registry",
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+    ] {
+        expect_error(&s, method, path, status, server).await;
+    }
 }
 
 #[tokio::test]
