@@ -56,6 +56,14 @@ fn with_length(head: &str, body: &str) -> String {
     format!("{head}Content-Length: {}\r\n\r\n{body}", body.len())
 }
 
+/// A JSON response with the status line `HTTP/1.1 <status>` and a Content-Length.
+fn json_response(status: &str, body: &str) -> String {
+    with_length(
+        &format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"),
+        body,
+    )
+}
+
 #[derive(Debug, Deserialize, PartialEq)]
 struct Tools {
     tools: Vec<String>,
@@ -107,10 +115,7 @@ fn chunked(body: &str, pieces: usize) -> String {
 #[tokio::test]
 async fn json_body_with_content_length() {
     let body = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":["a","b"]}}"#;
-    let raw = with_length(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
-        body,
-    );
+    let raw = json_response("200 OK", body);
     let reply = parse::<Tools>(raw.as_bytes(), Some(7)).await.unwrap();
     assert!(reply.reusable);
     assert!(matches!(reply.outcome, Outcome::Result(Tools { ref tools }) if tools == &["a", "b"]));
@@ -160,10 +165,7 @@ async fn an_event_stream_that_stays_open_answers_but_costs_the_connection() {
 #[tokio::test]
 async fn json_rpc_error_with_http_404() {
     let body = r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"ping"}}"#;
-    let raw = with_length(
-        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n",
-        body,
-    );
+    let raw = json_response("404 Not Found", body);
     let reply = parse::<IgnoredAny>(raw.as_bytes(), Some(2)).await.unwrap();
     assert_eq!(reply.status, 404);
     let Outcome::Error(error) = reply.outcome else {
