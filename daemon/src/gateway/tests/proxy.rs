@@ -297,6 +297,14 @@ async fn expect_error(
     headers
 }
 
+/// A POST to server `name` is answered 503 with `Retry-After: 5`.
+async fn expect_unavailable(s: &Setup, name: &str) {
+    let path = format!("/api/v1/mcp/{name}/mcp");
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = expect_error(s, Method::POST, &path, status, Some(name)).await;
+    assert_eq!(headers["retry-after"], "5");
+}
+
 #[tokio::test]
 async fn status_mapping() {
     let s = setup(fast_options()).await;
@@ -317,28 +325,12 @@ async fn status_mapping() {
     ] {
         expect_error(&s, method, path, status, server).await;
     }
-    let headers = expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/starting/mcp",
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("starting"),
-    )
-    .await;
-    assert_eq!(headers["retry-after"], "5");
+    expect_unavailable(&s, "starting").await;
     // Running, but nothing listens: down in fact, so 503 like any server not running, and the
     // supervisor's liveness loop is woken to check it now.
     let refused = s.directory.get("refused").unwrap();
     assert!(refused.check_now.notified().now_or_never().is_none());
-    let headers = expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/refused/mcp",
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("refused"),
-    )
-    .await;
-    assert_eq!(headers["retry-after"], "5");
+    expect_unavailable(&s, "refused").await;
     assert!(
         refused.check_now.notified().now_or_never().is_some(),
         "the refused connection did not wake the server's check"

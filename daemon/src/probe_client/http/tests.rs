@@ -219,12 +219,10 @@ async fn eof_before_any_byte_is_retryable() {
     assert!(matches!(error, HttpError::ClosedBeforeResponse), "{error}");
 }
 
-#[tokio::test]
-async fn truncated_inputs_are_malformed_never_retryable() {
-    let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-    let whole = with_length("HTTP/1.1 200 OK\r\n", body);
-    for cut in 1..whole.len() {
-        let error = parse::<IgnoredAny>(&whole.as_bytes()[..cut], Some(1))
+/// Every prefix of `whole` shorter than `end` bytes is malformed (never retryable).
+async fn assert_every_cut_is_malformed(whole: &[u8], end: usize) {
+    for cut in 1..end {
+        let error = parse::<IgnoredAny>(&whole[..cut], Some(1))
             .await
             .unwrap_err();
         assert!(
@@ -232,6 +230,13 @@ async fn truncated_inputs_are_malformed_never_retryable() {
             "cut at {cut}: {error}"
         );
     }
+}
+
+#[tokio::test]
+async fn truncated_inputs_are_malformed_never_retryable() {
+    let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+    let whole = with_length("HTTP/1.1 200 OK\r\n", body);
+    assert_every_cut_is_malformed(whole.as_bytes(), whole.len()).await;
     let events = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
     let whole = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{}",
@@ -239,15 +244,7 @@ async fn truncated_inputs_are_malformed_never_retryable() {
     );
     // Up to the blank line that completes the event; past it, the answer is in.
     let complete = whole.find("}}\n\n").unwrap() + 3;
-    for cut in 1..complete {
-        let error = parse::<IgnoredAny>(&whole.as_bytes()[..cut], Some(1))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, HttpError::Malformed(_)),
-            "cut at {cut}: {error}"
-        );
-    }
+    assert_every_cut_is_malformed(whole.as_bytes(), complete).await;
 }
 
 #[tokio::test]
