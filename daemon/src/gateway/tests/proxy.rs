@@ -29,10 +29,7 @@ async fn open_sse(s: &Setup) -> Response<Incoming> {
     let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
         .body(empty())
         .unwrap();
-    tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap()
+    open(&client(), request).await
 }
 
 async fn setup(options: GatewayOptions) -> Setup {
@@ -186,10 +183,7 @@ async fn sse_events_arrive_one_at_a_time() {
         .header("accept", "text/event-stream")
         .body(empty())
         .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let response = open(&client(), request).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
@@ -217,14 +211,7 @@ async fn a_response_body_that_moves_no_byte_is_ended_at_the_body_idle_timeout() 
     })
     .await;
     let events = s.upstream.sse();
-    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
-        .body(empty())
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut body = response.into_body();
+    let mut body = open_sse(&s).await.into_body();
     events.send("first".into()).await.unwrap();
     let first = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
     assert!(first.unwrap().unwrap().is_data());
@@ -596,10 +583,7 @@ async fn metrics_count_requests_and_open_streams() {
     let request = Request::get(gateway.url("/api/v1/mcp/sse/mcp"))
         .body(empty())
         .unwrap();
-    let stream = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let stream = open(&client(), request).await;
 
     let (status_code, headers, bytes) = send(
         &client(),
