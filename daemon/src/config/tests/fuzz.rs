@@ -6,50 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::*;
 
-fn env() -> Env {
-    Env {
-        vars: [("HOME".to_owned(), "/home/fuzz".to_owned())].into(),
-        cwd: PathBuf::from("/fuzz"),
-        exe_dir: Some(PathBuf::from("/opt/mcpd/bin")),
-        uid: 1000,
-    }
-}
-
-fn resolver(binary: &str, _: &[PathBuf], _: &Env) -> Result<PathBuf, String> {
-    if binary.starts_with('x') {
-        Err("not found".to_owned())
-    } else {
-        Ok(Path::new("/opt/mcpd/bin").join(binary))
-    }
-}
-
-/// The same body as fuzz/fuzz_targets/config_load.rs.
-fn check(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let env = env();
-    if let Err(errors) = parse_daemon_str(Path::new("/fuzz/mcpd.yaml"), text, &env) {
-        assert!(!errors.is_empty());
-        for error in &errors {
-            assert!(!error.to_string().is_empty());
-        }
-    }
-    let daemon = load_daemon_in(None, &env).expect("built-in defaults are valid");
-    let file = Path::new("/fuzz/mcp/fuzz.yaml");
-    match parse_server_file_str(file, text, &daemon, &env, &resolver) {
-        Ok(servers) => {
-            for server in &servers {
-                assert!(valid_server_name(&server.name), "{}", server.name);
-            }
-        }
-        Err(errors) => {
-            for error in &errors {
-                assert!(!error.to_string().is_empty());
-            }
-        }
-    }
-}
+include!("fuzz_check.rs");
 
 #[test]
 fn replays_the_fuzz_corpus() {

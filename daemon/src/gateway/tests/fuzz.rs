@@ -28,19 +28,7 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs
 }
 
-/// The same body as fuzz/fuzz_targets/gateway_route.rs.
-fn check_route(path: &str) {
-    let (prefix, name) = match route(path) {
-        Route::Mcp(name) => ("/api/v1/mcp/", name),
-        Route::Metadata(name) => ("/.well-known/oauth-protected-resource/api/v1/mcp/", name),
-        Route::Healthz | Route::Metrics | Route::Registry | Route::NotFound => return,
-    };
-    assert!(!name.is_empty() && !name.contains('/'), "{path:?}");
-    assert_eq!(format!("{prefix}{name}/mcp"), path);
-    if valid_server_name(name) {
-        assert!(!name.contains(['.', '%', '\\']), "{name:?}");
-    }
-}
+include!("fuzz_route_check.rs");
 
 #[test]
 fn replays_the_gateway_route_corpus() {
