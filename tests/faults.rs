@@ -20,6 +20,16 @@ fn signal(pid: u32, signal: Signal) {
     kill(Pid::from_raw(pid as i32), signal).expect("send a signal");
 }
 
+/// Writes server `name` running the fixture `script` with its echo, a trigger file in the
+/// test's directory and `env`; returns the trigger's path (created by [`touch`]).
+fn trigger_server(setup: &Setup, name: &str, script: &str, env: &[(&str, String)]) -> PathBuf {
+    let trigger = setup.dir.join(format!("{name}.trigger"));
+    let mut all = vec![echo_env(), ("TRIGGER", trigger.display().to_string())];
+    all.extend_from_slice(env);
+    setup.write_server(name, name, &fixture(script), &all);
+    trigger
+}
+
 fn touch(path: &PathBuf) {
     std::fs::write(path, b"").expect("create the trigger");
 }
@@ -27,16 +37,11 @@ fn touch(path: &PathBuf) {
 #[test]
 fn a_server_that_exits_with_an_error_is_restarted() {
     let setup = Setup::new();
-    let trigger = setup.dir.join("crash");
-    setup.write_server(
+    let trigger = trigger_server(
+        &setup,
         "crash",
-        "crash",
-        &fixture("exit-on-trigger.sh"),
-        &[
-            echo_env(),
-            ("TRIGGER", trigger.display().to_string()),
-            ("CODE", "3".into()),
-        ],
+        "exit-on-trigger.sh",
+        &[("CODE", "3".into())],
     );
     let _daemon = setup.start();
     let (first, port) = setup.wait_running("crash");
@@ -71,16 +76,11 @@ fn a_server_killed_by_sigkill_is_restarted() {
 #[test]
 fn a_server_that_dies_of_sigsegv_is_restarted() {
     let setup = Setup::new();
-    let trigger = setup.dir.join("segv");
-    setup.write_server(
+    let trigger = trigger_server(
+        &setup,
         "segv",
-        "segv",
-        &fixture("exit-on-trigger.sh"),
-        &[
-            echo_env(),
-            ("TRIGGER", trigger.display().to_string()),
-            ("SIGNAL", "SEGV".into()),
-        ],
+        "exit-on-trigger.sh",
+        &[("SIGNAL", "SEGV".into())],
     );
     let _daemon = setup.start();
     let (first, port) = setup.wait_running("segv");
@@ -142,13 +142,7 @@ fn a_start_beyond_start_timeout_fails_and_backs_off() {
 #[test]
 fn a_server_that_closes_its_port_but_stays_alive_is_restarted() {
     let setup = Setup::new();
-    let trigger = setup.dir.join("close");
-    setup.write_server(
-        "closer",
-        "closer",
-        &fixture("close-on-trigger.sh"),
-        &[echo_env(), ("TRIGGER", trigger.display().to_string())],
-    );
+    let trigger = trigger_server(&setup, "closer", "close-on-trigger.sh", &[]);
     let _daemon = setup.start();
     let (first, port) = setup.wait_running("closer");
 
@@ -169,17 +163,12 @@ fn a_server_that_closes_its_port_but_stays_alive_is_restarted() {
 #[test]
 fn an_orphan_holding_the_port_is_killed_and_the_server_respawns() {
     let setup = Setup::new();
-    let trigger = setup.dir.join("orphan");
     let pidfile = setup.dir.join("echo.pid");
-    setup.write_server(
+    let trigger = trigger_server(
+        &setup,
         "orphan",
-        "orphan",
-        &fixture("orphan-on-trigger.sh"),
-        &[
-            echo_env(),
-            ("TRIGGER", trigger.display().to_string()),
-            ("PIDFILE", pidfile.display().to_string()),
-        ],
+        "orphan-on-trigger.sh",
+        &[("PIDFILE", pidfile.display().to_string())],
     );
     let _daemon = setup.start();
     let (first, port) = setup.wait_running("orphan");
@@ -289,15 +278,12 @@ fn after_a_daemon_sigkill_servers_return_on_their_ports_with_no_orphans() {
     let pidfile = setup.dir.join("echo.pid");
     setup.write_server("a", "a", &bin("mcp-echo"), &[]);
     // One server with a grandchild, which PR_SET_PDEATHSIG alone would not reach.
-    setup.write_server(
+    // Its trigger is never created.
+    trigger_server(
+        &setup,
         "b",
-        "b",
-        &fixture("orphan-on-trigger.sh"),
-        &[
-            echo_env(),
-            ("TRIGGER", setup.dir.join("never").display().to_string()),
-            ("PIDFILE", pidfile.display().to_string()),
-        ],
+        "orphan-on-trigger.sh",
+        &[("PIDFILE", pidfile.display().to_string())],
     );
     let daemon = setup.start();
     let (pid_a, port_a) = setup.wait_running("a");

@@ -13,7 +13,7 @@ use mcpd_tests::gw_support::GwDaemon;
 use mcpd_tests::mcp_support::{
     CALL, Client, Generation, Progress, arguments, call_progress, call_text, connect, connect_with,
 };
-use mcpd_tests::{lazy, wait_for, wait_for_value};
+use mcpd_tests::{GatewayUrls, lazy, wait_for, wait_for_value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcpd_tests::ops_support::{Launch, OpsDaemon, SETTLE, echo_file};
-use mcpd_tests::{TestDir, lazy, wait_for, wait_for_value};
+use mcpd_tests::{GatewayUrls, TestDir, lazy, wait_for, wait_for_value};
 use nix::sys::signal::Signal;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};

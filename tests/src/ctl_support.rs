@@ -197,12 +197,7 @@ impl Daemon {
 
     /// The `status` object of one server, or `None` if it is not configured.
     pub fn server(&self, name: &str) -> Option<Value> {
-        self.status_json()["servers"]
-            .as_array()
-            .expect("servers is an array")
-            .iter()
-            .find(|server| server["name"] == name)
-            .cloned()
+        crate::server_entry(&self.status_json(), name).cloned()
     }
 
     /// Waits until `name` is running and returns its pid.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{ChildGuard, PortBlock, TestDir, bin, lazy, port_block, wait_for};
+use crate::{ChildGuard, GatewayUrls, PortBlock, TestDir, bin, lazy, port_block, wait_for};
 
 /// How long a daemon and its servers may take to come up.
 pub const GW_START: Duration = Duration::from_secs(30);
@@ -26,6 +26,12 @@ pub struct GwDaemon {
     pub config: PathBuf,
     pub ports: PortBlock,
     pub dir: TestDir,
+}
+
+impl GatewayUrls for GwDaemon {
+    fn ports(&self) -> &PortBlock {
+        &self.ports
+    }
 }
 
 impl GwDaemon {
@@ -120,20 +126,6 @@ defaults:
         daemon
     }
 
-    pub fn gateway_port(&self) -> u16 {
-        self.ports.port(0)
-    }
-
-    /// `http://127.0.0.1:<gateway><path>`.
-    pub fn url(&self, path: &str) -> String {
-        crate::local_url(self.gateway_port(), path)
-    }
-
-    /// The gateway URL of server `name`.
-    pub fn mcp_url(&self, name: &str) -> String {
-        self.url(&format!("/api/v1/mcp/{name}/mcp"))
-    }
-
     /// `GET /api/v1/mcp/registry`, parsed.
     pub async fn registry(&self) -> Value {
         let response = reqwest::get(self.url("/api/v1/mcp/registry"))
@@ -206,11 +198,7 @@ defaults:
 
     /// The pid of server `name` from `mcpctl --json status`, once it has one.
     pub fn server_pid(&self, name: &str) -> Option<i32> {
-        let status = self.status();
-        status["servers"]
-            .as_array()?
-            .iter()
-            .find(|server| server["name"] == name)?["pid"]
+        crate::server_entry(&self.status(), name)?["pid"]
             .as_i64()
             .and_then(|pid| i32::try_from(pid).ok())
     }

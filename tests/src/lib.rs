@@ -431,6 +431,40 @@ pub fn local_url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
+/// A daemon handle whose port block starts with the gateway's port: the gateway's URLs, once
+/// for every such handle (`GwDaemon`, `OpsDaemon`). Bring it into scope to call them.
+pub trait GatewayUrls {
+    /// The daemon's port block; its first port is the gateway's.
+    fn ports(&self) -> &PortBlock;
+
+    fn gateway_port(&self) -> u16 {
+        self.ports().port(0)
+    }
+
+    /// `http://127.0.0.1:<gateway><path>`.
+    fn url(&self, path: &str) -> String {
+        local_url(self.gateway_port(), path)
+    }
+
+    /// The gateway URL of server `name`.
+    fn mcp_url(&self, name: &str) -> String {
+        self.url(&format!("/api/v1/mcp/{name}/mcp"))
+    }
+}
+
+/// The entry of server `name` in the JSON of `mcpctl --json status`, if it has one; panics
+/// when the JSON has no `servers` array at all.
+pub fn server_entry<'a>(
+    status: &'a serde_json::Value,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    status["servers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no servers array in {status}"))
+        .iter()
+        .find(|server| server["name"] == name)
+}
+
 /// The MCP URL of a server on `port`.
 pub fn mcp_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/mcp")

@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::{ChildGuard, PortBlock, TestDir, bin, lazy, port_block, wait_for_value};
+use crate::{ChildGuard, GatewayUrls, PortBlock, TestDir, bin, lazy, port_block, wait_for_value};
 
 /// How long a server may take to be running, or a reload to show.
 pub const SETTLE: Duration = Duration::from_secs(15);
@@ -32,6 +32,12 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Extra lines appended to mcpd.yaml (top-level keys).
     pub extra_config: String,
+}
+
+impl GatewayUrls for OpsDaemon {
+    fn ports(&self) -> &PortBlock {
+        &self.ports
+    }
 }
 
 impl OpsDaemon {
@@ -80,14 +86,6 @@ impl OpsDaemon {
         )
         .await;
         daemon
-    }
-
-    pub fn gateway_port(&self) -> u16 {
-        self.ports.port(0)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        crate::local_url(self.gateway_port(), path)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -164,11 +162,7 @@ impl OpsDaemon {
 
     /// The status object of `name`, if the daemon knows it.
     pub fn server(&self, name: &str) -> Option<Value> {
-        self.status()["servers"]
-            .as_array()?
-            .iter()
-            .find(|s| s["name"] == name)
-            .cloned()
+        crate::server_entry(&self.status(), name).cloned()
     }
 
     /// Waits until `name` is running and returns its pid.
@@ -272,7 +266,7 @@ impl OpsDaemon {
     pub async fn initialize(&self, server: &str, token: Option<&str>) -> u16 {
         let mut request = self
             .http
-            .post(self.url(&format!("/api/v1/mcp/{server}/mcp")))
+            .post(self.mcp_url(server))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream")
             .body(INITIALIZE);

@@ -163,11 +163,7 @@ impl Setup {
 
     /// One server's entry of `mcpctl --json status`.
     pub fn server(&self, name: &str) -> Option<Value> {
-        self.try_status()?["servers"]
-            .as_array()?
-            .iter()
-            .find(|server| server["name"] == name)
-            .cloned()
+        crate::server_entry(&self.try_status()?, name).cloned()
     }
 
     /// Waits until `name`'s status satisfies `check`, and returns that status.

@@ -204,9 +204,7 @@ impl SupDaemon {
     /// The server object of `name` in `mcpctl status NAME --json`.
     pub async fn status(&self, name: &str) -> Value {
         let status = self.ctl_json(&["status", name]).await;
-        status["servers"]
-            .as_array()
-            .and_then(|servers| servers.iter().find(|s| s["name"] == name))
+        crate::server_entry(&status, name)
             .cloned()
             .unwrap_or_else(|| panic!("no server {name} in {status}"))
     }

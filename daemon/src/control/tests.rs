@@ -127,13 +127,7 @@ impl Harness {
     /// A connection that completed the handshake.
     async fn client(&self) -> Stream {
         let mut stream = self.connect().await;
-        let welcome = roundtrip(
-            &mut stream,
-            &Request::Hello(Hello {
-                protocol: PROTOCOL_VERSION,
-            }),
-        )
-        .await;
+        let welcome = roundtrip(&mut stream, &hello()).await;
         assert!(matches!(welcome, Response::Welcome(_)), "{welcome:?}");
         stream
     }
@@ -176,19 +170,28 @@ fn error_code(response: &Response) -> ErrorCode {
     }
 }
 
+/// The client's `Hello` for the protocol this build speaks.
+fn hello() -> Request {
+    Request::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+    })
+}
+
+/// Reads the error frame the daemon sends before it ends a connection, checks its code, then
+/// that the connection is closed.
+async fn expect_error_then_close(stream: &mut Stream, code: ErrorCode) {
+    let reply = recv(stream).await.expect("an error frame");
+    assert_eq!(error_code(&reply), code);
+    assert_eq!(recv(stream).await, None);
+}
+
 // ---- handshake ------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn handshake_welcomes_the_current_protocol() {
     let mut h = Harness::start().await;
     let mut stream = h.connect().await;
-    let reply = roundtrip(
-        &mut stream,
-        &Request::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-        }),
-    )
-    .await;
+    let reply = roundtrip(&mut stream, &hello()).await;
     assert_eq!(
         reply,
         Response::Welcome(Welcome {
@@ -234,13 +237,7 @@ async fn a_request_before_hello_is_refused() {
 async fn a_second_hello_is_an_error_but_the_connection_lives() {
     let mut h = Harness::start().await;
     let mut stream = h.client().await;
-    let reply = roundtrip(
-        &mut stream,
-        &Request::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-        }),
-    )
-    .await;
+    let reply = roundtrip(&mut stream, &hello()).await;
     assert_eq!(error_code(&reply), ErrorCode::InvalidArgument);
     let reply = roundtrip(&mut stream, &Request::List(ListRequest {})).await;
     assert!(matches!(reply, Response::Status(_)));
@@ -265,9 +262,7 @@ async fn random_bytes_get_an_error_frame_then_close() {
         .write_all(&[0, 0, 0, 6, 0xee, 0x13, 0x37, 0x00, 0xff, 0x42])
         .await
         .unwrap();
-    let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Malformed);
-    assert_eq!(recv(&mut stream).await, None);
+    expect_error_then_close(&mut stream, ErrorCode::Malformed).await;
     assert_still_serving(&h).await;
     h.stop().await;
 }
@@ -277,9 +272,7 @@ async fn garbage_after_the_handshake_gets_an_error_frame() {
     let mut h = Harness::start().await;
     let mut stream = h.client().await;
     stream.write_all(b"\0\0\0\x05hello").await.unwrap();
-    let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Malformed);
-    assert_eq!(recv(&mut stream).await, None);
+    expect_error_then_close(&mut stream, ErrorCode::Malformed).await;
     assert_still_serving(&h).await;
     h.stop().await;
 }
@@ -307,14 +300,7 @@ async fn a_truncated_frame_ends_only_that_connection() {
     let mut h = Harness::start().await;
     // A plain Unix stream, to half-close the writing side after a partial frame.
     let mut stream = tokio::net::UnixStream::connect(&h.path).await.unwrap();
-    codec::write_message(
-        &mut stream,
-        &Request::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-        }),
-    )
-    .await
-    .unwrap();
+    codec::write_message(&mut stream, &hello()).await.unwrap();
     let welcome = codec::read_message::<Response, _>(&mut stream)
         .await
         .unwrap();
@@ -354,9 +340,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     })
     .await;
     let mut stream = h.connect().await;
-    let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Timeout);
-    assert_eq!(recv(&mut stream).await, None);
+    expect_error_then_close(&mut stream, ErrorCode::Timeout).await;
     assert_still_serving(&h).await;
     h.stop().await;
 }
@@ -368,9 +352,7 @@ async fn an_idle_client_is_dropped_after_the_idle_timeout() {
     })
     .await;
     let mut stream = h.client().await;
-    let reply = recv(&mut stream).await.expect("an error frame");
-    assert_eq!(error_code(&reply), ErrorCode::Timeout);
-    assert_eq!(recv(&mut stream).await, None);
+    expect_error_then_close(&mut stream, ErrorCode::Timeout).await;
     h.stop().await;
 }
 
@@ -386,13 +368,7 @@ async fn clients_over_the_limit_are_told_busy() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut stream = h.connect().await;
-        send(
-            &mut stream,
-            &Request::Hello(Hello {
-                protocol: PROTOCOL_VERSION,
-            }),
-        )
-        .await;
+        send(&mut stream, &hello()).await;
         match recv(&mut stream).await {
             Some(Response::Welcome(_)) => break,
             _ if tokio::time::Instant::now() < deadline => tokio::task::yield_now().await,
@@ -424,13 +400,7 @@ async fn two_hundred_concurrent_clients_each_get_their_answer() {
         let name = names[i % names.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut stream = connect(&path).await;
-            let welcome = roundtrip(
-                &mut stream,
-                &Request::Hello(Hello {
-                    protocol: PROTOCOL_VERSION,
-                }),
-            )
-            .await;
+            let welcome = roundtrip(&mut stream, &hello()).await;
             assert!(matches!(welcome, Response::Welcome(_)));
             // Several requests on one connection.
             for _ in 0..3 {
@@ -496,13 +466,7 @@ async fn a_stale_socket_file_is_replaced() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, ctx, shutdown.clone()));
     let mut stream = connect(&daemon.control.socket).await;
-    let reply = roundtrip(
-        &mut stream,
-        &Request::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-        }),
-    )
-    .await;
+    let reply = roundtrip(&mut stream, &hello()).await;
     assert!(matches!(reply, Response::Welcome(_)));
     shutdown.cancel();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();

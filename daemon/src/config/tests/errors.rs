@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use super::{any_binary, expect_error, fixture, show};
+use super::{any_binary, expect_error, expect_errors, fixture, show};
 use crate::config::*;
 
 #[test]
@@ -92,17 +92,13 @@ fn unknown_keys_in_nested_blocks_and_the_daemon_file_are_found() {
         ",
     );
     let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
-    expect_error(
+    expect_errors(
         &errors,
         "mcpd.yaml",
-        4,
-        "unknown key \"max_bdy\" in gateway",
-    );
-    expect_error(
-        &errors,
-        "mcpd.yaml",
-        5,
-        "unknown key \"servics_dir\" at the top level",
+        &[
+            (4, "unknown key \"max_bdy\" in gateway"),
+            (5, "unknown key \"servics_dir\" at the top level"),
+        ],
     );
     assert_eq!(errors.len(), 2, "{}", show(&errors));
     std::fs::write(f.path("mcpd.yaml"), "services_dir: mcp\n").unwrap();
@@ -142,8 +138,14 @@ fn wrong_types_name_the_key_and_what_to_write() {
         "{port}"
     );
     assert_eq!(port.column, Some(11));
-    expect_error(&errors, "mcp/echo.yaml", 5, "invalid value for \"enabled\"");
-    expect_error(&errors, "mcp/echo.yaml", 6, "invalid value for \"args\"");
+    expect_errors(
+        &errors,
+        "mcp/echo.yaml",
+        &[
+            (5, "invalid value for \"enabled\""),
+            (6, "invalid value for \"args\""),
+        ],
+    );
     assert_eq!(errors.len(), 3, "{}", show(&errors));
 }
 
@@ -190,8 +192,14 @@ fn invalid_server_names_are_refused() {
         ",
     );
     let errors = f.errors();
-    expect_error(&errors, "mcp/echo.yaml", 4, "invalid server name \"Echo\"");
-    expect_error(&errors, "mcp/echo.yaml", 6, "invalid server name \"-dash\"");
+    expect_errors(
+        &errors,
+        "mcp/echo.yaml",
+        &[
+            (4, "invalid server name \"Echo\""),
+            (6, "invalid server name \"-dash\""),
+        ],
+    );
     assert_eq!(errors.len(), 2, "{}", show(&errors));
     assert!(valid_server_name(&"a".repeat(63)));
     assert!(!valid_server_name(&"a".repeat(64)));
@@ -469,36 +477,26 @@ fn semantic_rules_of_restart_health_and_paths() {
         ",
     );
     let errors = f.errors();
-    expect_error(
+    expect_errors(
         &errors,
         "mcp/echo.yaml",
-        4,
-        "path \"mcp\" of server \"echo\" does not start with /",
-    );
-    expect_error(
-        &errors,
-        "mcp/echo.yaml",
-        7,
-        "max_backoff (5s) is below backoff (10s)",
-    );
-    expect_error(
-        &errors,
-        "mcp/echo.yaml",
-        8,
-        "burst must be at least 1, not 0 in server \"echo\" restart",
-    );
-    expect_error(
-        &errors,
-        "mcp/echo.yaml",
-        10,
-        "timeout must be longer than zero in server \"echo\" health",
-    );
-    expect_error(&errors, "mcp/echo.yaml", 11, "failures must be at least 1");
-    expect_error(
-        &errors,
-        "mcp/echo.yaml",
-        12,
-        "stop_timeout must be longer than zero in server \"echo\"",
+        &[
+            (4, "path \"mcp\" of server \"echo\" does not start with /"),
+            (7, "max_backoff (5s) is below backoff (10s)"),
+            (
+                8,
+                "burst must be at least 1, not 0 in server \"echo\" restart",
+            ),
+            (
+                10,
+                "timeout must be longer than zero in server \"echo\" health",
+            ),
+            (11, "failures must be at least 1"),
+            (
+                12,
+                "stop_timeout must be longer than zero in server \"echo\"",
+            ),
+        ],
     );
     assert_eq!(errors.len(), 6, "{}", show(&errors));
 }
@@ -543,36 +541,22 @@ fn daemon_scalars_are_checked() {
         ",
     );
     let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
-    expect_error(
+    expect_errors(
         &errors,
         "mcpd.yaml",
-        3,
-        "invalid listen address \"localhost:8080\"",
+        &[
+            (3, "invalid listen address \"localhost:8080\""),
+            (4, "the scheme must be http or https"),
+            (6, "invalid mode \"0999\""),
+            (8, "keep must be at least 1"),
+            (9, "unknown variant `weekly`"),
+            (13, "public_key_file without algorithm in auth.keys[1]"),
+            (14, "a key with more than one file in auth.keys[2]"),
+            (15, "algorithm only applies to public_key_file"),
+        ],
     );
-    expect_error(&errors, "mcpd.yaml", 4, "the scheme must be http or https");
-    expect_error(&errors, "mcpd.yaml", 6, "invalid mode \"0999\"");
-    expect_error(&errors, "mcpd.yaml", 8, "keep must be at least 1");
-    expect_error(&errors, "mcpd.yaml", 9, "unknown variant `weekly`");
     let hs = expect_error(&errors, "mcpd.yaml", 12, "invalid algorithm \"HS256\"");
     assert!(hs.hint.as_deref().unwrap().contains("hs256_secret_file"));
-    expect_error(
-        &errors,
-        "mcpd.yaml",
-        13,
-        "public_key_file without algorithm in auth.keys[1]",
-    );
-    expect_error(
-        &errors,
-        "mcpd.yaml",
-        14,
-        "a key with more than one file in auth.keys[2]",
-    );
-    expect_error(
-        &errors,
-        "mcpd.yaml",
-        15,
-        "algorithm only applies to public_key_file",
-    );
     assert_eq!(errors.len(), 9, "{}", show(&errors));
 }
 
@@ -604,10 +588,19 @@ fn errors_of_many_files_and_servers_are_reported_together() {
         "mcp_servers:\n  three: {}\n  four: {binary: a, health: {interval: never}}\n",
     );
     let errors = f.errors();
-    expect_error(&errors, "mcp/a.yaml", 2, "port 1 of server \"one\"");
-    expect_error(&errors, "mcp/a.yaml", 3, "unknown key \"prt\"");
-    expect_error(&errors, "mcp/b.yaml", 2, "server \"three\" has no binary");
-    expect_error(&errors, "mcp/b.yaml", 3, "invalid duration \"never\"");
+    expect_errors(
+        &errors,
+        "mcp/a.yaml",
+        &[(2, "port 1 of server \"one\""), (3, "unknown key \"prt\"")],
+    );
+    expect_errors(
+        &errors,
+        "mcp/b.yaml",
+        &[
+            (2, "server \"three\" has no binary"),
+            (3, "invalid duration \"never\""),
+        ],
+    );
     assert_eq!(errors.len(), 4, "{}", show(&errors));
 }
 

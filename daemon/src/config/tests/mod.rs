@@ -101,6 +101,14 @@ pub(super) fn show(errors: &[ConfigError]) -> String {
     errors.iter().map(|error| format!("{error}\n")).collect()
 }
 
+/// [`expect_error`] for every `(line, message)` of `file`: the errors one YAML text was
+/// written to cause, as a table.
+pub(super) fn expect_errors(errors: &[ConfigError], file: &str, table: &[(usize, &str)]) {
+    for &(line, message) in table {
+        expect_error(errors, file, line, message);
+    }
+}
+
 /// Asserts that exactly one error mentions `message`, in `file` (a suffix), on `line`; returns it.
 #[track_caller]
 pub(super) fn expect_error<'a>(

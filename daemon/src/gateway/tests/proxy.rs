@@ -29,10 +29,7 @@ async fn open_sse(s: &Setup) -> Response<Incoming> {
     let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
         .body(empty())
         .unwrap();
-    tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap()
+    open(&client(), request).await
 }
 
 async fn setup(options: GatewayOptions) -> Setup {
@@ -188,10 +185,7 @@ async fn sse_events_arrive_one_at_a_time() {
         .header("accept", "text/event-stream")
         .body(empty())
         .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let response = open(&client(), request).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
@@ -219,14 +213,7 @@ async fn a_response_body_that_moves_no_byte_is_ended_at_the_body_idle_timeout() 
     })
     .await;
     let events = s.upstream.sse();
-    let request = Request::get(s.gateway.url("/api/v1/mcp/sse/mcp"))
-        .body(empty())
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut body = response.into_body();
+    let mut body = open_sse(&s).await.into_body();
     events.send("first".into()).await.unwrap();
     let first = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
     assert!(first.unwrap().unwrap().is_data());
@@ -325,75 +312,60 @@ async fn expect_error(
     headers
 }
 
+/// A POST to server `name` is answered 503 with `Retry-After: 5`.
+async fn expect_unavailable(s: &Setup, name: &str) {
+    let path = format!("/api/v1/mcp/{name}/mcp");
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = expect_error(s, Method::POST, &path, status, Some(name)).await;
+    assert_eq!(headers["retry-after"], "5");
+}
+
 #[tokio::test]
 async fn status_mapping() {
     let s = setup(fast_options()).await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/nope/mcp",
-        StatusCode::NOT_FOUND,
-        Some("nope"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/off/mcp",
-        StatusCode::NOT_FOUND,
-        Some("off"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::GET,
-        "/nothing/here",
-        StatusCode::NOT_FOUND,
-        None,
-    )
-    .await;
-    let headers = expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/starting/mcp",
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("starting"),
-    )
-    .await;
-    assert_eq!(headers["retry-after"], "5");
+    for (method, path, status, server) in [
+        (
+            Method::POST,
+            "/api/v1/mcp/nope/mcp",
+            StatusCode::NOT_FOUND,
+            Some("nope"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mcp/off/mcp",
+            StatusCode::NOT_FOUND,
+            Some("off"),
+        ),
+        (Method::GET, "/nothing/here", StatusCode::NOT_FOUND, None),
+    ] {
+        expect_error(&s, method, path, status, server).await;
+    }
+    expect_unavailable(&s, "starting").await;
     // Running, but nothing listens: down in fact, so 503 like any server not running, and the
     // supervisor's liveness loop is woken to check it now.
     let refused = s.directory.get("refused").unwrap();
     assert!(refused.check_now.notified().now_or_never().is_none());
-    let headers = expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/refused/mcp",
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("refused"),
-    )
-    .await;
-    assert_eq!(headers["retry-after"], "5");
+    expect_unavailable(&s, "refused").await;
     assert!(
         refused.check_now.notified().now_or_never().is_some(),
         "the refused connection did not wake the server's check"
     );
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/slow/mcp",
-        StatusCode::GATEWAY_TIMEOUT,
-        Some("slow"),
-    )
-    .await;
-    expect_error(
-        &s,
-        Method::POST,
-        "/api/v1/mcp/registry",
-        StatusCode::METHOD_NOT_ALLOWED,
-        None,
-    )
-    .await;
+    for (method, path, status, server) in [
+        (
+            Method::POST,
+            "/api/v1/mcp/slow/mcp",
+            StatusCode::GATEWAY_TIMEOUT,
+            Some("slow"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mcp/registry",
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+    ] {
+        expect_error(&s, method, path, status, server).await;
+    }
 }
 
 #[tokio::test]
@@ -639,10 +611,7 @@ async fn metrics_count_requests_and_open_streams() {
     let request = Request::get(gateway.url("/api/v1/mcp/sse/mcp"))
         .body(empty())
         .unwrap();
-    let stream = tokio::time::timeout(WAIT, client().request(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let stream = open(&client(), request).await;
 
     let (status_code, headers, bytes) = send(
         &client(),

@@ -155,16 +155,23 @@ pub fn empty() -> TestBody {
     body(Bytes::new())
 }
 
+/// Sends `request` and returns the response as soon as its head arrives (the body streams).
+pub async fn open(
+    client: &Client<HttpConnector, TestBody>,
+    request: Request<TestBody>,
+) -> Response<Incoming> {
+    tokio::time::timeout(WAIT, client.request(request))
+        .await
+        .expect("gateway answers in time")
+        .expect("request succeeds")
+}
+
 /// Sends `request` and returns status, headers and the whole body.
 pub async fn send(
     client: &Client<HttpConnector, TestBody>,
     request: Request<TestBody>,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let response = tokio::time::timeout(WAIT, client.request(request))
-        .await
-        .expect("gateway answers in time")
-        .expect("request succeeds");
-    let (parts, body) = response.into_parts();
+    let (parts, body) = open(client, request).await.into_parts();
     let bytes = tokio::time::timeout(WAIT, body.collect())
         .await
         .expect("body arrives in time")

@@ -56,6 +56,14 @@ fn with_length(head: &str, body: &str) -> String {
     format!("{head}Content-Length: {}\r\n\r\n{body}", body.len())
 }
 
+/// A JSON response with the status line `HTTP/1.1 <status>` and a Content-Length.
+fn json_response(status: &str, body: &str) -> String {
+    with_length(
+        &format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"),
+        body,
+    )
+}
+
 #[derive(Debug, Deserialize, PartialEq)]
 struct Tools {
     tools: Vec<String>,
@@ -107,10 +115,7 @@ fn chunked(body: &str, pieces: usize) -> String {
 #[tokio::test]
 async fn json_body_with_content_length() {
     let body = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":["a","b"]}}"#;
-    let raw = with_length(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
-        body,
-    );
+    let raw = json_response("200 OK", body);
     let reply = parse::<Tools>(raw.as_bytes(), Some(7)).await.unwrap();
     assert!(reply.reusable);
     assert!(matches!(reply.outcome, Outcome::Result(Tools { ref tools }) if tools == &["a", "b"]));
@@ -160,10 +165,7 @@ async fn an_event_stream_that_stays_open_answers_but_costs_the_connection() {
 #[tokio::test]
 async fn json_rpc_error_with_http_404() {
     let body = r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"ping"}}"#;
-    let raw = with_length(
-        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n",
-        body,
-    );
+    let raw = json_response("404 Not Found", body);
     let reply = parse::<IgnoredAny>(raw.as_bytes(), Some(2)).await.unwrap();
     assert_eq!(reply.status, 404);
     let Outcome::Error(error) = reply.outcome else {
@@ -217,12 +219,10 @@ async fn eof_before_any_byte_is_retryable() {
     assert!(matches!(error, HttpError::ClosedBeforeResponse), "{error}");
 }
 
-#[tokio::test]
-async fn truncated_inputs_are_malformed_never_retryable() {
-    let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-    let whole = with_length("HTTP/1.1 200 OK\r\n", body);
-    for cut in 1..whole.len() {
-        let error = parse::<IgnoredAny>(&whole.as_bytes()[..cut], Some(1))
+/// Every prefix of `whole` shorter than `end` bytes is malformed (never retryable).
+async fn assert_every_cut_is_malformed(whole: &[u8], end: usize) {
+    for cut in 1..end {
+        let error = parse::<IgnoredAny>(&whole[..cut], Some(1))
             .await
             .unwrap_err();
         assert!(
@@ -230,6 +230,13 @@ async fn truncated_inputs_are_malformed_never_retryable() {
             "cut at {cut}: {error}"
         );
     }
+}
+
+#[tokio::test]
+async fn truncated_inputs_are_malformed_never_retryable() {
+    let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+    let whole = with_length("HTTP/1.1 200 OK\r\n", body);
+    assert_every_cut_is_malformed(whole.as_bytes(), whole.len()).await;
     let events = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
     let whole = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{}",
@@ -237,15 +244,7 @@ async fn truncated_inputs_are_malformed_never_retryable() {
     );
     // Up to the blank line that completes the event; past it, the answer is in.
     let complete = whole.find("}}\n\n").unwrap() + 3;
-    for cut in 1..complete {
-        let error = parse::<IgnoredAny>(&whole.as_bytes()[..cut], Some(1))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, HttpError::Malformed(_)),
-            "cut at {cut}: {error}"
-        );
-    }
+    assert_every_cut_is_malformed(whole.as_bytes(), complete).await;
 }
 
 #[tokio::test]
