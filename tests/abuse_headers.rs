@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcpd_tests::gw_support::GwDaemon;
 use mcpd_tests::rel_support::{raw_request, status_code};
-use mcpd_tests::{lazy, wait_for};
+use mcpd_tests::{GatewayUrls, lazy, wait_for};
 use serde_json::{Value, json};
 
 /// The HS256 secret `GwDaemon` configures.

@@ -196,8 +196,14 @@ pub struct ChildGuard {
     status: Mutex<Option<ExitStatus>>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// Pipes (stdout, stderr) read to their end: everything the process wrote is captured.
+    drained: [Arc<AtomicBool>; 2],
     watchdog: Arc<Watchdog>,
 }
+
+/// How long a wait for an exit also waits for the captured pipes to reach their end (a
+/// process that forked may leave a child holding them open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Watchdog {
@@ -229,11 +235,15 @@ impl ChildGuard {
         let pid = child.id();
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let drained = [
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        ];
         if let Some(pipe) = child.stdout.take() {
-            drain(pipe, stdout.clone());
+            drain(pipe, stdout.clone(), drained[0].clone());
         }
         if let Some(pipe) = child.stderr.take() {
-            drain(pipe, stderr.clone());
+            drain(pipe, stderr.clone(), drained[1].clone());
         }
         let watchdog = Arc::new(Watchdog::default());
         {
@@ -262,8 +272,14 @@ impl ChildGuard {
             status: Mutex::new(None),
             stdout,
             stderr,
+            drained,
             watchdog,
         }
+    }
+
+    /// True once stdout and stderr were both read to their end.
+    fn drained(&self) -> bool {
+        self.drained.iter().all(|done| done.load(Ordering::SeqCst))
     }
 
     pub fn pid(&self) -> u32 {
@@ -310,12 +326,19 @@ impl ChildGuard {
         *status
     }
 
-    /// Waits until the process exits; panics (showing its stderr) after `timeout`.
+    /// Waits until the process exits; panics (showing its stderr) after `timeout`. Then waits
+    /// (at most [`OUTPUT_GRACE`]) until its output is captured to the end, so
+    /// [`ChildGuard::stderr`] holds its last words.
     pub async fn wait_exit(&self, timeout: Duration) -> ExitStatus {
-        wait_for_value(timeout, self.exit_awaited(), || {
+        let status = wait_for_value(timeout, self.exit_awaited(), || {
             std::future::ready(self.try_status())
         })
-        .await
+        .await;
+        let grace = Instant::now() + OUTPUT_GRACE;
+        while !self.drained() && Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        status
     }
 
     /// Blocking form of [`ChildGuard::wait_exit`].
@@ -325,6 +348,10 @@ impl ChildGuard {
             found = self.try_status();
             found.is_some()
         });
+        let grace = Instant::now() + OUTPUT_GRACE;
+        while !self.drained() && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(5));
+        }
         found.expect("the condition held")
     }
 
@@ -397,7 +424,7 @@ pub fn describe(status: ExitStatus) -> String {
 }
 
 /// Reads `pipe` line by line into `into` on a thread, until EOF.
-fn drain(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn drain(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>, done: Arc<AtomicBool>) {
     thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -407,6 +434,7 @@ fn drain(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
                 .push_str(&String::from_utf8_lossy(&line));
             line.clear();
         }
+        done.store(true, Ordering::SeqCst);
     });
 }
 
