@@ -1,5 +1,6 @@
 //! Binding the control socket: parent directory, stale-socket detection, file mode without an
-//! over-permissive window, and removal of the socket file when the listener goes away.
+//! over-permissive window, a path that appears only once it accepts connections (bound under
+//! a staging name, then renamed), and removal of the socket file when the listener goes away.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -79,7 +80,12 @@ impl ControlListener {
         }
         remove_if_stale(&path)?;
 
-        let name = path
+        // Bound and listening under a staging name first, then renamed into place: the path
+        // appears only once connections to it are accepted (a client or a second daemon that
+        // finds the file between bind and listen would take it for a dead daemon's).
+        let staging = staging_path(&path);
+        let _ = std::fs::remove_file(&staging); // left by an earlier daemon with this pid
+        let name = staging
             .as_path()
             .to_fs_name::<GenericFilePath>()
             .map_err(|source| BindError::Bind {
@@ -92,30 +98,51 @@ impl ControlListener {
             .reclaim_name(false)
             .try_overwrite(false)
             .create_tokio()
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::AddrInUse => BindError::AlreadyRunning { path: path.clone() },
-                _ => BindError::Bind {
-                    path: path.clone(),
-                    source,
-                },
+            .map_err(|source| BindError::Bind {
+                path: path.clone(),
+                source,
             })?;
         // From here on the file is ours: the guard removes it if anything below fails.
-        let meta = std::fs::symlink_metadata(&path).map_err(|source| BindError::Bind {
+        let meta = std::fs::symlink_metadata(&staging).map_err(|source| BindError::Bind {
             path: path.clone(),
             source,
         })?;
-        let guard = SocketGuard {
-            path: path.clone(),
+        let mut guard = SocketGuard {
+            path: staging.clone(),
             dev: meta.dev(),
             ino: meta.ino(),
         };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.mode)).map_err(
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(config.mode)).map_err(
             |source| BindError::Chmod {
                 path: path.clone(),
                 mode: config.mode,
                 source,
             },
         )?;
+        // Never over another daemon's socket that appeared since the stale check.
+        let moved = nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            staging.as_path(),
+            nix::fcntl::AT_FDCWD,
+            path.as_path(),
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        );
+        // A file system without RENAME_NOREPLACE (EINVAL): a plain rename after the check above.
+        let moved = match moved {
+            Err(nix::errno::Errno::EINVAL) => std::fs::rename(&staging, &path)
+                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            other => other,
+        };
+        match moved {
+            Ok(()) => guard.path = path.clone(),
+            Err(nix::errno::Errno::EEXIST) => return Err(BindError::AlreadyRunning { path }),
+            Err(errno) => {
+                return Err(BindError::Bind {
+                    path,
+                    source: io::Error::from(errno),
+                });
+            }
+        }
         Ok(ControlListener { listener, guard })
     }
 
@@ -123,6 +150,15 @@ impl ControlListener {
     pub fn path(&self) -> &Path {
         &self.guard.path
     }
+}
+
+/// Where the socket is bound before it is renamed to `path`: a hidden name beside it.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(
+        || "mcpd.sock".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    path.with_file_name(format!(".{name}.{}.new", std::process::id()))
 }
 
 /// Removes an existing socket file at `path` if nobody is listening on it.

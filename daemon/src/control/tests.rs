@@ -487,6 +487,24 @@ async fn a_second_daemon_on_a_live_socket_is_refused() {
 }
 
 #[tokio::test]
+async fn the_socket_path_appears_bound_and_listening_with_no_staging_file_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon_config(dir.path(), 0o600);
+    let listener = ControlListener::bind(&daemon.control).expect("bind");
+    // Connectable the moment it exists (it was renamed into place after listen)...
+    std::os::unix::net::UnixStream::connect(&daemon.control.socket)
+        .expect("the socket accepts as soon as its path exists");
+    // ...and the staging name it was bound under is gone.
+    let names: Vec<String> = std::fs::read_dir(daemon.control.socket.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["mcpd.sock"]);
+    drop(listener);
+    assert!(!daemon.control.socket.exists(), "removed with its listener");
+}
+
+#[tokio::test]
 async fn a_regular_file_at_the_socket_path_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon_config(dir.path(), 0o600);
