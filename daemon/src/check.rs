@@ -152,22 +152,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_valid_configuration_prints_its_servers() {
+    /// `mcpd check` of a daemon file `services_dir: mcp` and one server file holding `servers`.
+    fn check_servers(servers: &str) -> Report {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("mcp")).unwrap();
         std::fs::write(dir.path().join("mcpd.yaml"), "services_dir: mcp\n").unwrap();
-        std::fs::write(
-            dir.path().join("mcp/servers.yaml"),
-            "mcp_servers:\n  echo: {binary: /bin/sh}\n  secure:\n    binary: /bin/sh\n    port: 5010\n    \
-             oauth: {required: true, scopes: [admin, ops]}\n",
-        )
-        .unwrap();
-        let report = check_in(
+        std::fs::write(dir.path().join("mcp/servers.yaml"), servers).unwrap();
+        check_in(
             Some(Path::new("mcpd.yaml")),
             &env(dir.path()),
             Path::new("/nonexistent"),
             &config::resolve_binary,
+        )
+    }
+
+    #[test]
+    fn a_valid_configuration_prints_its_servers() {
+        let report = check_servers(
+            "mcp_servers:\n  echo: {binary: /bin/sh}\n  secure:\n    binary: /bin/sh\n    port: 5010\n    \
+             oauth: {required: true, scopes: [admin, ops]}\n",
         );
         assert!(report.ok, "{}", report.text);
         assert_eq!(
@@ -185,19 +188,8 @@ mod tests {
 
     #[test]
     fn a_server_that_admits_any_token_is_flagged() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("mcp")).unwrap();
-        std::fs::write(dir.path().join("mcpd.yaml"), "services_dir: mcp\n").unwrap();
-        std::fs::write(
-            dir.path().join("mcp/servers.yaml"),
+        let report = check_servers(
             "mcp_servers:\n  open:\n    binary: /bin/sh\n    oauth: {required: true}\n",
-        )
-        .unwrap();
-        let report = check_in(
-            Some(Path::new("mcpd.yaml")),
-            &env(dir.path()),
-            Path::new("/nonexistent"),
-            &config::resolve_binary,
         );
         assert!(report.ok, "{}", report.text);
         assert!(
