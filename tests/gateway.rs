@@ -819,17 +819,18 @@ async fn a_refused_connection_answers_503_and_has_the_server_checked_at_once() {
         .trim()
         .parse()
         .expect("a pid");
+    let status = daemon.status();
+    let entry = mcpd_tests::server_entry(&status, "wrapped").expect("wrapped in the status");
+    let port = mcpd_tests::port_of(entry);
     kill(Pid::from_raw(echo), Signal::SIGKILL).expect("kill mcp-echo");
-    // Gone once it is a zombie (its parent, `sleep`, never reaps it): its sockets are closed.
+    // Gone once its port refuses connections (the kill is delivered, and the last of its
+    // threads has closed the listener, some moments after `kill` returns).
     wait_for(
         Duration::from_secs(10),
-        lazy(|| format!("mcp-echo {echo} to end")),
+        lazy(|| format!("the port {port} of the killed mcp-echo to refuse connections")),
         || async move {
-            std::fs::read_to_string(format!("/proc/{echo}/stat")).map_or(true, |stat| {
-                stat.rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-            })
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused)
         },
     )
     .await;
