@@ -759,7 +759,7 @@ autorestart=true
               f"{sv('status_ms', '{:.0f} ms')} (`supervisorctl status`) |")
             w(f"| reload, no change | {m['reload_nochange_ms']:.1f} ms (`mcpctl reload`) | - |")
             w(f"| reload, 10 files changed, by the file watcher | {m['reload_watch_ms']:.0f} ms "
-              "(includes the 250 ms debounce) | - |")
+              "(includes the 100 ms quiet period) | - |")
             w(f"| reload, 10 files changed, `mcpctl reload` | {m['reload_ctl_ms']:.0f} ms "
               f"(applied: {m['reload_applied']}) | - |")
             w(f"| stop all (SIGTERM to exit) | {m['stop_s']:.2f} s | {sv('stop_s', '{:.2f} s')} |")
