@@ -6,7 +6,12 @@
 //! written without a port matches that host on any port.
 //!
 //! Origin: absent passes (not a browser); otherwise it must be listed in
-//! `gateway.allowed_origins` (`*` allows any), or be `public_url`'s own origin.
+//! `gateway.allowed_origins` (`*` allows any), or be one of the gateway's own origins:
+//! `public_url`'s, and `http://` with a host the gateway answers for itself on the port it
+//! listens on (localhost, 127.0.0.1, [::1], the listen and bound addresses: a page the
+//! gateway serves, however the browser reached it), or an `allowed_hosts` host with its own
+//! port or the gateway's. A local page on another port (`http://localhost:3000`) is not the
+//! gateway's and still needs listing.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -85,11 +90,50 @@ fn origin_of(url: &str) -> &str {
     }
 }
 
-pub fn origin_allowed(origin: &str, gateway: &GatewayConfig) -> bool {
+pub fn origin_allowed(origin: &str, gateway: &GatewayConfig, bound: SocketAddr) -> bool {
     let origin = origin.trim_end_matches('/');
     origin.eq_ignore_ascii_case(origin_of(&gateway.public_url))
+        || own_origin(origin, gateway, bound)
         || gateway.allowed_origins.iter().any(|allowed| {
             allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
+        })
+}
+
+/// True for `http://HOST:PORT` where the gateway answers `HOST` for itself and `PORT` is
+/// where it listens, or an `allowed_hosts` entry names that host with that port (an entry
+/// without a port: with the gateway's).
+fn own_origin(origin: &str, gateway: &GatewayConfig, bound: SocketAddr) -> bool {
+    let Some(rest) = origin
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &origin[7..])
+    else {
+        return false;
+    };
+    let Ok(parsed) = authority::parse(rest) else {
+        return false;
+    };
+    let port = parsed.port.unwrap_or(80);
+    let ours = port == bound.port() || port == gateway.listen.port();
+    let local = match parsed.host {
+        Host::Ip(ip) => {
+            ip == Ipv4Addr::LOCALHOST
+                || ip == Ipv6Addr::LOCALHOST
+                || ip == bound.ip()
+                || ip == gateway.listen.ip()
+        }
+        Host::Name(name) => name.eq_ignore_ascii_case("localhost"),
+        Host::Future(_) => false,
+    };
+    (local && ours)
+        || gateway.allowed_hosts.iter().any(|entry| {
+            authority::parse(entry).is_ok_and(|entry| {
+                entry.host.same(&parsed.host)
+                    && match entry.port {
+                        Some(port) => parsed.port == Some(port),
+                        None => ours,
+                    }
+            })
         })
 }
 
@@ -186,13 +230,54 @@ mod tests {
     #[test]
     fn origins() {
         let gw = gateway();
-        assert!(origin_allowed("https://app.example.com", &gw));
-        assert!(origin_allowed("https://mcp.example.com", &gw));
-        assert!(!origin_allowed("https://evil.com", &gw));
-        assert!(!origin_allowed("null", &gw));
-        assert!(!origin_allowed("http://app.example.com", &gw));
+        let bound: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let allowed = |origin: &str| origin_allowed(origin, &gw, bound);
+        assert!(allowed("https://app.example.com"));
+        assert!(allowed("https://mcp.example.com"));
+        assert!(!allowed("https://evil.com"));
+        assert!(!allowed("null"));
+        assert!(!allowed("http://app.example.com"));
         let mut any = gateway();
         any.allowed_origins = vec!["*".into()];
-        assert!(origin_allowed("https://evil.com", &any));
+        assert!(origin_allowed("https://evil.com", &any, bound));
+    }
+
+    #[test]
+    fn the_gateways_own_origins_pass() {
+        let gw = gateway();
+        let bound: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        // A page served by the gateway itself, however the browser reached it.
+        for own in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "HTTP://LOCALHOST:8080/",
+            "http://[::1]:8080",
+            "http://10.0.0.5:8080",
+            "http://gw.internal:9000",
+            "http://alias.example.com:8080",
+        ] {
+            assert!(origin_allowed(own, &gw, bound), "{own} should pass");
+        }
+        // Another local page, another port, another scheme, or not a Host at all.
+        for other in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://127.0.0.1:8080",
+            "http://127.0.0.2:8080",
+            "http://10.0.0.5:8081",
+            "http://alias.example.com",
+            "http://alias.example.com:81",
+            "http://gw.internal:9001",
+            "http://localhost:8080@evil.com",
+            "http://localhost:8080.evil.com",
+            "http://evil.com:8080",
+            "http://",
+            "file://",
+        ] {
+            assert!(
+                !origin_allowed(other, &gw, bound),
+                "{other} should not pass"
+            );
+        }
     }
 }

@@ -175,7 +175,7 @@ fn check_rebinding(
         && (origins.next().is_some()
             || !origin
                 .to_str()
-                .is_ok_and(|origin| guard::origin_allowed(origin, gateway)))
+                .is_ok_and(|origin| guard::origin_allowed(origin, gateway, bound)))
     {
         return Err(Box::new(response::error(
             StatusCode::FORBIDDEN,

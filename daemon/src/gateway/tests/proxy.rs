@@ -457,6 +457,23 @@ async fn host_and_origin_checks() {
                 "{origin}"
             );
         }
+        // A page the gateway itself serves, reached at its listen address while public_url
+        // says localhost: its origin is the gateway's own. Another local port is not.
+        let port = s.gateway.addr.port();
+        for (origin, expected) in [
+            (format!("http://127.0.0.1:{port}"), StatusCode::OK),
+            (format!("http://localhost:{port}"), StatusCode::OK),
+            (
+                format!("http://127.0.0.1:{}", port + 1),
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            assert_eq!(
+                status_with(&s, path, &[("origin", &origin)]).await,
+                expected,
+                "{origin}"
+            );
+        }
     }
     let forbidden = expect_error_with_origin(&s).await;
     assert_eq!(forbidden["server"], "echo");
