@@ -7,13 +7,13 @@
 //!
 //! Origin: absent passes (not a browser); otherwise it must be listed in
 //! `gateway.allowed_origins` (`*` allows any), or be one of the gateway's own origins:
-//! `public_url`'s, and `http://` with a host the gateway answers for itself on the port it
-//! listens on (localhost, 127.0.0.1, [::1], the listen and bound addresses: a page the
-//! gateway serves, however the browser reached it), or an `allowed_hosts` host with its own
-//! port or the gateway's. A local page on another port (`http://localhost:3000`) is not the
-//! gateway's and still needs listing.
+//! `public_url`'s; `http://` with localhost or an address the gateway listens on (loopback
+//! included when it is bound to a wildcard) on its port, which is a page the gateway serves
+//! however the browser reached it; or an `allowed_hosts` host on its own port or the
+//! gateway's. A local page on another port (`http://localhost:3000`), or on an address the
+//! gateway does not listen on, is another program's and still needs listing.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::Version;
 use http::header::{HOST, HeaderMap};
@@ -99,6 +99,16 @@ pub fn origin_allowed(origin: &str, gateway: &GatewayConfig, bound: SocketAddr) 
         })
 }
 
+/// True when a socket bound to `listening` receives connections to loopback or address `ip`
+/// (0.0.0.0 takes IPv4 loopback, [::] both families).
+fn listening_on(listening: IpAddr, ip: IpAddr) -> bool {
+    match listening {
+        IpAddr::V4(v4) if v4.is_unspecified() => ip == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) if v6.is_unspecified() => ip.is_loopback(),
+        listening => listening == ip,
+    }
+}
+
 /// True for `http://HOST:PORT` where the gateway answers `HOST` for itself and `PORT` is
 /// where it listens, or an `allowed_hosts` entry names that host with that port (an entry
 /// without a port: with the gateway's).
@@ -116,12 +126,11 @@ fn own_origin(origin: &str, gateway: &GatewayConfig, bound: SocketAddr) -> bool 
     let port = parsed.port.unwrap_or(80);
     let ours = port == bound.port() || port == gateway.listen.port();
     let local = match parsed.host {
-        Host::Ip(ip) => {
-            ip == Ipv4Addr::LOCALHOST
-                || ip == Ipv6Addr::LOCALHOST
-                || ip == bound.ip()
-                || ip == gateway.listen.ip()
-        }
+        // Only an address the gateway itself listens on: with the gateway on 127.0.0.1:8080,
+        // a page from [::1]:8080 is another program's.
+        Host::Ip(ip) => [bound.ip(), gateway.listen.ip()]
+            .into_iter()
+            .any(|listening| listening_on(listening, ip)),
         Host::Name(name) => name.eq_ignore_ascii_case("localhost"),
         Host::Future(_) => false,
     };
@@ -243,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_listens_on_its_address_and_what_a_wildcard_takes() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(listening_on(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(!listening_on(ip("127.0.0.1"), ip("::1")));
+        assert!(listening_on(ip("0.0.0.0"), ip("127.0.0.1")));
+        assert!(!listening_on(ip("0.0.0.0"), ip("::1")));
+        assert!(listening_on(ip("::"), ip("::1")));
+        assert!(listening_on(ip("::"), ip("127.0.0.1")));
+        assert!(!listening_on(ip("10.0.0.5"), ip("127.0.0.1")));
+    }
+
+    #[test]
     fn the_gateways_own_origins_pass() {
         let gw = gateway();
         let bound: SocketAddr = "10.0.0.5:8080".parse().unwrap();
@@ -251,7 +272,6 @@ mod tests {
             "http://127.0.0.1:8080",
             "http://localhost:8080",
             "HTTP://LOCALHOST:8080/",
-            "http://[::1]:8080",
             "http://10.0.0.5:8080",
             "http://gw.internal:9000",
             "http://alias.example.com:8080",
@@ -264,6 +284,7 @@ mod tests {
             "http://127.0.0.1",
             "https://127.0.0.1:8080",
             "http://127.0.0.2:8080",
+            "http://[::1]:8080",
             "http://10.0.0.5:8081",
             "http://alias.example.com",
             "http://alias.example.com:81",
