@@ -2,10 +2,12 @@
 //! with one authenticated HTTP gateway and a local control socket.
 
 mod accept;
+pub mod authz;
 pub mod check;
 pub mod config;
 pub mod control;
 pub mod directory;
+pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

@@ -4,6 +4,7 @@
 //! types or into a list of every error found. Nothing outside `config` builds these by hand
 //! except tests.
 
+use crate::authz::ToolRule;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -290,6 +291,8 @@ pub struct OAuthConfig {
     pub scopes: Vec<String>,
     pub audience: String,
     pub client_id: Option<String>,
+    /// Per-tool rules (`oauth.tools`), in order: the first whose pattern matches decides.
+    pub tools: Vec<ToolRule>,
 }
 
 impl OAuthConfig {
@@ -330,6 +333,8 @@ pub struct ServerConfig {
     pub display_in_web: bool,
     pub description: String,
     pub oauth: OAuthConfig,
+    /// `audit.arguments`: audit records of this server's calls keep the arguments.
+    pub audit_arguments: bool,
     /// As written; `{port}` and `{name}` expand at spawn.
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::model::{GatewayLimits, IpNet, RestartPolicy, Rotation};
+use crate::authz::{ToolPattern, ToolRule};
 
 /// The daemon file `mcpd.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +205,15 @@ pub struct RawServer {
     pub working_dir: Option<PathBuf>,
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
+    pub audit: Option<RawAudit>,
+}
+
+/// `audit:` of a server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Keep each call's `arguments` in its audit record.
+    pub arguments: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +223,59 @@ pub struct RawOAuth {
     pub scopes: Option<Vec<String>>,
     pub audience: Option<String>,
     pub client_id: Option<String>,
+    pub tools: Option<RawToolRules>,
+}
+
+/// `oauth.tools`: tool pattern -> scopes, in the order written (first match wins).
+#[derive(Debug, Default)]
+pub struct RawToolRules(pub Vec<ToolRule>);
+
+impl<'de> Deserialize<'de> for RawToolRules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = RawToolRules;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of tool pattern to a list of scopes, e.g. \"delete_*\": [admin]")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawToolRules, E> {
+                Ok(RawToolRules::default())
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawToolRules, A::Error> {
+                let mut rules = Vec::new();
+                while let Some(pattern) = map.next_key::<String>()? {
+                    let pattern = ToolPattern::parse(&pattern).map_err(|why| {
+                        de::Error::custom(format!("tool pattern {pattern:?}: {why}"))
+                    })?;
+                    let scopes: Vec<String> = map.next_value()?;
+                    if scopes.is_empty() {
+                        return Err(de::Error::custom(format!(
+                            "tool pattern \"{pattern}\" lists no scopes (only admin could call it: write [admin])"
+                        )));
+                    }
+                    if let Some(bad) = scopes.iter().find(|scope| !valid_scope(scope)) {
+                        return Err(de::Error::custom(format!(
+                            "scope {bad:?} of tool pattern \"{pattern}\" is not a valid OAuth scope (visible ASCII, no spaces, quotes or backslashes)"
+                        )));
+                    }
+                    rules.push(ToolRule { pattern, scopes });
+                }
+                Ok(RawToolRules(rules))
+            }
+        }
+        deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+/// RFC 6749 scope-token: `%x21 / %x23-5B / %x5D-7E`, one or more.
+pub fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// Implements `Deserialize` for a newtype parsed from a string scalar by `$parse`.

@@ -100,6 +100,7 @@ pub(crate) fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
         display_in_web: true,
         description: format!("{name} server"),
         oauth: no_oauth(),
+        audit_arguments: false,
         args: Vec::new(),
         env: BTreeMap::new(),
         env_passthrough: Vec::new(),
@@ -129,6 +130,7 @@ pub(crate) fn no_oauth() -> OAuthConfig {
         scopes: Vec::new(),
         audience: "mcp".into(),
         client_id: None,
+        tools: Vec::new(),
     }
 }
 

@@ -326,7 +326,8 @@ fn servers_get_defaults_and_override_them_field_by_field() {
             required: false,
             scopes: vec![],
             audience: "mcp".into(),
-            client_id: None
+            client_id: None,
+            tools: vec![],
         }
     );
     assert_eq!(echo.path, "/mcp");
@@ -347,7 +348,8 @@ fn servers_get_defaults_and_override_them_field_by_field() {
             required: true,
             scopes: vec!["a".into(), "b".into()],
             audience: "api".into(),
-            client_id: Some("cli".into())
+            client_id: Some("cli".into()),
+            tools: vec![],
         }
     );
     assert_eq!(tuned.args, ["--port", "{port}"]);

@@ -10,6 +10,9 @@ use crate::config::model::*;
 use crate::config::raw::*;
 use crate::config::source::{Seg, Source, join, key, key_text};
 
+/// The audit log's name in `logs.dir`, so no server may have it.
+pub const AUDIT_LOG_NAME: &str = "audit";
+
 /// True for `[a-z0-9][a-z0-9_-]{0,62}`.
 pub fn valid_server_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -72,7 +75,13 @@ pub fn server_file(
         .map(|(name, settings)| (key_text(name), settings))
     {
         let path = join(&servers_path, [key(&name)]);
-        if !valid_server_name(&name) {
+        if name == AUDIT_LOG_NAME {
+            errors.push(source.error(
+                source.key_pos(&path),
+                format!("the server name \"{name}\" is reserved"),
+                format!("`{AUDIT_LOG_NAME}` names the audit log in logs.dir (`{AUDIT_LOG_NAME}.log`); choose another name"),
+            ));
+        } else if !valid_server_name(&name) {
             errors.push(source.error(
                 source.key_pos(&path),
                 format!("invalid server name \"{name}\""),
@@ -220,7 +229,13 @@ pub fn server_file(
                 scopes: oauth.scopes.unwrap_or_default(),
                 audience: oauth.audience.unwrap_or_else(|| "mcp".to_owned()),
                 client_id: oauth.client_id,
+                tools: oauth.tools.map(|rules| rules.0).unwrap_or_default(),
             },
+            audit_arguments: raw
+                .audit
+                .as_ref()
+                .and_then(|a| a.arguments)
+                .unwrap_or(false),
             args: raw.args.unwrap_or_default(),
             env: raw.env.unwrap_or_default(),
             env_passthrough: raw.env_passthrough.unwrap_or_default(),
