@@ -66,6 +66,9 @@ pub fn render(
                 if let Some(warning) = config::oauth_warning(&server.name, &server.oauth) {
                     let _ = writeln!(text, "warning: {warning}");
                 }
+                for warning in crate::authz::shadowed_rules(&server.name, &server.oauth) {
+                    let _ = writeln!(text, "warning: {warning}");
+                }
             }
             let count = rows.len();
             let plural = if count == 1 { "" } else { "s" };

@@ -2,6 +2,7 @@
 //! with one authenticated HTTP gateway and a local control socket.
 
 mod accept;
+pub mod audit;
 pub mod authz;
 pub mod check;
 pub mod config;

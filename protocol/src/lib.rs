@@ -12,12 +12,14 @@
 //! - JSON values (tool arguments, results and schemas) travel as JSON text inside the structs.
 //! - [`terminal`] escapes text a server or client controls before a human reads it.
 
+mod audit;
 pub mod codec;
 mod error;
 mod request;
 mod response;
 pub mod terminal;
 
+pub use audit::{AuditDecision, AuditRecord};
 pub use error::ErrorCode;
 pub use request::*;
 pub use response::*;
@@ -26,4 +28,5 @@ pub use response::*;
 /// cannot decode; `Hello` carries it and the daemon refuses a client that differs.
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`.
+pub const PROTOCOL_VERSION: u32 = 3;

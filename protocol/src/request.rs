@@ -22,6 +22,7 @@ pub enum Request {
     Restart(RestartRequest),
     Reload(ReloadRequest),
     Token(TokenRequest),
+    Audit(AuditRequest),
 }
 
 impl Request {
@@ -43,6 +44,7 @@ impl Request {
             Request::Restart(_) => "restart",
             Request::Reload(_) => "reload",
             Request::Token(_) => "token",
+            Request::Audit(_) => "audit",
         }
     }
 
@@ -89,6 +91,8 @@ pub struct ToolsRequest {
     pub name: Option<String>,
     /// Include each tool's input schema (JSON text).
     pub schema: bool,
+    /// Say, per tool, whether a token with these scopes may call it.
+    pub as_scopes: Option<Vec<String>>,
 }
 
 /// Calls a tool through the daemon's MCP client.
@@ -166,4 +170,17 @@ pub struct TokenRequest {
     pub ttl_secs: u64,
     /// `None`: "mcpctl".
     pub subject: Option<String>,
+}
+
+/// Audit records from `<logs.dir>/audit*.log`, newest last; with `follow`,
+/// [`crate::Response::AuditRecord`] frames follow as calls happen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRequest {
+    pub server: Option<String>,
+    pub tool: Option<String>,
+    /// Only records at or after this time (Unix milliseconds).
+    pub since_unix_ms: Option<u64>,
+    /// At most this many records of the backlog (the newest).
+    pub lines: u32,
+    pub follow: bool,
 }

@@ -35,6 +35,17 @@ pub enum Response {
     Actions(ActionsReply),
     Reload(ReloadReply),
     Token(TokenReply),
+    /// The backlog of `audit`, JSON lines (see [`crate::AuditRecord`]), oldest first.
+    Audit(AuditReply),
+    /// One new record of `audit --follow`, as JSON text.
+    AuditRecord(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReply {
+    pub records: Vec<String>,
+    /// Records dropped since the daemon started because the writer could not keep up.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +160,27 @@ pub struct ToolEntry {
     pub description: Option<String>,
     /// The input schema as JSON text, when asked for.
     pub input_schema_json: Option<String>,
+    /// With `tools --as-scopes`: whether those scopes may call the tool, and if not, the
+    /// scopes that would.
+    pub access: Option<ToolAccess>,
+}
+
+/// What a set of scopes may do with one tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolAccess {
+    pub may_call: bool,
+    /// The per-tool rule that decided (`None`: the built-in meanings).
+    pub rule: Option<String>,
+    /// When refused: any one of these scopes would allow the call.
+    pub allowing: Vec<String>,
+}
+
+/// One per-tool rule of a server: tools matching `pattern` may be called with `admin` or one
+/// of `scopes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRuleInfo {
+    pub pattern: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +211,10 @@ pub struct ShowReply {
     pub health_timeout_ms: u64,
     pub stop_timeout_ms: u64,
     pub tools: Vec<ToolEntry>,
+    /// `oauth.tools`, in order (first match wins).
+    pub tool_rules: Vec<ToolRuleInfo>,
+    /// `audit.arguments`.
+    pub audit_arguments: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +251,8 @@ pub struct ValidateReply {
     pub config_errors: Vec<ConfigErrorInfo>,
     /// One handshake per server checked.
     pub handshakes: Vec<TestReply>,
+    /// Warnings about the configuration (e.g. per-tool rules that never apply).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -215,7 +215,11 @@ pub(super) async fn tools(
     schema: bool,
 ) -> CommandResult {
     let reply = match client
-        .request(&Request::Tools(ToolsRequest { name, schema }))
+        .request(&Request::Tools(ToolsRequest {
+            name,
+            schema,
+            as_scopes: None,
+        }))
         .await?
     {
         Response::Tools(reply) => reply,

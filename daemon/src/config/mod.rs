@@ -20,7 +20,7 @@ pub use env::{Env, Resolver, resolve_binary};
 pub use error::ConfigError;
 pub use file::{MAX_CONFIG_FILE, read_config_file, read_config_text};
 pub use model::*;
-pub use validate::valid_server_name;
+pub use validate::{AUDIT_LOG_NAME, valid_server_name};
 
 use std::path::{Path, PathBuf};
 

@@ -69,6 +69,7 @@ pub(super) fn tool(server: &str, tool: &ToolInfo, schema: bool) -> proto::ToolEn
         name: tool.name.clone(),
         description: tool.description.clone(),
         input_schema_json: schema.then(|| tool.input_schema.to_string()),
+        access: None,
     }
 }
 
@@ -107,6 +108,16 @@ pub(super) fn show(name: &str, entry: &ServerEntry) -> proto::ShowReply {
         health_timeout_ms: millis(config.health.timeout),
         stop_timeout_ms: millis(config.stop_timeout),
         tools: status.tools.iter().map(|t| tool(name, t, true)).collect(),
+        tool_rules: config
+            .oauth
+            .tools
+            .iter()
+            .map(|rule| proto::ToolRuleInfo {
+                pattern: rule.pattern.to_string(),
+                scopes: rule.scopes.clone(),
+            })
+            .collect(),
+        audit_arguments: config.audit_arguments,
     }
 }
 

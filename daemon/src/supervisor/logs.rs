@@ -82,6 +82,18 @@ impl LogFiles {
         Ok(LogFiles { jobs })
     }
 
+    /// Opens (creates, 0640) the file for `name`'s lines.
+    pub fn open(&self, name: Arc<str>) {
+        let _ = self.jobs.try_send(FileJob::Open(name));
+    }
+
+    /// Queues `bytes` (whole lines) for `name`'s file; false when the queue is full.
+    pub fn write(&self, name: &Arc<str>, bytes: Vec<u8>) -> bool {
+        self.jobs
+            .try_send(FileJob::Write(name.clone(), bytes))
+            .is_ok()
+    }
+
     /// Waits (at most `timeout`) until every line queued so far is written.
     pub async fn flush(&self, timeout: std::time::Duration) {
         let (done, wait) = std_mpsc::channel();

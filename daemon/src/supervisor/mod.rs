@@ -24,13 +24,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use lifecycle::{Action, Event, Exit, Jitter, Machine, Settings, random_jitter};
+pub use logs::LogFiles;
 pub use probe::{McpProber, Probe, ProbeFuture, Prober, TcpProber};
 pub use spawn::SpawnSpec;
 
 use crate::config::{DaemonConfig, PortRange, ServerConfig, Services};
 use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus};
 use crate::ports::PortAllocator;
-use logs::{LogFiles, LogHub};
+use logs::LogHub;
 use server::{Command, ServerTask};
 use spawn::Spawner;
 

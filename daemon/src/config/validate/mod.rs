@@ -8,4 +8,4 @@ mod server;
 mod shared;
 
 pub use daemon::daemon;
-pub use server::{server_file, valid_server_name};
+pub use server::{AUDIT_LOG_NAME, server_file, valid_server_name};

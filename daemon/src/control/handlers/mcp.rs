@@ -189,9 +189,20 @@ pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> 
         .filter(|(_, entry)| entry.status.load().state != ServerState::Disabled)
         .map(|(name, entry)| handshake(ctx, name, entry));
     let handshakes = futures::future::join_all(checks).await;
+    let warnings = selected
+        .iter()
+        .flat_map(|(name, entry)| {
+            let config = entry.config.load();
+            config::oauth_warning(name, &config.oauth)
+                .into_iter()
+                .chain(crate::authz::shadowed_rules(name, &config.oauth))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     Ok(Response::Validate(ValidateReply {
         config_errors,
         handshakes,
+        warnings,
     })
     .into())
 }

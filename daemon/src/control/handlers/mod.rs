@@ -101,6 +101,10 @@ pub(super) async fn dispatch(ctx: &ControlContext, peer: &Peer, request: Request
         Request::Restart(r) => lifecycle::restart(ctx, r).await,
         Request::Reload(r) => lifecycle::reload(ctx, r).await,
         Request::Token(r) => token::token(ctx, r).await,
+        Request::Audit(_) => Err(HandlerError::new(
+            ErrorCode::Unsupported,
+            "audit is not served by this daemon yet",
+        )),
     };
     result.unwrap_or_else(|e| {
         Reply::One(Response::Error(ErrorReply {
