@@ -47,6 +47,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// Audit records dropped because the writer could not keep up.
+    pub audit_dropped: Counter,
     /// Each server's handles into the families above, made on its first request.
     servers: RwLock<HashMap<Box<str>, Arc<ServerMetrics>>>,
 }
@@ -101,6 +103,12 @@ impl Metrics {
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let reloads = Counter::default();
         let reload_failures = Counter::default();
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped because the audit log writer could not keep up",
+            audit_dropped.clone(),
+        );
         registry.register(
             "gateway_requests",
             "Gateway requests by server and status",
@@ -133,6 +141,7 @@ impl Metrics {
             requests,
             latency,
             active_streams,
+            audit_dropped,
             auth_failures,
             reloads,
             reload_failures,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use mcpd_protocol::RESTART_NOTICE;
 
+use crate::audit::AuditLog;
 use crate::config::{self, Config, ConfigError, DaemonConfig};
 use crate::control::{self, ControlContext, ControlListener, ReloadOutcome, Reloader};
 use crate::gateway::{self, Authenticator, GatewayContext, GatewayOptions};
@@ -90,7 +91,8 @@ pub async fn run(
         auth,
         GatewayOptions::default(),
         Some(metrics.clone()),
-    );
+    )
+    .with_audit(AuditLog::new(&daemon.logs, metrics.audit_dropped.clone()));
     let shared_config = Arc::new(ArcSwap::from_pointee(daemon.clone()));
     let reloader = Arc::new(DaemonReloader {
         config_path: daemon.source.clone(),

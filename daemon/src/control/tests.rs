@@ -598,6 +598,7 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
         &Request::Tools(ToolsRequest {
             name: None,
             schema: false,
+            as_scopes: None,
         }),
     )
     .await
@@ -611,6 +612,7 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
         &Request::Tools(ToolsRequest {
             name: Some("alpha".into()),
             schema: true,
+            as_scopes: None,
         }),
     )
     .await

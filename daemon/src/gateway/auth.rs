@@ -167,9 +167,15 @@ pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Checks a verified token against one server's `oauth` settings.
-pub fn authorize(claims: &Claims, oauth: &OAuthConfig) -> Result<(), Denied> {
-    if !claims.audiences.contains(&oauth.audience) {
+/// Checks a verified token against one server's `oauth` settings. The token's `aud` must hold
+/// the configured `audience` or, as RFC 8707 clients send it, the server's `resource` (its
+/// public endpoint, exactly as its RFC 9728 metadata says).
+pub fn authorize(claims: &Claims, oauth: &OAuthConfig, resource: &str) -> Result<(), Denied> {
+    if !claims
+        .audiences
+        .iter()
+        .any(|aud| *aud == oauth.audience || aud == resource)
+    {
         return Err(Denied::Audience);
     }
     if let Some(wanted) = &oauth.client_id

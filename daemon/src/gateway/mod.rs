@@ -25,12 +25,14 @@ pub mod authority;
 mod conn;
 mod guard;
 pub mod headers;
+mod inspect;
 mod limits;
 mod proxy;
 pub mod query;
 mod registry;
 mod response;
 mod router;
+mod tap;
 mod token_cache;
 mod upstream;
 
@@ -55,6 +57,7 @@ pub use registry::resource_metadata_url;
 pub use router::{Route, route};
 
 use crate::accept::{self, AcceptErrors};
+use crate::audit::AuditLog;
 use crate::config::DaemonConfig;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -111,6 +114,8 @@ struct Shared {
     live: ArcSwap<Live>,
     options: GatewayOptions,
     metrics: Option<Arc<Metrics>>,
+    /// Where `tools/call` records go; `None`: calls are not audited.
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Everything the gateway reads: the live directory, the configuration and keys (swappable
@@ -146,6 +151,24 @@ impl GatewayContext {
                 live: ArcSwap::from_pointee(Live { config, auth }),
                 options,
                 metrics,
+                audit: None,
+            }),
+        }
+    }
+
+    /// The same context, recording every `tools/call` in `audit`. Call before serving.
+    pub fn with_audit(self, audit: Arc<AuditLog>) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+            directory: shared.directory.clone(),
+            live: ArcSwap::new(shared.live.load_full()),
+            options: shared.options.clone(),
+            metrics: shared.metrics.clone(),
+            audit: None,
+        });
+        GatewayContext {
+            shared: Arc::new(Shared {
+                audit: Some(audit),
+                ..shared
             }),
         }
     }

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, LengthLimitError, Limited};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use tokio::sync::Notify;
 
 use super::auth::Claims;
@@ -41,11 +42,17 @@ pub struct Upstream<'a> {
     pub check_now: &'a Notify,
 }
 
+/// A request body to forward: read whole already (an inspected POST), or streamed.
+pub enum ForwardBody {
+    Read(Bytes),
+    Stream(ClientBody),
+}
+
 /// Forwards `request` and returns the upstream response with its body streaming.
 pub async fn forward(
     pool: &Arc<Pool>,
     upstream: Upstream<'_>,
-    request: Request<ClientBody>,
+    request: Request<ForwardBody>,
 ) -> Response<Body> {
     let server = upstream.server;
     let (mut parts, body) = request.into_parts();
@@ -100,7 +107,18 @@ pub async fn forward(
     parts.version = Version::HTTP_11;
 
     let limit = usize::try_from(upstream.max_body).unwrap_or(usize::MAX);
-    let request = Request::from_parts(parts, Limited::new(body, limit));
+    let body = match body {
+        ForwardBody::Read(bytes) => {
+            // Sent with its exact length, whatever framing the client used.
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            Either::Left(Full::new(bytes))
+        }
+        ForwardBody::Stream(body) => Either::Right(Limited::new(body, limit)),
+    };
+    let request = Request::from_parts(parts, body);
     let result =
         tokio::time::timeout(upstream.header_timeout, pool.send(upstream.port, request)).await;
     match result {

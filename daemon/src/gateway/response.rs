@@ -12,6 +12,7 @@ use http_body_util::{Either, Full};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::conn::BoxError;
+use super::tap::Tap;
 use super::upstream::ResponseBody;
 
 /// A response body: either written by the gateway or streamed from an upstream server.
@@ -23,6 +24,8 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 pub struct UpstreamBody {
     inner: ResponseBody,
     active: Option<Gauge>,
+    /// Filters list answers and reads call outcomes (see [`Tap`]); taken when the body ends.
+    tap: Option<Box<Tap>>,
 }
 
 impl UpstreamBody {
@@ -30,7 +33,13 @@ impl UpstreamBody {
         UpstreamBody {
             inner,
             active: None,
+            tap: None,
         }
+    }
+
+    /// Passes the body through `tap` (which has read the response head).
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(Box::new(tap));
     }
 
     /// Counts this body in `gauge` until it is dropped.
@@ -58,15 +67,43 @@ impl http_body::Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let Some(tap) = &mut this.tap else {
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        };
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = tap.data(data);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(None) => {
+                    let rest = tap.end();
+                    this.tap = None;
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.tap.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.tap {
+            Some(tap) if tap.filters() => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
     }
 }
 

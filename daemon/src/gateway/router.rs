@@ -5,19 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
 use super::auth::{self, Claims};
 use super::authority;
 use super::conn::ClientBody;
-use super::proxy::{self, Upstream};
+use super::inspect::{self, Caller};
+use super::proxy::{self, ForwardBody, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
+use super::tap::Tap;
 use super::upstream::Pool;
 use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query};
-use crate::config::OAuthConfig;
+use crate::config::ServerConfig;
 use crate::directory::ServerState;
 use crate::metrics::ReasonLabel;
 
@@ -249,7 +251,7 @@ async fn mcp(
     }
 
     let claims = if config.oauth.required {
-        match authenticate(shared, live, name, &config.oauth, request.headers()) {
+        match authenticate(shared, live, name, &config, request.headers()) {
             Ok(claims) => Some(claims),
             Err(refusal) => return *refusal,
         }
@@ -257,16 +259,59 @@ async fn mcp(
         None
     };
 
+    // A POST carries JSON-RPC: read it, check it and decide on it before anything is sent.
+    let (mut parts, body) = request.into_parts();
+    let mut tap = None;
+    let body = if parts.method == Method::POST {
+        let max_body = live.config.gateway.max_body;
+        let bytes = match inspect::read_body(body, max_body, name).await {
+            Ok(bytes) => bytes,
+            Err(answer) => return *answer,
+        };
+        let caller = Caller {
+            claims: claims.as_deref(),
+            peer,
+        };
+        let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
+        match inspect::inspect(
+            bytes,
+            &parts.headers,
+            &config,
+            &caller,
+            shared.audit.as_ref(),
+            metadata,
+        ) {
+            Ok(inspected) => {
+                tap = inspected.tap;
+                ForwardBody::Read(inspected.body)
+            }
+            Err(answer) => return *answer,
+        }
+    } else {
+        ForwardBody::Stream(body)
+    };
+    if tap.as_ref().is_some_and(Tap::filters) {
+        // A filtered answer is read and rewritten: ask for it uncompressed.
+        parts.headers.remove(ACCEPT_ENCODING);
+    }
+    let request = Request::from_parts(parts, body);
+
     let status = entry.status.load();
     if status.state != ServerState::Running {
         let message = format!("server is {}", status.state);
-        return response::unavailable(&message, name, shared.options.retry_after_secs);
+        return finish(
+            tap,
+            response::unavailable(&message, name, shared.options.retry_after_secs),
+        );
     }
     let Some(port) = status.port.or(config.port) else {
-        return response::unavailable(
-            "server has no port yet",
-            name,
-            shared.options.retry_after_secs,
+        return finish(
+            tap,
+            response::unavailable(
+                "server has no port yet",
+                name,
+                shared.options.retry_after_secs,
+            ),
         );
     };
     drop(status);
@@ -290,7 +335,28 @@ async fn mcp(
         claims: claims.as_deref(),
         check_now: &entry.check_now,
     };
-    proxy::forward(pool, upstream, request).await
+    finish(tap, proxy::forward(pool, upstream, request).await)
+}
+
+/// Hands the answer to the request's tap: an upstream body streams through it; an answer the
+/// gateway wrote itself only gives its status to the audit records.
+fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
+    let Some(mut tap) = tap else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    match body {
+        Either::Right(mut upstream) => {
+            tap.begin(&mut parts);
+            upstream.set_tap(tap);
+            Response::from_parts(parts, Either::Right(upstream))
+        }
+        body @ Either::Left(_) => {
+            tap.set_status(parts.status.as_u16());
+            drop(tap);
+            Response::from_parts(parts, body)
+        }
+    }
 }
 
 /// The bearer token of `Authorization`: `None` when there is no bearer credential at all.
@@ -304,9 +370,10 @@ fn authenticate(
     shared: &Shared,
     live: &Live,
     name: &str,
-    oauth: &OAuthConfig,
+    config: &ServerConfig,
     headers: &HeaderMap,
 ) -> Result<Arc<Claims>, Box<Response<Body>>> {
+    let oauth = &config.oauth;
     let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
     let Some(token) = bearer_token(headers) else {
         auth_failed(shared, "missing");
@@ -335,7 +402,7 @@ fn authenticate(
             )));
         }
     };
-    if let Err(denied) = auth::authorize(&claims, oauth) {
+    if let Err(denied) = auth::authorize(&claims, oauth, &config.endpoint) {
         auth_failed(shared, denied.reason());
         tracing::debug!(
             server = name,

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::Limited;
+use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -40,8 +40,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BoxError, ClientBody, IdleTimer};
 
-/// What the proxy sends upstream: the client's body, cut off at `gateway.max_body`.
-pub type RequestBody = Limited<ClientBody>;
+/// What the proxy sends upstream: a body read whole (an inspected POST), or the client's body
+/// streamed and cut off at `gateway.max_body`.
+pub type RequestBody = Either<Full<Bytes>, Limited<ClientBody>>;
 
 type Connection = http1::Connection<TokioIo<TcpStream>, RequestBody>;
 type Sender = http1::SendRequest<RequestBody>;

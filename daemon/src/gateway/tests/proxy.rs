@@ -295,7 +295,7 @@ async fn expect_error(
     let request = Request::builder()
         .method(method)
         .uri(s.gateway.url(path))
-        .body(empty())
+        .body(ping())
         .unwrap();
     let (got, headers, bytes) = send(&client(), request).await;
     assert_eq!(got, status, "{}", String::from_utf8_lossy(&bytes));
@@ -396,7 +396,7 @@ async fn bodies_over_max_body_get_413() {
 
     // Exactly at the limit passes.
     let request = Request::post(s.gateway.url("/api/v1/mcp/echo/mcp"))
-        .body(body(vec![b'z'; 1024]))
+        .body(body(ping_of_len(1024)))
         .unwrap();
     let (status, _, bytes) = send(&client(), request).await;
     assert_eq!(status, StatusCode::OK);
@@ -500,7 +500,7 @@ async fn h2c_is_served_and_proxied_over_http1() {
     let h2 = h2c_client();
     let request = Request::post(s.gateway.url("/api/v1/mcp/echo/mcp"))
         .header("mcp-session-id", "h2-session")
-        .body(body("hello"))
+        .body(ping())
         .unwrap();
     let (status, headers, bytes) = send(&h2, request).await;
     assert_ok(status, &bytes);
@@ -553,7 +553,7 @@ async fn slow_request_heads_are_cut_off() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let mut s = setup(fast_options()).await;
     let request = Request::post(s.gateway.url("/api/v1/mcp/hold/mcp"))
-        .body(empty())
+        .body(ping())
         .unwrap();
     let in_flight = tokio::spawn(async move { send(&client(), request).await });
     tokio::time::timeout(WAIT, s.upstream.held.notified())
@@ -621,7 +621,7 @@ async fn metrics_count_requests_and_open_streams() {
     let gateway = Gateway::start_with(ctx).await;
 
     let request = Request::post(gateway.url("/api/v1/mcp/echo/mcp"))
-        .body(empty())
+        .body(ping())
         .unwrap();
     assert_eq!(send(&client(), request).await.0, StatusCode::OK);
     let events = upstream.sse();
@@ -671,7 +671,7 @@ async fn metrics_count_requests_and_open_streams() {
 async fn client_disconnect_before_headers_cancels_the_upstream_request() {
     let s = setup(fast_options()).await;
     let request = Request::post(s.gateway.url("/api/v1/mcp/hold/mcp"))
-        .body(empty())
+        .body(ping())
         .unwrap();
     let in_flight = tokio::spawn(async move { client().request(request).await });
     tokio::time::timeout(WAIT, s.upstream.held.notified())

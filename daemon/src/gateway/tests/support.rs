@@ -155,6 +155,21 @@ pub fn empty() -> TestBody {
     body(Bytes::new())
 }
 
+/// A JSON-RPC `ping`: the gateway reads every POST to an MCP route as JSON-RPC.
+pub fn ping() -> TestBody {
+    body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+}
+
+/// A JSON-RPC `ping` of exactly `len` bytes (at least 64).
+pub fn ping_of_len(len: usize) -> Vec<u8> {
+    let head = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":""#;
+    let tail = r#""}}"#;
+    let mut out = head.as_bytes().to_vec();
+    out.resize(len - tail.len(), b'z');
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
 /// Sends `request` and returns the response as soon as its head arrives (the body streams).
 pub async fn open(
     client: &Client<HttpConnector, TestBody>,

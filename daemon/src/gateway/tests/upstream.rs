@@ -77,7 +77,7 @@ async fn concurrent_requests_each_get_a_connection_and_all_are_answered() {
         let requests: Vec<_> = (0..16)
             .map(|i| {
                 let gateway = gateway.clone();
-                tokio::spawn(async move { post(&gateway, &format!("[{i}]")).await })
+                tokio::spawn(async move { post(&gateway, &format!("[{{\"n\":{i}}}]")).await })
             })
             .collect();
         for request in requests {

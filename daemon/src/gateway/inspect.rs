@@ -1,0 +1,241 @@
+//! What the gateway decides from an MCP POST body before forwarding it: the body is read whole
+//! (within `gateway.max_body`, copied at most once), its envelope read, the 2026-07-28 routing
+//! headers checked against it, and each message authorized. A refused body gets a JSON-RPC
+//! error and never reaches the server; a denied `tools/call` is audited here.
+//!
+//! What comes back tells the response side ([`super::tap`]) which answers to filter
+//! (`tools/list` for a caller who may not call every tool) and which calls to audit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value;
+
+use mcpd_protocol::{AuditDecision, AuditRecord};
+
+use super::auth::Claims;
+use super::conn::ClientBody;
+use super::response::{self, Body};
+use super::tap::{CallAudit, ListFilter, Tap};
+use crate::audit::{self, AuditLog};
+use crate::authz::{self, Decision};
+use crate::config::ServerConfig;
+use crate::envelope::{self, EnvelopeError, Message};
+
+/// Who is asking, for decisions and audit records.
+pub struct Caller<'a> {
+    pub claims: Option<&'a Claims>,
+    pub peer: SocketAddr,
+}
+
+/// A body the gateway may forward, and what to watch in its answer.
+pub struct Inspected {
+    pub body: Bytes,
+    pub tap: Option<Tap>,
+}
+
+/// Reads the whole body, refusing one over `max_body` with 413.
+pub async fn read_body(
+    body: ClientBody,
+    max_body: u64,
+    server: &str,
+) -> Result<Bytes, Box<Response>> {
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(Box::new(response::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than gateway.max_body",
+            Some(server),
+        ))),
+        Err(err) => {
+            tracing::debug!(server, error = %err, "request body was not received whole");
+            Err(Box::new(response::error(
+                StatusCode::BAD_REQUEST,
+                "the request body was not received whole",
+                Some(server),
+            )))
+        }
+    }
+}
+
+type Response = http::Response<Body>;
+
+/// Decides on `body`: `Ok` to forward it (with the tap for its answer), `Err` with the answer.
+pub fn inspect(
+    body: Bytes,
+    headers: &HeaderMap,
+    config: &Arc<ServerConfig>,
+    caller: &Caller<'_>,
+    audit: Option<&Arc<AuditLog>>,
+    metadata_url: impl FnOnce() -> String,
+) -> Result<Inspected, Box<Response>> {
+    let started = Instant::now();
+    let server = config.name.as_str();
+    let envelope = match envelope::parse(&body) {
+        Ok(envelope) => envelope,
+        Err(err) => return Err(Box::new(rpc_error(None, &err))),
+    };
+    if let Err(err) = envelope::check_headers(headers, &envelope.messages, envelope.batch) {
+        let id = envelope.messages.first().and_then(|m| m.id_text());
+        return Err(Box::new(rpc_error(id, &err)));
+    }
+    let stateless = headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| envelope::is_stateless_version(v.trim()));
+
+    let scopes: &[String] = caller.claims.map_or(&[], |claims| &claims.scopes);
+    if let Some(claims) = caller.claims {
+        let denied: Vec<(&Message<'_>, Vec<String>)> = envelope
+            .messages
+            .iter()
+            .filter_map(
+                |message| match authz::decide(&claims.scopes, &config.oauth, message) {
+                    Decision::Allow => None,
+                    Decision::Deny { allowing } => Some((message, allowing)),
+                },
+            )
+            .collect();
+        if !denied.is_empty() {
+            let answer = insufficient_scope(server, &denied, metadata_url());
+            if let Some(audit) = audit {
+                // The whole body is refused: allowed calls of a batch did not run either.
+                for message in envelope.messages.iter().filter(|m| m.is_tool_call()) {
+                    let mut record = call_record(config, caller, message);
+                    record.status = answer.status().as_u16();
+                    record.decision = AuditDecision::Deny;
+                    record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    audit.record(&record);
+                }
+            }
+            return Err(Box::new(answer));
+        }
+    }
+
+    let filter = caller
+        .claims
+        .filter(|claims| authz::list_needs_filter(&claims.scopes, &config.oauth))
+        .map(|_| ())
+        .and_then(|()| {
+            let ids: Vec<Value> = envelope
+                .messages
+                .iter()
+                .filter(|m| m.is_tool_list())
+                .filter_map(|m| m.id.and_then(|id| serde_json::from_str(id.get()).ok()))
+                .collect();
+            (!ids.is_empty()).then(|| ListFilter {
+                ids,
+                scopes: scopes.to_vec(),
+                config: config.clone(),
+                stateless,
+            })
+        });
+    let calls: Vec<CallAudit> = match audit {
+        Some(_) => envelope
+            .messages
+            .iter()
+            .filter(|m| m.is_tool_call())
+            .map(|message| CallAudit {
+                id: message
+                    .id
+                    .and_then(|id| serde_json::from_str(id.get()).ok()),
+                record: call_record(config, caller, message),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let tap = (filter.is_some() || !calls.is_empty())
+        .then(|| Tap::new(filter, calls, audit.cloned(), started));
+    drop(envelope);
+    Ok(Inspected { body, tap })
+}
+
+/// An audit record for `message` (a tools/call), decision allow, outcome not known yet.
+fn call_record(config: &ServerConfig, caller: &Caller<'_>, message: &Message<'_>) -> AuditRecord {
+    let (time, ts) = audit::now();
+    let claims = caller.claims;
+    AuditRecord {
+        time,
+        ts,
+        server: config.name.clone(),
+        member: None,
+        tool: message.name.as_deref().unwrap_or_default().to_owned(),
+        subject: claims.and_then(|c| c.subject.clone()),
+        client_id: claims.and_then(|c| c.client_id.clone()),
+        scopes: claims.map(|c| c.scopes.clone()).unwrap_or_default(),
+        decision: AuditDecision::Allow,
+        status: 0,
+        error_code: None,
+        is_error: None,
+        duration_ms: 0.0,
+        request_id: message.id_text().map(str::to_owned),
+        caller: caller.peer.to_string(),
+        via: "gateway".into(),
+        arguments: config
+            .audit_arguments
+            .then(|| message.arguments.map(|a| a.get().to_owned()))
+            .flatten(),
+    }
+}
+
+/// 400 with a JSON-RPC error object (the id of the offending message when known).
+pub fn rpc_error(id: Option<&str>, err: &EnvelopeError) -> Response {
+    let id: Value = id
+        .and_then(|id| serde_json::from_str(id).ok())
+        .unwrap_or(Value::Null);
+    response::json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": { "code": err.code, "message": err.message },
+        }),
+    )
+}
+
+/// 403 with the MCP step-up challenge: every scope that would allow the refused calls.
+fn insufficient_scope(
+    server: &str,
+    denied: &[(&Message<'_>, Vec<String>)],
+    metadata_url: String,
+) -> Response {
+    let mut scopes: Vec<&str> = Vec::new();
+    for scope in denied.iter().flat_map(|(_, allowing)| allowing) {
+        if !scopes.contains(&scope.as_str()) {
+            scopes.push(scope);
+        }
+    }
+    let tools: Vec<&str> = denied
+        .iter()
+        .filter_map(|(message, _)| message.name.as_deref())
+        .collect();
+    let message = match tools.as_slice() {
+        [tool] => format!("the token may not call the tool \"{tool}\""),
+        _ => format!("the token may not call the tools {tools:?}"),
+    };
+    let challenge = format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata_url}\"",
+        scopes.join(" ")
+    );
+    let mut answer = response::json(
+        StatusCode::FORBIDDEN,
+        &serde_json::json!({
+            "error": message,
+            "server": server,
+            "tool": tools.first(),
+            "tools": tools,
+            "required_scopes": scopes,
+        }),
+    );
+    if let Ok(value) = http::HeaderValue::try_from(challenge) {
+        answer
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    answer
+}
