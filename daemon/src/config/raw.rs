@@ -220,7 +220,7 @@ pub struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth {
     pub required: Option<bool>,
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Scopes>,
     pub audience: Option<String>,
     pub client_id: Option<String>,
     pub tools: Option<RawToolRules>,
@@ -267,6 +267,23 @@ impl<'de> Deserialize<'de> for RawToolRules {
             }
         }
         deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+/// `oauth.scopes`: each an RFC 6749 scope-token (they are written into `WWW-Authenticate`
+/// challenges, so a quote or a space would break them).
+#[derive(Debug, Default)]
+pub struct Scopes(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let scopes = Vec::<String>::deserialize(deserializer)?;
+        if let Some(bad) = scopes.iter().find(|scope| !valid_scope(scope)) {
+            return Err(de::Error::custom(format!(
+                "{bad:?} is not a valid OAuth scope (visible ASCII, no spaces, quotes or backslashes)"
+            )));
+        }
+        Ok(Scopes(scopes))
     }
 }
 

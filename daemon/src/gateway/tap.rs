@@ -384,3 +384,6 @@ fn too_large() -> Vec<u8> {
     }))
     .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -647,3 +647,92 @@ fn trusted_proxies_are_addresses_or_networks() {
     assert!(none.contains("203.0.113.1".parse().unwrap()));
     assert!(!none.contains("2001:db8::1".parse().unwrap()));
 }
+
+#[test]
+fn per_tool_rules_keep_their_order_and_bad_ones_point_at_the_line() {
+    let f = fixture();
+    f.write(
+        "mcp/db.yaml",
+        r#"
+        mcp_servers:
+          db:
+            binary: mcp-echo
+            oauth:
+              required: true
+              scopes: [user, tools:read]
+              tools:
+                "delete_*": [admin]
+                "search": [tools:read, user]
+                "*": [user]
+            audit: {arguments: true}
+        "#,
+    );
+    let servers = f.servers();
+    let db = &servers["db"];
+    let patterns: Vec<&str> = db.oauth.tools.iter().map(|r| r.pattern.as_str()).collect();
+    assert_eq!(patterns, ["delete_*", "search", "*"]);
+    assert_eq!(db.oauth.tools[1].scopes, ["tools:read", "user"]);
+    assert!(db.audit_arguments);
+
+    for (rules, message) in [
+        (r#""del ete": [admin]"#, "tool pattern \"del ete\""),
+        (r#""a[b]": [admin]"#, "tool pattern \"a[b]\""),
+        (r#""x": []"#, "lists no scopes"),
+        (r#""x": ["bad scope"]"#, "is not a valid OAuth scope"),
+        (r#""x": admin"#, "invalid value for \"tools\""),
+    ] {
+        f.write(
+            "mcp/db.yaml",
+            &format!(
+                "
+        mcp_servers:
+          db:
+            binary: mcp-echo
+            oauth:
+              tools:
+                {rules}
+        "
+            ),
+        );
+        let errors = f.errors();
+        assert_eq!(errors.len(), 1, "{rules}: {}", show(&errors));
+        assert!(
+            errors[0].message.contains(message),
+            "{rules}: {}",
+            errors[0]
+        );
+        assert!(
+            errors[0].line.is_some_and(|line| (5..=7).contains(&line)),
+            "{rules}: {}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn scopes_that_would_break_a_challenge_and_the_audit_name_are_refused() {
+    let f = fixture();
+    f.write(
+        "mcp/a.yaml",
+        r#"
+        mcp_servers:
+          a:
+            binary: mcp-echo
+            oauth: {required: true, scopes: ["x\" y"]}
+          audit:
+            binary: mcp-echo
+        "#,
+    );
+    let errors = f.errors();
+    assert_eq!(errors.len(), 2, "{}", show(&errors));
+    assert!(
+        show(&errors).contains("is not a valid OAuth scope"),
+        "{}",
+        show(&errors)
+    );
+    assert!(
+        show(&errors).contains("\"audit\" is reserved"),
+        "{}",
+        show(&errors)
+    );
+}

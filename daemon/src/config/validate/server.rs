@@ -226,7 +226,7 @@ pub fn server_file(
             description: raw.description.unwrap_or_default(),
             oauth: OAuthConfig {
                 required: oauth.required.unwrap_or(false),
-                scopes: oauth.scopes.unwrap_or_default(),
+                scopes: oauth.scopes.map(|scopes| scopes.0).unwrap_or_default(),
                 audience: oauth.audience.unwrap_or_else(|| "mcp".to_owned()),
                 client_id: oauth.client_id,
                 tools: oauth.tools.map(|rules| rules.0).unwrap_or_default(),
