@@ -422,3 +422,93 @@ async fn every_call_leaves_one_audit_record_and_no_token() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640);
 }
+
+/// The official Python SDK client against the official TypeScript "everything" server, with
+/// per-tool rules: a reader lists every tool and is refused the call with the step-up
+/// challenge; a user sees and calls only what the rules give it; admin calls anything.
+#[tokio::test]
+async fn official_python_client_under_per_tool_rules() {
+    let (interop, server) = mcpd_tests::interop::everything_server();
+    mcpd_tests::interop::require_python_sdk();
+    let servers = format!(
+        "mcp_servers:
+  everything:
+    binary: {}
+    args: [streamableHttp]
+    oauth:
+      required: true
+      scopes: [user, tools:read]
+      tools:
+        \"echo\": [user]
+        \"*\": [admin]
+",
+        server.display()
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["everything"]).await;
+    let url = daemon.mcp_url("everything");
+    let run = |scope: &'static str, tool: &'static str| {
+        let token = daemon.token(&[scope]);
+        let script = interop.join("authz_client.py");
+        let url = url.clone();
+        async move {
+            let output = tokio::time::timeout(
+                Duration::from_secs(60),
+                tokio::process::Command::new("python3")
+                    .arg(script)
+                    .arg(&url)
+                    .arg(&token)
+                    .arg(tool)
+                    .arg(r#"{"message": "through mcpd"}"#)
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the Python client finished within 60 s")
+            .expect("run python3");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{scope}: the Python client failed:\n{}\n{stdout}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_str::<Value>(stdout.trim())
+                .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+        }
+    };
+
+    let reader = run("tools:read", "echo").await;
+    let every: Vec<Value> = reader["tools"].as_array().unwrap().clone();
+    assert!(
+        every.len() > 5 && every.contains(&json!("echo")),
+        "{reader}"
+    );
+    assert_eq!(reader["call_ok"], false, "{reader}");
+    // The SDK reports the 403 as an error response (its challenge is checked with raw HTTP
+    // above); the call never ran (see the audit records below).
+    assert!(reader["call_error"].is_string(), "{reader}");
+
+    let user = run("user", "echo").await;
+    assert_eq!(user["tools"], json!(["echo"]), "{user}");
+    assert_eq!(user["call_ok"], true, "{user}");
+
+    let admin = run("admin", "echo").await;
+    assert_eq!(admin["tools"].as_array().unwrap().len(), every.len());
+    assert_eq!(admin["call_ok"], true, "{admin}");
+
+    // The reader's refusal and the two calls that ran, in the audit log.
+    let records = wait_for_value(CALL, "three audit records", || async {
+        let records = audit_records(&daemon);
+        (records.len() >= 3).then_some(records)
+    })
+    .await;
+    let decisions: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["decision"].as_str().unwrap(), r["tool"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [("deny", "echo"), ("allow", "echo"), ("allow", "echo")]
+    );
+}

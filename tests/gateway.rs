@@ -317,47 +317,8 @@ async fn the_secure_server_takes_bearer_tokens_minted_by_mcpctl() {
 /// gateway by the official Python SDK's streamable HTTP client with a bearer token.
 #[tokio::test]
 async fn official_python_client_reaches_the_typescript_everything_server() {
-    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
-    let server = interop.join("node_modules/.bin/mcp-server-everything");
-    // Install what is missing, so `cargo test --workspace` works on a fresh machine too.
-    if !server.exists() {
-        let _ = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&interop)
-            .status();
-    }
-    assert!(
-        server.exists(),
-        "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
-        server.display()
-    );
-    let has_sdk = || {
-        std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import importlib.util, sys; sys.exit(importlib.util.find_spec('mcp') is None)",
-            ])
-            .output()
-    };
-    let mut python = has_sdk();
-    if !python.as_ref().is_ok_and(|output| output.status.success()) {
-        let _ = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "mcp==2.3.0",
-            ])
-            .status();
-        python = has_sdk();
-    }
-    assert!(
-        python.as_ref().is_ok_and(|output| output.status.success()),
-        "the Python MCP SDK is not importable by python3: run `pip install mcp==2.3.0` \
-         (as .ci/run does): {python:?}"
-    );
+    let (interop, server) = mcpd_tests::interop::everything_server();
+    mcpd_tests::interop::require_python_sdk();
 
     let servers = format!(
         "mcp_servers:

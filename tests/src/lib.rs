@@ -39,6 +39,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 pub mod gw_support;
+pub mod interop;
 pub mod mcp_support;
 pub mod rel_support;
 pub mod sockets;

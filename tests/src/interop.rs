@@ -1,0 +1,59 @@
+//! MCP software not written here, for interop tests: the official TypeScript "everything"
+//! server (npm, `tests/interop`) and the official Python SDK (PyPI). Each is installed when
+//! missing, so `cargo test --workspace` works on a fresh machine too (`.ci/run` installs both
+//! up front).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The Python SDK version the interop clients are written against.
+pub const PYTHON_SDK: &str = "mcp==2.3.0";
+
+/// `tests/interop` and its `mcp-server-everything` binary, installed by `npm ci` if missing.
+pub fn everything_server() -> (PathBuf, PathBuf) {
+    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
+    let server = interop.join("node_modules/.bin/mcp-server-everything");
+    if !server.exists() {
+        let _ = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&interop)
+            .status();
+    }
+    assert!(
+        server.exists(),
+        "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
+        server.display()
+    );
+    (interop, server)
+}
+
+/// Makes sure `python3` can import the MCP SDK, installing it with pip if not.
+pub fn require_python_sdk() {
+    let has_sdk = || {
+        Command::new("python3")
+            .args([
+                "-c",
+                "import importlib.util, sys; sys.exit(importlib.util.find_spec('mcp') is None)",
+            ])
+            .output()
+    };
+    let mut python = has_sdk();
+    if !python.as_ref().is_ok_and(|output| output.status.success()) {
+        let _ = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                PYTHON_SDK,
+            ])
+            .status();
+        python = has_sdk();
+    }
+    assert!(
+        python.as_ref().is_ok_and(|output| output.status.success()),
+        "the Python MCP SDK is not importable by python3: run `pip install {PYTHON_SDK}` \
+         (as .ci/run does): {python:?}"
+    );
+}
