@@ -4,7 +4,6 @@
 //! killed mid-stream, and the error answers (401/403/404/413/503) with their JSON bodies.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;

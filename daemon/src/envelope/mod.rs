@@ -21,6 +21,27 @@ use serde_json::value::RawValue;
 
 pub use headers::{HeaderCheck, check_headers, is_stateless_version};
 
+/// The visit methods of the JSON scalars other than strings, each answering `$answer`.
+macro_rules! other_scalars {
+    ($value:ty, $answer:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$value, E> {
+            $answer
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$value, E> {
+            $answer
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$value, E> {
+            $answer
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$value, E> {
+            $answer
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
+            $answer
+        }
+    };
+}
+
 /// JSON-RPC: the body is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: the body is JSON but not a valid request.
@@ -179,21 +200,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Ok(Err("a JSON-RPC message is an object"))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err("a JSON-RPC message is an object"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err("a JSON-RPC message is an object"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err("a JSON-RPC message is an object"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err("a JSON-RPC message is an object"))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Err("a JSON-RPC message is an object"))
-    }
+    other_scalars!(Self::Value, Ok(Err("a JSON-RPC message is an object")));
 }
 
 struct MessageSeed;
@@ -259,21 +266,7 @@ impl<'de> Visitor<'de> for MaybeText {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    other_scalars!(Self::Value, Ok(None));
 }
 
 /// Records `key` as seen; a second sighting refuses the message.
@@ -339,21 +332,10 @@ impl<'de> Visitor<'de> for MessageVisitor {
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Err(invalid("each message of a batch is an object"))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+    other_scalars!(
+        Self::Value,
         Err(invalid("each message of a batch is an object"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(invalid("each message of a batch is an object"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(invalid("each message of a batch is an object"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(invalid("each message of a batch is an object"))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(invalid("each message of a batch is an object"))
-    }
+    );
 }
 
 /// `params`: an object whose `name`, `uri` and `arguments` are kept; anything else (an array,
@@ -409,19 +391,5 @@ impl<'de> Visitor<'de> for ParamsSeed<'_, 'de> {
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
+    other_scalars!((), Ok(()));
 }
