@@ -6,6 +6,7 @@ mod abuse_files;
 mod abuse_headers;
 mod abuse_term;
 mod bench_smoke;
+mod connect;
 mod control;
 mod echo;
 mod faults;
