@@ -48,6 +48,8 @@ pub struct RawGateway {
     pub max_upstream: Option<NonZeroUsize>,
     pub max_upstream_per_server: Option<NonZeroUsize>,
     pub upstream_wait: Option<Positive<Dur>>,
+    /// Serve the status page at `/` and `/ui/` (default true).
+    pub web: Option<bool>,
 }
 
 impl RawGateway {

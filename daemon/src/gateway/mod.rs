@@ -33,6 +33,7 @@ mod response;
 mod router;
 mod token_cache;
 mod upstream;
+mod web;
 
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
 pub use router::{Route, route};
+pub use web::WebRoute;
 
 use crate::accept::{self, AcceptErrors};
 use crate::config::DaemonConfig;

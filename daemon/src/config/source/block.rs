@@ -121,7 +121,7 @@ fn field_hint(key: &str) -> Option<String> {
         "port" => {
             "write a port number such as 5010 inside port_range, or omit it to have one allocated"
         }
-        "enabled" | "display_in_web" | "required" => "write true or false",
+        "enabled" | "display_in_web" | "required" | "web" => "write true or false",
         "burst" | "failures" => "write a whole number of at least 1",
         "keep" | "buffer_lines" => "write a whole number",
         "policy" => "write one of on-failure, always, never",

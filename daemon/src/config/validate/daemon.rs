@@ -131,6 +131,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
                 .map(|proxy| proxy.0)
                 .collect(),
             max_body: gateway.max_body.map_or(DEFAULT_MAX_BODY, |size| size.0),
+            web: gateway.web.unwrap_or(true),
         },
         control: ControlConfig {
             socket: match &control.socket {
