@@ -25,6 +25,7 @@ use crate::directory::Directory;
 
 const STYLE: &str = include_str!("style.css");
 const SCRIPT: &str = include_str!("live.js");
+const ICON: &str = include_str!("icon.svg");
 
 /// Everything the page loads comes from the gateway itself; nothing inline, no frames.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -44,6 +45,7 @@ pub enum WebRoute<'a> {
     Server(&'a str),
     Style,
     Script,
+    Icon,
 }
 
 /// The page's route for a request path, if it is one of the page's.
@@ -54,6 +56,7 @@ pub fn route(path: &str) -> Option<WebRoute<'_>> {
         "/ui" => Some(WebRoute::UiRedirect),
         "/ui/static/style.css" => Some(WebRoute::Style),
         "/ui/static/live.js" => Some(WebRoute::Script),
+        "/ui/static/icon.svg" => Some(WebRoute::Icon),
         _ => {
             let name = path.strip_prefix("/ui/servers/")?;
             (!name.is_empty() && !name.contains('/')).then_some(WebRoute::Server(name))
@@ -92,6 +95,7 @@ pub fn respond(
         }
         WebRoute::Style => asset(STYLE, "text/css; charset=utf-8"),
         WebRoute::Script => asset(SCRIPT, "text/javascript; charset=utf-8"),
+        WebRoute::Icon => asset(ICON, "image/svg+xml"),
     }
 }
 

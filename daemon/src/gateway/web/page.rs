@@ -55,6 +55,7 @@ fn document(title: &str, base: &str, main: &str) -> String {
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <title>{title}</title>\n\
+             <link rel=\"icon\" href=\"{base}static/icon.svg\" type=\"image/svg+xml\">\n\
              <link rel=\"stylesheet\" href=\"{base}static/style.css\">\n\
              <script src=\"{base}static/live.js\" defer></script>\n\
              </head>\n<body>\n\
