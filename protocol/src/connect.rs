@@ -304,7 +304,7 @@ fn token_note(client: ClientKind, target: &Target) -> String {
     let scopes = if target.scopes.is_empty() {
         "admin".to_owned()
     } else {
-        target.scopes.join(" ")
+        target.scopes.join(", ")
     };
     let first = target.scopes.first().map_or("admin", String::as_str);
     let audience = target

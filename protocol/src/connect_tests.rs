@@ -71,7 +71,11 @@ fn placeholders_name_an_environment_variable_and_a_note_says_how_to_get_a_token(
         "{}",
         setup.notes[0]
     );
-    assert!(setup.notes[0].contains("tools admin"), "{}", setup.notes[0]);
+    assert!(
+        setup.notes[0].contains("tools, admin"),
+        "{}",
+        setup.notes[0]
+    );
 }
 
 #[test]
