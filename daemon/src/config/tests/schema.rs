@@ -327,3 +327,23 @@ fn the_nested_blocks_are_in_the_schema() {
     }
     assert_eq!(entry["additionalProperties"], false);
 }
+
+#[test]
+#[should_panic(expected = "nested_blocks! table")]
+fn reading_a_block_with_nested_keys_the_table_lacks_is_caught() {
+    use crate::config::raw::RawServer;
+    use crate::config::source::{Source, key};
+    let source = Source::parse(
+        Path::new("s.yaml"),
+        "mcp_servers:\n  echo: {binary: x, limits: {}}\n".to_owned(),
+    )
+    .unwrap();
+    let path = [key("mcp_servers"), key("echo")];
+    // A block added in validate/ but not in raw.rs's table would not reach the schema.
+    let _ = source.block::<RawServer>(
+        &path,
+        &["oauth", "restart", "health", "limits"],
+        "",
+        &mut Vec::new(),
+    );
+}
