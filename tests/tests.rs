@@ -15,5 +15,6 @@ mod harness;
 mod legacy;
 mod ops;
 mod probes;
+mod schema;
 mod supervision;
 mod web;

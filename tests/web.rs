@@ -254,6 +254,14 @@ async fn the_page_in_headless_chromium() {
     );
     assert_eq!(detail["schemas"], 4, "{detail}");
     assert_eq!(detail["horizontal_scroll"], false, "fits a phone: {detail}");
+    assert_eq!(
+        detail["index_horizontal_scroll"], false,
+        "fits a phone: {detail}"
+    );
+    assert_eq!(
+        detail["index_overflowing_cards"], 0,
+        "text stays in its card: {detail}"
+    );
     assert_eq!(detail["first_focus"], "Skip to content", "{detail}");
     let nojs = &report["nojs"];
     assert_eq!(nojs["servers"][0]["name"], "echo", "{nojs}");
@@ -263,7 +271,12 @@ async fn the_page_in_headless_chromium() {
         nojs["live"], "Reload the page to see current states.",
         "{nojs}"
     );
-    for shot in ["index.png", "index-nojs.png", "server-phone.png"] {
+    for shot in [
+        "index.png",
+        "index-nojs.png",
+        "index-phone.png",
+        "server-phone.png",
+    ] {
         assert!(
             shots.join(shot).metadata().is_ok_and(|m| m.len() > 1000),
             "{shot}"

@@ -245,6 +245,51 @@ mod tests {
     }
 
     #[test]
+    fn connect_client_server_scopes_and_ttl() {
+        let cli = parse(&[
+            "connect",
+            "vscode",
+            "echo",
+            "--token-scope",
+            "a",
+            "--token-scope",
+            "b",
+            "--ttl",
+            "2h",
+        ])
+        .unwrap();
+        let Command::Connect {
+            client,
+            server,
+            token_scopes,
+            ttl,
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(client, ClientKind::VsCode);
+        assert_eq!(server.as_deref(), Some("echo"));
+        assert_eq!(token_scopes, ["a", "b"]);
+        assert_eq!(ttl, Duration::from_secs(7200));
+        let cli = parse(&["connect", "claude-desktop"]).unwrap();
+        let Command::Connect {
+            server,
+            token_scopes,
+            ..
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!((server, token_scopes.len()), (None, 0));
+        assert!(parse(&["connect", "claude"]).is_err(), "unknown client");
+        assert!(
+            parse(&["connect", "cursor", "--ttl", "1h"]).is_err(),
+            "--ttl needs --token-scope"
+        );
+        assert!(parse(&["connect"]).is_err(), "CLIENT is required");
+    }
+
+    #[test]
     fn token_scopes_ttl_and_defaults() {
         let cli = parse(&[
             "token", "--scope", "admin", "read", "--ttl", "2h", "--aud", "x",

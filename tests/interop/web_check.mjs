@@ -138,6 +138,19 @@ async function main() {
       axe: await axe(page),
     };
     await page.screenshot({ path: `${shots}/server-phone.png`, fullPage: true });
+    const phoneIndex = await browser.newPage();
+    watch(phoneIndex, log);
+    await phoneIndex.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
+    await phoneIndex.goto(base + "/", { waitUntil: "load" });
+    detail.index_horizontal_scroll = await phoneIndex.evaluate(
+      () => document.documentElement.scrollWidth > window.innerWidth,
+    );
+    // Text wider than its card (a long word in a description) would spill over the next one.
+    detail.index_overflowing_cards = await phoneIndex.$$eval(".servers article", (cards) =>
+      cards.filter((card) => card.scrollWidth > card.clientWidth).length,
+    );
+    await phoneIndex.screenshot({ path: `${shots}/index-phone.png`, fullPage: true });
+    await phoneIndex.close();
     // Keyboard: the first Tab reaches the skip link.
     await page.keyboard.press("Tab");
     detail.first_focus = await page.evaluate(() => document.activeElement?.textContent);
