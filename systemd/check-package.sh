@@ -31,7 +31,8 @@ expect /usr/bin/mcpctl 755 "$(id -un):$(id -gn)"
 expect /usr/lib/mcpd/bin/mcp-echo 755 "$(id -un):$(id -gn)"
 for path in /usr/lib/systemd/system/mcpd.service /usr/lib/sysusers.d/mcpd.conf \
   /usr/lib/tmpfiles.d/mcpd.conf /etc/mcpd/mcpd.yaml /usr/share/doc/mcpd/examples/echo.yaml \
-  /usr/share/doc/mcpd/examples/notify-reload.conf /usr/share/doc/mcpd/README.md; do
+  /usr/share/doc/mcpd/examples/notify-reload.conf /usr/share/doc/mcpd/README.md \
+  /usr/share/mcpd/schema/mcpd.schema.json /usr/share/mcpd/schema/server.schema.json; do
   expect "$path" 644 "$(id -un):$(id -gn)"
 done
 for path in /usr/bin/mcpd /usr/bin/mcpctl /etc/mcpd/mcpd.yaml /usr/lib/systemd/system/mcpd.service; do
@@ -43,6 +44,11 @@ cmp -s "$root/usr/lib/systemd/system/mcpd.service" systemd/mcpd.service || fail 
 cmp -s "$root/usr/lib/sysusers.d/mcpd.conf" systemd/mcpd.sysusers || fail "sysusers differs from systemd/mcpd.sysusers"
 cmp -s "$root/usr/lib/tmpfiles.d/mcpd.conf" systemd/mcpd.tmpfiles || fail "tmpfiles differs from systemd/mcpd.tmpfiles"
 cmp -s "$root/etc/mcpd/mcpd.yaml" systemd/mcpd.yaml || fail "mcpd.yaml differs from systemd/mcpd.yaml"
+for kind in daemon server; do
+  file=$([ $kind = daemon ] && echo mcpd || echo server).schema.json
+  "$root/usr/bin/mcpd" schema $kind | cmp -s - "$root/usr/share/mcpd/schema/$file" \
+    || fail "$file differs from \`mcpd schema $kind\`"
+done
 
 # Nothing the README does not list (besides the changelog and copyright cargo-deb adds).
 unexpected=$(cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sort | grep -v -x -e './usr/bin/mcpd' \
@@ -50,6 +56,7 @@ unexpected=$(cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sort
   -e './usr/lib/sysusers.d/mcpd.conf' -e './usr/lib/tmpfiles.d/mcpd.conf' -e './etc/mcpd/mcpd.yaml' \
   -e './usr/share/doc/mcpd/examples/echo.yaml' -e './usr/share/doc/mcpd/examples/notify-reload.conf' \
   -e './usr/share/doc/mcpd/README.md' -e './usr/share/doc/mcpd/copyright' \
+  -e './usr/share/mcpd/schema/mcpd.schema.json' -e './usr/share/mcpd/schema/server.schema.json' \
   -e './usr/share/doc/mcpd/changelog.Debian.gz' || true)
 [ -z "$unexpected" ] || fail "files the README does not list: $unexpected"
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
+use mcpd_protocol::connect::ClientKind;
 
 /// Drives mcpd over its control socket.
 #[derive(Debug, Parser)]
@@ -102,6 +103,23 @@ pub enum Command {
         #[arg(long = "sub", value_name = "SUBJECT")]
         subject: Option<String>,
     },
+    /// Print what an MCP client needs to reach every server (or one) through the gateway:
+    /// claude-code, claude-desktop, vscode, cursor or generic. With --json, the document alone.
+    Connect {
+        /// The client: claude-code, claude-desktop, vscode, cursor, generic.
+        #[arg(value_parser = parse_client)]
+        client: ClientKind,
+        /// One server (default: every enabled server).
+        server: Option<String>,
+        /// Mint a token with this scope (repeat for several) for each server that requires
+        /// OAuth, signed with the daemon's HS256 key, and put it in the header.
+        #[arg(long = "token-scope", value_name = "SCOPE")]
+        token_scopes: Vec<String>,
+        /// Lifetime of the minted token, e.g. 1h, 30m, 7d.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration,
+              requires = "token_scopes")]
+        ttl: Duration,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -110,6 +128,13 @@ pub enum Command {
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,
+}
+
+fn parse_client(name: &str) -> Result<ClientKind, String> {
+    ClientKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = ClientKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("unknown client (one of: {})", names.join(", "))
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -217,6 +242,51 @@ mod tests {
             panic!()
         };
         assert_eq!((lines, follow), (5, true));
+    }
+
+    #[test]
+    fn connect_client_server_scopes_and_ttl() {
+        let cli = parse(&[
+            "connect",
+            "vscode",
+            "echo",
+            "--token-scope",
+            "a",
+            "--token-scope",
+            "b",
+            "--ttl",
+            "2h",
+        ])
+        .unwrap();
+        let Command::Connect {
+            client,
+            server,
+            token_scopes,
+            ttl,
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(client, ClientKind::VsCode);
+        assert_eq!(server.as_deref(), Some("echo"));
+        assert_eq!(token_scopes, ["a", "b"]);
+        assert_eq!(ttl, Duration::from_secs(7200));
+        let cli = parse(&["connect", "claude-desktop"]).unwrap();
+        let Command::Connect {
+            server,
+            token_scopes,
+            ..
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!((server, token_scopes.len()), (None, 0));
+        assert!(parse(&["connect", "claude"]).is_err(), "unknown client");
+        assert!(
+            parse(&["connect", "cursor", "--ttl", "1h"]).is_err(),
+            "--ttl needs --token-scope"
+        );
+        assert!(parse(&["connect"]).is_err(), "CLIENT is required");
     }
 
     #[test]

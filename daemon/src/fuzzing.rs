@@ -16,7 +16,7 @@ use crate::gateway::auth::{self, Authenticator, TokenError};
 use crate::gateway::authority::{self, Host};
 use crate::gateway::headers::{self, Forwarding};
 use crate::gateway::query::has_access_token;
-use crate::gateway::{Route, route};
+use crate::gateway::{Route, WebRoute, route};
 
 /// `gateway_route`: the input as a request target parsed the way hyper does, and as a path.
 /// A route that names a server names exactly one undecoded path segment between the fixed
@@ -35,7 +35,15 @@ fn check_route(path: &str) {
     let (prefix, name) = match route(path) {
         Route::Mcp(name) => ("/api/v1/mcp/", name),
         Route::Metadata(name) => ("/.well-known/oauth-protected-resource/api/v1/mcp/", name),
-        Route::Healthz | Route::Metrics | Route::Registry | Route::NotFound => return,
+        Route::Web(WebRoute::Server(name)) => {
+            // A server page: one segment after the prefix, nothing else.
+            assert!(!name.is_empty() && !name.contains('/'), "{path:?}");
+            assert_eq!(format!("/ui/servers/{name}"), path);
+            return;
+        }
+        Route::Healthz | Route::Metrics | Route::Registry | Route::Web(_) | Route::NotFound => {
+            return;
+        }
     };
     assert!(!name.is_empty() && !name.contains('/'), "{path:?}");
     assert_eq!(format!("{prefix}{name}/mcp"), path);

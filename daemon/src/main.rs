@@ -27,9 +27,22 @@ struct Cli {
 enum Command {
     /// Validate all configuration offline, print the servers found or every error, and exit.
     Check,
+    /// Print the JSON Schema of the daemon file (mcpd.yaml) or of a server file, for editors.
+    Schema {
+        #[arg(value_enum)]
+        file: SchemaFile,
+    },
     /// Started by mcpd itself (one per daemon): kills the server process groups listed on
     /// standard input once it closes, that is once the daemon is gone.
     Reaper,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaFile {
+    /// mcpd.yaml
+    Daemon,
+    /// a file of services_dir
+    Server,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +61,14 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Some(Command::Schema { file }) => {
+            let schema = match file {
+                SchemaFile::Daemon => mcpd::config::schema::daemon(),
+                SchemaFile::Server => mcpd::config::schema::server(),
+            };
+            print!("{}", mcpd::config::schema::render(&schema));
+            ExitCode::SUCCESS
         }
         Some(Command::Reaper) => {
             reap();

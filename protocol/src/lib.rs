@@ -11,9 +11,11 @@
 //!   big-endian `u32` length followed by that many body bytes, at most [`codec::MAX_FRAME`].
 //! - JSON values (tool arguments, results and schemas) travel as JSON text inside the structs.
 //! - [`terminal`] escapes text a server or client controls before a human reads it.
+//! - [`connect`] writes each MCP client's setup (mcpctl connect and the web page share it).
 
 mod audit;
 pub mod codec;
+pub mod connect;
 mod error;
 mod request;
 mod response;

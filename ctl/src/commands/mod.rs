@@ -1,6 +1,7 @@
 //! One function per command: send the request, print the reply as a table or as JSON.
 
 mod admin;
+mod connect;
 mod logs;
 mod mcp;
 mod view;
@@ -146,6 +147,12 @@ pub async fn execute(
             )
             .await
         }
+        Command::Connect {
+            client: kind,
+            server,
+            token_scopes,
+            ttl,
+        } => connect::connect(client, out, *kind, server.clone(), token_scopes, *ttl).await,
         Command::Completions { .. } | Command::Man => Err(CommandError::Usage(
             "this command does not talk to the daemon".into(),
         )),

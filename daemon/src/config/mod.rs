@@ -10,6 +10,7 @@ mod error;
 mod file;
 mod model;
 mod raw;
+pub mod schema;
 mod services;
 mod source;
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct GatewayConfig {
     pub max_body: u64,
     /// Timeouts and caps that protect the daemon from slow or greedy clients.
     pub limits: GatewayLimits,
+    /// Serve the status page at `/` and `/ui/` (`gateway.web`).
+    pub web: bool,
 }
 
 /// The gateway's connection timeouts and resource caps. A cap left `None` is derived from

@@ -14,6 +14,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -21,7 +22,7 @@ use super::model::{GatewayLimits, IpNet, RestartPolicy, Rotation};
 use crate::authz::{ToolPattern, ToolRule};
 
 /// The daemon file `mcpd.yaml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     pub services_dir: Option<PathBuf>,
@@ -30,7 +31,7 @@ pub struct RawDaemon {
     pub state_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub listen: Option<Listen>,
@@ -48,6 +49,8 @@ pub struct RawGateway {
     pub max_upstream: Option<NonZeroUsize>,
     pub max_upstream_per_server: Option<NonZeroUsize>,
     pub upstream_wait: Option<Positive<Dur>>,
+    /// Serve the status page at `/` and `/ui/` (default true).
+    pub web: Option<bool>,
 }
 
 impl RawGateway {
@@ -85,14 +88,14 @@ impl<'de> Deserialize<'de> for Positive<Dur> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawControl {
     pub socket: Option<PathBuf>,
     pub mode: Option<Mode>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogs {
     pub dir: Option<PathBuf>,
@@ -101,7 +104,7 @@ pub struct RawLogs {
     pub buffer_lines: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawRotation {
     Minutely,
@@ -121,7 +124,7 @@ impl From<RawRotation> for Rotation {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub issuer: Option<String>,
@@ -130,7 +133,7 @@ pub struct RawAuth {
 }
 
 /// One entry of `auth.keys`: exactly one of the three file kinds.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub hs256_secret_file: Option<PathBuf>,
@@ -139,13 +142,13 @@ pub struct RawKey {
     pub jwks_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub stop_timeout: Option<Dur>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRestart {
     pub policy: Option<RawPolicy>,
@@ -156,7 +159,7 @@ pub struct RawRestart {
     pub window: Option<Dur>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawPolicy {
     OnFailure,
@@ -174,7 +177,7 @@ impl From<RawPolicy> for RestartPolicy {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
     pub interval: Option<Dur>,
@@ -184,12 +187,12 @@ pub struct RawHealth {
 }
 
 /// A server file: its only top-level key is the block `mcp_servers`, a map of name to server.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServerFile {}
 
 /// One entry of `mcp_servers`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub binary: Option<String>,
@@ -209,14 +212,14 @@ pub struct RawServer {
 }
 
 /// `audit:` of a server.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// Keep each call's `arguments` in its audit record.
     pub arguments: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth {
     pub required: Option<bool>,
@@ -293,6 +296,31 @@ pub fn valid_scope(scope: &str) -> bool {
         && scope
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+// Which blocks sit inside which: each is read on its own (`Source::block`'s `nested`), so
+// a struct above lists only its own keys. The validator reads `Raw*::NESTED` and the JSON
+// Schema (`schema.rs`) reads the same lines, so a new block is one entry here. Every block
+// struct is listed, with `{}` when nothing nests in it.
+super::schema::nested_blocks! {
+    RawDaemon {
+        gateway: RawGateway,
+        control: RawControl,
+        logs: RawLogs,
+        auth: RawAuth,
+        defaults: RawDefaults,
+    }
+    RawGateway {}
+    RawControl {}
+    RawLogs {}
+    RawAuth { keys: Vec<RawKey> }
+    RawKey {}
+    RawDefaults { restart: RawRestart, health: RawHealth }
+    RawRestart {}
+    RawHealth {}
+    RawServerFile { mcp_servers: super::schema::ServerMap }
+    RawServer { oauth: RawOAuth, restart: RawRestart, health: RawHealth }
+    RawOAuth {}
 }
 
 /// Implements `Deserialize` for a newtype parsed from a string scalar by `$parse`.

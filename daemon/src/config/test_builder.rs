@@ -33,6 +33,7 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
             trusted_proxies: Vec::new(),
             max_body: 4 << 20,
             limits: Default::default(),
+            web: true,
         },
         control: ControlConfig {
             socket: dir.join("mcpd.sock"),

@@ -160,6 +160,7 @@ mod tests {
             trusted_proxies: Vec::new(),
             max_body: 1024,
             limits: Default::default(),
+            web: true,
         }
     }
 

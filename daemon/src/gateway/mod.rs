@@ -35,6 +35,7 @@ mod router;
 mod tap;
 mod token_cache;
 mod upstream;
+mod web;
 
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,7 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
 pub use router::{Route, route};
+pub use web::WebRoute;
 
 use crate::accept::{self, AcceptErrors};
 use crate::audit::AuditLog;

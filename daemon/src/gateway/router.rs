@@ -18,7 +18,7 @@ use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
 use super::tap::Tap;
 use super::upstream::Pool;
-use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query};
+use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query, web};
 use crate::config::ServerConfig;
 use crate::directory::ServerState;
 use crate::metrics::ReasonLabel;
@@ -34,6 +34,7 @@ pub enum Route<'a> {
     Registry,
     Metadata(&'a str),
     Mcp(&'a str),
+    Web(web::WebRoute<'a>),
     NotFound,
 }
 
@@ -50,7 +51,9 @@ pub fn route(path: &str) -> Route<'_> {
         "/metrics" => Route::Metrics,
         "/api/v1/mcp/registry" => Route::Registry,
         _ => {
-            if let Some(name) = server_segment(path, METADATA_PREFIX) {
+            if let Some(page) = web::route(path) {
+                Route::Web(page)
+            } else if let Some(name) = server_segment(path, METADATA_PREFIX) {
                 Route::Metadata(name)
             } else if let Some(name) = server_segment(path, MCP_PREFIX) {
                 Route::Mcp(name)
@@ -126,7 +129,8 @@ pub(super) async fn handle(
             }
             None => response::error(StatusCode::NOT_FOUND, "not found", None),
         },
-        Route::Registry | Route::Metadata(_) | Route::Metrics => {
+        Route::Web(page) if is_get => web::respond(&shared.directory, &live.config, page),
+        Route::Registry | Route::Metadata(_) | Route::Metrics | Route::Web(_) => {
             let mut response =
                 response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", server);
             response
@@ -445,8 +449,9 @@ mod tests {
             "/api/v1/mcp//mcp",
             "/api/v1/mcp/a/b/mcp",
             "/api/v1/mcp/echo",
-            "/",
             "/mcp",
+            "/ui/servers/",
+            "/ui/servers/a/b",
         ] {
             assert!(matches!(route(other), Route::NotFound), "{other}");
         }

@@ -15,6 +15,7 @@ use yaml_serde::Value;
 use super::walk::Walk;
 use super::{Pos, Seg, Source, clean_message, join, key, key_text};
 use crate::config::error::ConfigError;
+use crate::config::schema::Nested;
 
 /// A block read by `Source::block`: its value (defaults where a key failed), whether it read
 /// cleanly, and the keys whose value failed.
@@ -29,13 +30,21 @@ impl Source {
     /// their own) and collecting every error: each unknown key, and each key whose value fails
     /// (that key is then left at its default and the block re-read without it). `context` names
     /// the block in messages, e.g. `in server "echo"`.
-    pub fn block<T: DeserializeOwned + Default>(
+    pub fn block<T: DeserializeOwned + Default + Nested>(
         &self,
         path: &[Seg],
         nested: &[&str],
         context: &str,
         errors: &mut Vec<ConfigError>,
     ) -> Block<T> {
+        // The JSON Schema knows nested blocks only from `raw.rs`'s `nested_blocks!` table: a
+        // call that names others is a bug every config test trips over.
+        debug_assert_eq!(
+            nested,
+            T::NESTED,
+            "nested blocks of {} differ from raw.rs's nested_blocks! table",
+            std::any::type_name::<T>()
+        );
         let fields = struct_fields::<T>();
         let state = RefCell::new(BlockState::default());
         let before = errors.len();
@@ -113,7 +122,7 @@ fn field_hint(key: &str) -> Option<String> {
         "port" => {
             "write a port number such as 5010 inside port_range, or omit it to have one allocated"
         }
-        "enabled" | "display_in_web" | "required" => "write true or false",
+        "enabled" | "display_in_web" | "required" | "web" => "write true or false",
         "burst" | "failures" => "write a whole number of at least 1",
         "keep" | "buffer_lines" => "write a whole number",
         "policy" => "write one of on-failure, always, never",

@@ -10,6 +10,7 @@ use crate::config::env::{Env, absolute};
 use crate::config::error::ConfigError;
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::schema::Nested;
 use crate::config::source::{Seg, Source, join, key};
 
 const DEFAULT_PORT_RANGE: PortRange = PortRange {
@@ -38,12 +39,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
     let top = "at the top level";
 
     let root = source
-        .block::<RawDaemon>(
-            &[],
-            &["gateway", "control", "logs", "auth", "defaults"],
-            top,
-            errors,
-        )
+        .block::<RawDaemon>(&[], RawDaemon::NESTED, top, errors)
         .value;
     let gateway = source
         .block::<RawGateway>(&[key("gateway")], &[], "in gateway", errors)
@@ -135,6 +131,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
                 .map(|proxy| proxy.0)
                 .collect(),
             max_body: gateway.max_body.map_or(DEFAULT_MAX_BODY, |size| size.0),
+            web: gateway.web.unwrap_or(true),
         },
         control: ControlConfig {
             socket: match &control.socket {
@@ -173,7 +170,7 @@ fn default_public_url(listen: SocketAddr) -> PublicUrl {
 fn auth(source: &Source, base: &Path, errors: &mut Vec<ConfigError>) -> AuthConfig {
     let path = [key("auth")];
     let raw = source
-        .block::<RawAuth>(&path, &["keys"], "in auth", errors)
+        .block::<RawAuth>(&path, RawAuth::NESTED, "in auth", errors)
         .value;
     let keys_path = join(&path, [key("keys")]);
     let mut keys = Vec::new();
@@ -279,7 +276,7 @@ fn key_source(
 fn defaults(source: &Source, errors: &mut Vec<ConfigError>) -> ServerDefaults {
     let path = [key("defaults")];
     let raw = source
-        .block::<RawDefaults>(&path, &["restart", "health"], "in defaults", errors)
+        .block::<RawDefaults>(&path, RawDefaults::NESTED, "in defaults", errors)
         .value;
     let stop_timeout = raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0);
     positive(

@@ -8,6 +8,7 @@ use crate::config::env::{Env, Resolver, absolute};
 use crate::config::error::ConfigError;
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::schema::Nested;
 use crate::config::source::{Seg, Source, join, key, key_text};
 
 /// The audit log's name in `logs.dir`, so no server may have it.
@@ -43,7 +44,7 @@ pub fn server_file(
         ));
         return Vec::new();
     }
-    source.block::<RawServerFile>(&[], &["mcp_servers"], "at the top level", errors);
+    source.block::<RawServerFile>(&[], RawServerFile::NESTED, "at the top level", errors);
     if !source.value.is_mapping() {
         return Vec::new();
     }
@@ -89,8 +90,7 @@ pub fn server_file(
             ));
         }
         let context = format!("in server \"{name}\"");
-        let block =
-            source.block::<RawServer>(&path, &["oauth", "restart", "health"], &context, errors);
+        let block = source.block::<RawServer>(&path, RawServer::NESTED, &context, errors);
         let raw = block.value;
         if !(settings.is_mapping() || settings.is_null()) {
             continue;
