@@ -47,6 +47,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// Audit records dropped because the audit log's writer could not keep up.
+    pub audit_dropped: Counter,
     /// Each server's handles into the families above, made on its first request.
     servers: RwLock<HashMap<Box<str>, Arc<ServerMetrics>>>,
 }
@@ -101,6 +103,7 @@ impl Metrics {
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let reloads = Counter::default();
         let reload_failures = Counter::default();
+        let audit_dropped = Counter::default();
         registry.register(
             "gateway_requests",
             "Gateway requests by server and status",
@@ -127,6 +130,11 @@ impl Metrics {
             "Configuration reloads with at least one file in error",
             reload_failures.clone(),
         );
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped because the audit log writer could not keep up",
+            audit_dropped.clone(),
+        );
         registry.register_collector(Box::new(ServerCollector { directory }));
         Metrics {
             registry,
@@ -136,6 +144,7 @@ impl Metrics {
             auth_failures,
             reloads,
             reload_failures,
+            audit_dropped,
             servers: RwLock::default(),
         }
     }

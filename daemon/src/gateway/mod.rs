@@ -55,6 +55,7 @@ pub use registry::resource_metadata_url;
 pub use router::{Route, route};
 
 use crate::accept::{self, AcceptErrors};
+use crate::audit::AuditLog;
 use crate::config::DaemonConfig;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -111,6 +112,8 @@ struct Shared {
     live: ArcSwap<Live>,
     options: GatewayOptions,
     metrics: Option<Arc<Metrics>>,
+    /// Where `tools/call` records go (`None`: not recorded).
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Everything the gateway reads: the live directory, the configuration and keys (swappable
@@ -146,6 +149,26 @@ impl GatewayContext {
                 live: ArcSwap::from_pointee(Live { config, auth }),
                 options,
                 metrics,
+                audit: None,
+            }),
+        }
+    }
+
+    /// The same context, recording `tools/call` in `audit`. Meant for a context just built
+    /// (by [`GatewayContext::from_parts`]); a context already cloned gets a copy of its own.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.audit = Some(audit);
+            return self;
+        }
+        let shared = &self.shared;
+        GatewayContext {
+            shared: Arc::new(Shared {
+                directory: shared.directory.clone(),
+                live: ArcSwap::new(shared.live.load_full()),
+                options: shared.options.clone(),
+                metrics: shared.metrics.clone(),
+                audit: Some(audit),
             }),
         }
     }
