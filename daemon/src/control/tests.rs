@@ -596,6 +596,7 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
     let Response::Tools(tools) = roundtrip(
         &mut stream,
         &Request::Tools(ToolsRequest {
+            as_scopes: None,
             name: None,
             schema: false,
         }),
@@ -609,6 +610,7 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
     let Response::Tools(tools) = roundtrip(
         &mut stream,
         &Request::Tools(ToolsRequest {
+            as_scopes: None,
             name: Some("alpha".into()),
             schema: true,
         }),
