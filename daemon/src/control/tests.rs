@@ -878,3 +878,5 @@ async fn token_is_signed_with_the_configured_hs256_secret() {
     );
     h.stop().await;
 }
+
+mod audit;

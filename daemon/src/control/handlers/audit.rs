@@ -171,3 +171,41 @@ pub(super) fn record_call(
         arguments,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_queued_during_the_read_are_sent_unless_in_the_backlog() {
+        let line = |server: &str, tool: &str| {
+            format!(
+                r#"{{"time":"t","ts":1,"server":"{server}","tool":"{tool}","subject":null,"client_id":null,"scopes":[],"decision":"allow","status":0,"duration_ms":1.0,"request_id":null,"caller":"uid:0","via":"mcpctl"}}"#
+            )
+        };
+        let (sender, mut live) = broadcast::channel::<Arc<str>>(16);
+        let backlog = vec![line("db", "old"), line("db", "both")];
+        for (server, tool) in [("db", "both"), ("web", "other"), ("db", "new")] {
+            sender.send(Arc::from(line(server, tool))).unwrap();
+        }
+        sender.send(Arc::from("not a record")).unwrap();
+        let filter = AuditFilter {
+            server: Some("db".into()),
+            ..AuditFilter::default()
+        };
+        let frames = caught_up(&mut live, &backlog, &filter);
+        assert_eq!(frames, [Response::AuditRecord(line("db", "new"))]);
+        // Drained: what comes next is new.
+        assert!(live.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_follower_that_lagged_during_the_read_is_told() {
+        let (sender, mut live) = broadcast::channel::<Arc<str>>(2);
+        for n in 0..5 {
+            sender.send(Arc::from(format!("x{n}"))).unwrap();
+        }
+        let frames = caught_up(&mut live, &[], &AuditFilter::default());
+        assert_eq!(frames, [Response::LogGap(LogGap { skipped: 3 })]);
+    }
+}
