@@ -879,4 +879,5 @@ async fn token_is_signed_with_the_configured_hs256_secret() {
     h.stop().await;
 }
 
+mod access;
 mod audit;
