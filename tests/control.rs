@@ -564,6 +564,7 @@ async fn the_socket_survives_hostile_clients_and_has_the_configured_mode() {
                 Request::Tools(ToolsRequest {
                     name: Some("alpha".into()),
                     schema: true,
+                    as_scopes: None,
                 })
             };
             codec::write_message(&mut stream, &request)
