@@ -106,10 +106,10 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_two() {
+fn protocol_version_is_three() {
     // Bumping it is a decision: old clients will be told they are incompatible.
-    // 2: LogStream::Daemon.
-    assert_eq!(PROTOCOL_VERSION, 2);
+    // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings.
+    assert_eq!(PROTOCOL_VERSION, 3);
 }
 
 #[test]
@@ -139,6 +139,7 @@ fn every_request() -> Vec<Request> {
         Request::Tools(ToolsRequest {
             name: Some("echo".into()),
             schema: true,
+            as_scopes: Some(vec!["user".into(), "tools:read".into()]),
         }),
         Request::Call(CallRequest {
             server: None,
@@ -171,6 +172,13 @@ fn every_request() -> Vec<Request> {
             ttl_secs: 3600,
             subject: None,
         }),
+        Request::Audit(AuditRequest {
+            server: Some("db".into()),
+            tool: Some("drop_table".into()),
+            since_unix_ms: Some(1_700_000_000_000),
+            lines: 100,
+            follow: true,
+        }),
     ]
 }
 
@@ -180,6 +188,11 @@ fn every_response() -> Vec<Response> {
         name: "echo".into(),
         description: Some("Echoes".into()),
         input_schema_json: Some(r#"{"type":"object"}"#.into()),
+        access: Some(ToolAccess {
+            may_call: false,
+            rule: Some("delete_*".into()),
+            allowing: vec!["admin".into()],
+        }),
     };
     let test = TestReply {
         server: "echo".into(),
@@ -233,6 +246,11 @@ fn every_response() -> Vec<Response> {
             health_timeout_ms: 5_000,
             stop_timeout_ms: 10_000,
             tools: vec![tool.clone()],
+            tool_rules: vec![ToolRuleInfo {
+                pattern: "delete_*".into(),
+                scopes: vec!["admin".into()],
+            }],
+            audit_arguments: true,
         })),
         Response::Tools(ToolsReply { tools: vec![tool] }),
         Response::Call(CallReply {
@@ -244,6 +262,7 @@ fn every_response() -> Vec<Response> {
         Response::Validate(ValidateReply {
             config_errors: vec![],
             handshakes: vec![test],
+            warnings: vec!["a rule never applies".into()],
         }),
         Response::Logs(LogsReply {
             server: "echo".into(),
@@ -292,6 +311,11 @@ fn every_response() -> Vec<Response> {
             token: "a.b.c".into(),
             expires_at_unix: 99,
         }),
+        Response::Audit(AuditReply {
+            records: vec![r#"{"time":"t"}"#.into()],
+            dropped: 2,
+        }),
+        Response::AuditRecord(r#"{"time":"t"}"#.into()),
     ]
 }
 
