@@ -396,3 +396,42 @@ async fn tool_rules_are_shown_explained_and_checked() {
     let json = daemon.ctl(&["--json", "validate"]).expect_code(0).json();
     assert_eq!(json["warnings"].as_array().map(Vec::len), Some(1), "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_tool_name_is_recorded_exactly_and_shown_escaped_on_one_line() {
+    let daemon = start().await;
+    // A tool name that tries to clear the screen, write the clipboard, reverse the text,
+    // forge a second record and pass for other fields.
+    let hostile = "del\u{1b}[2J\u{1b}]52;c;eA==\u{7}\u{202e} status=200 ok\n\
+                   2026-01-01T00:00:00.000Z allow alpha echo\r\u{9b}";
+    let call = daemon
+        .ctl(&["call", "alpha", hostile, "--args", r#"{"q":"\u001b[31m"}"#])
+        .expect_code(1);
+    assert!(!call.stderr.contains('\u{1b}'), "{:?}", call.stderr);
+
+    let json = records(&daemon, &["--server", "alpha"]);
+    assert_eq!(json.len(), 1, "{json:?}");
+    assert_eq!(json[0].tool, hostile, "recorded exactly");
+    assert_eq!(json[0].arguments.as_deref(), Some(r#"{"q":"\u001b[31m"}"#));
+    assert!(json[0].error_code.is_some(), "{:?}", json[0]);
+    let raw = daemon.ctl(&["--json", "audit"]).ok();
+    assert!(
+        !raw.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}']),
+        "{raw:?}"
+    );
+    assert_eq!(raw.lines().count(), 1, "{raw:?}");
+
+    let text = daemon.ctl(&["audit"]).ok();
+    assert_eq!(text.lines().count(), 1, "one record, one line: {text:?}");
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}']),
+        "{text:?}"
+    );
+    // Quoted: the forged fields stay inside the tool's value.
+    assert!(
+        text.contains(
+            r#" allow alpha "del\x1b[2J\x1b]52;c;eA==\x07\u{202e} status=200 ok\x0a2026-01-01T00:00:00.000Z allow alpha echo\x0d\u{9b}" status=- error="#
+        ),
+        "{text}"
+    );
+}
