@@ -271,6 +271,20 @@ async fn operator_calls_are_audited_and_mcpctl_audit_reads_them_filtered_and_liv
         .map(|line| serde_json::from_str(line).expect("a record per line"))
         .collect();
     assert_eq!(lines[..5], all[..]);
+
+    // Nothing was dropped, and /metrics says so.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", daemon.gateway_port))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "mcpd_audit_dropped_total 0"),
+        "{metrics}"
+    );
 }
 
 /// `time` (RFC 3339, milliseconds) as Unix milliseconds.
