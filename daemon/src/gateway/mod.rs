@@ -189,6 +189,11 @@ impl GatewayContext {
     pub fn directory(&self) -> &Arc<Directory> {
         &self.shared.directory
     }
+
+    /// The audit log `tools/call` records go to, if any.
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.shared.audit.as_ref()
+    }
 }
 
 /// Serves the gateway on `workers` threads until `shutdown` is cancelled, then drains; returns
