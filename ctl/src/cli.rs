@@ -73,7 +73,7 @@ pub enum Command {
     },
     /// Print the audit log: one record per tool call (gateway and `mcpctl call`).
     Audit {
-        /// Only calls to this server (or through it, for a member of a virtual server).
+        /// Only calls to this server, or run by it as a member of a virtual server.
         #[arg(long, value_name = "SERVER")]
         server: Option<String>,
         /// Only calls of this tool.
