@@ -332,7 +332,9 @@ async fn mcp_client_calls_tools() {
         .call_tool(&mcp_url(port), "no-such-tool", Map::new(), CALL)
         .await
         .unwrap_err();
-    assert!(matches!(error, McpError::Protocol { .. }), "{error}");
+    // The server's JSON-RPC error, with its code (audit records keep it).
+    assert!(matches!(error, McpError::Rpc { .. }), "{error}");
+    assert_eq!(error.rpc_code(), Some(-32602), "{error}");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod abuse_conn;
 mod abuse_files;
 mod abuse_headers;
 mod abuse_term;
+mod audit_ctl;
 mod authz;
 mod bench_smoke;
 mod connect;

@@ -1,7 +1,7 @@
 //! Command-line arguments (clap derive).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Parser, Subcommand};
 use mcpd_protocol::connect::ClientKind;
@@ -41,6 +41,9 @@ pub enum Command {
         /// Also print each tool's input schema.
         #[arg(long)]
         schema: bool,
+        /// Say which tools a gateway token with these scopes may call, e.g. "user tools:read".
+        #[arg(long, value_name = "SCOPES", value_parser = parse_scopes)]
+        as_scopes: Option<Scopes>,
     },
     /// Call a tool. SERVER may be left out when only one server offers TOOL.
     #[command(override_usage = "mcpctl call [SERVER] TOOL [--args JSON]")]
@@ -66,6 +69,24 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", default_value_t = 100)]
         lines: u32,
         /// Keep printing new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the audit log: one record per tool call (gateway and `mcpctl call`).
+    Audit {
+        /// Only calls to this server, or run by it as a member of a virtual server.
+        #[arg(long, value_name = "SERVER")]
+        server: Option<String>,
+        /// Only calls of this tool.
+        #[arg(long, value_name = "TOOL")]
+        tool: Option<String>,
+        /// Only calls since this long ago (1h, 30m) or this time (RFC 3339, UTC).
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Option<Since>,
+        /// How many recent records.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: u32,
+        /// Keep printing new records until interrupted.
         #[arg(short, long)]
         follow: bool,
     },
@@ -139,6 +160,46 @@ fn parse_client(name: &str) -> Result<ClientKind, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h, 7d)"))
+}
+
+/// `--as-scopes`: scopes separated by spaces (an empty list is a token with no scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(pub Vec<String>);
+
+fn parse_scopes(s: &str) -> Result<Scopes, String> {
+    Ok(Scopes(s.split_whitespace().map(str::to_owned).collect()))
+}
+
+/// `audit --since`: a time, or how long ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    At(SystemTime),
+}
+
+impl Since {
+    /// The time meant, in Unix milliseconds, `now` being now.
+    pub fn unix_ms(self, now: SystemTime) -> u64 {
+        let at = match self {
+            Since::Ago(ago) => now.checked_sub(ago).unwrap_or(UNIX_EPOCH),
+            Since::At(at) => at,
+        };
+        at.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return Ok(Since::Ago(ago));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(Since::At)
+        .map_err(|_| {
+            format!(
+                "{s:?} is neither a duration (30m, 1h, 7d) nor a UTC time (2026-01-31T08:00:00Z)"
+            )
+        })
 }
 
 impl Command {
@@ -316,6 +377,99 @@ mod tests {
         assert_eq!(ttl, Duration::from_secs(3600));
         assert!(parse(&["token"]).is_err(), "--scope is required");
         assert!(parse(&["token", "--scope", "a", "--ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn audit_filters_and_since_forms() {
+        let Command::Audit {
+            server,
+            tool,
+            since,
+            lines,
+            follow,
+        } = parse(&["audit"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (server, tool, since, lines, follow),
+            (None, None, None, 100, false)
+        );
+        let cli = parse(&[
+            "audit",
+            "--server",
+            "db",
+            "--tool",
+            "drop_table",
+            "--since",
+            "1h",
+            "-n",
+            "5",
+            "-f",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Audit {
+            server,
+            tool,
+            since,
+            lines,
+            follow,
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(server.as_deref(), Some("db"));
+        assert_eq!(tool.as_deref(), Some("drop_table"));
+        assert_eq!(since, Some(Since::Ago(Duration::from_secs(3600))));
+        assert_eq!((lines, follow), (5, true));
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(since.unwrap().unix_ms(now), 1_799_996_400_000);
+        assert_eq!(
+            Since::Ago(Duration::from_secs(u64::MAX / 4)).unix_ms(now),
+            0,
+            "before the epoch is the epoch"
+        );
+        for time in [
+            "2026-01-31T08:00:00Z",
+            "2026-01-31T08:00:00.000Z",
+            "2026-01-31 08:00:00",
+        ] {
+            let Command::Audit { since, .. } = parse(&["audit", "--since", time]).unwrap().command
+            else {
+                panic!()
+            };
+            assert_eq!(since.unwrap().unix_ms(now), 1_769_846_400_000, "{time}");
+        }
+        for bad in ["yesterday", "", "2026-13-01T00:00:00Z", "-1h"] {
+            assert!(parse(&["audit", "--since", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tools_as_scopes_splits_on_spaces() {
+        let Command::Tools { as_scopes, .. } =
+            parse(&["tools", "db", "--as-scopes", " user  tools:read "])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            as_scopes,
+            Some(Scopes(vec!["user".to_owned(), "tools:read".to_owned()]))
+        );
+        let Command::Tools { as_scopes, .. } =
+            parse(&["tools", "--as-scopes", ""]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(as_scopes, Some(Scopes(Vec::new())));
+        let Command::Tools { as_scopes, .. } = parse(&["tools"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(as_scopes, None);
     }
 
     #[test]

@@ -39,6 +39,23 @@ pub enum McpError {
     Timeout { url: String, timeout: Duration },
     #[error("MCP error from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    /// The server answered with a JSON-RPC error.
+    #[error("MCP error from {url}: {message} (code {code})")]
+    Rpc {
+        url: String,
+        code: i64,
+        message: String,
+    },
+}
+
+impl McpError {
+    /// The JSON-RPC error code the server answered, if it answered with an error.
+    pub fn rpc_code(&self) -> Option<i64> {
+        match self {
+            McpError::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 /// What a successful MCP handshake learned.
@@ -321,9 +338,10 @@ fn initialize_error(url: &str, error: &ClientInitializeError) -> McpError {
 fn service_error(url: &str, error: &ServiceError) -> McpError {
     match error {
         ServiceError::TransportSend(error) => classify(url, error, ""),
-        ServiceError::McpError(data) => McpError::Protocol {
+        ServiceError::McpError(data) => McpError::Rpc {
             url: url.to_owned(),
-            reason: format!("{} (code {})", data.message, data.code.0),
+            code: i64::from(data.code.0),
+            message: data.message.to_string(),
         },
         other => McpError::Protocol {
             url: url.to_owned(),

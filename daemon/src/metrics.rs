@@ -47,7 +47,7 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
-    /// Audit records dropped because the writer could not keep up.
+    /// Audit records dropped because the audit log's writer could not keep up.
     pub audit_dropped: Counter,
     /// Each server's handles into the families above, made on its first request.
     servers: RwLock<HashMap<Box<str>, Arc<ServerMetrics>>>,
@@ -105,11 +105,6 @@ impl Metrics {
         let reload_failures = Counter::default();
         let audit_dropped = Counter::default();
         registry.register(
-            "audit_dropped",
-            "Audit records dropped because the audit log writer could not keep up",
-            audit_dropped.clone(),
-        );
-        registry.register(
             "gateway_requests",
             "Gateway requests by server and status",
             requests.clone(),
@@ -135,16 +130,21 @@ impl Metrics {
             "Configuration reloads with at least one file in error",
             reload_failures.clone(),
         );
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped because the audit log writer could not keep up",
+            audit_dropped.clone(),
+        );
         registry.register_collector(Box::new(ServerCollector { directory }));
         Metrics {
             registry,
             requests,
             latency,
             active_streams,
-            audit_dropped,
             auth_failures,
             reloads,
             reload_failures,
+            audit_dropped,
             servers: RwLock::default(),
         }
     }

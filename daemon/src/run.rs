@@ -85,6 +85,8 @@ pub async fn run(
     let directory = supervisor.directory().clone();
     let metrics = Arc::new(Metrics::new(directory.clone()));
     let auth = Authenticator::load(&daemon.auth)?;
+    // One audit log for the gateway and `mcpctl call`; `logs` needs a restart, and so does it.
+    let audit = AuditLog::new(&daemon.logs, metrics.audit_dropped.clone());
     let gateway_ctx = GatewayContext::from_parts(
         directory.clone(),
         daemon.clone(),
@@ -92,7 +94,7 @@ pub async fn run(
         GatewayOptions::default(),
         Some(metrics.clone()),
     )
-    .with_audit(AuditLog::new(&daemon.logs, metrics.audit_dropped.clone()));
+    .with_audit(audit.clone());
     let shared_config = Arc::new(ArcSwap::from_pointee(daemon.clone()));
     let reloader = Arc::new(DaemonReloader {
         config_path: daemon.source.clone(),
@@ -115,6 +117,7 @@ pub async fn run(
     let mut control_ctx =
         ControlContext::new(supervisor.clone(), shared_config.clone(), McpClient::new());
     control_ctx.reloader = reloader.clone();
+    control_ctx.audit = Some(audit.clone());
     let control_stop = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(
         listeners.control,
@@ -182,6 +185,7 @@ pub async fn run(
     {
         tracing::warn!("gateway or control socket did not finish draining in time");
     }
+    audit.flush(Duration::from_secs(2)).await;
     tracing::info!("mcpd stopped");
     Ok(())
 }

@@ -173,10 +173,10 @@ fn every_request() -> Vec<Request> {
             subject: None,
         }),
         Request::Audit(AuditRequest {
-            server: Some("echo".into()),
-            tool: Some("delete_*".into()),
-            since_unix_ms: Some(1),
-            lines: 50,
+            server: Some("db".into()),
+            tool: Some("drop_table".into()),
+            since_unix_ms: Some(1_700_000_000_000),
+            lines: 100,
             follow: true,
         }),
     ]
@@ -262,13 +262,8 @@ fn every_response() -> Vec<Response> {
         Response::Validate(ValidateReply {
             config_errors: vec![],
             handshakes: vec![test],
-            warnings: vec!["rule never applies".into()],
+            warnings: vec!["a rule never applies".into()],
         }),
-        Response::Audit(AuditReply {
-            records: vec![r#"{"tool":"echo"}"#.into()],
-            dropped: 2,
-        }),
-        Response::AuditRecord(r#"{"tool":"add"}"#.into()),
         Response::Logs(LogsReply {
             server: "echo".into(),
             lines: vec![LogLine {
@@ -316,6 +311,11 @@ fn every_response() -> Vec<Response> {
             token: "a.b.c".into(),
             expires_at_unix: 99,
         }),
+        Response::Audit(AuditReply {
+            records: vec![r#"{"time":"t"}"#.into()],
+            dropped: 2,
+        }),
+        Response::AuditRecord(r#"{"time":"t"}"#.into()),
     ]
 }
 

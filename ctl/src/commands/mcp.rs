@@ -163,6 +163,9 @@ pub(super) async fn validate(
         ))?;
         out.text(&config_errors_text(&reply.config_errors))?;
     }
+    for warning in &reply.warnings {
+        out.text(&format!("warning: {}\n", one_line(warning)))?;
+    }
     for handshake in &reply.handshakes {
         out.text(&test_line(handshake))?;
     }

@@ -1,6 +1,7 @@
 //! One function per command: send the request, print the reply as a table or as JSON.
 
 mod admin;
+mod audit;
 mod connect;
 mod logs;
 mod mcp;
@@ -110,7 +111,14 @@ pub async fn execute(
         Command::List => view::list(client, out).await,
         Command::Status { name } => view::status(client, out, name.clone()).await,
         Command::Show { name } => view::show(client, out, name.clone()).await,
-        Command::Tools { name, schema } => view::tools(client, out, name.clone(), *schema).await,
+        Command::Tools {
+            name,
+            schema,
+            as_scopes,
+        } => {
+            let as_scopes = as_scopes.as_ref().map(|scopes| scopes.0.clone());
+            view::tools(client, out, name.clone(), *schema, as_scopes).await
+        }
         Command::ListPackages => view::packages(client, out).await,
         Command::Call {
             target,
@@ -127,6 +135,22 @@ pub async fn execute(
             lines,
             follow,
         } => logs::logs(client, out, name.clone(), *lines, *follow).await,
+        Command::Audit {
+            server,
+            tool,
+            since,
+            lines,
+            follow,
+        } => {
+            let query = audit::Query {
+                server: server.clone(),
+                tool: tool.clone(),
+                since: *since,
+                lines: *lines,
+                follow: *follow,
+            };
+            audit::audit(client, out, query).await
+        }
         Command::Start { name } => admin::start(client, out, name.clone()).await,
         Command::Stop { name } => admin::stop(client, out, name.clone()).await,
         Command::Restart { name, all } => admin::restart(client, out, name.clone(), *all).await,

@@ -1,8 +1,8 @@
 //! Read-only commands: `list`, `status`, `show`, `tools`, `list-packages`.
 
 use mcpd_protocol::{
-    ListPackagesRequest, ListRequest, Request, Response, ShowRequest, StatusReply, StatusRequest,
-    ToolEntry, ToolsRequest,
+    ListPackagesRequest, ListRequest, Request, Response, ShowReply, ShowRequest, StatusReply,
+    StatusRequest, ToolAccess, ToolEntry, ToolRuleInfo, ToolsRequest,
 };
 use serde::Serialize;
 
@@ -92,6 +92,9 @@ pub(crate) struct ToolJson {
     name: String,
     description: Option<String>,
     input_schema: Option<serde_json::Value>,
+    /// With `--as-scopes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<ToolAccess>,
 }
 
 pub(crate) fn tool_json(tool: &ToolEntry) -> ToolJson {
@@ -102,6 +105,7 @@ pub(crate) fn tool_json(tool: &ToolEntry) -> ToolJson {
         input_schema: tool.input_schema_json.as_deref().map(|s| {
             serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_owned()))
         }),
+        access: tool.access.clone(),
     }
 }
 
@@ -166,6 +170,7 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         lines.push(("oauth audience", reply.oauth_audience.clone()));
         lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
     }
+    lines.extend(rule_lines(&reply));
     lines.push(("restart", reply.restart_policy.clone()));
     lines.push((
         "health",
@@ -202,6 +207,42 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
     Ok(Outcome::Success)
 }
 
+/// `oauth.tools` in order, and `audit.arguments`.
+fn rule_lines(reply: &ShowReply) -> Vec<(&'static str, String)> {
+    rule_lines_of(
+        reply.oauth_required,
+        &reply.tool_rules,
+        reply.audit_arguments,
+    )
+}
+
+fn rule_lines_of(
+    oauth_required: bool,
+    tool_rules: &[ToolRuleInfo],
+    audit_arguments: bool,
+) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if oauth_required || !tool_rules.is_empty() {
+        lines.push((
+            "tool rules",
+            if tool_rules.is_empty() {
+                "none: built-in scope meanings".to_owned()
+            } else {
+                "first match wins; admin may call every tool".to_owned()
+            },
+        ));
+        for rule in tool_rules {
+            let scopes = match rule.scopes.join(" ") {
+                none if none.is_empty() => "admin only".to_owned(),
+                scopes => scopes,
+            };
+            lines.push(("tool rule", format!("{} -> {scopes}", rule.pattern)));
+        }
+    }
+    lines.push(("audit args", audit_arguments.to_string()));
+    lines
+}
+
 /// A configured duration as written in config files (`200ms`, `10s`, `1m 30s`): unlike
 /// [`short_duration`], which rounds to seconds, it never turns `200ms` into `0s`.
 fn exact_duration(ms: u64) -> String {
@@ -213,12 +254,13 @@ pub(super) async fn tools(
     out: &mut Output<'_>,
     name: Option<String>,
     schema: bool,
+    as_scopes: Option<Vec<String>>,
 ) -> CommandResult {
     let reply = match client
         .request(&Request::Tools(ToolsRequest {
             name,
             schema,
-            as_scopes: None,
+            as_scopes,
         }))
         .await?
     {
@@ -229,18 +271,7 @@ pub(super) async fn tools(
         out.json(&reply.tools.iter().map(tool_json).collect::<Vec<_>>())?;
         return Ok(Outcome::Success);
     }
-    let mut table = Table::new(["SERVER", "TOOL", "DESCRIPTION"]);
-    for t in &reply.tools {
-        let description = t
-            .description
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("");
-        table.row([t.server.as_str(), t.name.as_str(), description]);
-    }
-    out.text(&table.render())?;
+    out.text(&tools_table(&reply.tools))?;
     if schema {
         for t in &reply.tools {
             let pretty = t
@@ -257,6 +288,60 @@ pub(super) async fn tools(
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The `tools` table; with `--as-scopes`, whether those scopes may call each tool, the rule
+/// that decided (`built-in`: the scope meanings) and, when they may not, the scopes that would.
+fn tools_table(tools: &[ToolEntry]) -> String {
+    let with_access = tools.iter().any(|t| t.access.is_some());
+    let mut table = if with_access {
+        Table::new([
+            "SERVER",
+            "TOOL",
+            "MAY-CALL",
+            "RULE",
+            "ALLOWING",
+            "DESCRIPTION",
+        ])
+    } else {
+        Table::new(["SERVER", "TOOL", "DESCRIPTION"])
+    };
+    for t in tools {
+        let description = t
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        match (with_access, &t.access) {
+            (false, _) => table.row([t.server.clone(), t.name.clone(), description]),
+            (true, access) => {
+                let (may_call, rule, allowing) = match access {
+                    Some(access) => (
+                        if access.may_call { "yes" } else { "no" },
+                        access.rule.clone().unwrap_or_else(|| "built-in".to_owned()),
+                        if access.allowing.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            access.allowing.join(" ")
+                        },
+                    ),
+                    None => ("-", "-".to_owned(), "-".to_owned()),
+                };
+                table.row([
+                    t.server.clone(),
+                    t.name.clone(),
+                    may_call.to_owned(),
+                    rule,
+                    allowing,
+                    description,
+                ]);
+            }
+        }
+    }
+    table.render()
 }
 
 pub(super) async fn packages(client: &mut Client, out: &mut Output<'_>) -> CommandResult {
@@ -285,7 +370,103 @@ pub(super) async fn packages(client: &mut Client, out: &mut Output<'_>) -> Comma
 
 #[cfg(test)]
 mod tests {
-    use super::exact_duration;
+    use super::*;
+
+    fn entry(name: &str, access: Option<ToolAccess>) -> ToolEntry {
+        ToolEntry {
+            server: "db".into(),
+            name: name.into(),
+            description: Some("Does it.\nSecond line".into()),
+            input_schema_json: None,
+            access,
+        }
+    }
+
+    #[test]
+    fn tools_with_access_say_yes_or_no_with_the_rule_and_the_allowing_scopes() {
+        let tools = [
+            entry(
+                "delete_db",
+                Some(ToolAccess {
+                    may_call: false,
+                    rule: Some("delete_*".into()),
+                    allowing: vec!["admin".into(), "ops".into()],
+                }),
+            ),
+            entry(
+                "search",
+                Some(ToolAccess {
+                    may_call: true,
+                    rule: None,
+                    allowing: Vec::new(),
+                }),
+            ),
+        ];
+        assert_eq!(
+            tools_table(&tools),
+            "SERVER  TOOL       MAY-CALL  RULE      ALLOWING   DESCRIPTION\n\
+             db      delete_db  no        delete_*  admin ops  Does it.\n\
+             db      search     yes       built-in  -          Does it.\n"
+        );
+        let plain = [entry("search", None)];
+        assert_eq!(
+            tools_table(&plain),
+            "SERVER  TOOL    DESCRIPTION\ndb      search  Does it.\n"
+        );
+    }
+
+    #[test]
+    fn show_lists_the_rules_in_order_and_audit_arguments() {
+        let rules = [
+            ToolRuleInfo {
+                pattern: "delete_*".into(),
+                scopes: Vec::new(),
+            },
+            ToolRuleInfo {
+                pattern: "*".into(),
+                scopes: vec!["tools:write".into(), "user".into()],
+            },
+        ];
+        assert_eq!(
+            rule_lines_of(true, &rules, true),
+            [
+                (
+                    "tool rules",
+                    "first match wins; admin may call every tool".to_owned()
+                ),
+                ("tool rule", "delete_* -> admin only".to_owned()),
+                ("tool rule", "* -> tools:write user".to_owned()),
+                ("audit args", "true".to_owned()),
+            ]
+        );
+        assert_eq!(
+            rule_lines_of(true, &[], false)[0].1,
+            "none: built-in scope meanings"
+        );
+        assert_eq!(
+            rule_lines_of(false, &[], false),
+            [("audit args", "false".to_owned())]
+        );
+    }
+
+    #[test]
+    fn tool_json_carries_access_only_when_asked() {
+        let asked = serde_json::to_value(tool_json(&entry(
+            "x",
+            Some(ToolAccess {
+                may_call: false,
+                rule: None,
+                allowing: vec!["admin".into()],
+            }),
+        )))
+        .unwrap();
+        assert_eq!(
+            asked["access"],
+            serde_json::json!({"may_call": false, "rule": null, "allowing": ["admin"]})
+        );
+        let plain = serde_json::to_value(tool_json(&entry("x", None))).unwrap();
+        assert!(plain.get("access").is_none(), "{plain}");
+    }
 
     #[test]
     fn configured_durations_keep_their_milliseconds() {

@@ -7,6 +7,8 @@
 //! (`mcpctl audit -f`) get each record as it is made.
 
 mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

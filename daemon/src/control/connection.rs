@@ -1,22 +1,20 @@
 //! One client connection: the handshake, then request/response frames until the client leaves,
-//! goes idle, sends garbage, or asks to follow logs.
+//! goes idle, sends garbage, or asks to follow logs or the audit log.
 
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use interprocess::local_socket::tokio::Stream;
 use mcpd_protocol::codec::{self, CodecError};
 use mcpd_protocol::{
-    ErrorCode, ErrorReply, Incompatible, LogGap, PROTOCOL_VERSION, Request, Response, Welcome,
+    ErrorCode, ErrorReply, Incompatible, PROTOCOL_VERSION, Request, Response, Welcome,
 };
 use tokio::io::AsyncReadExt;
-use tokio::sync::broadcast;
 
 use super::Peer;
 use super::context::ControlContext;
-use super::convert;
-use super::handlers::{self, Reply};
-use crate::supervisor::LogLine;
+use super::handlers::{self, Frames, Reply};
 
 /// Why a connection ended early; logged at debug level, never sent anywhere.
 #[derive(Debug, thiserror::Error)]
@@ -102,13 +100,9 @@ impl Connection<'_> {
             };
             match handlers::dispatch(self.ctx, &self.peer, request).await {
                 Reply::One(response) => self.write(&response).await?,
-                Reply::Follow {
-                    first,
-                    server,
-                    lines,
-                } => {
+                Reply::Follow { first, rest } => {
                     self.write(&first).await?;
-                    return self.follow(&server, lines).await;
+                    return self.follow(rest).await;
                 }
             }
         }
@@ -150,25 +144,19 @@ impl Connection<'_> {
             .await
     }
 
-    /// Streams new log lines until the client closes its end (or sends anything at all), the
-    /// server goes away, or the daemon shuts down (the caller's cancellation).
-    async fn follow(
-        &mut self,
-        server: &str,
-        mut lines: broadcast::Receiver<LogLine>,
-    ) -> Result<(), ConnectionEnd> {
+    /// Writes `frames` as they come until the client closes its end (or sends anything at
+    /// all), the frames end (the server went away), or the daemon shuts down (the caller's
+    /// cancellation).
+    async fn follow(&mut self, mut frames: Frames) -> Result<(), ConnectionEnd> {
         let mut probe = [0u8; 1];
         loop {
             tokio::select! {
-                // Cancel-safe: a dropped `read` consumes nothing.
+                // Cancel-safe: a dropped `read` consumes nothing, and a dropped `next` leaves
+                // the stream where it was.
                 _ = self.stream.read(&mut probe) => return Ok(()),
-                line = lines.recv() => match line {
-                    Ok(line) => self.write(&Response::LogLine(convert::log_line(&line))).await?,
-                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                        tracing::debug!(server, skipped, "log follower fell behind");
-                        self.write(&Response::LogGap(LogGap { skipped })).await?;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                frame = frames.next() => match frame {
+                    Some(frame) => self.write(&frame).await?,
+                    None => return Ok(()),
                 },
             }
         }

@@ -1,5 +1,5 @@
 //! What the request handlers work with: the supervisor, the current daemon configuration, the
-//! MCP client, the reload hook and the connection limits.
+//! MCP client, the reload hook, the audit log and the connection limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 
+use crate::audit::AuditLog;
 use crate::config::{self, ConfigError, DaemonConfig};
 use crate::mcp_client::McpClient;
 use crate::supervisor::{ReloadPlan, Supervisor};
@@ -94,6 +95,9 @@ pub struct ControlContext {
     /// Reported in `Welcome`.
     pub daemon_version: String,
     pub limits: ControlLimits,
+    /// The daemon's one audit log: `mcpctl call` records into it, `mcpctl audit` reads it
+    /// (`None`: calls are not recorded and `audit` is refused).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl ControlContext {
@@ -110,6 +114,7 @@ impl ControlContext {
             reloader,
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             limits: ControlLimits::default(),
+            audit: None,
         }
     }
 }

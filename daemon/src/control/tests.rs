@@ -596,9 +596,9 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
     let Response::Tools(tools) = roundtrip(
         &mut stream,
         &Request::Tools(ToolsRequest {
+            as_scopes: None,
             name: None,
             schema: false,
-            as_scopes: None,
         }),
     )
     .await
@@ -610,9 +610,9 @@ async fn status_list_show_tools_and_packages_reflect_the_directory() {
     let Response::Tools(tools) = roundtrip(
         &mut stream,
         &Request::Tools(ToolsRequest {
+            as_scopes: None,
             name: Some("alpha".into()),
             schema: true,
-            as_scopes: None,
         }),
     )
     .await
@@ -878,3 +878,6 @@ async fn token_is_signed_with_the_configured_hs256_secret() {
     );
     h.stop().await;
 }
+
+mod access;
+mod audit;

@@ -116,7 +116,7 @@ struct Shared {
     live: ArcSwap<Live>,
     options: GatewayOptions,
     metrics: Option<Arc<Metrics>>,
-    /// Where `tools/call` records go; `None`: calls are not audited.
+    /// Where `tools/call` records go (`None`: not recorded).
     audit: Option<Arc<AuditLog>>,
 }
 
@@ -158,19 +158,21 @@ impl GatewayContext {
         }
     }
 
-    /// The same context, recording every `tools/call` in `audit`. Call before serving.
-    pub fn with_audit(self, audit: Arc<AuditLog>) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
-            directory: shared.directory.clone(),
-            live: ArcSwap::new(shared.live.load_full()),
-            options: shared.options.clone(),
-            metrics: shared.metrics.clone(),
-            audit: None,
-        });
+    /// The same context, recording `tools/call` in `audit`. Meant for a context just built
+    /// (by [`GatewayContext::from_parts`]); a context already cloned gets a copy of its own.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.audit = Some(audit);
+            return self;
+        }
+        let shared = &self.shared;
         GatewayContext {
             shared: Arc::new(Shared {
+                directory: shared.directory.clone(),
+                live: ArcSwap::new(shared.live.load_full()),
+                options: shared.options.clone(),
+                metrics: shared.metrics.clone(),
                 audit: Some(audit),
-                ..shared
             }),
         }
     }
@@ -190,6 +192,11 @@ impl GatewayContext {
 
     pub fn directory(&self) -> &Arc<Directory> {
         &self.shared.directory
+    }
+
+    /// The audit log `tools/call` records go to, if any.
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.shared.audit.as_ref()
     }
 }
 

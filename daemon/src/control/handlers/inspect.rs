@@ -1,11 +1,13 @@
 //! Read-only views of the directory: `list`, `status`, `show`, `tools`, `list-packages`.
 
 use mcpd_protocol::{
-    PackageEntry, PackagesReply, Response, ShowRequest, StatusReply, StatusRequest, ToolsReply,
-    ToolsRequest,
+    PackageEntry, PackagesReply, Response, ShowRequest, StatusReply, StatusRequest, ToolAccess,
+    ToolsReply, ToolsRequest,
 };
 
 use super::{HandlerError, HandlerResult};
+use crate::authz::{self, ADMIN, Decision};
+use crate::config::OAuthConfig;
 use crate::control::context::ControlContext;
 use crate::control::convert;
 
@@ -57,12 +59,15 @@ pub(super) fn tools(ctx: &ControlContext, request: ToolsRequest) -> HandlerResul
             continue;
         }
         let status = entry.status.load();
-        tools.extend(
-            status
-                .tools
-                .iter()
-                .map(|t| convert::tool(name, t, request.schema)),
-        );
+        let config = entry.config.load();
+        tools.extend(status.tools.iter().map(|t| {
+            let mut tool = convert::tool(name, t, request.schema);
+            tool.access = request
+                .as_scopes
+                .as_deref()
+                .map(|scopes| access(scopes, &config.oauth, &t.name));
+            tool
+        }));
     }
     if let Some(name) = &request.name
         && !all.contains_key(name)
@@ -70,6 +75,65 @@ pub(super) fn tools(ctx: &ControlContext, request: ToolsRequest) -> HandlerResul
         return Err(HandlerError::unknown_server(name));
     }
     Ok(Response::Tools(ToolsReply { tools }).into())
+}
+
+/// What a token with `scopes` may do with `tool` through the gateway (`tools --as-scopes`):
+/// the token must first be admitted to the server (one of `oauth.scopes`, or `admin`), then
+/// [`authz::decide_call`] decides. A server that does not require OAuth lets anyone call.
+fn access(scopes: &[String], oauth: &OAuthConfig, tool: &str) -> ToolAccess {
+    if !oauth.required {
+        return ToolAccess {
+            may_call: true,
+            rule: None,
+            allowing: Vec::new(),
+        };
+    }
+    let rule = authz::rule_for(oauth, tool).map(|rule| rule.pattern.to_string());
+    if !admitted(scopes, oauth) {
+        // Any one scope that would both admit the token and allow the call.
+        let mut candidates = vec![ADMIN.to_owned()];
+        candidates.extend(oauth.scopes.iter().cloned());
+        candidates.extend(
+            authz::rule_for(oauth, tool)
+                .into_iter()
+                .flat_map(|r| r.scopes.clone()),
+        );
+        let mut allowing: Vec<String> = Vec::new();
+        for scope in candidates {
+            let alone = std::slice::from_ref(&scope);
+            if !allowing.contains(&scope)
+                && admitted(alone, oauth)
+                && authz::decide_call(alone, oauth, tool).is_allowed()
+            {
+                allowing.push(scope);
+            }
+        }
+        return ToolAccess {
+            may_call: false,
+            rule,
+            allowing,
+        };
+    }
+    match authz::decide_call(scopes, oauth, tool) {
+        Decision::Allow => ToolAccess {
+            may_call: true,
+            rule,
+            allowing: Vec::new(),
+        },
+        Decision::Deny { allowing } => ToolAccess {
+            may_call: false,
+            rule,
+            allowing,
+        },
+    }
+}
+
+/// The gateway's admission to a server: `admin`, or one of its scopes when it lists any.
+fn admitted(scopes: &[String], oauth: &OAuthConfig) -> bool {
+    oauth.scopes.is_empty()
+        || scopes
+            .iter()
+            .any(|scope| scope == ADMIN || oauth.scopes.contains(scope))
 }
 
 pub(super) fn packages(ctx: &ControlContext) -> HandlerResult {

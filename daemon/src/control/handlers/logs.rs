@@ -2,7 +2,7 @@
 
 use mcpd_protocol::{LogsReply, LogsRequest, Response};
 
-use super::{HandlerResult, Reply};
+use super::{HandlerResult, Reply, follow};
 use crate::control::context::ControlContext;
 use crate::control::convert;
 
@@ -21,14 +21,15 @@ pub(super) fn logs(ctx: &ControlContext, request: LogsRequest) -> HandlerResult 
         .supervisor
         .logs(&request.name, request.lines.min(MAX_LINES) as usize)?;
     let first = Response::Logs(LogsReply {
-        server: request.name.clone(),
+        server: request.name,
         lines: lines.iter().map(convert::log_line).collect(),
     });
     Ok(match follow {
         Some(lines) => Reply::Follow {
             first,
-            server: request.name,
-            lines,
+            rest: follow::frames("logs", lines, |line| {
+                Some(Response::LogLine(convert::log_line(&line)))
+            }),
         },
         None => Reply::One(first),
     })

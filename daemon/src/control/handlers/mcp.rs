@@ -8,8 +8,10 @@ use mcpd_protocol::{
     ValidateReply, ValidateRequest,
 };
 
+use super::audit::{CallStart, record_call};
 use super::{HandlerError, HandlerResult};
 use crate::config;
+use crate::control::Peer;
 use crate::control::context::ControlContext;
 use crate::control::convert;
 use crate::directory::{ServerEntry, ServerState};
@@ -17,7 +19,9 @@ use crate::directory::{ServerEntry, ServerState};
 /// The longest tool call a client may ask to wait for.
 const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub(super) async fn call(ctx: &ControlContext, request: CallRequest) -> HandlerResult {
+/// Calls a tool for the operator and records the call in the audit log. `oauth.tools` does
+/// not apply: the socket is open only to root and its group (see `super::audit`).
+pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest) -> HandlerResult {
     let arguments = match serde_json::from_str::<serde_json::Value>(&request.arguments_json) {
         Ok(serde_json::Value::Object(map)) => map,
         Ok(_) => {
@@ -44,11 +48,26 @@ pub(super) async fn call(ctx: &ControlContext, request: CallRequest) -> HandlerR
         .ok_or_else(|| HandlerError::unknown_server(&server))?;
     let url = running_url(&server, &entry)?;
     let timeout = Duration::from_millis(request.timeout_ms.max(1)).min(MAX_CALL_TIMEOUT);
+    let kept_arguments = entry
+        .config
+        .load()
+        .audit_arguments
+        .then(|| serde_json::Value::Object(arguments.clone()).to_string());
+    let start = CallStart::now();
     let result = ctx
         .mcp
         .call_tool(&url, &request.tool, arguments, timeout)
-        .await
-        .map_err(|e| HandlerError::new(ErrorCode::McpFailure, e.to_string()))?;
+        .await;
+    if let Some(log) = &ctx.audit {
+        record_call(
+            log,
+            peer,
+            (&server, &request.tool, kept_arguments),
+            start,
+            &result,
+        );
+    }
+    let result = result.map_err(|e| HandlerError::new(ErrorCode::McpFailure, e.to_string()))?;
     Ok(Response::Call(CallReply {
         server,
         tool: request.tool,

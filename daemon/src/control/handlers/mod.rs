@@ -1,6 +1,8 @@
 //! One handler per request. `dispatch` is the only `match` over [`Request`]; each arm calls a
 //! small function in the file of its concern.
 
+mod audit;
+mod follow;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -8,20 +10,18 @@ mod mcp;
 mod token;
 
 use mcpd_protocol::{ErrorCode, ErrorReply, Request, Response};
-use tokio::sync::broadcast;
 
 use super::Peer;
 use super::context::ControlContext;
-use crate::supervisor::{LogLine, SupervisorError};
+use crate::supervisor::SupervisorError;
 
-/// What a handler answers: one frame, or one frame followed by a stream of log lines.
+pub(super) use follow::Frames;
+
+/// What a handler answers: one frame, or one frame followed by a stream of frames
+/// (`logs --follow`, `audit --follow`) that lasts until the client leaves.
 pub(super) enum Reply {
     One(Response),
-    Follow {
-        first: Response,
-        server: String,
-        lines: broadcast::Receiver<LogLine>,
-    },
+    Follow { first: Response, rest: Frames },
 }
 
 impl From<Response> for Reply {
@@ -92,7 +92,7 @@ pub(super) async fn dispatch(ctx: &ControlContext, peer: &Peer, request: Request
         Request::Show(r) => inspect::show(ctx, r),
         Request::Tools(r) => inspect::tools(ctx, r),
         Request::ListPackages(_) => inspect::packages(ctx),
-        Request::Call(r) => mcp::call(ctx, r).await,
+        Request::Call(r) => mcp::call(ctx, peer, r).await,
         Request::Test(r) => mcp::test(ctx, r).await,
         Request::Validate(r) => mcp::validate(ctx, r).await,
         Request::Logs(r) => logs::logs(ctx, r),
@@ -101,10 +101,7 @@ pub(super) async fn dispatch(ctx: &ControlContext, peer: &Peer, request: Request
         Request::Restart(r) => lifecycle::restart(ctx, r).await,
         Request::Reload(r) => lifecycle::reload(ctx, r).await,
         Request::Token(r) => token::token(ctx, r).await,
-        Request::Audit(_) => Err(HandlerError::new(
-            ErrorCode::Unsupported,
-            "audit is not served by this daemon yet",
-        )),
+        Request::Audit(r) => audit::audit(ctx, r).await,
     };
     result.unwrap_or_else(|e| {
         Reply::One(Response::Error(ErrorReply {

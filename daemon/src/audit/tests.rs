@@ -1,0 +1,107 @@
+//! The audit log writer: records reach the file (0640, one JSON line each) and followers,
+//! and the reader gives them back.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use mcpd_protocol::AuditDecision;
+
+use super::*;
+use crate::config::Rotation;
+
+fn logs(dir: &std::path::Path, rotation: Rotation) -> LogsConfig {
+    LogsConfig {
+        dir: dir.join("logs"),
+        rotation,
+        keep: 3,
+        buffer_lines: 10,
+    }
+}
+
+fn record(tool: &str) -> AuditRecord {
+    let (time, ts) = now();
+    AuditRecord {
+        time,
+        ts,
+        server: "db".into(),
+        member: None,
+        tool: tool.into(),
+        subject: None,
+        client_id: None,
+        scopes: Vec::new(),
+        decision: AuditDecision::Deny,
+        status: 403,
+        error_code: None,
+        is_error: None,
+        duration_ms: 0.25,
+        request_id: Some("\"a\"".into()),
+        caller: "127.0.0.1:40000".into(),
+        via: "gateway".into(),
+        arguments: None,
+    }
+}
+
+#[tokio::test]
+async fn records_reach_the_file_and_followers_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = Counter::default();
+    let log = AuditLog::new(&logs(dir.path(), Rotation::Never), dropped.clone());
+    let mut follower = log.subscribe();
+    log.record(&record("drop_table"));
+    log.record(&record("del\u{1b}te\n"));
+    log.flush(Duration::from_secs(5)).await;
+
+    let path = dir.path().join("logs/audit.log");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(written.lines().count(), 2, "{written}");
+    assert!(
+        !written.contains('\u{1b}'),
+        "controls are JSON escapes: {written}"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let first: AuditRecord = serde_json::from_str(&follower.recv().await.unwrap()).unwrap();
+    assert_eq!(first, record_like(&first, "drop_table"));
+    let second: AuditRecord = serde_json::from_str(&follower.recv().await.unwrap()).unwrap();
+    assert_eq!(second.tool, "del\u{1b}te\n");
+
+    let back = read_backlog(&log.config().dir, &AuditFilter::default(), 10);
+    assert_eq!(back, written.lines().collect::<Vec<_>>());
+    assert_eq!((log.dropped(), dropped.get()), (0, 0));
+}
+
+/// `record(tool)` with the time of `seen`.
+fn record_like(seen: &AuditRecord, tool: &str) -> AuditRecord {
+    AuditRecord {
+        time: seen.time.clone(),
+        ts: seen.ts,
+        ..record(tool)
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_log_is_named_by_its_period_0640_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::new(&logs(dir.path(), Rotation::Daily), Counter::default());
+    log.record(&record("t"));
+    log.flush(Duration::from_secs(5)).await;
+    // `audit.<day>.log`.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = &files[0];
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("audit.20")
+            && name.ends_with(".log")
+            && name.len() == "audit.2026-11-29.log".len(),
+        "{name}"
+    );
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let back = read_backlog(&log.config().dir, &AuditFilter::default(), 10);
+    assert_eq!(back.len(), 1);
+}
