@@ -8,6 +8,7 @@
 mod env;
 mod error;
 mod file;
+mod limits;
 mod model;
 mod raw;
 mod services;
@@ -20,7 +21,7 @@ pub use env::{Env, Resolver, resolve_binary};
 pub use error::ConfigError;
 pub use file::{MAX_CONFIG_FILE, read_config_file, read_config_text};
 pub use model::*;
-pub use validate::valid_server_name;
+pub use validate::{may_switch_users, valid_server_name};
 
 use std::path::{Path, PathBuf};
 

@@ -27,6 +27,7 @@ pub struct RawDaemon {
     pub port_range: Option<RawPortRange>,
     pub bin_dirs: Option<Vec<PathBuf>>,
     pub state_dir: Option<PathBuf>,
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +205,18 @@ pub struct RawServer {
     pub working_dir: Option<PathBuf>,
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// `limits:` of a server or of `defaults`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory: Option<Size>,
+    pub cpu: Option<f64>,
+    pub tasks: Option<u64>,
+    pub open_files: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ use std::sync::mpsc as std_mpsc;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use super::confine::Confine;
 use super::reaper::Reaper;
 use crate::config::ServerConfig;
 
@@ -38,6 +39,8 @@ pub struct SpawnSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<PathBuf>,
+    /// Cgroup, rlimits and user, entered before exec (`confine.rs`).
+    pub confine: Confine,
 }
 
 impl SpawnSpec {
@@ -82,10 +85,12 @@ impl SpawnSpec {
                 .collect(),
             env,
             working_dir: config.working_dir.clone(),
+            confine: Confine::default(),
         }
     }
 
-    fn command(&self, daemon_pid: libc::pid_t) -> Command {
+    fn command(&self, daemon_pid: libc::pid_t) -> io::Result<Command> {
+        let confine = self.confine.prepare()?;
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args)
             .env_clear()
@@ -98,11 +103,15 @@ impl SpawnSpec {
             cmd.current_dir(dir);
         }
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (setsid, prctl, getppid, sigprocmask, sigaction); it allocates nothing.
+        // system calls (write, setrlimit, setgroups, setgid, setuid, setsid, prctl, getppid,
+        // sigprocmask, sigaction); it allocates nothing.
         unsafe {
-            cmd.pre_exec(move || child_setup(daemon_pid));
+            cmd.pre_exec(move || {
+                confine.enter()?;
+                child_setup(daemon_pid)
+            });
         }
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -176,7 +185,7 @@ impl Spawner {
                 for job in queue {
                     match job {
                         Job::Spawn(spec, reply) => {
-                            let child = spec.command(daemon_pid).spawn();
+                            let child = spec.command(daemon_pid).and_then(|mut cmd| cmd.spawn());
                             if let (Ok(child), Some(reaper)) = (&child, reaper.as_mut())
                                 && let Some(pgid) = child.id()
                             {

@@ -152,6 +152,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         },
         auth: auth(source, &base, errors),
         defaults: defaults(source, errors),
+        cgroup: super::limits::cgroup(source, root.cgroup.as_deref(), errors),
     }
 }
 
@@ -279,7 +280,12 @@ fn key_source(
 fn defaults(source: &Source, errors: &mut Vec<ConfigError>) -> ServerDefaults {
     let path = [key("defaults")];
     let raw = source
-        .block::<RawDefaults>(&path, &["restart", "health"], "in defaults", errors)
+        .block::<RawDefaults>(
+            &path,
+            &["restart", "health", "limits"],
+            "in defaults",
+            errors,
+        )
         .value;
     let stop_timeout = raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0);
     positive(
@@ -305,6 +311,7 @@ fn defaults(source: &Source, errors: &mut Vec<ConfigError>) -> ServerDefaults {
             errors,
         ),
         stop_timeout,
+        limits: super::limits::limits(source, &path, "in defaults", Limits::default(), errors),
     }
 }
 
