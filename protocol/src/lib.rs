@@ -26,4 +26,6 @@ pub use response::*;
 /// cannot decode; `Hello` carries it and the daemon refuses a client that differs.
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: [`ServerInfo::usage`] and [`ShowReply::limits`] (bincode has no optional trailing
+/// fields: an older peer cannot read the longer structs).
+pub const PROTOCOL_VERSION: u32 = 3;

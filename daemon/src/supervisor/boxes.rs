@@ -189,17 +189,16 @@ impl Boxes {
     }
 
     /// The server's processes are being killed: every one left in its cgroup too (whatever
-    /// process group it made), then the cgroup is removed.
+    /// process group it made), then the cgroup is removed (also one an earlier removal left
+    /// behind because a process was slow to die).
     pub fn kill_all(&self, name: &str) {
         let mut states = self.lock();
         let (Some(driver), Some(state)) = (&self.driver, states.get_mut(name)) else {
             return;
         };
-        if state.in_cgroup {
-            driver.kill_all(name);
-            driver.remove(name);
-            state.in_cgroup = false;
-        }
+        driver.kill_all(name);
+        driver.remove(name);
+        state.in_cgroup = false;
     }
 
     /// The server is gone from the configuration.

@@ -166,10 +166,11 @@ pub(crate) fn write(path: &Path, value: &str) -> io::Result<()> {
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))
 }
 
-/// SIGKILLs every pid listed in `procs`, until the file lists none (a process may fork while
-/// it is being killed), a bounded number of rounds.
+/// SIGKILLs every pid listed in `procs` until the file lists none (a process may fork while
+/// it is being killed, and a killed one stays listed until it has exited), for at most about
+/// 200 ms: after that the cgroup is left for a later removal.
 pub(crate) fn kill_listed(procs: &Path) {
-    for _ in 0..20 {
+    for _ in 0..100 {
         let Ok(text) = std::fs::read_to_string(procs) else {
             return;
         };
@@ -188,7 +189,7 @@ pub(crate) fn kill_listed(procs: &Path) {
                 );
             }
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
