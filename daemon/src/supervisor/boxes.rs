@@ -158,7 +158,12 @@ impl Boxes {
         if let (Some(pid), Some(files)) = (pid, config.limits.open_files)
             && let Err(err) = set_open_files(pid, files)
         {
-            warn!(server = %name, error = %err, "cannot apply the new open_files limit");
+            warn!(
+                server = %name,
+                error = %err,
+                "cannot apply the new open_files limit to the running process (raising it needs \
+                 CAP_SYS_RESOURCE); it applies at the next start"
+            );
         }
     }
 
