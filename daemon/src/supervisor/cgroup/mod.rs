@@ -49,7 +49,7 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 pub fn detect(setting: &CgroupSetting) -> Result<Box<dyn Driver>, String> {
     let base = match setting {
         CgroupSetting::Off => return Err("cgroup: off is set in mcpd.yaml".to_owned()),
-        CgroupSetting::Auto if std::env::var_os("INVOCATION_ID").is_none() => {
+        CgroupSetting::Auto if !started_by_systemd() => {
             return Err(
                 "mcpd does not run under systemd and mcpd.yaml sets no `cgroup:` to put servers in"
                     .to_owned(),
@@ -74,6 +74,18 @@ pub fn detect(setting: &CgroupSetting) -> Result<Box<dyn Driver>, String> {
         return v1::V1::new(&mounts.v1, &own, &base).map(|d| Box::new(d) as Box<dyn Driver>);
     }
     Err("this host has no cgroup hierarchy with a memory controller mounted".to_owned())
+}
+
+/// True when mcpd is a service's main process: systemd set `INVOCATION_ID` and is mcpd's
+/// parent. A process that merely inherited the variable (a test, a shell in a unit) must not
+/// take its unit's cgroup for its own.
+fn started_by_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some()
+        && std::fs::read_to_string(format!(
+            "/proc/{}/comm",
+            std::os::unix::process::parent_id()
+        ))
+        .is_ok_and(|comm| comm.trim() == "systemd")
 }
 
 /// Where servers go.

@@ -162,3 +162,44 @@ impl Driver for V1 {
 fn count_lines(path: &Path) -> Option<u64> {
     Some(std::fs::read_to_string(path).ok()?.lines().count() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The files the v1 driver writes, on a directory tree laid out like v1 mounts
+    //! (tests/limits.rs runs it against the kernel).
+
+    use super::*;
+
+    #[test]
+    fn limits_go_to_each_controller_and_none_means_unlimited() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts: Vec<(String, PathBuf)> = ["memory", "pids", "cpu", "cpuacct"]
+            .iter()
+            .map(|c| (c.to_string(), root.path().join(c)))
+            .collect();
+        let own = "4:memory:/job\n8:pids:/\n1:cpu:/\n2:cpuacct:/\n";
+        let v1 = V1::new(&mounts, own, &Base::Path("mcpd".into())).unwrap();
+        assert_eq!(v1.enforces(), ["memory", "cpu", "tasks"]);
+        v1.create("echo").unwrap();
+        let limits = Limits {
+            memory: Some(64 << 20),
+            cpu: Some(1.5),
+            tasks: Some(32),
+            open_files: None,
+        };
+        v1.apply("echo", &limits).unwrap();
+        let file = |c: &str, f: &str| {
+            let dir = if c == "memory" { "memory/job" } else { c };
+            std::fs::read_to_string(root.path().join(dir).join("mcpd/echo").join(f)).unwrap()
+        };
+        assert_eq!(file("memory", "memory.limit_in_bytes"), "67108864");
+        assert_eq!(file("cpu", "cpu.cfs_quota_us"), "150000");
+        assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");
+        assert_eq!(file("pids", "pids.max"), "32");
+        v1.apply("echo", &Limits::default()).unwrap();
+        assert_eq!(file("memory", "memory.limit_in_bytes"), "-1");
+        assert_eq!(file("cpu", "cpu.cfs_quota_us"), "-1");
+        assert_eq!(file("pids", "pids.max"), "max");
+        assert_eq!(v1.procs_files("echo").len(), 4);
+    }
+}

@@ -129,13 +129,93 @@ impl Driver for V2 {
 
     fn kill_all(&self, name: &str) {
         let dir = self.base.join(name);
-        // cgroup.kill (Linux 5.14) kills atomically; without it, pid by pid.
-        if write(&dir.join("cgroup.kill"), "1").is_err() {
-            kill_listed(&dir.join("cgroup.procs"));
-        }
+        // cgroup.kill (Linux 5.14) kills atomically; pid by pid without it. Either way, wait
+        // (bounded) until the cgroup is empty, so that it can be removed.
+        let _ = write(&dir.join("cgroup.kill"), "1");
+        kill_listed(&dir.join("cgroup.procs"));
     }
 
     fn remove(&self, name: &str) {
         let _ = std::fs::remove_dir(self.base.join(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The files the v2 driver writes, checked on a directory tree laid out like a cgroup2
+    //! mount (the CI host has no v2 controllers to run it against; tests/limits.rs runs the
+    //! real thing where there are).
+
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[test]
+    fn under_systemd_mcpd_moves_to_a_leaf_and_servers_get_their_limit_files() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        std::fs::write(root.join("cgroup.subtree_control"), "cpu memory pids").unwrap();
+        let unit = root.join("system.slice/mcpd.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        std::fs::write(
+            root.join("system.slice/cgroup.subtree_control"),
+            "cpu memory pids",
+        )
+        .unwrap();
+        std::fs::write(unit.join("cgroup.procs"), "412\n415\n").unwrap();
+        let v2 = V2::new(root, "/system.slice/mcpd.service", &Base::Systemd).unwrap();
+        assert_eq!(
+            read(&unit.join("daemon/cgroup.procs")),
+            "415",
+            "each pid moved, last written"
+        );
+        assert_eq!(v2.enforces(), ["memory", "tasks", "cpu"]);
+        assert_eq!(read(&unit.join("cgroup.subtree_control")), "+cpu");
+        v2.create("echo").unwrap();
+        v2.create("echo").unwrap();
+        let limits = Limits {
+            memory: Some(512 << 20),
+            cpu: Some(0.25),
+            tasks: None,
+            open_files: Some(64),
+        };
+        v2.apply("echo", &limits).unwrap();
+        let dir = unit.join("servers/echo");
+        assert_eq!(read(&dir.join("memory.max")), "536870912");
+        assert_eq!(read(&dir.join("cpu.max")), "25000 100000");
+        assert_eq!(read(&dir.join("pids.max")), "max");
+        assert_eq!(v2.procs_files("echo"), [dir.join("cgroup.procs")]);
+        std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        std::fs::write(dir.join("memory.peak"), "8192\n").unwrap();
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n").unwrap();
+        std::fs::write(dir.join("pids.current"), "3\n").unwrap();
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v2.usage("echo"),
+            Some(CgroupUsage {
+                memory: 4096,
+                memory_peak: Some(8192),
+                cpu_ns: 1_500_000,
+                tasks: 3,
+            })
+        );
+        assert_eq!(v2.oom_kills("echo"), 2);
+        v2.kill_all("echo");
+        assert_eq!(read(&dir.join("cgroup.kill")), "1");
+    }
+
+    #[test]
+    fn without_the_memory_controller_there_is_no_driver() {
+        let root = tempfile::tempdir().unwrap();
+        // A file where a cgroup directory should be: nothing can be enabled below it.
+        std::fs::write(root.path().join("x"), "").unwrap();
+        let err = V2::new(root.path(), "/", &Base::Path("/x/y".into())).unwrap_err();
+        assert!(err.contains("cannot create"), "{err}");
     }
 }
