@@ -481,6 +481,30 @@ async fn held_memory_is_reported(daemon: &SupDaemon, from_cgroup: bool) {
         .find(|l| l.starts_with("hold "))
         .unwrap_or_default();
     assert!(row.contains('M'), "no memory figure in {row:?}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", daemon.ports.port(0)))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics text");
+    let series = |name: &str| -> Option<f64> {
+        let prefix = format!("{name}{{server=\"hold\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+    };
+    let bytes = series("mcpd_server_memory_bytes").expect("mcpd_server_memory_bytes of hold");
+    assert!(bytes >= f64::from(40u32 << 20), "{bytes} bytes in /metrics");
+    assert!(series("mcpd_server_tasks") >= Some(2.0), "{metrics}");
+    assert!(
+        series("mcpd_server_cpu_seconds_total").is_some(),
+        "{metrics}"
+    );
+    assert_eq!(
+        series("mcpd_server_oom_kills_total"),
+        Some(0.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
