@@ -584,6 +584,16 @@ async fn a_user_server_runs_as_that_user_and_its_files_are_that_users() {
         proc_line(pid, "status", "Groups:"),
         Some(format!("Groups: {gid}"))
     );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the server's environment");
+    let home = format!("HOME={}", nobody.dir.display());
+    for wanted in [home.as_str(), "USER=nobody", "LOGNAME=nobody"] {
+        assert!(
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == wanted.as_bytes()),
+            "no {wanted} in the server's environment"
+        );
+    }
     let meta = std::fs::metadata(&file).expect("the server made its file");
     use std::os::unix::fs::MetadataExt;
     assert_eq!((meta.uid(), meta.gid()), (uid, gid));

@@ -48,6 +48,9 @@ pub struct RunAs {
     pub user: String,
     pub uid: u32,
     pub gid: u32,
+    /// The account's name and home directory, for the server's `USER`, `LOGNAME` and `HOME`.
+    pub name: String,
+    pub home: std::path::PathBuf,
 }
 
 /// `cgroup:` of the daemon file: where each server's cgroup goes.

@@ -250,6 +250,8 @@ mod limits_tests {
             user: "nobody".into(),
             uid: 65534,
             gid: 65534,
+            name: "nobody".into(),
+            home: "/nonexistent".into(),
         });
         let new = [("a".to_owned(), a2), ("b".to_owned(), b2)].into();
         let ports = [("a".to_owned(), 5000), ("b".to_owned(), 5001)].into();

@@ -64,6 +64,11 @@ impl SpawnSpec {
                 set(key, value);
             }
         }
+        if let Some(run_as) = &config.run_as {
+            set("HOME", run_as.home.display().to_string());
+            set("USER", run_as.name.clone());
+            set("LOGNAME", run_as.name.clone());
+        }
         set("MCP_PORT", port.to_string());
         set("PORT", port.to_string());
         set("MCP_SERVICE_ID", config.name.clone());
@@ -285,5 +290,38 @@ mod tests {
             ]
         );
         assert_eq!(spec.args, vec!["--port=5003", "echo-5003"]);
+    }
+
+    #[test]
+    fn a_server_with_its_own_user_gets_that_users_home_and_names() {
+        let mut config = server_running("echo", "/bin/echo");
+        config.run_as = Some(crate::config::RunAs {
+            user: "65534".into(),
+            uid: 65534,
+            gid: 65534,
+            name: "nobody".into(),
+            home: "/nonexistent".into(),
+        });
+        config.env.insert("HOME".into(), "/srv/echo".into());
+        let daemon = |key: &str| (key == "HOME").then(|| "/root".to_owned());
+        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let value = |key: &str| {
+            spec.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("HOME"), Some("/srv/echo"), "env: still wins");
+        assert_eq!(value("USER"), Some("nobody"));
+        assert_eq!(value("LOGNAME"), Some("nobody"));
+        config.env.clear();
+        let spec = SpawnSpec::new(&config, 5003, daemon);
+        assert_eq!(
+            spec.env
+                .iter()
+                .find(|(k, _)| k == "HOME")
+                .map(|(_, v)| v.as_str()),
+            Some("/nonexistent")
+        );
     }
 }

@@ -199,6 +199,8 @@ fn user_and_group_resolve_or_are_refused() {
             user: "nobody".into(),
             uid: nobody.uid.as_raw(),
             gid: nobody.gid.as_raw(),
+            name: "nobody".into(),
+            home: nobody.dir.clone(),
         })
     );
     assert_eq!(
@@ -251,6 +253,8 @@ fn a_user_change_needs_a_restart_and_a_limit_change_does_not() {
         user: "nobody".into(),
         uid: 65534,
         gid: 65534,
+        name: "nobody".into(),
+        home: "/nonexistent".into(),
     });
     assert!(old.needs_restart_for(&user));
 }

@@ -193,6 +193,8 @@ pub(super) fn run_as(
         user: user.clone(),
         uid: account.uid.as_raw(),
         gid,
+        name: account.name,
+        home: account.dir,
     })
 }
 
