@@ -247,6 +247,12 @@ async fn a_server_past_its_memory_limit_is_killed_reported_as_out_of_memory_and_
         })
         .await;
     assert_ne!(status["state"], "failed", "{status}");
+    let (code, logs) = daemon.ctl(&["logs", "grow", "-n", "50"]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        logs.contains("process ended: out of memory (limit 32MiB)"),
+        "no note of the OOM kill in {logs}"
+    );
     assert_eq!(cgroups.memory_limit("grow").as_deref(), Some("33554432"));
     let metrics = format!("http://127.0.0.1:{}/metrics", daemon.ports.port(0));
     let oom_kills = wait_for_value(UP, "mcpd_server_oom_kills_total of grow >= 1", || async {

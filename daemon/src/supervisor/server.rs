@@ -281,9 +281,10 @@ impl ServerTask {
                 self.publish(self.machine.state());
             }
             Report::Exited(exit) => {
-                info!(server = %self.name, pid = ?self.pid, exit = %exit, "process ended");
-                self.logs.note(format!("process ended: {exit}"));
-                self.last_exit = Some(self.shared.boxes.exit_text(&self.name, exit));
+                let text = self.shared.boxes.exit_text(&self.name, exit);
+                info!(server = %self.name, pid = ?self.pid, exit = %text, "process ended");
+                self.logs.note(format!("process ended: {text}"));
+                self.last_exit = Some(text);
                 self.pid = None;
                 self.step(Event::Exited(exit));
             }
