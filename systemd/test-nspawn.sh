@@ -130,6 +130,23 @@ in_ct systemd-cgls --no-pager -u mcpd.service | grep -q 'mcpd reaper' || fail "n
 in_ct systemd-cgls --no-pager -u mcpd.service | grep -q '/bin/sh' && fail "a shell in the unit's cgroup tree"
 ok "the reaper shows as 'mcpd reaper'"
 
+step "each server in a cgroup of its own (Delegate=yes)"
+unit_cgroup=$(prop ControlGroup)
+if [ "$(in_ct stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+  in_ct grep -q -x "$(prop MainPID)" "/sys/fs/cgroup$unit_cgroup/daemon/cgroup.procs" ||
+    fail "mcpd is not in $unit_cgroup/daemon: $(in_ct systemd-cgls --no-pager -u mcpd.service)"
+  for server in echo py js; do
+    [ -n "$(in_ct cat "/sys/fs/cgroup$unit_cgroup/servers/$server/cgroup.procs")" ] ||
+      fail "no process in $unit_cgroup/servers/$server"
+  done
+  [ "$(in_ct cat "/sys/fs/cgroup$unit_cgroup/servers/py/memory.max")" = 268435456 ] ||
+    fail "py's memory.max is $(in_ct cat "/sys/fs/cgroup$unit_cgroup/servers/py/memory.max")"
+  [ "$(in_ct cat "/sys/fs/cgroup$unit_cgroup/servers/py/pids.max")" = 64 ] || fail "py's pids.max"
+  ok "mcpd in $unit_cgroup/daemon, each server in $unit_cgroup/servers/<name>, py's limits written"
+else
+  echo "not checked: the container's cgroups are v1 ($(in_ct stat -fc %T /sys/fs/cgroup)), which nspawn mounts read-only"
+fi
+
 step "watchdog"
 main=$(prop MainPID)
 # WatchdogSec=3s: wait until the service has been up for more than twice that (it was

@@ -15,6 +15,7 @@ mod faults;
 mod gateway;
 mod harness;
 mod legacy;
+mod limits;
 mod ops;
 mod probes;
 mod schema;

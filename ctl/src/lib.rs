@@ -45,7 +45,7 @@
 //! | command | output |
 //! |---|---|
 //! | `list`, `status [NAME]` | `{"servers":[SERVER...],"config_errors":[CONFIG_ERROR...]}` |
-//! | `show NAME` | `{"status":SERVER,"file","binary_name","binary","package","endpoint","upstream_url","display_in_web","oauth_required","oauth_scopes":[..],"oauth_audience","oauth_client_id","args":[..],"env":{"K":"V"},"env_passthrough":[..],"working_dir","path","restart_policy","health_interval_ms","health_timeout_ms","stop_timeout_ms","tools":[TOOL...]}` |
+//! | `show NAME` | `{"status":SERVER,"file","binary_name","binary","package","endpoint","upstream_url","display_in_web","oauth_required","oauth_scopes":[..],"oauth_audience","oauth_client_id","args":[..],"env":{"K":"V"},"env_passthrough":[..],"working_dir","path","restart_policy","health_interval_ms","health_timeout_ms","stop_timeout_ms","tools":[TOOL...],"limits":{"memory_bytes","cpu_millis","tasks","open_files","user","uid","gid"}}` |
 //! | `tools [NAME] [--schema]` | `[TOOL...]`, a TOOL being `{"server","name","description","input_schema"}` (`input_schema` is the JSON schema with `--schema`, else `null`) |
 //! | `call [SERVER] TOOL` | `{"server","tool","result":CALL_TOOL_RESULT}` (the MCP result as JSON; exit 1 when `result.isError` is true) |
 //! | `test NAME` | `{"server","ok","url","latency_ms","protocol_version","server_name","server_version","tools_count","error"}` (exit 1 unless `ok`) |

@@ -269,6 +269,15 @@ fn server(name: &str, state: ServerState, last_error: Option<&str>) -> ServerInf
         tools_count: 2,
         last_exit: None,
         last_error: last_error.map(str::to_owned),
+        usage: (state == ServerState::Running).then_some(ServerUsage {
+            memory_bytes: 64 << 20,
+            memory_peak_bytes: None,
+            cpu_time_ms: 1_000,
+            cpu_percent_hundredths: Some(1_234),
+            tasks: 3,
+            oom_kills: 0,
+            from_cgroup: false,
+        }),
     }
 }
 
@@ -293,9 +302,9 @@ fn status_prints_an_aligned_table_and_config_errors() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "NAME         STATE    PID   PORT  UPTIME  RESTARTS  TOOLS  LAST-ERROR\n\
-         echo         running  4242  5010  1h2m    1         2\n\
-         weather-api  failed   -     5010  -       1         2      exit code 1\n\
+        "NAME         STATE    PID   PORT  UPTIME  CPU%  MEM    RESTARTS  TOOLS  LAST-ERROR\n\
+         echo         running  4242  5010  1h2m    12.3  64.0M  1         2\n\
+         weather-api  failed   -     5010  -       -     -      1         2      exit code 1\n\
          \n\
          configuration errors (these files keep their previous servers):\n\
          /etc/mcpd/mcp/bad.yaml:4:5: unknown key `enbled`\n  hint: did you mean `enabled`?\n"

@@ -102,6 +102,25 @@ pub struct ServerEntry {
     /// said running: the server's liveness loop probes at the next grid point instead of
     /// waiting for its interval.
     pub check_now: Arc<Notify>,
+    /// Resource usage, sampled by the supervisor on its usage grid.
+    pub usage: ArcSwap<ServerUsage>,
+}
+
+/// A server's resource usage at the last sample: from its cgroup, else summed over its
+/// process group from /proc.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerUsage {
+    pub memory_bytes: u64,
+    /// Highest memory use of the current cgroup (none without a cgroup).
+    pub memory_peak_bytes: Option<u64>,
+    pub cpu_seconds: f64,
+    /// Share of one CPU between the last two samples, in percent.
+    pub cpu_percent: Option<f64>,
+    pub tasks: u64,
+    /// Processes the kernel's OOM killer killed, since the daemon started.
+    pub oom_kills: u64,
+    /// True when read from a cgroup.
+    pub from_cgroup: bool,
 }
 
 impl ServerEntry {
@@ -110,6 +129,7 @@ impl ServerEntry {
             config: ArcSwap::from_pointee(config),
             status: ArcSwap::from_pointee(status),
             check_now: Arc::default(),
+            usage: ArcSwap::default(),
         }
     }
 }

@@ -299,6 +299,63 @@ impl Collector for ServerCollector {
             };
             ConstGauge::new(took.as_secs_f64()).encode(probe.encode_family(&labels)?)?;
         }
-        Ok(())
+        encode_usage(&mut encoder, &servers)
     }
+}
+
+/// Resource usage of each server with a process, as last sampled by the supervisor;
+/// OOM kills for every server.
+fn encode_usage(
+    encoder: &mut DescriptorEncoder,
+    servers: &std::collections::BTreeMap<String, Arc<crate::directory::ServerEntry>>,
+) -> Result<(), std::fmt::Error> {
+    let running = |entry: &crate::directory::ServerEntry| entry.status.load().pid.is_some();
+    type Read = fn(&crate::directory::ServerUsage) -> f64;
+    let gauges: [(&str, &str, Read); 2] = [
+        (
+            "server_memory_bytes",
+            "Memory each server's processes use (cgroup, else resident memory from /proc)",
+            |u| u.memory_bytes as f64,
+        ),
+        (
+            "server_tasks",
+            "Processes and threads of each server",
+            |u| u.tasks as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+        for (server, entry) in servers.iter().filter(|(_, e)| running(e)) {
+            let labels = ServerLabel {
+                server: server.clone(),
+            };
+            ConstGauge::new(value(&entry.usage.load())).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut cpu = encoder.encode_descriptor(
+        "server_cpu_seconds",
+        "CPU time of each server's current process and its children",
+        None,
+        ConstCounter::new(0.0).metric_type(),
+    )?;
+    for (server, entry) in servers.iter().filter(|(_, e)| running(e)) {
+        let labels = ServerLabel {
+            server: server.clone(),
+        };
+        ConstCounter::new(entry.usage.load().cpu_seconds).encode(cpu.encode_family(&labels)?)?;
+    }
+    let mut oom = encoder.encode_descriptor(
+        "server_oom_kills",
+        "Processes of each server the OOM killer killed since the daemon started",
+        None,
+        ConstCounter::new(0u64).metric_type(),
+    )?;
+    for (server, entry) in servers.iter() {
+        let labels = ServerLabel {
+            server: server.clone(),
+        };
+        ConstCounter::new(entry.usage.load().oom_kills).encode(oom.encode_family(&labels)?)?;
+    }
+    Ok(())
 }

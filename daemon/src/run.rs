@@ -345,6 +345,10 @@ fn apply_live_settings(
         restart_needed.push("port_range");
         new.port_range = old.port_range;
     }
+    if new.cgroup != old.cgroup {
+        restart_needed.push("cgroup");
+        new.cgroup = old.cgroup.clone();
+    }
     if new.services_dir != old.services_dir {
         restart_needed.push("services_dir");
         new.services_dir = old.services_dir.clone();

@@ -30,5 +30,7 @@ pub use response::*;
 /// cannot decode; `Hello` carries it and the daemon refuses a client that differs.
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
-/// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`.
+/// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`,
+/// [`ServerInfo::usage`] and [`ShowReply::limits`] (bincode has no optional trailing fields:
+/// an older peer cannot read the longer structs).
 pub const PROTOCOL_VERSION: u32 = 3;

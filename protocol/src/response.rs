@@ -122,6 +122,40 @@ pub struct ServerInfo {
     /// How the last process ended, e.g. "exit code 1".
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
+    /// Resource usage at the daemon's last sample (protocol 3).
+    pub usage: Option<ServerUsage>,
+}
+
+/// What a server's processes use, from its cgroup or else summed over its process group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerUsage {
+    pub memory_bytes: u64,
+    /// Highest memory use since the process started (cgroup only).
+    pub memory_peak_bytes: Option<u64>,
+    pub cpu_time_ms: u64,
+    /// Share of one CPU over the last sample interval, in hundredths of a percent
+    /// (1234 is 12.34%).
+    pub cpu_percent_hundredths: Option<u32>,
+    /// Processes and threads.
+    pub tasks: u64,
+    /// Processes the OOM killer killed since the daemon started.
+    pub oom_kills: u64,
+    /// True when read from the server's cgroup, false when summed from /proc.
+    pub from_cgroup: bool,
+}
+
+/// A server's configured resource limits and user (protocol 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsInfo {
+    pub memory_bytes: Option<u64>,
+    /// Thousandths of a CPU (500 is half a CPU).
+    pub cpu_millis: Option<u64>,
+    pub tasks: Option<u64>,
+    pub open_files: Option<u64>,
+    /// `user` as written, when the server runs as its own user.
+    pub user: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// One configuration error, located.
@@ -215,6 +249,7 @@ pub struct ShowReply {
     pub tool_rules: Vec<ToolRuleInfo>,
     /// `audit.arguments`.
     pub audit_arguments: bool,
+    pub limits: LimitsInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ fn sample_info() -> ServerInfo {
         tools_count: 3,
         last_exit: None,
         last_error: Some("boom".into()),
+        usage: None,
     }
 }
 
@@ -59,7 +60,7 @@ fn golden_status_reply() {
     });
     let frame = codec::encode_frame(&reply).unwrap();
     let expected = concat!(
-        "00000049",               // length 73
+        "0000004a",               // length 74
         "03",                     // Response::Status
         "01",                     // one server
         "046563686f",             // name "echo"
@@ -74,6 +75,7 @@ fn golden_status_reply() {
         "03",                     // tools_count
         "00",                     // last_exit None
         "0104626f6f6d",           // last_error Some("boom")
+        "00",                     // usage None
         "01",                     // one config error
         "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
         "0103",
@@ -108,7 +110,8 @@ fn golden_status_request() {
 #[test]
 fn protocol_version_is_three() {
     // Bumping it is a decision: old clients will be told they are incompatible.
-    // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings.
+    // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings,
+    // ServerInfo::usage, ShowReply::limits.
     assert_eq!(PROTOCOL_VERSION, 3);
 }
 
@@ -223,6 +226,21 @@ fn every_response() -> Vec<Response> {
             servers: vec![sample_info()],
             config_errors: vec![],
         }),
+        Response::Status(StatusReply {
+            servers: vec![ServerInfo {
+                usage: Some(ServerUsage {
+                    memory_bytes: 64 << 20,
+                    memory_peak_bytes: Some(80 << 20),
+                    cpu_time_ms: 12_345,
+                    cpu_percent_hundredths: Some(2_050),
+                    tasks: 7,
+                    oom_kills: 1,
+                    from_cgroup: true,
+                }),
+                ..sample_info()
+            }],
+            config_errors: vec![],
+        }),
         Response::Show(Box::new(ShowReply {
             status: sample_info(),
             file: "/etc/mcpd/mcp/echo.yaml".into(),
@@ -251,6 +269,15 @@ fn every_response() -> Vec<Response> {
                 scopes: vec!["admin".into()],
             }],
             audit_arguments: true,
+            limits: LimitsInfo {
+                memory_bytes: Some(512 << 20),
+                cpu_millis: Some(500),
+                tasks: Some(128),
+                open_files: None,
+                user: Some("mcp-echo".into()),
+                uid: Some(998),
+                gid: Some(998),
+            },
         })),
         Response::Tools(ToolsReply { tools: vec![tool] }),
         Response::Call(CallReply {

@@ -41,6 +41,8 @@ pub fn status_table(reply: &StatusReply) -> String {
         "PID",
         "PORT",
         "UPTIME",
+        "CPU%",
+        "MEM",
         "RESTARTS",
         "TOOLS",
         "LAST-ERROR",
@@ -52,6 +54,13 @@ pub fn status_table(reply: &StatusReply) -> String {
             or_dash(s.pid),
             or_dash(s.port),
             s.uptime_ms.map_or_else(|| "-".to_owned(), short_duration),
+            or_dash(
+                s.usage
+                    .as_ref()
+                    .and_then(|u| u.cpu_percent_hundredths)
+                    .map(cpu_percent),
+            ),
+            or_dash(s.usage.as_ref().map(|u| human_bytes(u.memory_bytes))),
             s.restarts.to_string(),
             s.tools_count.to_string(),
             s.last_error.clone().unwrap_or_default(),
@@ -181,6 +190,19 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         ),
     ));
     lines.push(("stop timeout", exact_duration(reply.stop_timeout_ms)));
+    lines.push(("limits", limits_text(&reply.limits)));
+    if let Some(user) = &reply.limits.user {
+        let ids = format!(
+            "{user} (uid {}, gid {})",
+            or_dash(reply.limits.uid),
+            or_dash(reply.limits.gid)
+        );
+        lines.push(("user", ids));
+    }
+    lines.push((
+        "usage",
+        or_dash(reply.status.usage.as_ref().map(usage_text)),
+    ));
     for (k, v) in &reply.env {
         lines.push(("env", format!("{k}={v}")));
     }
@@ -241,6 +263,71 @@ fn rule_lines_of(
     }
     lines.push(("audit args", audit_arguments.to_string()));
     lines
+}
+
+/// Hundredths of a percent as `12.3`.
+fn cpu_percent(hundredths: u32) -> String {
+    format!("{:.1}", f64::from(hundredths) / 100.0)
+}
+
+/// A byte count with a binary unit, short: `840K`, `64.0M`, `1.5G`.
+fn human_bytes(bytes: u64) -> String {
+    let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if value >= 100.0 || unit == "K" {
+                format!("{value:.0}{unit}")
+            } else {
+                format!("{value:.1}{unit}")
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// `limits:` as written in a server file, with the user the server runs as.
+fn limits_text(limits: &mcpd_protocol::LimitsInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(memory) = limits.memory_bytes {
+        parts.push(format!("memory {}", human_bytes(memory)));
+    }
+    if let Some(cpu) = limits.cpu_millis {
+        parts.push(format!("cpu {}", cpu as f64 / 1000.0));
+    }
+    if let Some(tasks) = limits.tasks {
+        parts.push(format!("tasks {tasks}"));
+    }
+    if let Some(files) = limits.open_files {
+        parts.push(format!("open_files {files}"));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Current usage for `show`.
+fn usage_text(usage: &mcpd_protocol::ServerUsage) -> String {
+    let mut text = format!("memory {}", human_bytes(usage.memory_bytes));
+    if let Some(peak) = usage.memory_peak_bytes {
+        text.push_str(&format!(" (peak {})", human_bytes(peak)));
+    }
+    text.push_str(&format!(
+        ", cpu time {:.1}s",
+        usage.cpu_time_ms as f64 / 1000.0
+    ));
+    if let Some(cpu) = usage.cpu_percent_hundredths {
+        text.push_str(&format!(" ({}%)", cpu_percent(cpu)));
+    }
+    text.push_str(&format!(
+        ", tasks {}, oom kills {}, from {}",
+        usage.tasks,
+        usage.oom_kills,
+        if usage.from_cgroup { "cgroup" } else { "/proc" }
+    ));
+    text
 }
 
 /// A configured duration as written in config files (`200ms`, `10s`, `1m 30s`): unlike
@@ -466,6 +553,15 @@ mod tests {
         );
         let plain = serde_json::to_value(tool_json(&entry("x", None))).unwrap();
         assert!(plain.get("access").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn sizes_are_short() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(840 << 10), "840K");
+        assert_eq!(human_bytes(64 << 20), "64.0M");
+        assert_eq!(human_bytes(512 << 20), "512M");
+        assert_eq!(human_bytes(3 << 29), "1.5G");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod env;
 mod error;
 mod file;
+mod limits;
 mod model;
 mod raw;
 pub mod schema;
@@ -21,7 +22,7 @@ pub use env::{Env, Resolver, resolve_binary};
 pub use error::ConfigError;
 pub use file::{MAX_CONFIG_FILE, read_config_file, read_config_text};
 pub use model::*;
-pub use validate::{AUDIT_LOG_NAME, valid_server_name};
+pub use validate::{AUDIT_LOG_NAME, may_switch_users, valid_server_name};
 
 use std::path::{Path, PathBuf};
 

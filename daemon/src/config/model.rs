@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::limits::*;
+
 /// Everything the daemon runs from: its own settings plus every server file.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,6 +33,8 @@ pub struct DaemonConfig {
     pub logs: LogsConfig,
     pub auth: AuthConfig,
     pub defaults: ServerDefaults,
+    /// Where server cgroups go (`cgroup`).
+    pub cgroup: CgroupSetting,
 }
 
 /// An inclusive range of TCP ports, `start <= end`, both in 1..=65535.
@@ -254,6 +258,7 @@ pub struct ServerDefaults {
     pub restart: RestartConfig,
     pub health: HealthConfig,
     pub stop_timeout: Duration,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,6 +352,10 @@ pub struct ServerConfig {
     pub restart: RestartConfig,
     pub health: HealthConfig,
     pub stop_timeout: Duration,
+    /// Resource limits (the server's own, else `defaults.limits`).
+    pub limits: Limits,
+    /// The user the process runs as; `None`: mcpd's own.
+    pub run_as: Option<RunAs>,
 }
 
 impl ServerConfig {
@@ -360,6 +369,7 @@ impl ServerConfig {
             || self.working_dir != other.working_dir
             || self.path != other.path
             || self.port != other.port
+            || self.run_as != other.run_as
     }
 }
 

@@ -29,6 +29,7 @@ pub struct RawDaemon {
     pub port_range: Option<RawPortRange>,
     pub bin_dirs: Option<Vec<PathBuf>>,
     pub state_dir: Option<PathBuf>,
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -209,6 +210,18 @@ pub struct RawServer {
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
     pub audit: Option<RawAudit>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// `limits:` of a server or of `defaults`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory: Option<Size>,
+    pub cpu: Option<f64>,
+    pub tasks: Option<u64>,
+    pub open_files: Option<u64>,
 }
 
 /// `audit:` of a server.
@@ -315,12 +328,13 @@ super::schema::nested_blocks! {
     RawLogs {}
     RawAuth { keys: Vec<RawKey> }
     RawKey {}
-    RawDefaults { restart: RawRestart, health: RawHealth }
+    RawDefaults { restart: RawRestart, health: RawHealth, limits: RawLimits }
     RawRestart {}
     RawHealth {}
     RawServerFile { mcp_servers: super::schema::ServerMap }
-    RawServer { oauth: RawOAuth, restart: RawRestart, health: RawHealth }
+    RawServer { oauth: RawOAuth, restart: RawRestart, health: RawHealth, limits: RawLimits }
     RawOAuth {}
+    RawLimits {}
 }
 
 /// Implements `Deserialize` for a newtype parsed from a string scalar by `$parse`.

@@ -48,6 +48,7 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
         },
         auth: AuthConfig::default(),
         defaults: defaults(),
+        cgroup: Default::default(),
     }
 }
 
@@ -71,6 +72,7 @@ pub(crate) fn defaults() -> ServerDefaults {
             start_timeout: Duration::from_secs(30),
         },
         stop_timeout: Duration::from_secs(10),
+        limits: Default::default(),
     }
 }
 
@@ -110,6 +112,8 @@ pub(crate) fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
         restart: daemon.defaults.restart.clone(),
         health: daemon.defaults.health.clone(),
         stop_timeout: daemon.defaults.stop_timeout,
+        limits: daemon.defaults.limits,
+        run_as: None,
     }
 }
 

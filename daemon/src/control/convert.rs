@@ -60,6 +60,32 @@ pub(super) fn server_info(name: &str, entry: &ServerEntry) -> proto::ServerInfo 
         tools_count: u32::try_from(status.tools.len()).unwrap_or(u32::MAX),
         last_exit: status.last_exit.clone(),
         last_error: status.last_error.clone(),
+        usage: has_process.then(|| usage(&entry.usage.load())),
+    }
+}
+
+fn usage(usage: &crate::directory::ServerUsage) -> proto::ServerUsage {
+    proto::ServerUsage {
+        memory_bytes: usage.memory_bytes,
+        memory_peak_bytes: usage.memory_peak_bytes,
+        cpu_time_ms: (usage.cpu_seconds * 1000.0) as u64,
+        cpu_percent_hundredths: usage.cpu_percent.map(|p| (p * 100.0).round() as u32),
+        tasks: usage.tasks,
+        oom_kills: usage.oom_kills,
+        from_cgroup: usage.from_cgroup,
+    }
+}
+
+fn limits(config: &ServerConfig) -> proto::LimitsInfo {
+    let limits = &config.limits;
+    proto::LimitsInfo {
+        memory_bytes: limits.memory,
+        cpu_millis: limits.cpu.map(|cpu| (cpu * 1000.0).round() as u64),
+        tasks: limits.tasks,
+        open_files: limits.open_files,
+        user: config.run_as.as_ref().map(|run| run.user.clone()),
+        uid: config.run_as.as_ref().map(|run| run.uid),
+        gid: config.run_as.as_ref().map(|run| run.gid),
     }
 }
 
@@ -118,6 +144,7 @@ pub(super) fn show(name: &str, entry: &ServerEntry) -> proto::ShowReply {
             })
             .collect(),
         audit_arguments: config.audit_arguments,
+        limits: limits(&config),
     }
 }
 

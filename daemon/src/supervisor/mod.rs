@@ -4,11 +4,15 @@
 //! This file is the public handle the rest of the daemon uses. The pieces behind it: the pure
 //! lifecycle state machine, spawning, probes, backoff and log capture.
 
+mod boxes;
+mod cgroup;
+mod confine;
 mod lifecycle;
 mod log_mode;
 mod logs;
 mod plan;
 mod probe;
+mod proc_usage;
 pub mod reaper;
 mod server;
 mod spawn;
@@ -118,6 +122,7 @@ impl Default for SupervisorOptions {
 /// What every server task shares.
 pub(crate) struct Shared {
     spawner: Spawner,
+    boxes: Arc<boxes::Boxes>,
     /// The same as `Inner::directory`: a server task says there when its state changes.
     directory: Arc<Directory>,
     ports: Mutex<PortAllocator>,
@@ -166,6 +171,9 @@ impl Supervisor {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             SupervisorError::Other("the supervisor must start inside a tokio runtime".into())
         })?;
+        // Before the spawner: mcpd may move itself (and so the reaper it forks) into a leaf.
+        let boxes = Arc::new(boxes::Boxes::new(&daemon.cgroup));
+        boxes.warn_unenforced(services.servers.values());
         let spawner = Spawner::new(runtime).map_err(|err| {
             SupervisorError::Other(format!("cannot start the spawner thread: {err}"))
         })?;
@@ -182,8 +190,13 @@ impl Supervisor {
         }
         ports.persist();
         let directory = Arc::new(Directory::new());
+        tokio::spawn(boxes::sample_loop(
+            Arc::downgrade(&boxes),
+            Arc::downgrade(&directory),
+        ));
         let shared = Arc::new(Shared {
             spawner,
+            boxes,
             directory: directory.clone(),
             ports: Mutex::new(ports),
             prober: options.prober.clone(),

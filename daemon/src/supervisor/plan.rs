@@ -123,6 +123,8 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
     check(old.restart != new.restart, "restart");
     check(old.health != new.health, "health");
     check(old.stop_timeout != new.stop_timeout, "stop_timeout");
+    check(old.limits != new.limits, "limits");
+    check(old.run_as != new.run_as, "user");
     fields
 }
 
@@ -216,6 +218,54 @@ mod tests {
         assert_eq!(
             plan.changes[0].reason,
             "allocated port moves from 5000 to 5001"
+        );
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+    use crate::config::RunAs;
+    use crate::config::test_builder::server_running;
+
+    #[test]
+    fn new_limits_update_in_place_and_a_new_user_restarts() {
+        let a = server_running("a", "/bin/a");
+        let b = server_running("b", "/bin/b");
+        let cur = [(&a, 5000), (&b, 5001)]
+            .into_iter()
+            .map(|(c, port)| {
+                let current = Current {
+                    config: c.clone(),
+                    state: ServerState::Running,
+                    port: Some(port),
+                };
+                (c.name.clone(), current)
+            })
+            .collect();
+        let mut a2 = a.clone();
+        a2.limits.memory = Some(1 << 30);
+        let mut b2 = b.clone();
+        b2.run_as = Some(RunAs {
+            user: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            name: "nobody".into(),
+            home: "/nonexistent".into(),
+        });
+        let new = [("a".to_owned(), a2), ("b".to_owned(), b2)].into();
+        let ports = [("a".to_owned(), 5000), ("b".to_owned(), 5001)].into();
+        let got: Vec<(PlanAction, String)> = plan(&cur, &new, &ports)
+            .changes
+            .into_iter()
+            .map(|c| (c.action, c.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (PlanAction::Update, "limits changed".to_owned()),
+                (PlanAction::Restart, "user changed".to_owned()),
+            ]
         );
     }
 }

@@ -179,6 +179,7 @@ impl ServerTask {
             }
         }
         self.abort_probes();
+        self.shared.boxes.forget(&self.name);
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(());
         }
@@ -207,6 +208,7 @@ impl ServerTask {
                 let was_enabled = self.entry.config.load().enabled;
                 let enabled = config.enabled;
                 self.machine.set_settings(Settings::of(&config));
+                self.shared.boxes.update(&config, self.pid);
                 self.entry.config.store(Arc::new(*config));
                 let _ = applied.send(());
                 if self.pgid.is_none() || restart {
@@ -279,9 +281,10 @@ impl ServerTask {
                 self.publish(self.machine.state());
             }
             Report::Exited(exit) => {
-                info!(server = %self.name, pid = ?self.pid, exit = %exit, "process ended");
-                self.logs.note(format!("process ended: {exit}"));
-                self.last_exit = Some(exit.to_string());
+                let text = self.shared.boxes.exit_text(&self.name, exit);
+                info!(server = %self.name, pid = ?self.pid, exit = %text, "process ended");
+                self.logs.note(format!("process ended: {text}"));
+                self.last_exit = Some(text);
                 self.pid = None;
                 self.step(Event::Exited(exit));
             }
@@ -424,6 +427,7 @@ impl ServerTask {
                     signal_group(pgid, Signal::SIGKILL);
                     self.shared.spawner.released(pgid);
                 }
+                self.shared.boxes.kill_all(&self.name);
                 self.stop_deadline = None;
             }
             Action::ScheduleBackoff(delay) => {
@@ -517,7 +521,16 @@ impl ServerTask {
                     }
                 }
             }
-            let spec = SpawnSpec::new(&config, port, |key| std::env::var(key).ok());
+            let mut spec = SpawnSpec::new(&config, port, |key| std::env::var(key).ok());
+            spec.confine = match shared.boxes.prepare(&config) {
+                Ok(confine) => confine,
+                Err(reason) => {
+                    return send(Report::SpawnFailed {
+                        reason,
+                        retry: true,
+                    });
+                }
+            };
             match shared.spawner.spawn(spec).await {
                 Ok(child) => send(Report::Spawned { child, port }),
                 Err(err) => send(Report::SpawnFailed {

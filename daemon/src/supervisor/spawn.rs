@@ -19,6 +19,7 @@ use std::sync::mpsc as std_mpsc;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use super::confine::Confine;
 use super::reaper::Reaper;
 use crate::config::ServerConfig;
 
@@ -38,6 +39,8 @@ pub struct SpawnSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<PathBuf>,
+    /// Cgroup, rlimits and user, entered before exec (`confine.rs`).
+    pub confine: Confine,
 }
 
 impl SpawnSpec {
@@ -61,6 +64,11 @@ impl SpawnSpec {
                 set(key, value);
             }
         }
+        if let Some(run_as) = &config.run_as {
+            set("HOME", run_as.home.display().to_string());
+            set("USER", run_as.name.clone());
+            set("LOGNAME", run_as.name.clone());
+        }
         set("MCP_PORT", port.to_string());
         set("PORT", port.to_string());
         set("MCP_SERVICE_ID", config.name.clone());
@@ -82,10 +90,12 @@ impl SpawnSpec {
                 .collect(),
             env,
             working_dir: config.working_dir.clone(),
+            confine: Confine::default(),
         }
     }
 
-    fn command(&self, daemon_pid: libc::pid_t) -> Command {
+    fn command(&self, daemon_pid: libc::pid_t) -> io::Result<Command> {
+        let confine = self.confine.prepare()?;
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args)
             .env_clear()
@@ -98,11 +108,15 @@ impl SpawnSpec {
             cmd.current_dir(dir);
         }
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (setsid, prctl, getppid, sigprocmask, sigaction); it allocates nothing.
+        // system calls (write, setrlimit, setgroups, setgid, setuid, setsid, prctl, getppid,
+        // sigprocmask, sigaction); it allocates nothing.
         unsafe {
-            cmd.pre_exec(move || child_setup(daemon_pid));
+            cmd.pre_exec(move || {
+                confine.enter()?;
+                child_setup(daemon_pid)
+            });
         }
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -176,7 +190,7 @@ impl Spawner {
                 for job in queue {
                     match job {
                         Job::Spawn(spec, reply) => {
-                            let child = spec.command(daemon_pid).spawn();
+                            let child = spec.command(daemon_pid).and_then(|mut cmd| cmd.spawn());
                             if let (Ok(child), Some(reaper)) = (&child, reaper.as_mut())
                                 && let Some(pgid) = child.id()
                             {
@@ -276,5 +290,38 @@ mod tests {
             ]
         );
         assert_eq!(spec.args, vec!["--port=5003", "echo-5003"]);
+    }
+
+    #[test]
+    fn a_server_with_its_own_user_gets_that_users_home_and_names() {
+        let mut config = server_running("echo", "/bin/echo");
+        config.run_as = Some(crate::config::RunAs {
+            user: "65534".into(),
+            uid: 65534,
+            gid: 65534,
+            name: "nobody".into(),
+            home: "/nonexistent".into(),
+        });
+        config.env.insert("HOME".into(), "/srv/echo".into());
+        let daemon = |key: &str| (key == "HOME").then(|| "/root".to_owned());
+        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let value = |key: &str| {
+            spec.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("HOME"), Some("/srv/echo"), "env: still wins");
+        assert_eq!(value("USER"), Some("nobody"));
+        assert_eq!(value("LOGNAME"), Some("nobody"));
+        config.env.clear();
+        let spec = SpawnSpec::new(&config, 5003, daemon);
+        assert_eq!(
+            spec.env
+                .iter()
+                .find(|(k, _)| k == "HOME")
+                .map(|(_, v)| v.as_str()),
+            Some("/nonexistent")
+        );
     }
 }

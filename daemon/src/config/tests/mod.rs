@@ -5,6 +5,7 @@ mod errors;
 mod files;
 mod fuzz;
 mod gateway_limits;
+mod limits;
 mod schema;
 
 use std::path::{Path, PathBuf};

@@ -359,14 +359,14 @@ fn reading_a_block_with_nested_keys_the_table_lacks_is_caught() {
     use crate::config::source::{Source, key};
     let source = Source::parse(
         Path::new("s.yaml"),
-        "mcp_servers:\n  echo: {binary: x, limits: {}}\n".to_owned(),
+        "mcp_servers:\n  echo: {binary: x, sandbox: {}}\n".to_owned(),
     )
     .unwrap();
     let path = [key("mcp_servers"), key("echo")];
     // A block added in validate/ but not in raw.rs's table would not reach the schema.
     let _ = source.block::<RawServer>(
         &path,
-        &["oauth", "restart", "health", "limits"],
+        &["oauth", "restart", "health", "limits", "sandbox"],
         "",
         &mut Vec::new(),
     );

@@ -149,6 +149,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
         },
         auth: auth(source, &base, errors),
         defaults: defaults(source, errors),
+        cgroup: super::limits::cgroup(source, root.cgroup.as_deref(), errors),
     }
 }
 
@@ -302,6 +303,7 @@ fn defaults(source: &Source, errors: &mut Vec<ConfigError>) -> ServerDefaults {
             errors,
         ),
         stop_timeout,
+        limits: super::limits::limits(source, &path, "in defaults", Limits::default(), errors),
     }
 }
 

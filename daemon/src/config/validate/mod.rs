@@ -4,8 +4,10 @@
 //! checks) in [`shared`].
 
 mod daemon;
+mod limits;
 mod server;
 mod shared;
 
 pub use daemon::daemon;
+pub use limits::may_switch_users;
 pub use server::{AUDIT_LOG_NAME, server_file, valid_server_name};

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::limits;
 use super::shared::{health, positive, restart};
 use crate::config::env::{Env, Resolver, absolute};
 use crate::config::error::ConfigError;
@@ -117,6 +118,15 @@ pub fn server_file(
             &daemon.defaults.health,
             errors,
         );
+        let limits = limits::limits(
+            source,
+            &path,
+            &format!("in server \"{name}\""),
+            daemon.defaults.limits,
+            errors,
+        );
+        let may_switch = raw.user.is_some() && limits::may_switch_users();
+        let run_as = limits::run_as(source, &path, &name, &raw, may_switch, errors);
         let stop_timeout = raw
             .stop_timeout
             .map_or(daemon.defaults.stop_timeout, |d| d.0);
@@ -244,6 +254,8 @@ pub fn server_file(
             restart,
             health,
             stop_timeout,
+            limits,
+            run_as,
             name,
         });
     }
