@@ -299,21 +299,58 @@ fn h2c_streams_past_the_cap_are_refused_and_stalled_ones_end() {
     wait_fds_back(daemon.pid(), baseline + IDLE_SLACK);
 }
 
+/// A 2026-07-28 `tools/call` of mcp-echo's `sleep` for `ms`: it holds an upstream connection
+/// that long.
+fn sleep_request(ms: u64) -> String {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"sleep","arguments":{{"ms":{ms}}},"_meta":{{"io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"abuse","version":"0"}},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+    );
+    format!(
+        "POST /api/v1/mcp/echo/mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: sleep\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Sends `request` on a thread and reads the answer to its end.
+fn in_flight(port: u16, request: String) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(PATIENCE));
+        let _ = stream.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
 #[test]
-fn a_stalled_request_body_is_cut_and_the_upstream_cap_answers_503() {
+fn a_stalled_request_body_holds_no_upstream_connection_and_the_cap_answers_503() {
     let (setup, daemon, echo_pid) =
         daemon("body_idle_timeout: 3s, max_upstream_per_server: 2, upstream_wait: 200ms");
     let port = setup.gateway_port;
     let baseline = fd_count(daemon.pid());
+    // A body is read whole before anything goes upstream: two stalled bodies take none of the
+    // two upstream connections, so the server still answers.
     let mut stalled = vec![stalled_post(port), stalled_post(port)];
-    // Once both hold their upstream connections, the next request waits, then gets 503.
+    wait_for_sync(PATIENCE, "an answer while two bodies stall", || {
+        raw_request(port, &init_request()).is_some_and(|answer| status_code(&answer) == 200)
+    });
+    // Two slow calls hold both connections; the next request waits, then gets 503.
+    let mut holders = vec![
+        in_flight(port, sleep_request(4000)),
+        in_flight(port, sleep_request(4000)),
+    ];
     let mut refusal = String::new();
     wait_for_sync(PATIENCE, "a 503 at the upstream cap", || {
-        // On a loaded machine a stalled request may be cut (body_idle_timeout) before a probe
-        // finds the cap full: stall another in its place.
-        for stream in &mut stalled {
-            if closed_now(stream) {
-                *stream = stalled_post(port);
+        // On a loaded machine a slow call may end before a probe finds the cap full: start
+        // another in its place.
+        for holder in &mut holders {
+            if holder.is_finished() {
+                *holder = in_flight(port, sleep_request(4000));
             }
         }
         let answer = raw_request(port, &init_request()).unwrap_or_default();
@@ -327,11 +364,16 @@ fn a_stalled_request_body_is_cut_and_the_upstream_cap_answers_503() {
         refusal.to_ascii_lowercase().contains("retry-after:"),
         "{refusal}"
     );
+    for holder in holders {
+        let answer = holder.join().expect("holder thread");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // The stalled bodies are cut by body_idle_timeout, answered 400 or closed.
     for stream in &mut stalled {
         let answer = wait_closed(stream, "a request with a stalled body");
         let answer = String::from_utf8_lossy(&answer);
         assert!(
-            answer.is_empty() || answer.starts_with("HTTP/1.1 5"),
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
             "{answer}"
         );
     }
