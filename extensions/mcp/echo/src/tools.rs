@@ -109,7 +109,12 @@ impl Echo {
     }
 }
 
-/// Prints one line per tool call to stdout, so a supervisor's log capture has something to show.
+/// Prints one line per tool call, so a supervisor's log capture has something to show: to
+/// stdout over HTTP, to stderr over stdio (where stdout carries the protocol).
 fn announce(tool: &str) {
-    println!("call {tool}");
+    if crate::STDIO.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("call {tool}");
+    } else {
+        println!("call {tool}");
+    }
 }
