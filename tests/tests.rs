@@ -14,4 +14,5 @@ mod harness;
 mod legacy;
 mod ops;
 mod probes;
+mod stdio;
 mod supervision;

@@ -310,11 +310,37 @@ pub fn oauth_warning(name: &str, oauth: &OAuthConfig) -> Option<String> {
     })
 }
 
+/// How mcpd reaches a server it runs (`transport:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerKind {
+    /// A child that listens on HTTP at the port mcpd gives it (the default).
+    #[default]
+    Http,
+    /// A child speaking newline-delimited JSON-RPC on stdin/stdout; mcpd is its only client
+    /// and bridges it to streamable HTTP (`crate::stdio`). No port.
+    Stdio,
+}
+
+impl ServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Http => "http",
+            ServerKind::Stdio => "stdio",
+        }
+    }
+
+    /// True when the server listens on a port mcpd assigns.
+    pub fn uses_port(self) -> bool {
+        self == ServerKind::Http
+    }
+}
+
 /// One MCP server from a server file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// `[a-z0-9][a-z0-9_-]{0,62}`.
     pub name: String,
+    pub kind: ServerKind,
     /// The file that defines it.
     pub file: PathBuf,
     /// `binary` as written.
@@ -347,6 +373,7 @@ impl ServerConfig {
     /// so applying it needs a restart rather than an update in place.
     pub fn needs_restart_for(&self, other: &ServerConfig) -> bool {
         self.binary != other.binary
+            || self.kind != other.kind
             || self.args != other.args
             || self.env != other.env
             || self.env_passthrough != other.env_passthrough

@@ -204,6 +204,15 @@ pub struct RawServer {
     pub working_dir: Option<PathBuf>,
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
+    pub transport: Option<RawTransport>,
+}
+
+/// `transport:` of a server: how mcpd talks to the process it runs.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTransport {
+    Http,
+    Stdio,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,14 +21,30 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 /// active-streams gauge until it ends or the client goes away.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: ResponseBody,
+    inner: Inner,
     active: Option<Gauge>,
+}
+
+/// Where the body comes from: a server's HTTP response, or a stdio server's bridge.
+/// Not boxed: the HTTP body is the hot path, and a box would cost it an allocation.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    Http(ResponseBody),
+    Bridged(crate::stdio::BridgeBody),
 }
 
 impl UpstreamBody {
     pub fn new(inner: ResponseBody) -> Self {
         UpstreamBody {
-            inner,
+            inner: Inner::Http(inner),
+            active: None,
+        }
+    }
+
+    pub fn bridged(inner: crate::stdio::BridgeBody) -> Self {
+        UpstreamBody {
+            inner: Inner::Bridged(inner),
             active: None,
         }
     }
@@ -58,15 +74,26 @@ impl http_body::Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        match &mut self.inner {
+            Inner::Http(inner) => Pin::new(inner).poll_frame(cx),
+            Inner::Bridged(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Http(inner) => inner.is_end_stream(),
+            Inner::Bridged(inner) => inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Http(inner) => inner.size_hint(),
+            Inner::Bridged(inner) => inner.size_hint(),
+        }
     }
 }
 

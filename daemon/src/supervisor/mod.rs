@@ -10,6 +10,7 @@ mod logs;
 mod plan;
 mod probe;
 pub mod reaper;
+mod runner;
 mod server;
 mod spawn;
 #[cfg(test)]

@@ -105,6 +105,7 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
         }
     };
     check(old.binary != new.binary, "binary");
+    check(old.kind != new.kind, "transport");
     check(old.args != new.args, "args");
     check(old.env != new.env, "env");
     check(

@@ -118,6 +118,7 @@ fn field_hint(key: &str) -> Option<String> {
         "keep" | "buffer_lines" => "write a whole number",
         "policy" => "write one of on-failure, always, never",
         "rotation" => "write one of minutely, hourly, daily, never",
+        "transport" => "write http or stdio",
         "env" => "write a map of NAME: value pairs",
         "binary" => "write a program name (looked up in bin_dirs, then PATH) or an absolute path",
         "args"

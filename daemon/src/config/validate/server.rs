@@ -203,7 +203,16 @@ pub fn server_file(
             ));
         }
 
+        let kind = match raw.transport {
+            None | Some(RawTransport::Http) => ServerKind::Http,
+            Some(RawTransport::Stdio) => ServerKind::Stdio,
+        };
+        if kind == ServerKind::Stdio {
+            stdio_only_keys(source, &path, &name, &raw, errors);
+        }
+
         servers.push(ServerConfig {
+            kind,
             endpoint: raw
                 .endpoint
                 .unwrap_or_else(|| format!("{}/api/v1/mcp/{name}/mcp", daemon.gateway.public_url)),
@@ -233,6 +242,28 @@ pub fn server_file(
         });
     }
     servers
+}
+
+/// A stdio server has no port and no HTTP path: either key is a mistake, said at the key.
+fn stdio_only_keys(
+    source: &Source,
+    path: &[Seg],
+    name: &str,
+    raw: &RawServer,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (set, key_name) in [(raw.port.is_some(), "port"), (raw.path.is_some(), "path")] {
+        if set {
+            errors.push(source.error(
+                source.key_pos(&join(path, [key(key_name)])),
+                format!("server \"{name}\" has transport: stdio, which takes no {key_name}"),
+                format!(
+                    "remove {key_name}: mcpd talks to a stdio server over its stdin and stdout \
+                     and serves it at the gateway's usual path"
+                ),
+            ));
+        }
+    }
 }
 
 /// False (and an error at the value) when `value` holds a control character (CR, LF, NUL, any
