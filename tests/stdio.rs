@@ -7,6 +7,7 @@ use futures::future::join_all;
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
 use mcpd_tests::mcp_support::{Generation, call, call_progress, connected, text};
+use mcpd_tests::stdio_support::{open_session, post};
 use serde_json::{Value, json};
 
 const ECHO: &str = "mcp_servers:
@@ -15,38 +16,6 @@ const ECHO: &str = "mcp_servers:
     args: [--stdio]
     transport: stdio
 ";
-
-/// A raw JSON-RPC POST to `url` with an optional session; the response's status, session
-/// header and body.
-async fn post(url: &str, session: Option<&str>, body: &str) -> (u16, Option<String>, String) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_owned());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().await.expect("POST");
-    let status = response.status().as_u16();
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().expect("ASCII session id").to_owned());
-    (status, session, response.text().await.expect("body"))
-}
-
-/// Opens a session by hand; returns its id.
-async fn open_session(url: &str) -> String {
-    let (status, session, body) = post(
-        url,
-        None,
-        r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    session.expect("a session id")
-}
 
 #[tokio::test]
 async fn a_stdio_server_is_served_over_streamable_http_with_no_port() {

@@ -15,4 +15,5 @@ mod legacy;
 mod ops;
 mod probes;
 mod stdio;
+mod stdio_faults;
 mod supervision;
