@@ -16,4 +16,5 @@ mod ops;
 mod probes;
 mod stdio;
 mod stdio_faults;
+mod stdio_interop;
 mod supervision;
