@@ -169,3 +169,30 @@ async fn sessions_are_required_and_hostile_messages_are_refused() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"echo\""), "{body}");
 }
+
+#[tokio::test]
+async fn a_stateless_client_reaches_a_stdio_server_without_a_session() {
+    let daemon = GwDaemon::start(ECHO, "").await;
+    daemon.wait_running(&["echo"]).await;
+    let (client, mut progress) = connected(&daemon.mcp_url("echo"), Generation::Stateless).await;
+    let info = client.peer_info().expect("server info");
+    assert_eq!(info.protocol_version.as_str(), "2026-07-28");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("mcp-echo")
+    );
+    let tools = client.list_all_tools().await.expect("tools/list");
+    assert_eq!(tools.len(), 4);
+    assert_eq!(
+        text(&call(&client, "add", json!({"a": 1, "b": 2})).await),
+        "3"
+    );
+    let (result, _) = call_progress(&client, 2, Duration::from_millis(1)).await;
+    assert_eq!(text(&result), "completed 2 steps");
+    let mut steps = Vec::new();
+    while let Ok((_, note)) = progress.try_recv() {
+        steps.push(note.progress);
+    }
+    assert_eq!(steps, [1.0, 2.0]);
+    client.cancel().await.expect("close");
+}

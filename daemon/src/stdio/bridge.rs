@@ -448,6 +448,12 @@ impl Bridge {
             result,
             protocol_version: negotiated.protocol_version,
         })));
+        if self.generation().is_some_and(|generation| generation > 1) {
+            // A new process may offer other tools than the one the sessions knew.
+            self.sessions.broadcast(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+            ));
+        }
         Ok(())
     }
 

@@ -145,6 +145,23 @@ pub fn with_progress_token(params: &RawValue, token: &str) -> Option<String> {
     serde_json::to_string(&object).ok()
 }
 
+/// The protocol version a request of the stateless generation (2026-07-28) names in
+/// `params._meta`, if it names one.
+pub fn stateless_version(params: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<String>,
+    }
+    let params: Params = serde_json::from_str(params?.get()).ok()?;
+    params.meta?.version
+}
+
 /// The raw `requestId` of a `notifications/cancelled`.
 pub fn cancelled_request(params: Option<&RawValue>) -> Option<Box<RawValue>> {
     #[derive(Deserialize)]

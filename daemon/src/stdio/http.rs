@@ -2,9 +2,12 @@
 //! as JSON, or as an SSE stream when the caller asked for progress), `GET` opens the
 //! session's notification stream, `DELETE` ends the session.
 //!
-//! Toward clients this speaks the session-based generation (2024-11-05 to 2025-11-25,
-//! `initialize` + `Mcp-Session-Id`). `initialize`, `ping` and `notifications/initialized`
-//! are answered here; every other request goes to the child through the [`Bridge`].
+//! Toward clients this speaks both generations: the session-based one (2024-11-05 to
+//! 2025-11-25, `initialize` + `Mcp-Session-Id`) and the stateless one (2026-07-28,
+//! `server/discover`, metadata in each request's `_meta`, no session). `initialize`,
+//! `server/discover`, `ping` and `notifications/initialized` are answered here from the
+//! child's own `initialize` answer; every other request goes to the child through the
+//! [`Bridge`].
 
 use std::sync::Arc;
 
@@ -14,13 +17,15 @@ use http::{Method, Response, StatusCode};
 use serde_json::value::RawValue;
 
 use super::body::{BridgeBody, sse_event};
-use super::bridge::{Bridge, METHOD_NOT_FOUND};
+use super::bridge::Bridge;
 use super::envelope::{self, Envelope, Kind};
 use super::sessions::Session;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 /// Protocol versions a client may negotiate with mcpd for a stdio server.
 pub const CLIENT_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The stateless generation: `server/discover`, no session, metadata in every request.
+pub const STATELESS_VERSION: &str = "2026-07-28";
 
 /// Answers one request to a stdio server; `body` is the whole request body.
 pub async fn serve(
@@ -123,24 +128,28 @@ async fn post(
         return initialize(bridge, &message);
     }
     if kind == Kind::Request && method == "server/discover" {
-        // The stateless generation is not bridged: its clients fall back to initialize.
-        return rpc_error(
-            StatusCode::OK,
-            message.id,
-            METHOD_NOT_FOUND,
-            "Method not found",
-        );
+        return discover(bridge, &message);
     }
-    let session = match session(bridge, parts) {
-        Ok(session) => session,
-        Err(refusal) => return refusal,
+    // The stateless generation: no session; each request carries its own metadata.
+    let has_session = parts.headers.contains_key(SESSION_HEADER);
+    let stateless = !has_session
+        && envelope::stateless_version(message.params).is_some_and(|v| v == STATELESS_VERSION);
+    let session = if stateless || (kind != Kind::Request && !has_session) {
+        None
+    } else {
+        match session(bridge, parts) {
+            Ok(session) => Some(session),
+            Err(refusal) => return refusal,
+        }
     };
+    let session_id = session.as_ref().map(|session| session.id.clone());
     match kind {
         Kind::Notification => {
             if method == "notifications/cancelled"
+                && let Some(session) = &session_id
                 && let Some(request) = envelope::cancelled_request(message.params)
             {
-                bridge.cancel(&session.id, &request, None);
+                bridge.cancel(session, &request, None);
             }
             // `initialized` was said once by mcpd; other client notifications concern
             // server-to-client requests, which mcpd does not relay.
@@ -159,10 +168,7 @@ async fn post(
                 );
             }
             let wants_progress = envelope::progress_token(message.params).is_some();
-            let mut call = match bridge
-                .call(Some(session.id.clone()), id, method, message.params)
-                .await
-            {
+            let mut call = match bridge.call(session_id, id, method, message.params).await {
                 Ok(call) => call,
                 Err(answer) => return json(StatusCode::OK, answer),
             };
@@ -257,6 +263,43 @@ fn initialize(bridge: &Arc<Bridge>, message: &Envelope<'_>) -> Response<BridgeBo
         response.headers_mut().insert(SESSION_HEADER, value);
     }
     response
+}
+
+/// `server/discover` (2026-07-28): the child's capabilities and identity from its own
+/// `initialize` answer, with every version mcpd speaks toward clients.
+fn discover(bridge: &Arc<Bridge>, message: &Envelope<'_>) -> Response<BridgeBody> {
+    let id = message.id;
+    let Some(init) = bridge.init_info() else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            -32603,
+            &format!("server \"{}\" is not initialized yet; retry", bridge.name()),
+        );
+    };
+    let child: serde_json::Value = serde_json::from_str(init.result.get()).unwrap_or_default();
+    let mut versions: Vec<&str> = CLIENT_VERSIONS.to_vec();
+    versions.push(STATELESS_VERSION);
+    let mut result = serde_json::json!({
+        "resultType": "complete",
+        "supportedVersions": versions,
+        "capabilities": child.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "ttlMs": 0,
+        "cacheScope": "public",
+        "_meta": {"io.modelcontextprotocol/serverInfo": child.get("serverInfo").cloned().unwrap_or_default()},
+    });
+    if let Some(instructions) = child.get("instructions").filter(|i| i.is_string()) {
+        result["instructions"] = instructions.clone();
+    }
+    let id = id.map_or("null", RawValue::get);
+    json(
+        StatusCode::OK,
+        Bytes::from(envelope::render_response(
+            id,
+            Some(&result.to_string()),
+            None,
+        )),
+    )
 }
 
 fn get(bridge: &Arc<Bridge>, parts: &http::request::Parts) -> Response<BridgeBody> {
