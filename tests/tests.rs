@@ -17,4 +17,5 @@ mod probes;
 mod stdio;
 mod stdio_faults;
 mod stdio_interop;
+mod stdio_sessions;
 mod supervision;

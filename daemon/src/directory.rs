@@ -102,8 +102,8 @@ pub struct ServerEntry {
     /// said running: the server's liveness loop probes at the next grid point instead of
     /// waiting for its interval.
     pub check_now: Arc<Notify>,
-    /// The bridge of a stdio server (set by its supervisor task), which the gateway serves.
-    pub bridge: arc_swap::ArcSwapOption<crate::stdio::Bridge>,
+    /// How a stdio server is served (set by its supervisor task); `None` for other kinds.
+    pub stdio: arc_swap::ArcSwapOption<crate::stdio::Target>,
 }
 
 impl ServerEntry {
@@ -112,7 +112,7 @@ impl ServerEntry {
             config: ArcSwap::from_pointee(config),
             status: ArcSwap::from_pointee(status),
             check_now: Arc::default(),
-            bridge: arc_swap::ArcSwapOption::empty(),
+            stdio: arc_swap::ArcSwapOption::empty(),
         }
     }
 }

@@ -205,6 +205,17 @@ pub struct RawServer {
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
     pub transport: Option<RawTransport>,
+    pub sessions: Option<RawSessions>,
+    pub max_sessions: Option<usize>,
+    pub idle_timeout: Option<Dur>,
+}
+
+/// `sessions:` of a stdio server.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawSessions {
+    Shared,
+    PerClient,
 }
 
 /// `transport:` of a server: how mcpd talks to the process it runs.

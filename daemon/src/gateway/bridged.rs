@@ -8,13 +8,14 @@ use http_body_util::{BodyExt, Either, Limited};
 
 use super::conn::ClientBody;
 use super::response::{self, Body, UpstreamBody};
-use crate::stdio::Bridge;
+use crate::stdio::Target;
 
-/// Answers `request` through `bridge`.
+/// Answers `request` through `target`; `limits` are `gateway.max_body` and the Retry-After
+/// of a 503.
 pub async fn forward(
-    bridge: &Arc<Bridge>,
+    target: &Arc<Target>,
     server: &str,
-    max_body: u64,
+    (max_body, retry_after_secs): (u64, u64),
     request: Request<ClientBody>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -36,6 +37,9 @@ pub async fn forward(
             );
         }
     };
-    let (parts_out, body_out) = crate::stdio::serve(bridge, &parts, body).await.into_parts();
+    let (parts_out, body_out) = target
+        .serve(&parts, body, retry_after_secs)
+        .await
+        .into_parts();
     Response::from_parts(parts_out, Either::Right(UpstreamBody::bridged(body_out)))
 }

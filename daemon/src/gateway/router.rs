@@ -262,10 +262,13 @@ async fn mcp(
         let message = format!("server is {}", status.state);
         return response::unavailable(&message, name, shared.options.retry_after_secs);
     }
-    if let Some(bridge) = entry.bridge.load_full() {
+    if let Some(target) = entry.stdio.load_full() {
         drop(status);
-        let max_body = live.config.gateway.max_body;
-        return super::bridged::forward(&bridge, name, max_body, request).await;
+        let limits = (
+            live.config.gateway.max_body,
+            shared.options.retry_after_secs,
+        );
+        return super::bridged::forward(&target, name, limits, request).await;
     }
     let Some(port) = status.port.or(config.port) else {
         return response::unavailable(

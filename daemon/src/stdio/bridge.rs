@@ -230,6 +230,11 @@ impl Bridge {
         self.fail(generation, why);
     }
 
+    /// Requests waiting for the child's answer.
+    pub fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// The generation of the attached child.
     pub fn generation(&self) -> Option<u64> {
         self.lock().link.as_ref().map(|link| link.generation)

@@ -21,7 +21,7 @@ use super::bridge::Bridge;
 use super::envelope::{self, Envelope, Kind};
 use super::sessions::Session;
 
-const SESSION_HEADER: &str = "mcp-session-id";
+pub(super) const SESSION_HEADER: &str = "mcp-session-id";
 /// Protocol versions a client may negotiate with mcpd for a stdio server.
 pub const CLIENT_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// The stateless generation: `server/discover`, no session, metadata in every request.
@@ -47,7 +47,7 @@ pub async fn serve(
     }
 }
 
-fn plain(status: StatusCode, message: &str) -> Response<BridgeBody> {
+pub(super) fn plain(status: StatusCode, message: &str) -> Response<BridgeBody> {
     let body = serde_json::json!({ "error": message }).to_string();
     json(status, Bytes::from(body))
 }

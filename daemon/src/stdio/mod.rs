@@ -6,7 +6,8 @@
 //! - `bridge.rs`: the child's pipes, id and progress-token rewriting, cancellation,
 //!   failing pending requests when the child goes;
 //! - `sessions.rs`: client sessions, answered by mcpd, and their notification streams;
-//! - `http.rs` and `body.rs`: streamable HTTP toward clients.
+//! - `http.rs` and `body.rs`: streamable HTTP toward clients;
+//! - `per_client.rs`: `sessions: per-client`, a child per client session.
 //!
 //! The supervisor attaches each new process to the server's [`Bridge`] and probes through it;
 //! the gateway hands a request's parts and whole body to [`serve`].
@@ -16,12 +17,40 @@ mod bridge;
 mod envelope;
 mod frame;
 mod http;
+mod per_client;
 mod sessions;
+
+use std::sync::Arc;
 
 pub use body::BridgeBody;
 pub use bridge::{Bridge, Counters, OutputSink};
 pub use frame::MAX_LINE;
 pub use http::{CLIENT_VERSIONS, serve};
+pub use per_client::{Launcher, Limits, PerClient};
+
+/// What the gateway serves a stdio server's requests with.
+#[derive(Debug)]
+pub enum Target {
+    /// `sessions: shared`: every caller over the one supervised child.
+    Shared(Arc<Bridge>),
+    /// `sessions: per-client`: a child per session.
+    PerClient(Arc<PerClient>),
+}
+
+impl Target {
+    /// Answers one request; `body` is the whole request body.
+    pub async fn serve(
+        &self,
+        parts: &::http::request::Parts,
+        body: bytes::Bytes,
+        retry_after_secs: u64,
+    ) -> ::http::Response<BridgeBody> {
+        match self {
+            Target::Shared(bridge) => serve(bridge, parts, body).await,
+            Target::PerClient(pool) => pool.serve(parts, body, retry_after_secs).await,
+        }
+    }
+}
 
 /// The protocol version mcpd asks a stdio child for.
 pub const CHILD_VERSION: &str = "2025-11-25";

@@ -102,7 +102,7 @@ impl ServerTask {
         let machine = Machine::new(Settings::of(&config), config.enabled, shared.jitter.clone());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (reports, report_rx) = mpsc::unbounded_channel();
-        let runner = runner_for(config.kind, &entry);
+        let runner = runner_for(config.kind, &entry, &shared, &logs);
         let mut task = ServerTask {
             runner,
             name: config.name.clone(),
@@ -322,6 +322,12 @@ impl ServerTask {
         let after = self.machine.state();
         if before != after {
             info!(server = %self.name, from = %before, to = %after, "state changed");
+            if matches!(
+                after,
+                ServerState::Stopped | ServerState::Disabled | ServerState::Failed
+            ) {
+                self.runner.stopped();
+            }
             if matches!(after, ServerState::Backoff | ServerState::Failed)
                 && let Some(error) = self.machine.last_error()
             {
@@ -438,9 +444,10 @@ impl ServerTask {
         let reports = self.reports.clone();
         let shared = self.shared.clone();
         let config = self.entry.config.load_full();
-        if self.runner.kind() != config.kind {
-            // A reload changed `transport` (which restarts): the old process is gone.
-            self.runner = runner_for(config.kind, &self.entry);
+        if !self.runner.kind().same_runner(config.kind) {
+            // A reload changed `transport` or `sessions` (which restarts): the old process
+            // is gone.
+            self.runner = runner_for(config.kind, &self.entry, &self.shared, &self.logs);
         }
         let port = self.port;
         let range = shared.range;
