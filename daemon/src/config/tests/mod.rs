@@ -5,6 +5,7 @@ mod errors;
 mod files;
 mod fuzz;
 mod gateway_limits;
+mod server_kinds;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
