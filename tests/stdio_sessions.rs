@@ -83,6 +83,23 @@ async fn each_session_has_its_own_child_and_max_sessions_is_enforced() {
     );
     // Each call of one session reaches the same child.
     assert!(pids.contains(&pid_of(&url, &sessions[0]).await));
+    // mcpctl lists the live children.
+    let listed: BTreeSet<u32> = status_of(&daemon, "pc")["session_pids"]
+        .as_array()
+        .expect("session_pids")
+        .iter()
+        .filter_map(|pid| pid.as_u64().map(|pid| pid as u32))
+        .collect();
+    assert_eq!(listed, pids);
+    let shown = daemon.mcpctl(&["show", "pc"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let line = shown
+        .lines()
+        .find(|line| line.starts_with("sessions"))
+        .unwrap_or_else(|| panic!("no sessions line in {shown}"));
+    assert!(line.contains("3: "), "{line}");
+    let table = String::from_utf8_lossy(&daemon.mcpctl(&["status"]).stdout).into_owned();
+    assert!(table.contains("pc: 3 session children"), "{table}");
 
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
     let response = reqwest::Client::new()

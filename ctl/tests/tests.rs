@@ -269,6 +269,7 @@ fn server(name: &str, state: ServerState, last_error: Option<&str>) -> ServerInf
         tools_count: 2,
         last_exit: None,
         last_error: last_error.map(str::to_owned),
+        session_pids: Vec::new(),
     }
 }
 

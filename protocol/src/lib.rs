@@ -26,4 +26,5 @@ pub use response::*;
 /// cannot decode; `Hello` carries it and the daemon refuses a client that differs.
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: [`ServerInfo::session_pids`], the children of per-client stdio servers.
+pub const PROTOCOL_VERSION: u32 = 3;

@@ -111,6 +111,9 @@ pub struct ServerInfo {
     /// How the last process ended, e.g. "exit code 1".
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
+    /// The pids of the children serving client sessions (a `sessions: per-client` stdio
+    /// server), in order; empty for other servers.
+    pub session_pids: Vec<u32>,
 }
 
 /// One configuration error, located.

@@ -18,6 +18,7 @@ fn sample_info() -> ServerInfo {
         tools_count: 3,
         last_exit: None,
         last_error: Some("boom".into()),
+        session_pids: vec![7],
     }
 }
 
@@ -59,7 +60,7 @@ fn golden_status_reply() {
     });
     let frame = codec::encode_frame(&reply).unwrap();
     let expected = concat!(
-        "00000049",               // length 73
+        "0000004b",               // length 75
         "03",                     // Response::Status
         "01",                     // one server
         "046563686f",             // name "echo"
@@ -74,6 +75,7 @@ fn golden_status_reply() {
         "03",                     // tools_count
         "00",                     // last_exit None
         "0104626f6f6d",           // last_error Some("boom")
+        "0107",                   // session_pids [7]
         "01",                     // one config error
         "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
         "0103",
@@ -106,10 +108,10 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_two() {
+fn protocol_version_is_three() {
     // Bumping it is a decision: old clients will be told they are incompatible.
-    // 2: LogStream::Daemon.
-    assert_eq!(PROTOCOL_VERSION, 2);
+    // 2: LogStream::Daemon. 3: ServerInfo::session_pids.
+    assert_eq!(PROTOCOL_VERSION, 3);
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub(super) fn server_info(name: &str, entry: &ServerEntry) -> proto::ServerInfo 
         tools_count: u32::try_from(status.tools.len()).unwrap_or(u32::MAX),
         last_exit: status.last_exit.clone(),
         last_error: status.last_error.clone(),
+        session_pids: match entry.stdio.load().as_deref() {
+            Some(crate::stdio::Target::PerClient(pool)) => pool.pids(),
+            _ => Vec::new(),
+        },
     }
 }
 
