@@ -275,3 +275,33 @@ async fn a_child_that_closes_stdout_fails_the_call_and_is_restarted() {
     );
     wait_new_pid(&daemon, "closer", pid).await;
 }
+
+#[tokio::test]
+async fn a_request_the_child_never_answers_ends_with_504_after_the_body_idle_timeout() {
+    // Liveness pings are far apart, so only the gateway's bound ends the wait.
+    let health = "    health: {interval: 1h, timeout: 3s, failures: 3, start_timeout: 5s}\n";
+    let daemon = GwDaemon::start(
+        &fault_server("hang", "hang-after-ready", health),
+        "  body_idle_timeout: 1s\n",
+    )
+    .await;
+    daemon.wait_running(&["hang"]).await;
+    let url = daemon.mcp_url("hang");
+    let session = open_session(&url).await;
+    let (status, _, body) = tokio::time::timeout(
+        PROMPT,
+        post(
+            &url,
+            Some(&session),
+            &tool_call("1", "echo", json!({"text": "x"})),
+        ),
+    )
+    .await
+    .expect("the unanswered call was ended");
+    assert_eq!(status, 504, "{body}");
+    let message = answer(&body)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("server \"hang\" did not answer"), "{body}");
+}

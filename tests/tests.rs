@@ -4,6 +4,7 @@ mod abuse;
 mod abuse_conn;
 mod abuse_files;
 mod abuse_headers;
+mod abuse_stdio;
 mod abuse_term;
 mod bench_smoke;
 mod control;

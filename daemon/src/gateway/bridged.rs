@@ -8,14 +8,14 @@ use http_body_util::{BodyExt, Either, Limited};
 
 use super::conn::ClientBody;
 use super::response::{self, Body, UpstreamBody};
-use crate::stdio::Target;
+use crate::stdio::{Options, Target};
 
-/// Answers `request` through `target`; `limits` are `gateway.max_body` and the Retry-After
-/// of a 503.
+/// Answers `request` through `target`, reading at most `max_body` bytes of body.
 pub async fn forward(
     target: &Arc<Target>,
     server: &str,
-    (max_body, retry_after_secs): (u64, u64),
+    max_body: u64,
+    options: &Options,
     request: Request<ClientBody>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -37,9 +37,6 @@ pub async fn forward(
             );
         }
     };
-    let (parts_out, body_out) = target
-        .serve(&parts, body, retry_after_secs)
-        .await
-        .into_parts();
+    let (parts_out, body_out) = target.serve(&parts, body, options).await.into_parts();
     Response::from_parts(parts_out, Either::Right(UpstreamBody::bridged(body_out)))
 }

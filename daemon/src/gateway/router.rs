@@ -264,11 +264,12 @@ async fn mcp(
     }
     if let Some(target) = entry.stdio.load_full() {
         drop(status);
-        let limits = (
-            live.config.gateway.max_body,
-            shared.options.retry_after_secs,
-        );
-        return super::bridged::forward(&target, name, limits, request).await;
+        let gateway = &live.config.gateway;
+        let options = crate::stdio::Options {
+            retry_after_secs: shared.options.retry_after_secs,
+            answer_timeout: gateway.limits.body_idle_timeout,
+        };
+        return super::bridged::forward(&target, name, gateway.max_body, &options, request).await;
     }
     let Some(port) = status.port.or(config.port) else {
         return response::unavailable(

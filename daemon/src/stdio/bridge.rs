@@ -481,7 +481,7 @@ impl Bridge {
     }
 
     fn response(&self, message: &Envelope<'_>) {
-        let upstream_id = message.id.and_then(|id| id.get().parse::<u64>().ok());
+        let upstream_id = message.id.and_then(upstream_number);
         let pending = upstream_id.and_then(|id| self.lock().pending.remove(&id));
         let Some(pending) = pending else {
             self.counters
@@ -522,7 +522,7 @@ impl Bridge {
         let Ok(Token { token }) = serde_json::from_str::<Token<'_>>(params.get()) else {
             return;
         };
-        let Ok(upstream_id) = token.get().parse::<u64>() else {
+        let Some(upstream_id) = upstream_number(token) else {
             return;
         };
         let state = self.lock();
@@ -573,6 +573,17 @@ impl Bridge {
             let _ = stdin.try_send(with_newline(answer));
         }
     }
+}
+
+/// One of mcpd's ids or tokens as the child sent it back: `7`, or `"7"` from a server that
+/// turns ids into strings.
+fn upstream_number(raw: &RawValue) -> Option<u64> {
+    let text = raw.get();
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    text.parse().ok()
 }
 
 /// `line` ended by `\n`, as one line: a CR or LF inside JSON text can only be white space

@@ -27,6 +27,42 @@ pub struct Envelope<'a> {
     pub error: Option<&'a RawValue>,
 }
 
+/// The deepest nesting of arrays and objects accepted from a caller: servers' JSON readers
+/// commonly stop at 128, and one that drops a message it cannot read leaves its caller
+/// waiting.
+pub const MAX_DEPTH: usize = 64;
+
+/// True when `bytes` nest arrays and objects deeper than `max` (strings are skipped, so
+/// brackets inside them do not count). A linear scan, cheaper than parsing.
+pub fn too_deep(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -224,6 +260,15 @@ mod tests {
         ] {
             assert!(kind(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!too_deep(br#"{"a":[[1]]}"#, 3));
+        assert!(too_deep(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!too_deep(br#"{"a":"[[[[[[\"[[[["}"#, 1));
+        assert!(too_deep(&[b'['; 65], MAX_DEPTH));
+        assert!(!too_deep(&[b'['; 64], MAX_DEPTH));
     }
 
     #[test]

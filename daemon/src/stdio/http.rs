@@ -16,6 +16,7 @@ use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Response, StatusCode};
 use serde_json::value::RawValue;
 
+use super::Options;
 use super::body::{BridgeBody, sse_event};
 use super::bridge::Bridge;
 use super::envelope::{self, Envelope, Kind};
@@ -32,9 +33,10 @@ pub async fn serve(
     bridge: &Arc<Bridge>,
     parts: &http::request::Parts,
     body: Bytes,
+    options: &Options,
 ) -> Response<BridgeBody> {
     match parts.method {
-        Method::POST => post(bridge, parts, body).await,
+        Method::POST => post(bridge, parts, body, options).await,
         Method::GET => get(bridge, parts),
         Method::DELETE => delete(bridge, parts),
         _ => {
@@ -114,7 +116,15 @@ async fn post(
     bridge: &Arc<Bridge>,
     parts: &http::request::Parts,
     body: Bytes,
+    options: &Options,
 ) -> Response<BridgeBody> {
+    if envelope::too_deep(&body, envelope::MAX_DEPTH) {
+        let why = format!(
+            "the message nests deeper than {} levels",
+            envelope::MAX_DEPTH
+        );
+        return rpc_error(StatusCode::BAD_REQUEST, None, -32600, &why);
+    }
     let message = match Envelope::parse(&body) {
         Ok(message) => message,
         Err(why) => return rpc_error(StatusCode::BAD_REQUEST, None, -32700, &why),
@@ -175,7 +185,20 @@ async fn post(
             if wants_progress && accepts_sse(parts) {
                 return stream_call(call);
             }
-            json(StatusCode::OK, call.answer().await)
+            match tokio::time::timeout(options.answer_timeout, call.answer()).await {
+                Ok(answer) => json(StatusCode::OK, answer),
+                // Dropping the call cancels it at the child.
+                Err(_) => rpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    Some(id),
+                    -32603,
+                    &format!(
+                        "server \"{}\" did not answer within {:?} (gateway.body_idle_timeout)",
+                        bridge.name(),
+                        options.answer_timeout
+                    ),
+                ),
+            }
         }
     }
 }

@@ -28,6 +28,16 @@ pub use frame::MAX_LINE;
 pub use http::{CLIENT_VERSIONS, serve};
 pub use per_client::{Launcher, Limits, PerClient};
 
+/// The gateway's settings a bridged request follows.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `Retry-After` of a 503 (a per-client server at `max_sessions`).
+    pub retry_after_secs: u64,
+    /// How long a request answered as JSON waits for the child (`gateway.body_idle_timeout`:
+    /// no byte moves meanwhile); then 504, and the request is cancelled at the child.
+    pub answer_timeout: std::time::Duration,
+}
+
 /// What the gateway serves a stdio server's requests with.
 #[derive(Debug)]
 pub enum Target {
@@ -43,11 +53,11 @@ impl Target {
         &self,
         parts: &::http::request::Parts,
         body: bytes::Bytes,
-        retry_after_secs: u64,
+        options: &Options,
     ) -> ::http::Response<BridgeBody> {
         match self {
-            Target::Shared(bridge) => serve(bridge, parts, body).await,
-            Target::PerClient(pool) => pool.serve(parts, body, retry_after_secs).await,
+            Target::Shared(bridge) => serve(bridge, parts, body, options).await,
+            Target::PerClient(pool) => pool.serve(parts, body, options).await,
         }
     }
 }

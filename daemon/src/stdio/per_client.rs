@@ -24,6 +24,7 @@ use tokio::process::Child;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use super::Options;
 use super::body::BridgeBody;
 use super::bridge::{Bridge, OutputSink};
 use super::http::{SESSION_HEADER, plain, serve};
@@ -146,7 +147,7 @@ impl PerClient {
         self: &Arc<Self>,
         parts: &http::request::Parts,
         body: Bytes,
-        retry_after_secs: u64,
+        options: &Options,
     ) -> Response<BridgeBody> {
         if let Some(id) = parts.headers.get(SESSION_HEADER) {
             let child = id
@@ -160,7 +161,7 @@ impl PerClient {
                 );
             };
             child.touch();
-            let response = serve(&child.bridge, parts, body).await;
+            let response = serve(&child.bridge, parts, body, options).await;
             child.touch();
             if parts.method == Method::DELETE && response.status().is_success() {
                 if let Ok(id) = id.to_str() {
@@ -188,7 +189,7 @@ impl PerClient {
                 );
                 response
                     .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                    .insert(RETRY_AFTER, HeaderValue::from(options.retry_after_secs));
                 return response;
             }
             Err(OpenError::Failed(why)) => {
@@ -198,7 +199,7 @@ impl PerClient {
                 );
             }
         };
-        let response = serve(&child.bridge, parts, body).await;
+        let response = serve(&child.bridge, parts, body, options).await;
         match response
             .headers()
             .get(SESSION_HEADER)
