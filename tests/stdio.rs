@@ -64,6 +64,19 @@ async fn a_stdio_server_is_served_over_streamable_http_with_no_port() {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(echo["tools_count"], 4, "{echo}");
+
+    // mcpctl talks to it over the pipe too.
+    let called = daemon.mcpctl(&["call", "echo", "echo", "--args", r#"{"text":"by mcpctl"}"#]);
+    let out = String::from_utf8_lossy(&called.stdout);
+    assert!(
+        called.status.success() && out.contains("by mcpctl"),
+        "{out}"
+    );
+    let tested = daemon.mcpctl(&["--json", "test", "echo"]);
+    let tested: Value = serde_json::from_slice(&tested.stdout).expect("test JSON");
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(tested["server_name"], "mcp-echo", "{tested}");
+    assert_eq!(tested["tools_count"], 4, "{tested}");
 }
 
 #[tokio::test]

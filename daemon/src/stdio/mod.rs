@@ -60,6 +60,15 @@ impl Target {
             Target::PerClient(pool) => pool.serve(parts, body, options).await,
         }
     }
+
+    /// The bridge of the supervised child, for mcpd's own requests (`mcpctl call`, `test`):
+    /// every caller's for `shared`; for `per-client`, the child that serves no session.
+    pub fn bridge(&self) -> &Arc<Bridge> {
+        match self {
+            Target::Shared(bridge) => bridge,
+            Target::PerClient(pool) => pool.canary(),
+        }
+    }
 }
 
 /// The protocol version mcpd asks a stdio child for.

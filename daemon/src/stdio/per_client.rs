@@ -75,6 +75,8 @@ impl SessionChild {
 /// The children of one per-client server.
 pub struct PerClient {
     name: Arc<str>,
+    /// The supervised child's bridge (serves no session; for `mcpctl call` and `test`).
+    canary: Arc<Bridge>,
     launcher: Arc<dyn Launcher>,
     runtime: tokio::runtime::Handle,
     output: OutputSink,
@@ -99,9 +101,15 @@ enum OpenError {
 
 impl PerClient {
     /// A pool for server `name`; its tasks run on the current runtime.
-    pub fn new(name: &str, launcher: Arc<dyn Launcher>, output: OutputSink) -> Arc<PerClient> {
+    pub fn new(
+        name: &str,
+        canary: Arc<Bridge>,
+        launcher: Arc<dyn Launcher>,
+        output: OutputSink,
+    ) -> Arc<PerClient> {
         Arc::new(PerClient {
             name: Arc::from(name),
+            canary,
             launcher,
             runtime: tokio::runtime::Handle::current(),
             output,
@@ -116,6 +124,10 @@ impl PerClient {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<SessionChild>>> {
         self.by_session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn canary(&self) -> &Arc<Bridge> {
+        &self.canary
     }
 
     /// Children starting or running.

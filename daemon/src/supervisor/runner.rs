@@ -77,7 +77,8 @@ pub(super) fn runner_for(
                 entry: entry.clone(),
                 logs: logs.clone(),
             });
-            let pool = PerClient::new(&name, launcher, output_sink(logs));
+            let bridge = Bridge::new(&name);
+            let pool = PerClient::new(&name, bridge.clone(), launcher, output_sink(logs));
             entry
                 .stdio
                 .store(Some(Arc::new(Target::PerClient(pool.clone()))));
@@ -85,7 +86,7 @@ pub(super) fn runner_for(
             // starts and answers, lists the tools, and is what restarts act on.
             Box::new(StdioRunner {
                 kind,
-                bridge: Bridge::new(&name),
+                bridge,
                 pool: Some(pool),
                 entry: entry.clone(),
                 generation: None,
