@@ -3,7 +3,7 @@
 //!
 //! - `frame.rs`: newline-delimited lines of the child's stdout, capped at 16 MiB;
 //! - `envelope.rs`: the JSON-RPC envelope, read and rewritten without parsing payloads;
-//! - `bridge.rs`: the child's pipes, id and progress-token rewriting, cancellation,
+//! - `bridge/`: the child's pipes, id and progress-token rewriting, cancellation,
 //!   failing pending requests when the child goes;
 //! - `sessions.rs`: client sessions, answered by mcpd, and their notification streams;
 //! - `http.rs` and `body.rs`: streamable HTTP toward clients;

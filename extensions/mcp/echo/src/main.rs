@@ -10,7 +10,7 @@
 //! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
 //! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
 //!
-//! With `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
+//! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
 //! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
@@ -41,17 +41,10 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => {}
-        (Some("--stdio"), None) => {
-            STDIO.store(true, Ordering::Relaxed);
-            return server::serve_stdio().await;
-        }
-        _ => {
-            eprintln!("mcp-echo: usage: mcp-echo [--stdio]");
-            return ExitCode::from(2);
-        }
+    // Other arguments are ignored, as they always were: example configurations pass some.
+    if std::env::args().skip(1).any(|arg| arg == "--stdio") {
+        STDIO.store(true, Ordering::Relaxed);
+        return server::serve_stdio().await;
     }
 
     let port = match port_from_env() {
