@@ -278,6 +278,7 @@ fn server(name: &str, state: ServerState, last_error: Option<&str>) -> ServerInf
             oom_kills: 0,
             from_cgroup: false,
         }),
+        session_pids: Vec::new(),
     }
 }
 

@@ -104,6 +104,8 @@ pub struct ServerEntry {
     pub check_now: Arc<Notify>,
     /// Resource usage, sampled by the supervisor on its usage grid.
     pub usage: ArcSwap<ServerUsage>,
+    /// How a stdio server is served (set by its supervisor task); `None` for other kinds.
+    pub stdio: arc_swap::ArcSwapOption<crate::stdio::Target>,
 }
 
 /// A server's resource usage at the last sample: from its cgroup, else summed over its
@@ -130,6 +132,7 @@ impl ServerEntry {
             status: ArcSwap::from_pointee(status),
             check_now: Arc::default(),
             usage: ArcSwap::default(),
+            stdio: arc_swap::ArcSwapOption::empty(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ports;
 pub mod probe_client;
 mod run;
+pub mod stdio;
 pub mod supervisor;
 pub mod systemd;
 pub mod watch;

@@ -107,13 +107,16 @@ impl PortAllocator {
     pub fn assign(&mut self, servers: &BTreeMap<String, ServerConfig>) -> Vec<String> {
         self.explicit = servers
             .values()
+            .filter(|s| s.kind.uses_port())
             .filter_map(|s| s.port.map(|p| (s.name.clone(), p)))
             .collect();
         let claimed: BTreeSet<u16> = self.explicit.values().copied().collect();
         let mut kept = BTreeMap::new();
         let mut taken = claimed.clone();
         for (name, port) in std::mem::take(&mut self.allocated) {
-            let wanted = servers.get(&name).is_some_and(|s| s.port.is_none());
+            let wanted = servers
+                .get(&name)
+                .is_some_and(|s| s.port.is_none() && s.kind.uses_port());
             if wanted && self.range.contains(port) && taken.insert(port) {
                 kept.insert(name, port);
             }
@@ -121,7 +124,10 @@ impl PortAllocator {
         self.allocated = kept;
         let mut unassigned = Vec::new();
         for server in servers.values() {
-            if server.port.is_some() || self.allocated.contains_key(&server.name) {
+            if server.port.is_some()
+                || !server.kind.uses_port()
+                || self.allocated.contains_key(&server.name)
+            {
                 continue;
             }
             match self.range.iter().find(|p| !taken.contains(p)) {

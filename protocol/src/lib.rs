@@ -31,6 +31,6 @@ pub use response::*;
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
 /// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`,
-/// [`ServerInfo::usage`] and [`ShowReply::limits`] (bincode has no optional trailing fields:
-/// an older peer cannot read the longer structs).
+/// [`ServerInfo::usage`], [`ShowReply::limits`] and [`ServerInfo::session_pids`] (bincode has
+/// no optional trailing fields: an older peer cannot read the longer structs).
 pub const PROTOCOL_VERSION: u32 = 3;

@@ -124,6 +124,9 @@ pub struct ServerInfo {
     pub last_error: Option<String>,
     /// Resource usage at the daemon's last sample (protocol 3).
     pub usage: Option<ServerUsage>,
+    /// The pids of the children serving client sessions (a `sessions: per-client` stdio
+    /// server), in order; empty for other servers.
+    pub session_pids: Vec<u32>,
 }
 
 /// What a server's processes use, from its cgroup or else summed over its process group.

@@ -19,6 +19,7 @@ fn sample_info() -> ServerInfo {
         last_exit: None,
         last_error: Some("boom".into()),
         usage: None,
+        session_pids: vec![7],
     }
 }
 
@@ -60,7 +61,7 @@ fn golden_status_reply() {
     });
     let frame = codec::encode_frame(&reply).unwrap();
     let expected = concat!(
-        "0000004a",               // length 74
+        "0000004c",               // length 76
         "03",                     // Response::Status
         "01",                     // one server
         "046563686f",             // name "echo"
@@ -76,6 +77,7 @@ fn golden_status_reply() {
         "00",                     // last_exit None
         "0104626f6f6d",           // last_error Some("boom")
         "00",                     // usage None
+        "0107",                   // session_pids [7]
         "01",                     // one config error
         "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
         "0103",
@@ -111,7 +113,7 @@ fn golden_status_request() {
 fn protocol_version_is_three() {
     // Bumping it is a decision: old clients will be told they are incompatible.
     // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings,
-    // ServerInfo::usage, ShowReply::limits.
+    // ServerInfo::usage, ShowReply::limits, ServerInfo::session_pids.
     assert_eq!(PROTOCOL_VERSION, 3);
 }
 

@@ -43,6 +43,7 @@ pub mod interop;
 pub mod mcp_support;
 pub mod rel_support;
 pub mod sockets;
+pub mod stdio_support;
 
 /// How long a spawned process may live before its watchdog kills it and fails the test.
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(120);

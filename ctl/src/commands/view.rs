@@ -67,11 +67,26 @@ pub fn status_table(reply: &StatusReply) -> String {
         ]);
     }
     let mut text = table.render();
+    for s in reply.servers.iter().filter(|s| !s.session_pids.is_empty()) {
+        text.push_str(&format!(
+            "{}: {} session children: {}\n",
+            s.name,
+            s.session_pids.len(),
+            pids_text(&s.session_pids)
+        ));
+    }
     if !reply.config_errors.is_empty() {
         text.push_str("\nconfiguration errors (these files keep their previous servers):\n");
         text.push_str(&config_errors_text(&reply.config_errors));
     }
     text
+}
+
+fn pids_text(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(super) async fn status(
@@ -142,6 +157,14 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         ("state", s.state.to_string()),
         ("enabled", s.enabled.to_string()),
         ("pid", or_dash(s.pid)),
+        (
+            "sessions",
+            if s.session_pids.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{}: {}", s.session_pids.len(), pids_text(&s.session_pids))
+            },
+        ),
         ("port", or_dash(s.port)),
         (
             "uptime",

@@ -320,11 +320,69 @@ pub fn oauth_warning(name: &str, oauth: &OAuthConfig) -> Option<String> {
     })
 }
 
+/// How mcpd reaches a server it runs (`transport:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerKind {
+    /// A child that listens on HTTP at the port mcpd gives it (the default).
+    #[default]
+    Http,
+    /// A child speaking newline-delimited JSON-RPC on stdin/stdout; mcpd is its only client
+    /// and bridges it to streamable HTTP (`crate::stdio`). No port.
+    Stdio(StdioSessions),
+}
+
+/// How the callers of a stdio server share its processes (`sessions:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdioSessions {
+    /// One child for every caller (the default).
+    #[default]
+    Shared,
+    /// One child per client session, at most `max_sessions` at once, stopped after
+    /// `idle_timeout` without a request.
+    PerClient {
+        max_sessions: usize,
+        idle_timeout: Duration,
+    },
+}
+
+/// Defaults of `max_sessions` and `idle_timeout`.
+pub const DEFAULT_MAX_SESSIONS: usize = 32;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl ServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Http => "http",
+            ServerKind::Stdio(_) => "stdio",
+        }
+    }
+
+    /// True when the server listens on a port mcpd assigns.
+    pub fn uses_port(self) -> bool {
+        self == ServerKind::Http
+    }
+
+    /// The same kind of runner (a change of `sessions` limits is not a new kind).
+    pub fn same_runner(self, other: ServerKind) -> bool {
+        use StdioSessions::{PerClient, Shared};
+        matches!(
+            (self, other),
+            (ServerKind::Http, ServerKind::Http)
+                | (ServerKind::Stdio(Shared), ServerKind::Stdio(Shared))
+                | (
+                    ServerKind::Stdio(PerClient { .. }),
+                    ServerKind::Stdio(PerClient { .. })
+                )
+        )
+    }
+}
+
 /// One MCP server from a server file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// `[a-z0-9][a-z0-9_-]{0,62}`.
     pub name: String,
+    pub kind: ServerKind,
     /// The file that defines it.
     pub file: PathBuf,
     /// `binary` as written.
@@ -363,6 +421,7 @@ impl ServerConfig {
     /// so applying it needs a restart rather than an update in place.
     pub fn needs_restart_for(&self, other: &ServerConfig) -> bool {
         self.binary != other.binary
+            || !self.kind.same_runner(other.kind)
             || self.args != other.args
             || self.env != other.env
             || self.env_passthrough != other.env_passthrough

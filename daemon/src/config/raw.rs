@@ -212,6 +212,26 @@ pub struct RawServer {
     pub audit: Option<RawAudit>,
     pub user: Option<String>,
     pub group: Option<String>,
+    pub transport: Option<RawTransport>,
+    pub sessions: Option<RawSessions>,
+    pub max_sessions: Option<usize>,
+    pub idle_timeout: Option<Dur>,
+}
+
+/// `sessions:` of a stdio server.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawSessions {
+    Shared,
+    PerClient,
+}
+
+/// `transport:` of a server: how mcpd talks to the process it runs.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTransport {
+    Http,
+    Stdio,
 }
 
 /// `limits:` of a server or of `defaults`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{
     AuthConfig, ControlConfig, DaemonConfig, GatewayConfig, HealthConfig, LogsConfig, OAuthConfig,
-    PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults,
+    PortRange, RestartConfig, RestartPolicy, Rotation, ServerConfig, ServerDefaults, ServerKind,
 };
 
 /// A daemon config with everything under `dir` (services in `mcp/`, `state/`, `logs/`, the
@@ -93,6 +93,7 @@ pub(crate) fn fast_defaults() -> ServerDefaults {
 pub(crate) fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
     ServerConfig {
         name: name.into(),
+        kind: ServerKind::Http,
         file: daemon.services_dir.join(format!("{name}.yaml")),
         binary_name: "mcp-echo".into(),
         binary: PathBuf::from("/usr/bin/mcp-echo"),

@@ -61,6 +61,10 @@ pub(super) fn server_info(name: &str, entry: &ServerEntry) -> proto::ServerInfo 
         last_exit: status.last_exit.clone(),
         last_error: status.last_error.clone(),
         usage: has_process.then(|| usage(&entry.usage.load())),
+        session_pids: match entry.stdio.load().as_deref() {
+            Some(crate::stdio::Target::PerClient(pool)) => pool.pids(),
+            _ => Vec::new(),
+        },
     }
 }
 

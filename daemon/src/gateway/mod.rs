@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod authority;
+mod bridged;
 mod conn;
 mod guard;
 pub mod headers;

@@ -22,16 +22,64 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 /// active-streams gauge until it ends or the client goes away.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: ResponseBody,
+    inner: Inner,
     active: Option<Gauge>,
     /// Filters list answers and reads call outcomes (see [`Tap`]); taken when the body ends.
     tap: Option<Box<Tap>>,
 }
 
+/// Where the body comes from: a server's HTTP response, or a stdio server's bridge.
+/// Not boxed: the HTTP body is the hot path, and a box would cost it an allocation.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    Http(ResponseBody),
+    Bridged(crate::stdio::BridgeBody),
+}
+
+impl http_body::Body for Inner {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Inner::Http(inner) => Pin::new(inner).poll_frame(cx),
+            Inner::Bridged(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Http(inner) => inner.is_end_stream(),
+            Inner::Bridged(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Http(inner) => inner.size_hint(),
+            Inner::Bridged(inner) => inner.size_hint(),
+        }
+    }
+}
+
 impl UpstreamBody {
     pub fn new(inner: ResponseBody) -> Self {
         UpstreamBody {
-            inner,
+            inner: Inner::Http(inner),
+            active: None,
+            tap: None,
+        }
+    }
+
+    pub fn bridged(inner: crate::stdio::BridgeBody) -> Self {
+        UpstreamBody {
+            inner: Inner::Bridged(inner),
             active: None,
             tap: None,
         }

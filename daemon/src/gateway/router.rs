@@ -308,6 +308,17 @@ async fn mcp(
             response::unavailable(&message, name, shared.options.retry_after_secs),
         );
     }
+    if let Some(target) = entry.stdio.load_full() {
+        drop(status);
+        let gateway = &live.config.gateway;
+        let options = crate::stdio::Options {
+            retry_after_secs: shared.options.retry_after_secs,
+            answer_timeout: gateway.limits.body_idle_timeout,
+        };
+        let answer =
+            super::bridged::forward(&target, name, gateway.max_body, &options, request).await;
+        return finish(tap, answer);
+    }
     let Some(port) = status.port.or(config.port) else {
         return finish(
             tap,

@@ -14,6 +14,7 @@ mod plan;
 mod probe;
 mod proc_usage;
 pub mod reaper;
+mod runner;
 mod server;
 mod spawn;
 #[cfg(test)]

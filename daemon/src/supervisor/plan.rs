@@ -105,6 +105,11 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
         }
     };
     check(old.binary != new.binary, "binary");
+    check(!old.kind.same_runner(new.kind), "transport or sessions");
+    check(
+        old.kind != new.kind && old.kind.same_runner(new.kind),
+        "max_sessions or idle_timeout",
+    );
     check(old.args != new.args, "args");
     check(old.env != new.env, "env");
     check(

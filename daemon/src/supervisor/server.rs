@@ -13,11 +13,11 @@ use tracing::{debug, info, warn};
 
 use mcpd_protocol::terminal::Escaped;
 
-use super::LogStream;
 use super::Shared;
 use super::lifecycle::{Action, Event, Exit, Machine, Settings};
-use super::logs::{LogHub, capture};
+use super::logs::LogHub;
 use super::probe::{Probe, ProbeReport, liveness, readiness};
+use super::runner::{Runner, runner_for};
 use super::spawn::{SpawnSpec, signal_group};
 use crate::config::ServerConfig;
 use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
@@ -45,7 +45,7 @@ pub enum Command {
 enum Report {
     Spawned {
         child: Child,
-        port: u16,
+        port: Option<u16>,
     },
     SpawnFailed {
         reason: String,
@@ -67,6 +67,8 @@ pub struct ServerTask {
     entry: Arc<ServerEntry>,
     shared: Arc<Shared>,
     logs: Arc<LogHub>,
+    /// What depends on the server's kind (pipes, probes).
+    runner: Box<dyn Runner>,
     machine: Machine,
     port: Option<u16>,
     generation: u64,
@@ -100,7 +102,9 @@ impl ServerTask {
         let machine = Machine::new(Settings::of(&config), config.enabled, shared.jitter.clone());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (reports, report_rx) = mpsc::unbounded_channel();
+        let runner = runner_for(config.kind, &entry, &shared, &logs);
         let mut task = ServerTask {
+            runner,
             name: config.name.clone(),
             entry,
             shared,
@@ -235,29 +239,9 @@ impl ServerTask {
                 let pid = child.id();
                 self.pid = pid;
                 self.pgid = pid;
-                self.port = Some(port);
+                self.port = port;
                 self.started_at = Some(SystemTime::now());
-                let pipes = [
-                    (
-                        child.stdout.take().map(|pipe| pipe.into_owned_fd()),
-                        LogStream::Stdout,
-                    ),
-                    (
-                        child.stderr.take().map(|pipe| pipe.into_owned_fd()),
-                        LogStream::Stderr,
-                    ),
-                ];
-                for (pipe, stream) in pipes {
-                    match pipe {
-                        Some(Ok(pipe)) => {
-                            tokio::spawn(capture(pipe, stream, self.logs.clone()));
-                        }
-                        Some(Err(err)) => {
-                            warn!(server = %self.name, error = %err, "cannot capture the output");
-                        }
-                        None => {}
-                    }
-                }
+                self.runner.attach(&mut child, &self.logs);
                 let reports = self.reports.clone();
                 let generation = self.generation;
                 tokio::spawn(async move {
@@ -267,7 +251,7 @@ impl ServerTask {
                     };
                     let _ = reports.send(Box::new((generation, Report::Exited(exit))));
                 });
-                info!(server = %self.name, pid = ?pid, port, "spawned");
+                info!(server = %self.name, pid = ?pid, port = ?port, "spawned");
                 self.step(Event::Spawned);
             }
             Report::SpawnFailed { reason, retry } => {
@@ -286,6 +270,7 @@ impl ServerTask {
                 self.logs.note(format!("process ended: {text}"));
                 self.last_exit = Some(text);
                 self.pid = None;
+                self.runner.detach(&format!("exited ({exit})"));
                 self.step(Event::Exited(exit));
             }
             Report::Probe(ProbeReport::Ready { tools, probe }, took) => {
@@ -340,6 +325,12 @@ impl ServerTask {
         let after = self.machine.state();
         if before != after {
             info!(server = %self.name, from = %before, to = %after, "state changed");
+            if matches!(
+                after,
+                ServerState::Stopped | ServerState::Disabled | ServerState::Failed
+            ) {
+                self.runner.stopped();
+            }
             if matches!(after, ServerState::Backoff | ServerState::Failed)
                 && let Some(error) = self.machine.last_error()
             {
@@ -360,13 +351,15 @@ impl ServerTask {
             Action::Spawn => self.start_spawn(),
             Action::StartReadiness { timeout } => {
                 self.start_deadline = Some(now + timeout);
-                let Some(port) = self.port else { return };
                 let config = self.entry.config.load();
+                let Some(probe) = self.runner.probe(&self.shared, self.port, &config) else {
+                    return;
+                };
                 let reports = self.reports.clone();
                 let generation = self.generation;
                 self.abort_probes();
                 self.probes = Some(tokio::spawn(readiness(
-                    self.shared.prober.probe(port, &config.path),
+                    probe,
                     config.health.timeout,
                     self.shared.options.probe_retry,
                     move |r, took| {
@@ -379,17 +372,19 @@ impl ServerTask {
             Action::StartLiveness => {
                 // Ready: the start timeout no longer applies (and would wake the task for nothing).
                 self.start_deadline = None;
-                let Some(port) = self.port else { return };
                 let config = self.entry.config.load();
                 let interval = config.health.interval;
                 let first = interval.mul_f64(rand::random::<f64>());
                 let reports = self.reports.clone();
                 let generation = self.generation;
                 self.abort_probes();
-                let probe = self
+                let Some(probe) = self
                     .ready_probe
                     .take()
-                    .unwrap_or_else(|| self.shared.prober.probe(port, &config.path));
+                    .or_else(|| self.runner.probe(&self.shared, self.port, &config))
+                else {
+                    return;
+                };
                 self.probes = Some(tokio::spawn(liveness(
                     probe,
                     interval,
@@ -453,12 +448,37 @@ impl ServerTask {
         let reports = self.reports.clone();
         let shared = self.shared.clone();
         let config = self.entry.config.load_full();
+        if !self.runner.kind().same_runner(config.kind) {
+            // A reload changed `transport` or `sessions` (which restarts): the old process
+            // is gone.
+            self.runner = runner_for(config.kind, &self.entry, &self.shared, &self.logs);
+        }
         let port = self.port;
         let range = shared.range;
         tokio::spawn(async move {
             let send = |report| {
                 let _ = reports.send(Box::new((generation, report)));
             };
+            if !config.kind.uses_port() {
+                let mut spec = SpawnSpec::new(&config, None, |key| std::env::var(key).ok());
+                spec.confine = match shared.boxes.prepare(&config) {
+                    Ok(confine) => confine,
+                    Err(reason) => {
+                        return send(Report::SpawnFailed {
+                            reason,
+                            retry: true,
+                        });
+                    }
+                };
+                match shared.spawner.spawn(spec).await {
+                    Ok(child) => send(Report::Spawned { child, port: None }),
+                    Err(err) => send(Report::SpawnFailed {
+                        reason: format!("cannot run {}: {err}", config.binary.display()),
+                        retry: true,
+                    }),
+                }
+                return;
+            }
             let Some(mut port) = port else {
                 send(Report::SpawnFailed {
                     reason: format!("no free port left in {range}"),
@@ -521,7 +541,7 @@ impl ServerTask {
                     }
                 }
             }
-            let mut spec = SpawnSpec::new(&config, port, |key| std::env::var(key).ok());
+            let mut spec = SpawnSpec::new(&config, Some(port), |key| std::env::var(key).ok());
             spec.confine = match shared.boxes.prepare(&config) {
                 Ok(confine) => confine,
                 Err(reason) => {
@@ -532,7 +552,10 @@ impl ServerTask {
                 }
             };
             match shared.spawner.spawn(spec).await {
-                Ok(child) => send(Report::Spawned { child, port }),
+                Ok(child) => send(Report::Spawned {
+                    child,
+                    port: Some(port),
+                }),
                 Err(err) => send(Report::SpawnFailed {
                     reason: format!("cannot run {}: {err}", config.binary.display()),
                     retry: true,

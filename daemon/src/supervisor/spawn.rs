@@ -41,14 +41,16 @@ pub struct SpawnSpec {
     pub working_dir: Option<PathBuf>,
     /// Cgroup, rlimits and user, entered before exec (`confine.rs`).
     pub confine: Confine,
+    /// stdin is a pipe (a stdio server's requests); otherwise `/dev/null`.
+    pub stdin_pipe: bool,
 }
 
 impl SpawnSpec {
-    /// The process of `config` on `port`, with the environment of DESIGN.md section 3 read
-    /// from `daemon_env`.
+    /// The process of `config` on `port` (`None` for a stdio server, which gets no
+    /// `MCP_PORT`/`PORT`), with the environment of DESIGN.md section 3 read from `daemon_env`.
     pub fn new(
         config: &ServerConfig,
-        port: u16,
+        port: Option<u16>,
         daemon_env: impl Fn(&str) -> Option<String>,
     ) -> Self {
         let mut env: Vec<(String, String)> = Vec::new();
@@ -69,8 +71,10 @@ impl SpawnSpec {
             set("USER", run_as.name.clone());
             set("LOGNAME", run_as.name.clone());
         }
-        set("MCP_PORT", port.to_string());
-        set("PORT", port.to_string());
+        if let Some(port) = port {
+            set("MCP_PORT", port.to_string());
+            set("PORT", port.to_string());
+        }
         set("MCP_SERVICE_ID", config.name.clone());
         for key in &config.env_passthrough {
             if let Some(value) = daemon_env(key) {
@@ -91,6 +95,7 @@ impl SpawnSpec {
             env,
             working_dir: config.working_dir.clone(),
             confine: Confine::default(),
+            stdin_pipe: !config.kind.uses_port(),
         }
     }
 
@@ -100,7 +105,11 @@ impl SpawnSpec {
         cmd.args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if self.stdin_pipe {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(false);
@@ -158,10 +167,13 @@ fn child_setup(daemon_pid: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
-/// Expands `{port}` and `{name}` in an argument.
-pub fn expand(arg: &str, port: u16, name: &str) -> String {
-    arg.replace("{port}", &port.to_string())
-        .replace("{name}", name)
+/// Expands `{port}` (when there is one) and `{name}` in an argument.
+pub fn expand(arg: &str, port: Option<u16>, name: &str) -> String {
+    let arg = match port {
+        Some(port) => arg.replace("{port}", &port.to_string()),
+        None => arg.to_owned(),
+    };
+    arg.replace("{name}", name)
 }
 
 enum Job {
@@ -271,7 +283,7 @@ mod tests {
             "SECRET" => Some("no".to_owned()),
             _ => None,
         };
-        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let spec = SpawnSpec::new(&config, Some(5003), daemon);
         let env: Vec<(&str, &str)> = spec
             .env
             .iter()
@@ -304,7 +316,7 @@ mod tests {
         });
         config.env.insert("HOME".into(), "/srv/echo".into());
         let daemon = |key: &str| (key == "HOME").then(|| "/root".to_owned());
-        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let spec = SpawnSpec::new(&config, Some(5003), daemon);
         let value = |key: &str| {
             spec.env
                 .iter()
@@ -315,7 +327,7 @@ mod tests {
         assert_eq!(value("USER"), Some("nobody"));
         assert_eq!(value("LOGNAME"), Some("nobody"));
         config.env.clear();
-        let spec = SpawnSpec::new(&config, 5003, daemon);
+        let spec = SpawnSpec::new(&config, Some(5003), daemon);
         assert_eq!(
             spec.env
                 .iter()

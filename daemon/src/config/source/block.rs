@@ -127,6 +127,9 @@ fn field_hint(key: &str) -> Option<String> {
         "keep" | "buffer_lines" => "write a whole number",
         "policy" => "write one of on-failure, always, never",
         "rotation" => "write one of minutely, hourly, daily, never",
+        "transport" => "write http or stdio",
+        "sessions" => "write shared or per-client",
+        "max_sessions" => "write a whole number of at least 1",
         "env" => "write a map of NAME: value pairs",
         "binary" => "write a program name (looked up in bin_dirs, then PATH) or an absolute path",
         "args"
@@ -138,7 +141,7 @@ fn field_hint(key: &str) -> Option<String> {
         | "bin_dirs"
         | "authorization_servers" => "write a list, e.g. [a, b]",
         "backoff" | "max_backoff" | "reset_after" | "window" | "interval" | "timeout"
-        | "start_timeout" | "stop_timeout" | "leeway" => {
+        | "start_timeout" | "stop_timeout" | "leeway" | "idle_timeout" => {
             "write a duration such as \"500ms\", \"10s\" or \"5m\""
         }
         "max_body" => "write a size such as \"4MiB\", \"512KB\" or a number of bytes",

@@ -7,6 +7,7 @@ mod fuzz;
 mod gateway_limits;
 mod limits;
 mod schema;
+mod server_kinds;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

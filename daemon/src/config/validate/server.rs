@@ -222,7 +222,10 @@ pub fn server_file(
             ));
         }
 
+        let kind = server_kind(source, &path, &name, &raw, errors);
+
         servers.push(ServerConfig {
+            kind,
             endpoint: raw
                 .endpoint
                 .unwrap_or_else(|| format!("{}/api/v1/mcp/{name}/mcp", daemon.gateway.public_url)),
@@ -260,6 +263,103 @@ pub fn server_file(
         });
     }
     servers
+}
+
+/// The kind of the server: `transport` and, for stdio, `sessions` with its limits. Keys that
+/// do not apply to the kind are errors at the key.
+fn server_kind(
+    source: &Source,
+    path: &[Seg],
+    name: &str,
+    raw: &RawServer,
+    errors: &mut Vec<ConfigError>,
+) -> ServerKind {
+    let mut misplaced = |key_name: &str, why: &str| {
+        errors.push(source.error(
+            source.key_pos(&join(path, [key(key_name)])),
+            format!("{key_name} of server \"{name}\" {why}"),
+            format!("remove {key_name}, or set what it needs"),
+        ));
+    };
+    match raw.transport {
+        None | Some(RawTransport::Http) => {
+            for (set, key_name) in [
+                (raw.sessions.is_some(), "sessions"),
+                (raw.max_sessions.is_some(), "max_sessions"),
+                (raw.idle_timeout.is_some(), "idle_timeout"),
+            ] {
+                if set {
+                    misplaced(key_name, "applies to transport: stdio only");
+                }
+            }
+            ServerKind::Http
+        }
+        Some(RawTransport::Stdio) => {
+            stdio_only_keys(source, path, name, raw, errors);
+            match raw.sessions {
+                None | Some(RawSessions::Shared) => {
+                    let mut misplaced = |key_name: &str| {
+                        errors.push(source.error(
+                            source.key_pos(&join(path, [key(key_name)])),
+                            format!("{key_name} of server \"{name}\" applies to sessions: per-client only"),
+                            "remove it, or set sessions: per-client".to_owned(),
+                        ));
+                    };
+                    if raw.max_sessions.is_some() {
+                        misplaced("max_sessions");
+                    }
+                    if raw.idle_timeout.is_some() {
+                        misplaced("idle_timeout");
+                    }
+                    ServerKind::Stdio(StdioSessions::Shared)
+                }
+                Some(RawSessions::PerClient) => {
+                    let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+                    if max_sessions == 0 {
+                        errors.push(source.error(
+                            source.value_pos(&join(path, [key("max_sessions")])),
+                            format!("max_sessions of server \"{name}\" is 0"),
+                            "write a whole number of at least 1".to_owned(),
+                        ));
+                    }
+                    let idle_timeout = raw.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0);
+                    positive(
+                        source,
+                        &join(path, [key("idle_timeout")]),
+                        &format!("in server \"{name}\""),
+                        idle_timeout,
+                        errors,
+                    );
+                    ServerKind::Stdio(StdioSessions::PerClient {
+                        max_sessions,
+                        idle_timeout,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A stdio server has no port and no HTTP path: either key is a mistake, said at the key.
+fn stdio_only_keys(
+    source: &Source,
+    path: &[Seg],
+    name: &str,
+    raw: &RawServer,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (set, key_name) in [(raw.port.is_some(), "port"), (raw.path.is_some(), "path")] {
+        if set {
+            errors.push(source.error(
+                source.key_pos(&join(path, [key(key_name)])),
+                format!("server \"{name}\" has transport: stdio, which takes no {key_name}"),
+                format!(
+                    "remove {key_name}: mcpd talks to a stdio server over its stdin and stdout \
+                     and serves it at the gateway's usual path"
+                ),
+            ));
+        }
+    }
 }
 
 /// False (and an error at the value) when `value` holds a control character (CR, LF, NUL, any

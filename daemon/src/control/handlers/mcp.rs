@@ -15,6 +15,7 @@ use crate::control::Peer;
 use crate::control::context::ControlContext;
 use crate::control::convert;
 use crate::directory::{ServerEntry, ServerState};
+use crate::mcp_client::McpError;
 
 /// The longest tool call a client may ask to wait for.
 const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -46,7 +47,6 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
         .directory()
         .get(&server)
         .ok_or_else(|| HandlerError::unknown_server(&server))?;
-    let url = running_url(&server, &entry)?;
     let timeout = Duration::from_millis(request.timeout_ms.max(1)).min(MAX_CALL_TIMEOUT);
     let kept_arguments = entry
         .config
@@ -54,10 +54,32 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
         .audit_arguments
         .then(|| serde_json::Value::Object(arguments.clone()).to_string());
     let start = CallStart::now();
-    let result = ctx
-        .mcp
-        .call_tool(&url, &request.tool, arguments, timeout)
-        .await;
+    let result = match entry.stdio.load_full() {
+        Some(target) => {
+            running(&server, &entry)?;
+            let params = serde_json::json!({ "name": request.tool, "arguments": arguments });
+            target
+                .bridge()
+                .request("tools/call", &params.to_string(), timeout)
+                .await
+                .map_err(|reason| McpError::Protocol {
+                    url: format!("stdio:{server}"),
+                    reason,
+                })
+                .and_then(|raw| {
+                    serde_json::from_str(raw.get()).map_err(|e| McpError::Protocol {
+                        url: format!("stdio:{server}"),
+                        reason: e.to_string(),
+                    })
+                })
+        }
+        None => {
+            let url = running_url(&server, &entry)?;
+            ctx.mcp
+                .call_tool(&url, &request.tool, arguments, timeout)
+                .await
+        }
+    };
     if let Some(log) = &ctx.audit {
         record_call(
             log,
@@ -106,6 +128,17 @@ fn resolve_tool(ctx: &ControlContext, tool: &str) -> Result<String, HandlerError
 }
 
 /// The server's own MCP URL, if it is up.
+/// An error unless the server is running (or starting).
+fn running(name: &str, entry: &ServerEntry) -> Result<(), HandlerError> {
+    match entry.status.load().state {
+        ServerState::Running | ServerState::Starting => Ok(()),
+        state => Err(HandlerError::new(
+            ErrorCode::NotRunning,
+            format!("server {name:?} is {state}, not running; start it with `mcpctl start {name}`"),
+        )),
+    }
+}
+
 fn running_url(name: &str, entry: &ServerEntry) -> Result<String, HandlerError> {
     let config = entry.config.load();
     let status = entry.status.load();
@@ -140,6 +173,10 @@ async fn handshake(ctx: &ControlContext, name: &str, entry: &ServerEntry) -> Tes
         tools_count: None,
         error: None,
     };
+    if let Some(target) = entry.stdio.load_full() {
+        stdio_handshake(name, entry, target.bridge(), &mut reply).await;
+        return reply;
+    }
     let url = match running_url(name, entry) {
         Ok(url) => url,
         Err(e) => {
@@ -161,6 +198,45 @@ async fn handshake(ctx: &ControlContext, name: &str, entry: &ServerEntry) -> Tes
         Err(e) => reply.error = Some(e.to_string()),
     }
     reply
+}
+
+/// The handshake of a stdio server, over its pipe: the child's `initialize` answer (kept by
+/// its bridge) and a fresh `tools/list`.
+async fn stdio_handshake(
+    name: &str,
+    entry: &ServerEntry,
+    bridge: &Arc<crate::stdio::Bridge>,
+    reply: &mut TestReply,
+) {
+    if let Err(e) = running(name, entry) {
+        reply.error = Some(e.message);
+        return;
+    }
+    reply.url = Some(format!("stdio:{}", entry.config.load().binary.display()));
+    let Some(init) = bridge.init_info() else {
+        reply.error = Some(format!("server {name:?} is not initialized yet"));
+        return;
+    };
+    let started = std::time::Instant::now();
+    let timeout = entry.config.load().health.timeout;
+    match bridge.request("tools/list", "{}", timeout).await {
+        Ok(tools) => {
+            let tools: serde_json::Value = serde_json::from_str(tools.get()).unwrap_or_default();
+            let info: serde_json::Value =
+                serde_json::from_str(init.result.get()).unwrap_or_default();
+            let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+            reply.ok = true;
+            reply.latency_ms =
+                Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            reply.protocol_version = Some(init.protocol_version.clone());
+            reply.server_name = text(&info["serverInfo"]["name"]);
+            reply.server_version = text(&info["serverInfo"]["version"]);
+            reply.tools_count = tools["tools"]
+                .as_array()
+                .map(|tools| u32::try_from(tools.len()).unwrap_or(u32::MAX));
+        }
+        Err(e) => reply.error = Some(e),
+    }
 }
 
 /// Re-reads every configuration file from disk and handshakes each enabled server.

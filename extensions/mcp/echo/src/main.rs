@@ -10,6 +10,9 @@
 //! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
 //! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
 //!
+//! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
+//! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
+//!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
 mod server;
@@ -18,11 +21,15 @@ mod tools;
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+
+/// True when serving over stdio (`--stdio`): stdout then belongs to the protocol.
+pub(crate) static STDIO: AtomicBool = AtomicBool::new(false);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,6 +40,12 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
         )
         .init();
+
+    // Other arguments are ignored, as they always were: example configurations pass some.
+    if std::env::args().skip(1).any(|arg| arg == "--stdio") {
+        STDIO.store(true, Ordering::Relaxed);
+        return server::serve_stdio().await;
+    }
 
     let port = match port_from_env() {
         Ok(port) => port,

@@ -112,6 +112,35 @@ impl ServerHandler for Echo {
     }
 }
 
+/// Serves one client over stdin/stdout until stdin closes (or SIGTERM/SIGINT).
+pub async fn serve_stdio() -> std::process::ExitCode {
+    use rmcp::ServiceExt;
+    let service = match Echo::new().serve(rmcp::transport::stdio()).await {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("mcp-echo: the stdio session did not start: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cancel = service.cancellation_token();
+    let stop = tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        cancel.cancel();
+    });
+    let _ = service.waiting().await;
+    stop.abort();
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
+
 /// Serves MCP on `listener` until `shutdown` is cancelled, then drains open connections for at
 /// most [`DRAIN_TIMEOUT`].
 pub async fn serve(listener: TcpListener, options: Options, shutdown: CancellationToken) {

@@ -69,7 +69,10 @@ impl Echo {
         // Stop early when the client cancels the request.
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(format!("slept {ms} ms")),
-            () = ctx.ct.cancelled() => Err(ErrorData::internal_error("cancelled", None)),
+            () = ctx.ct.cancelled() => {
+                tracing::info!(tool = "sleep", "cancelled by the client");
+                Err(ErrorData::internal_error("cancelled", None))
+            }
         }
     }
 
@@ -94,7 +97,10 @@ impl Echo {
         for step in 1..=steps {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
-                () = ctx.ct.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
+                () = ctx.ct.cancelled() => {
+                    tracing::info!(tool = "progress", "cancelled by the client");
+                    return Err(ErrorData::internal_error("cancelled", None));
+                }
             }
             if let Some(token) = &token {
                 let param = ProgressNotificationParam::new(token.clone(), f64::from(step))
@@ -109,7 +115,12 @@ impl Echo {
     }
 }
 
-/// Prints one line per tool call to stdout, so a supervisor's log capture has something to show.
+/// Prints one line per tool call, so a supervisor's log capture has something to show: to
+/// stdout over HTTP, to stderr over stdio (where stdout carries the protocol).
 fn announce(tool: &str) {
-    println!("call {tool}");
+    if crate::STDIO.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("call {tool}");
+    } else {
+        println!("call {tool}");
+    }
 }

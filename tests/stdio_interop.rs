@@ -1,0 +1,173 @@
+//! Third-party stdio servers from the registries, supervised and bridged by mcpd, driven
+//! through the gateway by the official Python SDK client: the TypeScript "everything" and
+//! "filesystem" servers (npm) and `mcp-server-time` (PyPI). `.ci/run` installs them; a test
+//! installs what is missing, so `cargo test --workspace` works on a fresh machine too.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mcpd_tests::gw_support::GwDaemon;
+use mcpd_tests::{GatewayUrls, TestDir};
+use serde_json::{Value, json};
+
+/// Pinned like `.ci/run`: mcp-server-time and the two packages it needs beyond the SDK.
+const TIME_PACKAGES: [&str; 3] = [
+    "mcp-server-time==2026.10.19",
+    "tzlocal==5.4.5",
+    "tzdata==2026.6",
+];
+
+fn interop() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// The npm binary `name` of tests/interop, installed if missing.
+fn npm_server(name: &str) -> PathBuf {
+    let server = interop().join("node_modules/.bin").join(name);
+    if !server.exists() {
+        let _ = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(interop())
+            .status();
+    }
+    assert!(
+        server.exists(),
+        "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
+        server.display()
+    );
+    server
+}
+
+/// tests/interop/python with mcp-server-time, installed if missing (the MCP SDK itself is
+/// the system one, as for the other interop test).
+fn time_server_path() -> PathBuf {
+    let target = interop().join("python");
+    let has_time = |target: &Path| target.join("mcp_server_time").exists();
+    if !has_time(&target) {
+        let _ = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--target",
+            ])
+            .arg(&target)
+            .args(TIME_PACKAGES)
+            .status();
+    }
+    assert!(
+        has_time(&target),
+        "mcp-server-time is missing: run `pip install --no-deps --target tests/interop/python {}` (as .ci/run does)",
+        TIME_PACKAGES.join(" ")
+    );
+    target
+}
+
+/// Runs tests/interop/stdio_client.py against `url` with `plan`; its JSON output.
+async fn python_client(url: &str, plan: Value) -> Value {
+    let run = tokio::process::Command::new("python3")
+        .arg(interop().join("stdio_client.py"))
+        .arg(url)
+        .arg(plan.to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the Python client finished within 120 s")
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Python client failed ({}) on {url}:\n{}\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}
+
+#[tokio::test]
+async fn official_stdio_servers_are_bridged_for_the_official_python_client() {
+    let everything = npm_server("mcp-server-everything");
+    let filesystem = npm_server("mcp-server-filesystem");
+    let python_path = time_server_path();
+    let shared = TestDir::new();
+    shared.write("hello.txt", "hello from a stdio server\n");
+    let servers = format!(
+        "mcp_servers:
+  everything:
+    binary: {everything}
+    args: [stdio]
+    transport: stdio
+  files:
+    binary: {filesystem}
+    args: [{shared}]
+    transport: stdio
+  time:
+    binary: python3
+    args: [-m, mcp_server_time]
+    env: {{PYTHONPATH: {python_path}}}
+    transport: stdio
+",
+        everything = everything.display(),
+        filesystem = filesystem.display(),
+        shared = shared.path().display(),
+        python_path = python_path.display(),
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["everything", "files", "time"]).await;
+
+    let result = python_client(
+        &daemon.mcp_url("everything"),
+        json!({
+            "call": ["echo", {"message": "through mcpd"}],
+            "progress": ["trigger-long-running-operation", {"duration": 1, "steps": 3}],
+            "cancel": ["trigger-long-running-operation", {"duration": 60, "steps": 60}],
+        }),
+    )
+    .await;
+    assert_eq!(result["server_name"], "mcp-servers/everything", "{result}");
+    assert_eq!(result["protocol_version"], "2025-11-25", "{result}");
+    assert_eq!(result["texts"], json!(["Echo: through mcpd"]), "{result}");
+    assert_eq!(result["progress"], json!([1.0, 2.0, 3.0]), "{result}");
+    assert_eq!(result["cancelled"], true);
+    assert_eq!(
+        result["after_cancel"],
+        json!(["Echo: through mcpd"]),
+        "{result}"
+    );
+
+    let file = shared.path().join("hello.txt");
+    let result = python_client(
+        &daemon.mcp_url("files"),
+        json!({"call": ["read_text_file", {"path": file.display().to_string()}]}),
+    )
+    .await;
+    assert!(
+        result["tools"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("list_directory"))),
+        "{result}"
+    );
+    assert_eq!(
+        result["texts"],
+        json!(["hello from a stdio server\n"]),
+        "{result}"
+    );
+    assert_eq!(result["is_error"], false, "{result}");
+
+    let result = python_client(
+        &daemon.mcp_url("time"),
+        json!({"call": ["get_current_time", {"timezone": "Etc/UTC"}]}),
+    )
+    .await;
+    assert_eq!(result["server_name"], "mcp-time", "{result}");
+    let answer: Value = serde_json::from_str(result["texts"][0].as_str().unwrap_or("null"))
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {result}"));
+    assert_eq!(answer["timezone"], "Etc/UTC", "{result}");
+}
