@@ -29,8 +29,10 @@ async fn hostile_requests_are_refused_and_the_child_keeps_serving() {
 
     // Nesting deeper than servers' JSON readers go (a server that drops such a message would
     // leave its caller waiting), invalid UTF-8, a number id too large for any integer.
+    // (In the arguments: the gateway passes over values it does not decide on, so the
+    // bridge's own limit is what refuses it.)
     let deep = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}{}}}"#,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":{}{}}}}}}}"#,
         "[".repeat(5000),
         "]".repeat(5000)
     );
