@@ -55,6 +55,9 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
 pub use router::{Route, route};
+/// The SSE splitter, for the `sse_split` fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub(crate) use tap::sse;
 
 use crate::accept::{self, AcceptErrors};
 use crate::audit::AuditLog;
