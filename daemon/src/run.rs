@@ -91,8 +91,11 @@ pub async fn run(
         auth,
         GatewayOptions::default(),
         Some(metrics.clone()),
-    )
-    .with_audit(AuditLog::new(&daemon.logs, metrics.audit_dropped.clone()));
+    );
+    let gateway_ctx = match daemon.logs.audit {
+        true => gateway_ctx.with_audit(AuditLog::new(&daemon.logs, metrics.audit_dropped.clone())),
+        false => gateway_ctx,
+    };
     let shared_config = Arc::new(ArcSwap::from_pointee(daemon.clone()));
     let reloader = Arc::new(DaemonReloader {
         config_path: daemon.source.clone(),
