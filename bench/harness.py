@@ -26,9 +26,12 @@ import urllib.request
 import xmlrpc.client
 
 GW_PORT = 18080  # gateway of the small daemon
+GW_BARE_PORT = 18081  # gateway of the all-off daemon (logs.audit: false)
 ECHO_PORT = 18100  # mcpd's echo (auth off)
 ECHO_AUTH_PORT = 18101  # mcpd's echo (auth on)
 VICTIM_PORT = 18102  # the server killed in the restart benchmark
+ECHO_AUTHZ_PORT = 18103  # mcpd's echo (JWT + per-tool rules)
+ECHO_BARE_PORT = 18120  # the all-off daemon's echo
 DIRECT_PORT = 18150  # a bare mcp-echo, the backend of "direct" and nginx
 NGINX_PORT = 18160
 SCALE_GW_PORT = 18090
@@ -194,7 +197,7 @@ class Bench:
             raise RuntimeError(f"loadgen {url} gave nothing: {out.stderr}")
         return json.loads(lines[-1])
 
-    def write_daemon_config(self, directory, gw_port, port_range, extra=""):
+    def write_daemon_config(self, directory, gw_port, port_range, extra="", audit=True):
         os.makedirs(os.path.join(directory, "mcp"), exist_ok=True)
         path = os.path.join(directory, "mcpd.yaml")
         with open(path, "w") as f:
@@ -209,6 +212,7 @@ control:
   socket: {directory}/mcpd.sock
 logs:
   dir: logs
+  audit: {"true" if audit else "false"}
 {extra}""")
         return path
 
@@ -231,8 +235,8 @@ logs:
     # ------------------------------------------------------------------ setup
 
     def check_ports(self, scale):
-        ports = [GW_PORT, ECHO_PORT, ECHO_AUTH_PORT, VICTIM_PORT, DIRECT_PORT, NGINX_PORT,
-                 SCALE_GW_PORT, SUP_HTTP_PORT]
+        ports = [GW_PORT, GW_BARE_PORT, ECHO_PORT, ECHO_AUTH_PORT, VICTIM_PORT, ECHO_AUTHZ_PORT,
+                 ECHO_BARE_PORT, DIRECT_PORT, NGINX_PORT, SCALE_GW_PORT, SUP_HTTP_PORT]
         if scale:
             ports += list(range(SCALE_FIRST, SCALE_FIRST + SCALE_COUNT))
         busy = [p for p in ports if not port_free(p)]
@@ -326,7 +330,23 @@ defaults:
     binary: mcp-echo
     port: {ECHO_AUTH_PORT}
     oauth: {{required: true, scopes: [bench]}}
+  echo-authz:
+    binary: mcp-echo
+    port: {ECHO_AUTHZ_PORT}
+    oauth:
+      required: true
+      scopes: [user, tools:read, tools:write]
+      tools: {{"delete_*": [admin], "search": [tools:read, user], "*": [tools:write, user]}}
   victim: {{binary: mcp-echo, port: {VICTIM_PORT}}}
+""")
+        # The all-off baseline: a second daemon with no oauth and no audit log.
+        bare_dir = os.path.join(self.tmp, "gw-bare")
+        bare_config = self.write_daemon_config(bare_dir, GW_BARE_PORT,
+                                               f"{ECHO_BARE_PORT}-{ECHO_BARE_PORT + 19}",
+                                               audit=False)
+        with open(os.path.join(bare_dir, "mcp", "bench.yaml"), "w") as f:
+            f.write(f"""mcp_servers:
+  echo: {{binary: mcp-echo, port: {ECHO_BARE_PORT}}}
 """)
         direct = self.procs.spawn([self.bin("mcp-echo")], cpu=SERVER_CPU,
                                   env={**os.environ, "MCP_PORT": str(DIRECT_PORT)})
@@ -334,35 +354,52 @@ defaults:
         daemon, self.gw_log = self.start_daemon(config, cpu=SERVER_CPU)
         self.gw_daemon, self.gw_sock = daemon, os.path.join(d, "mcpd.sock")
         self.note_command(f"taskset -c {SERVER_CPU} mcpd --config gw/mcpd.yaml")
+        bare, _ = self.start_daemon(bare_config, cpu=SERVER_CPU)
+        bare_sock = os.path.join(bare_dir, "mcpd.sock")
+        self.note_command(f"taskset -c {SERVER_CPU} mcpd --config gw-bare/mcpd.yaml   "
+                          "# logs.audit: false, no oauth")
         nginx = self.start_nginx(os.path.join(self.tmp, "nginx"))
         self.note_command(f"taskset -c {SERVER_CPU} nginx -p DIR -c nginx.conf "
                           "(1 worker, keepalive upstream, proxy_buffering off)")
         wait_until("direct echo", 20, lambda: accepts(DIRECT_PORT))
         wait_until("mcpd servers running", 30, lambda: all(
             s["state"] == "running" for s in self.status(self.gw_sock)["servers"]))
+
+        def bare_running():
+            try:
+                return all(s["state"] == "running" for s in self.status(bare_sock)["servers"])
+            except (RuntimeError, json.JSONDecodeError):
+                return False
+        wait_until("all-off mcpd's server running", 30, bare_running)
         hs = self.mcpctl(self.gw_sock, "token", "--scope", "bench", "--ttl", "2h").strip()
         rs = self.rs256_token(key)
+        user = self.mcpctl(self.gw_sock, "token", "--scope", "user", "--ttl", "2h").strip()
         self.note_command("mcpctl token --scope bench --ttl 2h   # HS256; RS256 signed with openssl dgst")
+        self.note_command("mcpctl token --scope user --ttl 2h   # mcpd+authz")
 
         gw = f"http://127.0.0.1:{GW_PORT}/api/v1/mcp"
+        bare_gw = f"http://127.0.0.1:{GW_BARE_PORT}/api/v1/mcp"
+        # (name, url, token, server counted in /metrics, its daemon, that daemon's gateway port)
         targets = [
-            ("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp", None, None),
-            ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp", None, None),
-            ("mcpd", f"{gw}/echo/mcp", None, "echo"),
-            ("mcpd+HS256", f"{gw}/echo-auth/mcp", hs, "echo-auth"),
-            ("mcpd+RS256", f"{gw}/echo-auth/mcp", rs, "echo-auth"),
+            ("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp", None, None, None, None),
+            ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp", None, None, None, None),
+            ("mcpd", f"{gw}/echo/mcp", None, "echo", daemon, GW_PORT),
+            ("mcpd+HS256", f"{gw}/echo-auth/mcp", hs, "echo-auth", daemon, GW_PORT),
+            ("mcpd+RS256", f"{gw}/echo-auth/mcp", rs, "echo-auth", daemon, GW_PORT),
+            ("mcpd all off", f"{bare_gw}/echo/mcp", None, "echo", bare, GW_BARE_PORT),
+            ("mcpd+authz", f"{gw}/echo-authz/mcp", user, "echo-authz", daemon, GW_PORT),
         ]
         conns_list = [1, 16, 64]
         raw = {(t[0], c): [] for t in targets for c in conns_list}
         for run in range(self.runs):
             for conns in conns_list:
-                for name, url, token, server in targets:
-                    before_cpu = cpu_ticks(daemon.pid) if server else None
-                    before_req = self.metrics_requests(GW_PORT, server) if server else None
+                for name, url, token, server, proc, port in targets:
+                    before_cpu = cpu_ticks(proc.pid) if server else None
+                    before_req = self.metrics_requests(port, server) if server else None
                     result = self.loadgen(url, conns, token)
                     if server:
-                        requests = self.metrics_requests(GW_PORT, server) - before_req
-                        ticks = cpu_ticks(daemon.pid) - before_cpu
+                        requests = self.metrics_requests(port, server) - before_req
+                        ticks = cpu_ticks(proc.pid) - before_cpu
                         result["cpu_us_per_req"] = ticks / TICK * 1e6 / max(requests, 1)
                     raw[(name, conns)].append(result)
                     log(f"run {run + 1}/{self.runs} {name:11} c={conns:<3} "
@@ -395,6 +432,7 @@ defaults:
         for proc in (nginx, direct):
             self.procs.stop(proc)
         self.procs.stop(daemon)
+        self.procs.stop(bare)
 
     # ------------------------------------------------------------------ restart
 
@@ -672,6 +710,14 @@ autorestart=true
         w("- `direct` and `nginx` use the same bare mcp-echo (stdout to /dev/null); mcpd "
           "proxies its own supervised mcp-echo, whose `call` line per request the daemon "
           "captures into its log ring and file (realistic, and a cost nginx does not have).")
+        w("- `mcpd` is the daemon as installed: no oauth on the server, audit log on (every "
+          "`tools/call` is audited). `mcpd all off` is a second daemon on the same CPU with "
+          "`logs.audit: false` and no oauth. `mcpd+authz` is the first daemon's server with "
+          "`oauth.required`, scopes `[user, tools:read, tools:write]` and the per-tool rules "
+          "`delete_*: [admin]`, `search: [tools:read, user]`, `*: [tools:write, user]`, "
+          "called with an HS256 token of scope `user` (the tool `echo` matches the third "
+          "rule): JWT, per-tool rules and audit on. Every POST body is read and its JSON-RPC "
+          "envelope parsed in all three.")
         w("- mcpd CPU per request: utime+stime of the mcpd process over the run divided by the "
           "requests it counted (`mcpd_gateway_requests_total`, warm-up included).")
         w("- Scale: 1000 mcp-echo servers in 100 files of 10, ports allocated from the whole "
@@ -702,25 +748,34 @@ autorestart=true
             w("")
             w("Ratios (same run):\n")
             w("| conns | mcpd / nginx req/s | mcpd / direct req/s | mcpd added p50 us | "
-              "nginx added p50 us | HS256 / off | RS256 / off |")
-            w("|---:|---:|---:|---:|---:|---:|---:|")
+              "nginx added p50 us | HS256 / off | RS256 / off | audit / all off | "
+              "JWT+rules+audit / all off |")
+            w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for c in (1, 16, 64):
                 m, n, d = g[("mcpd", c)], g[("nginx", c)], g[("direct", c)]
                 hs, rs = g[("mcpd+HS256", c)], g[("mcpd+RS256", c)]
+                bare, authz = g[("mcpd all off", c)], g[("mcpd+authz", c)]
                 w(f"| {c} | {ratio(m['rps'], n['rps']):.2f} | {ratio(m['rps'], d['rps']):.2f} | "
                   f"{m['p50_us'] - d['p50_us']:.0f} | {n['p50_us'] - d['p50_us']:.0f} | "
-                  f"{ratio(hs['rps'], m['rps']):.2f} | {ratio(rs['rps'], m['rps']):.2f} |")
+                  f"{ratio(hs['rps'], m['rps']):.2f} | {ratio(rs['rps'], m['rps']):.2f} | "
+                  f"{ratio(m['rps'], bare['rps']):.2f} | {ratio(authz['rps'], bare['rps']):.2f} |")
             w("")
+            w("HS256 / off and RS256 / off compare with `mcpd` (both audited); the last two "
+              "columns with `mcpd all off`.\n")
             worst_ratio = min(ratio(g[("mcpd", c)]["rps"], g[("nginx", c)]["rps"])
                               for c in (1, 16, 64))
             added = g[("mcpd", 1)]["p50_us"] - g[("direct", 1)]["p50_us"]
             jwt = min(ratio(g[(t, c)]["rps"], g[("mcpd", c)]["rps"])
                       for t in ("mcpd+HS256", "mcpd+RS256") for c in (1, 16, 64))
+            authz = min(ratio(g[("mcpd+authz", c)]["rps"], g[("mcpd all off", c)]["rps"])
+                        for c in (1, 16, 64))
             targets += [
                 ("Gateway throughput >= nginx (worst of 1/16/64 conns)", f"{worst_ratio:.2f}x",
                  worst_ratio >= 1.0),
                 ("Added p50 latency over direct, 1 conn <= 60 us", f"{added:.0f} us", added <= 60),
                 ("JWT on / off throughput >= 0.95x (worst)", f"{jwt:.2f}x", jwt >= 0.95),
+                ("JWT + per-tool rules + audit on / all off throughput >= 0.95x (worst)",
+                 f"{authz:.2f}x", authz >= 0.95),
             ]
         if "sse" in r:
             w("## SSE: 500 concurrent `progress` streams (20 events, 50 ms apart)\n")

@@ -4,12 +4,16 @@
 //! through the same functions, so CI guards against regressions without a nightly toolchain.
 //! Each function panics when a property does not hold; refusing an input is fine.
 
+mod mcp_traffic;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub use mcp_traffic::{envelope, sse_split};
 
 use crate::config::{self, AuthConfig, Env, KeySource, valid_server_name};
 use crate::gateway::auth::{self, Authenticator, TokenError};

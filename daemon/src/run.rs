@@ -85,16 +85,23 @@ pub async fn run(
     let directory = supervisor.directory().clone();
     let metrics = Arc::new(Metrics::new(directory.clone()));
     let auth = Authenticator::load(&daemon.auth)?;
-    // One audit log for the gateway and `mcpctl call`; `logs` needs a restart, and so does it.
-    let audit = AuditLog::new(&daemon.logs, metrics.audit_dropped.clone());
+    // One audit log for the gateway and `mcpctl call` (none with `logs.audit: false`); `logs`
+    // needs a restart, and so does it.
+    let audit = daemon
+        .logs
+        .audit
+        .then(|| AuditLog::new(&daemon.logs, metrics.audit_dropped.clone()));
     let gateway_ctx = GatewayContext::from_parts(
         directory.clone(),
         daemon.clone(),
         auth,
         GatewayOptions::default(),
         Some(metrics.clone()),
-    )
-    .with_audit(audit.clone());
+    );
+    let gateway_ctx = match &audit {
+        Some(audit) => gateway_ctx.with_audit(audit.clone()),
+        None => gateway_ctx,
+    };
     let shared_config = Arc::new(ArcSwap::from_pointee(daemon.clone()));
     let reloader = Arc::new(DaemonReloader {
         config_path: daemon.source.clone(),
@@ -117,7 +124,7 @@ pub async fn run(
     let mut control_ctx =
         ControlContext::new(supervisor.clone(), shared_config.clone(), McpClient::new());
     control_ctx.reloader = reloader.clone();
-    control_ctx.audit = Some(audit.clone());
+    control_ctx.audit = audit.clone();
     let control_stop = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(
         listeners.control,
@@ -185,7 +192,9 @@ pub async fn run(
     {
         tracing::warn!("gateway or control socket did not finish draining in time");
     }
-    audit.flush(Duration::from_secs(2)).await;
+    if let Some(audit) = &audit {
+        audit.flush(Duration::from_secs(2)).await;
+    }
     tracing::info!("mcpd stopped");
     Ok(())
 }

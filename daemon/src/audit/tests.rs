@@ -15,6 +15,7 @@ fn logs(dir: &std::path::Path, rotation: Rotation) -> LogsConfig {
         rotation,
         keep: 3,
         buffer_lines: 10,
+        audit: true,
     }
 }
 

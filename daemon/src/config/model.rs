@@ -218,6 +218,8 @@ pub struct LogsConfig {
     pub keep: usize,
     /// Lines kept in memory per server for `mcpctl logs`.
     pub buffer_lines: usize,
+    /// Write `audit.log` (one record per `tools/call`); `logs.audit: false` turns it off.
+    pub audit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,6 +103,7 @@ pub struct RawLogs {
     pub rotation: Option<RawRotation>,
     pub keep: Option<usize>,
     pub buffer_lines: Option<usize>,
+    pub audit: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

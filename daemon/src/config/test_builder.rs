@@ -45,6 +45,7 @@ pub(crate) fn daemon_config(dir: &Path) -> DaemonConfig {
             rotation: Rotation::Never,
             keep: 1,
             buffer_lines: 100,
+            audit: true,
         },
         auth: AuthConfig::default(),
         defaults: defaults(),

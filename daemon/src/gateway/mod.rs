@@ -57,6 +57,9 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Authenticator, KeyError};
 pub use registry::resource_metadata_url;
 pub use router::{Route, route};
+/// The SSE splitter, for the `sse_split` fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub(crate) use tap::sse;
 pub use web::WebRoute;
 
 use crate::accept::{self, AcceptErrors};

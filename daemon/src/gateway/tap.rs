@@ -8,7 +8,7 @@
 //! and, for 2026-07-28, is marked `cacheScope: "private"`. An answer too large to filter
 //! (over [`MAX_HELD`]) is replaced by a JSON-RPC error: a list is never passed on unfiltered.
 
-mod sse;
+pub(crate) mod sse;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -502,6 +502,7 @@ mod tests {
             rotation: Rotation::Never,
             keep: 2,
             buffer_lines: 3,
+            audit: true,
         }
     }
 

@@ -561,6 +561,22 @@ fn daemon_scalars_are_checked() {
 }
 
 #[test]
+fn logs_audit_is_a_located_boolean() {
+    let f = fixture();
+    f.write("mcpd.yaml", "services_dir: mcp\nlogs:\n  audit: false\n");
+    assert!(!f.daemon().logs.audit);
+    f.write(
+        "mcpd.yaml",
+        "services_dir: mcp\nlogs:\n  audit: sometimes\n",
+    );
+    let errors = load_daemon_in(Some(&f.daemon_file()), &f.env).unwrap_err();
+    assert_eq!(errors.len(), 1, "{}", show(&errors));
+    assert!(errors[0].file.ends_with("mcpd.yaml"), "{}", errors[0]);
+    assert_eq!(errors[0].line, Some(3), "{}", errors[0]);
+    assert!(errors[0].column.is_some(), "{}", errors[0]);
+}
+
+#[test]
 fn a_missing_services_dir_is_an_error() {
     let f = fixture();
     f.write("mcpd.yaml", "services_dir: nowhere\n");

@@ -186,6 +186,7 @@ fn built_in_defaults_without_a_config_file() {
     assert_eq!(daemon.logs.dir, home.join(".local/state/mcpd/logs"));
     assert_eq!(daemon.logs.rotation, Rotation::Daily);
     assert_eq!((daemon.logs.keep, daemon.logs.buffer_lines), (7, 1000));
+    assert!(daemon.logs.audit);
     assert_eq!(daemon.gateway.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(daemon.gateway.public_url, "http://localhost:8080");
     assert_eq!(daemon.gateway.public_host, "localhost:8080");

@@ -146,6 +146,7 @@ pub fn daemon(source: Option<&Source>, env: &Env, errors: &mut Vec<ConfigError>)
             rotation: logs.rotation.map_or(Rotation::Daily, Rotation::from),
             keep,
             buffer_lines,
+            audit: logs.audit.unwrap_or(true),
         },
         auth: auth(source, &base, errors),
         defaults: defaults(source, errors),
