@@ -19,6 +19,7 @@ pub mod probe_client;
 mod run;
 pub mod supervisor;
 pub mod systemd;
+pub mod virtuals;
 pub mod watch;
 
 pub use run::{DaemonReloader, Listeners, RunError, run};

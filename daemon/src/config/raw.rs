@@ -206,6 +206,20 @@ pub struct RawServer {
     pub path: Option<String>,
     pub stop_timeout: Option<Dur>,
     pub audit: Option<RawAudit>,
+    // A virtual server (`validate::virtual_server`): `aggregate` instead of `binary`.
+    pub aggregate: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub tools: Option<Vec<String>>,
+    pub separator: Option<String>,
+    pub prefix: Option<RawPrefix>,
+}
+
+/// `prefix:` of a virtual server.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPrefix {
+    Always,
+    Never,
 }
 
 /// `audit:` of a server.

@@ -5,6 +5,7 @@ mod errors;
 mod files;
 mod fuzz;
 mod gateway_limits;
+mod virtual_servers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
