@@ -35,6 +35,7 @@ mod router;
 mod tap;
 mod token_cache;
 mod upstream;
+mod virtual_server;
 
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,8 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// Where `tools/call` records go; `None`: calls are not audited.
     audit: Option<Arc<AuditLog>>,
+    /// Session key and member sessions of virtual servers.
+    virtuals: virtual_server::VirtualState,
 }
 
 /// Everything the gateway reads: the live directory, the configuration and keys (swappable
@@ -152,6 +155,7 @@ impl GatewayContext {
                 options,
                 metrics,
                 audit: None,
+                virtuals: Default::default(),
             }),
         }
     }
@@ -164,6 +168,7 @@ impl GatewayContext {
             options: shared.options.clone(),
             metrics: shared.metrics.clone(),
             audit: None,
+            virtuals: Default::default(),
         });
         GatewayContext {
             shared: Arc::new(Shared {

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body::{Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::conn::BoxError;
@@ -22,19 +22,79 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 /// active-streams gauge until it ends or the client goes away.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: ResponseBody,
+    inner: Source,
     active: Option<Gauge>,
     /// Filters list answers and reads call outcomes (see [`Tap`]); taken when the body ends.
     tap: Option<Box<Tap>>,
+    /// Sent in place of an error of the upstream body, which then ends cleanly (a virtual
+    /// server's SSE event saying which member broke off).
+    on_cut: Option<Bytes>,
+}
+
+/// A stream the gateway writes itself (a virtual server's listening stream).
+pub type LocalBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>;
+
+/// Where an [`UpstreamBody`]'s frames come from.
+enum Source {
+    Upstream(ResponseBody),
+    Local(LocalBody),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Upstream(body) => body.fmt(f),
+            Source::Local(_) => f.write_str("LocalBody"),
+        }
+    }
+}
+
+impl Source {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Local(body) => body.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Upstream(body) => body.size_hint(),
+            Source::Local(body) => body.size_hint(),
+        }
+    }
 }
 
 impl UpstreamBody {
     pub fn new(inner: ResponseBody) -> Self {
         UpstreamBody {
-            inner,
+            inner: Source::Upstream(inner),
             active: None,
             tap: None,
+            on_cut: None,
         }
+    }
+
+    /// A body the gateway streams itself.
+    pub fn local(inner: LocalBody) -> Self {
+        UpstreamBody {
+            inner: Source::Local(inner),
+            active: None,
+            tap: None,
+            on_cut: None,
+        }
+    }
+
+    /// Ends the body with `tail` instead of an error if the upstream body breaks off.
+    pub fn on_cut(&mut self, tail: Bytes) {
+        self.on_cut = Some(tail);
     }
 
     /// Passes the body through `tap` (which has read the response head).
@@ -69,10 +129,18 @@ impl http_body::Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(tap) = &mut this.tap else {
-            return Pin::new(&mut this.inner).poll_frame(cx);
+            return match this.inner.poll_frame(cx) {
+                Poll::Ready(Some(Err(_))) if this.on_cut.is_some() => {
+                    this.inner = Source::Local(Box::pin(http_body_util::Empty::new().map_err(
+                        |never: std::convert::Infallible| -> BoxError { match never {} },
+                    )));
+                    Poll::Ready(this.on_cut.take().map(|tail| Ok(Frame::data(tail))))
+                }
+                other => other,
+            };
         };
         loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match this.inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         let out = tap.data(data);
@@ -89,6 +157,14 @@ impl http_body::Body for UpstreamBody {
                         return Poll::Ready(None);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+                Poll::Ready(Some(Err(_))) if this.on_cut.is_some() => {
+                    // The tap records what it saw when dropped.
+                    this.tap = None;
+                    this.inner = Source::Local(Box::pin(http_body_util::Empty::new().map_err(
+                        |never: std::convert::Infallible| -> BoxError { match never {} },
+                    )));
+                    return Poll::Ready(this.on_cut.take().map(|tail| Ok(Frame::data(tail))));
                 }
                 other => return other,
             }
