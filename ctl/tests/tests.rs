@@ -269,6 +269,7 @@ fn server(name: &str, state: ServerState, last_error: Option<&str>) -> ServerInf
         tools_count: 2,
         last_exit: None,
         last_error: last_error.map(str::to_owned),
+        members: None,
     }
 }
 
@@ -287,6 +288,7 @@ fn status_prints_an_aligned_table_and_config_errors() {
                 message: "unknown key `enbled`".into(),
                 hint: Some("did you mean `enabled`?".into()),
             }],
+            conflicts: vec![],
         }))
     });
     let output = mcpctl(&["--socket", socket.to_str().unwrap(), "status"], &[]);
@@ -312,6 +314,7 @@ fn status_json_is_the_documented_shape() {
         Some(Response::Status(StatusReply {
             servers: vec![server("echo", ServerState::Running, None)],
             config_errors: vec![],
+            conflicts: vec![],
         }))
     });
     let output = mcpctl(

@@ -29,4 +29,5 @@ pub use response::*;
 ///
 /// 2: [`LogStream::Daemon`], the daemon's own notes in a server's log.
 /// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: virtual servers: members in `ServerInfo`, conflicts in `status` and `show`.
+pub const PROTOCOL_VERSION: u32 = 4;

@@ -122,6 +122,15 @@ pub struct ServerInfo {
     /// How the last process ended, e.g. "exit code 1".
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
+    /// A virtual server's members and their states (`None` for a server with a process).
+    pub members: Option<Vec<MemberInfo>>,
+}
+
+/// One member of a virtual server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub state: ServerState,
 }
 
 /// One configuration error, located.
@@ -150,6 +159,9 @@ pub struct StatusReply {
     pub servers: Vec<ServerInfo>,
     /// Errors of the last configuration load.
     pub config_errors: Vec<ConfigErrorInfo>,
+    /// Tools virtual servers leave out (two members produce one name, or a name breaks the
+    /// rules), one line each naming every source.
+    pub conflicts: Vec<String>,
 }
 
 /// A tool a server offers.
@@ -215,6 +227,9 @@ pub struct ShowReply {
     pub tool_rules: Vec<ToolRuleInfo>,
     /// `audit.arguments`.
     pub audit_arguments: bool,
+    /// A virtual server's `tools` filter as written, and its conflicts.
+    pub tool_filter: Vec<String>,
+    pub conflicts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
 //! Read-only commands: `list`, `status`, `show`, `tools`, `list-packages`.
 
 use mcpd_protocol::{
-    ListPackagesRequest, ListRequest, Request, Response, ShowRequest, StatusReply, StatusRequest,
-    ToolEntry, ToolsRequest,
+    ListPackagesRequest, ListRequest, MemberInfo, Request, Response, ShowReply, ShowRequest,
+    StatusReply, StatusRequest, ToolEntry, ToolsRequest,
 };
 use serde::Serialize;
 
@@ -61,6 +61,12 @@ pub fn status_table(reply: &StatusReply) -> String {
     if !reply.config_errors.is_empty() {
         text.push_str("\nconfiguration errors (these files keep their previous servers):\n");
         text.push_str(&config_errors_text(&reply.config_errors));
+    }
+    if !reply.conflicts.is_empty() {
+        text.push_str("\ntools left out by virtual servers:\n");
+        for conflict in &reply.conflicts {
+            text.push_str(&format!("  {}\n", one_line(conflict)));
+        }
     }
     text
 }
@@ -122,66 +128,10 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         out.json(&value)?;
         return Ok(Outcome::Success);
     }
-    let s = &reply.status;
-    let mut lines: Vec<(&str, String)> = vec![
-        ("name", s.name.clone()),
-        ("description", s.description.clone()),
-        ("state", s.state.to_string()),
-        ("enabled", s.enabled.to_string()),
-        ("pid", or_dash(s.pid)),
-        ("port", or_dash(s.port)),
-        (
-            "uptime",
-            s.uptime_ms.map_or_else(|| "-".to_owned(), short_duration),
-        ),
-        ("restarts", s.restarts.to_string()),
-        ("last exit", or_dash(s.last_exit.clone())),
-        ("last error", or_dash(s.last_error.clone())),
-        ("file", reply.file.clone()),
-        (
-            "binary",
-            format!("{} ({})", reply.binary_name, reply.binary),
-        ),
-        ("package", or_dash(reply.package.clone())),
-        (
-            "args",
-            if reply.args.is_empty() {
-                "-".to_owned()
-            } else {
-                reply.args.join(" ")
-            },
-        ),
-        ("working dir", or_dash(reply.working_dir.clone())),
-        ("endpoint", reply.endpoint.clone()),
-        ("upstream", or_dash(reply.upstream_url.clone())),
-        ("display in web", reply.display_in_web.to_string()),
-        ("oauth required", reply.oauth_required.to_string()),
-    ];
-    if reply.oauth_required {
-        let scopes = match reply.oauth_scopes.join(" ") {
-            none if none.is_empty() => "none: any valid token passes (warning)".to_owned(),
-            scopes => scopes,
-        };
-        lines.push(("oauth scopes", scopes));
-        lines.push(("oauth audience", reply.oauth_audience.clone()));
-        lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
-    }
-    lines.push(("restart", reply.restart_policy.clone()));
-    lines.push((
-        "health",
-        format!(
-            "every {}, timeout {}",
-            exact_duration(reply.health_interval_ms),
-            exact_duration(reply.health_timeout_ms)
-        ),
-    ));
-    lines.push(("stop timeout", exact_duration(reply.stop_timeout_ms)));
-    for (k, v) in &reply.env {
-        lines.push(("env", format!("{k}={v}")));
-    }
-    if !reply.env_passthrough.is_empty() {
-        lines.push(("env passthrough", reply.env_passthrough.join(" ")));
-    }
+    let mut lines = match &reply.status.members {
+        Some(members) => virtual_lines(&reply, members),
+        None => server_lines(&reply),
+    };
     let tools: Vec<&str> = reply.tools.iter().map(|t| t.name.as_str()).collect();
     lines.push((
         "tools",
@@ -293,4 +243,114 @@ mod tests {
         assert_eq!(exact_duration(10_000), "10s");
         assert_eq!(exact_duration(90_000), "1m 30s");
     }
+}
+
+/// `show` lines of a server with a process.
+fn server_lines(reply: &ShowReply) -> Vec<(&'static str, String)> {
+    let s = &reply.status;
+    let mut lines: Vec<(&'static str, String)> = vec![
+        ("name", s.name.clone()),
+        ("description", s.description.clone()),
+        ("state", s.state.to_string()),
+        ("enabled", s.enabled.to_string()),
+        ("pid", or_dash(s.pid)),
+        ("port", or_dash(s.port)),
+        (
+            "uptime",
+            s.uptime_ms.map_or_else(|| "-".to_owned(), short_duration),
+        ),
+        ("restarts", s.restarts.to_string()),
+        ("last exit", or_dash(s.last_exit.clone())),
+        ("last error", or_dash(s.last_error.clone())),
+        ("file", reply.file.clone()),
+        (
+            "binary",
+            format!("{} ({})", reply.binary_name, reply.binary),
+        ),
+        ("package", or_dash(reply.package.clone())),
+        (
+            "args",
+            if reply.args.is_empty() {
+                "-".to_owned()
+            } else {
+                reply.args.join(" ")
+            },
+        ),
+        ("working dir", or_dash(reply.working_dir.clone())),
+        ("endpoint", reply.endpoint.clone()),
+        ("upstream", or_dash(reply.upstream_url.clone())),
+        ("display in web", reply.display_in_web.to_string()),
+        ("oauth required", reply.oauth_required.to_string()),
+    ];
+    if reply.oauth_required {
+        let scopes = match reply.oauth_scopes.join(" ") {
+            none if none.is_empty() => "none: any valid token passes (warning)".to_owned(),
+            scopes => scopes,
+        };
+        lines.push(("oauth scopes", scopes));
+        lines.push(("oauth audience", reply.oauth_audience.clone()));
+        lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
+    }
+    lines.push(("restart", reply.restart_policy.clone()));
+    lines.push((
+        "health",
+        format!(
+            "every {}, timeout {}",
+            exact_duration(reply.health_interval_ms),
+            exact_duration(reply.health_timeout_ms)
+        ),
+    ));
+    lines.push(("stop timeout", exact_duration(reply.stop_timeout_ms)));
+    for (k, v) in &reply.env {
+        lines.push(("env", format!("{k}={v}")));
+    }
+    if !reply.env_passthrough.is_empty() {
+        lines.push(("env passthrough", reply.env_passthrough.join(" ")));
+    }
+    lines
+}
+
+/// `show` lines of a virtual server: its members and their states, filter and conflicts.
+fn virtual_lines(reply: &ShowReply, members: &[MemberInfo]) -> Vec<(&'static str, String)> {
+    let s = &reply.status;
+    let mut lines: Vec<(&'static str, String)> = vec![
+        ("name", s.name.clone()),
+        (
+            "kind",
+            "virtual (offers the tools of its members)".to_owned(),
+        ),
+        ("description", s.description.clone()),
+        ("state", s.state.to_string()),
+        ("enabled", s.enabled.to_string()),
+        ("file", reply.file.clone()),
+        ("endpoint", reply.endpoint.clone()),
+    ];
+    for member in members {
+        lines.push(("member", format!("{} ({})", member.name, member.state)));
+    }
+    if members.is_empty() {
+        lines.push(("member", "- (no server matches)".to_owned()));
+    }
+    if !reply.tool_filter.is_empty() {
+        lines.push(("tool filter", reply.tool_filter.join(" ")));
+    }
+    lines.push(("oauth required", reply.oauth_required.to_string()));
+    if reply.oauth_required {
+        let scopes = reply.oauth_scopes.join(" ");
+        lines.push((
+            "oauth scopes",
+            or_dash(Some(scopes).filter(|s| !s.is_empty())),
+        ));
+        lines.push(("oauth audience", reply.oauth_audience.clone()));
+    }
+    for rule in &reply.tool_rules {
+        lines.push((
+            "tool rule",
+            format!("{}: {}", rule.pattern, rule.scopes.join(" ")),
+        ));
+    }
+    for conflict in &reply.conflicts {
+        lines.push(("left out", conflict.clone()));
+    }
+    lines
 }

@@ -32,9 +32,9 @@ use super::response::{self, Body};
 use super::upstream::Pool;
 use super::{Live, Shared, inspect, query};
 use crate::config::VirtualConfig;
-use crate::directory::{Directory, ServerState};
+use crate::directory::Directory;
 use crate::envelope::{self, INVALID_REQUEST};
-use crate::virtuals::catalog::{self, Catalog};
+pub use crate::virtuals::catalog_of;
 use crate::virtuals::seal::{self, SessionFacts, SessionKey};
 
 /// JSON-RPC "method not found".
@@ -67,17 +67,6 @@ impl VirtualState {
         });
         loaded.as_ref().ok().cloned()
     }
-}
-
-/// The tools a virtual server offers now: its running members' cached tools.
-pub fn catalog_of(directory: &Directory, config: &VirtualConfig) -> Catalog {
-    let all = directory.all();
-    let members = config.members.iter().filter_map(|member| {
-        let entry = all.get(member)?;
-        let status = entry.status.load();
-        (status.state == ServerState::Running).then(|| (member.as_str(), status.tools.clone()))
-    });
-    catalog::build(config, members)
 }
 
 /// One request to a virtual server, with what every step needs.
