@@ -16,3 +16,4 @@ mod legacy;
 mod ops;
 mod probes;
 mod supervision;
+mod virtual_servers;

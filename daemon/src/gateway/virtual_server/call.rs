@@ -34,6 +34,9 @@ use crate::gateway::response::Body;
 use crate::gateway::tap::{CallAudit, Tap};
 use crate::probe_client::Link;
 
+/// The keys of the per-request metadata of 2026-07-28.
+const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
+
 /// Most bytes read of a member's refusal to quote it.
 const MAX_REFUSAL: usize = 64 * 1024;
 
@@ -220,7 +223,12 @@ fn rewrite(body: &[u8], original: &str, link: &Link) -> Option<Bytes> {
     let mut value: Value = serde_json::from_slice(body).ok()?;
     let params = value.get_mut("params")?.as_object_mut()?;
     params.insert("name".into(), Value::String(original.to_owned()));
-    if *link == Link::Stateless {
+    if *link != Link::Stateless {
+        // The per-request metadata of 2026-07-28 would contradict the session's version.
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.retain(|key, _| !key.starts_with(STATELESS_META_PREFIX));
+        }
+    } else {
         let meta = params.entry("_meta").or_insert_with(|| json!({}));
         if let Some(meta) = meta.as_object_mut() {
             for (key, default) in [

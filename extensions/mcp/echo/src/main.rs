@@ -9,6 +9,8 @@
 //! only the session-based protocol generation (no `server/discover`), and
 //! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
 //! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
+//! `MCP_ECHO_EXTRA_TOOLS=a,b` adds tools named `a` and `b` that act like `echo` (tests of tool
+//! names chosen by a server).
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
@@ -105,10 +107,19 @@ fn options_from_env() -> Result<server::Options, String> {
             }
         },
     };
+    let extra_tools: Vec<String> = std::env::var("MCP_ECHO_EXTRA_TOOLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
     Ok(server::Options {
         session_only,
         idle_timeout,
         reflect_headers: std::env::var("MCP_ECHO_REFLECT_HEADERS").as_deref() == Ok("1"),
+        // Read once at start and kept for the process's life.
+        extra_tools: Vec::leak(extra_tools),
     })
 }
 

@@ -48,6 +48,8 @@ pub struct Options {
     /// Answer `<MCP_PATH>?reflect-headers` with the request's headers as JSON, for tests of
     /// what a proxy in front forwards. Off by default.
     pub reflect_headers: bool,
+    /// More tools, each acting like `echo` under its own name.
+    pub extra_tools: &'static [String],
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -64,8 +66,16 @@ impl Echo {
     }
 
     pub fn with_options(options: Options) -> Self {
+        let mut tool_router = Self::tool_router();
+        if let Some(echo) = tool_router.map.get("echo").cloned() {
+            for name in options.extra_tools {
+                let mut route = echo.clone();
+                route.attr.name = name.clone().into();
+                tool_router.add_route(route);
+            }
+        }
         Echo {
-            tool_router: Self::tool_router(),
+            tool_router,
             session_only: options.session_only,
         }
     }
