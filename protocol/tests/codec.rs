@@ -18,6 +18,7 @@ fn sample_info() -> ServerInfo {
         tools_count: 3,
         last_exit: None,
         last_error: Some("boom".into()),
+        members: None,
     }
 }
 
@@ -56,10 +57,11 @@ fn golden_status_reply() {
             message: "unknown key".into(),
             hint: None,
         }],
+        conflicts: vec![],
     });
     let frame = codec::encode_frame(&reply).unwrap();
     let expected = concat!(
-        "00000049",               // length 73
+        "0000004b",               // length 75
         "03",                     // Response::Status
         "01",                     // one server
         "046563686f",             // name "echo"
@@ -74,12 +76,14 @@ fn golden_status_reply() {
         "03",                     // tools_count
         "00",                     // last_exit None
         "0104626f6f6d",           // last_error Some("boom")
+        "00",                     // members None
         "01",                     // one config error
         "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
         "0103",
         "0105",                     // line Some(3), column Some(5)
         "0b756e6b6e6f776e206b6579", // message "unknown key"
         "00",                       // hint None
+        "00",                       // no conflicts
     );
     assert_eq!(hex(&frame), expected);
 }
@@ -106,10 +110,10 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_two() {
+fn protocol_version_is_four() {
     // Bumping it is a decision: old clients will be told they are incompatible.
-    // 2: LogStream::Daemon.
-    assert_eq!(PROTOCOL_VERSION, 2);
+    // 2: LogStream::Daemon. 3: audit, per-tool rules. 4: virtual servers.
+    assert_eq!(PROTOCOL_VERSION, 4);
 }
 
 #[test]
@@ -139,6 +143,7 @@ fn every_request() -> Vec<Request> {
         Request::Tools(ToolsRequest {
             name: Some("echo".into()),
             schema: true,
+            as_scopes: None,
         }),
         Request::Call(CallRequest {
             server: None,
@@ -180,6 +185,7 @@ fn every_response() -> Vec<Response> {
         name: "echo".into(),
         description: Some("Echoes".into()),
         input_schema_json: Some(r#"{"type":"object"}"#.into()),
+        access: None,
     };
     let test = TestReply {
         server: "echo".into(),
@@ -209,6 +215,7 @@ fn every_response() -> Vec<Response> {
         Response::Status(StatusReply {
             servers: vec![sample_info()],
             config_errors: vec![],
+            conflicts: vec!["virtual server all: \"a_b\" left out".into()],
         }),
         Response::Show(Box::new(ShowReply {
             status: sample_info(),
@@ -233,6 +240,13 @@ fn every_response() -> Vec<Response> {
             health_timeout_ms: 5_000,
             stop_timeout_ms: 10_000,
             tools: vec![tool.clone()],
+            tool_rules: vec![ToolRuleInfo {
+                pattern: "delete_*".into(),
+                scopes: vec!["admin".into()],
+            }],
+            audit_arguments: false,
+            tool_filter: vec!["!*_delete*".into()],
+            conflicts: vec![],
         })),
         Response::Tools(ToolsReply { tools: vec![tool] }),
         Response::Call(CallReply {
@@ -244,6 +258,7 @@ fn every_response() -> Vec<Response> {
         Response::Validate(ValidateReply {
             config_errors: vec![],
             handshakes: vec![test],
+            warnings: vec![],
         }),
         Response::Logs(LogsReply {
             server: "echo".into(),

@@ -233,18 +233,6 @@ pub(super) async fn packages(client: &mut Client, out: &mut Output<'_>) -> Comma
     Ok(Outcome::Success)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::exact_duration;
-
-    #[test]
-    fn configured_durations_keep_their_milliseconds() {
-        assert_eq!(exact_duration(200), "200ms");
-        assert_eq!(exact_duration(10_000), "10s");
-        assert_eq!(exact_duration(90_000), "1m 30s");
-    }
-}
-
 /// `show` lines of a server with a process.
 fn server_lines(reply: &ShowReply) -> Vec<(&'static str, String)> {
     let s = &reply.status;
@@ -353,4 +341,16 @@ fn virtual_lines(reply: &ShowReply, members: &[MemberInfo]) -> Vec<(&'static str
         lines.push(("left out", conflict.clone()));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_duration;
+
+    #[test]
+    fn configured_durations_keep_their_milliseconds() {
+        assert_eq!(exact_duration(200), "200ms");
+        assert_eq!(exact_duration(10_000), "10s");
+        assert_eq!(exact_duration(90_000), "1m 30s");
+    }
 }

@@ -23,11 +23,7 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
                     return Some(i + 3);
                 }
             }
-            b'\r' => {
-                if bytes.get(i + 1) == Some(&b'\r') {
-                    return Some(i + 2);
-                }
-            }
+            b'\r' if bytes.get(i + 1) == Some(&b'\r') => return Some(i + 2),
             _ => {}
         }
         i += 1;
