@@ -636,3 +636,34 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
     assert_eq!(response.status(), 405);
     assert!(daemon.process.try_status().is_none(), "mcpd still runs");
 }
+
+#[tokio::test]
+async fn a_cancelled_call_is_cancelled_in_the_member() {
+    let daemon = start(TWO_MEMBERS, &["one", "two"]).await;
+    let url = daemon.mcp_url("all");
+    let (_, session, _) = post(&url, None, None, initialize_body()).await;
+    let session = session.expect("a session id");
+    // A call that would run for ten minutes in the session-based member.
+    let call = {
+        let (url, session) = (url.clone(), session.clone());
+        tokio::spawn(async move {
+            let body = json!({"jsonrpc": "2.0", "id": "long-1", "method": "tools/call",
+                "params": {"name": "two_sleep", "arguments": {"ms": 600_000}}});
+            post(&url, Some(&session), None, body).await
+        })
+    };
+    wait_for(GW_START, "the member to start the call", || async {
+        let logs = daemon.mcpctl(&["logs", "two", "-n", "50"]);
+        String::from_utf8_lossy(&logs.stdout).contains("call sleep")
+    })
+    .await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long-1", "reason": "the user gave up"}});
+    let (status, _, _) = post(&url, Some(&session), None, cancel).await;
+    assert_eq!(status, 202);
+    // The member stops the call, so its answer stream ends long before ten minutes.
+    tokio::time::timeout(CALL, call)
+        .await
+        .expect("the cancelled call ends")
+        .expect("the call task");
+}

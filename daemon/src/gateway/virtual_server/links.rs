@@ -22,6 +22,9 @@ struct LinkKey {
 #[derive(Debug, Default)]
 pub struct Links {
     links: Mutex<HashMap<LinkKey, (Option<SystemTime>, Link)>>,
+    /// The member and link of each recent call, by (client session, request id as JSON), so a
+    /// client's `notifications/cancelled` reaches the member running the call.
+    calls: Mutex<HashMap<(u64, String), (String, Link)>>,
 }
 
 /// Where the member runs now, and how long its handshake may take.
@@ -55,6 +58,24 @@ impl Links {
         }
         links.insert(key, (member.started_at, link.clone()));
         Ok(link)
+    }
+
+    /// Notes that `request` of `session` runs in `member` over `link`.
+    pub fn note_call(&self, session: u64, request: &str, member: &str, link: &Link) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.len() >= MAX_LINKS {
+            calls.clear();
+        }
+        calls.insert(
+            (session, request.to_owned()),
+            (member.to_owned(), link.clone()),
+        );
+    }
+
+    /// Where `request` of `session` runs, and forgets it.
+    pub fn take_call(&self, session: u64, request: &str) -> Option<(String, Link)> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.remove(&(session, request.to_owned()))
     }
 
     /// Forgets the link (the member answered 404 to its session).

@@ -227,7 +227,10 @@ async fn post(
         return accepted();
     };
     if id.is_none() {
-        // Notifications (initialized, cancelled, ...): nothing to do.
+        if method == "notifications/cancelled" {
+            call::cancel(context, &parts.headers, bytes.clone()).await;
+        }
+        // Other notifications (initialized, ...): nothing to do.
         return accepted();
     }
     match method {
