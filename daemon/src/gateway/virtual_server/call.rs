@@ -19,8 +19,8 @@ use mcpd_protocol::{AuditDecision, AuditRecord};
 
 use super::links::MemberAddress;
 use super::{
-    INVALID_PARAMS, MEMBER_UNAVAILABLE, Request2, STATELESS_VERSION, access, catalog_of,
-    error_message, json_answer, passed_on, rpc_error,
+    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access, error_message,
+    json_answer, passed_on, rpc_error,
 };
 use crate::audit;
 use crate::authz::Decision;
@@ -41,7 +41,7 @@ const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
 const MAX_REFUSAL: usize = 64 * 1024;
 
 pub(super) async fn call(
-    context: &Request2<'_>,
+    context: &Context<'_>,
     message: &Message<'_>,
     headers: &HeaderMap,
     body: Bytes,
@@ -52,7 +52,7 @@ pub(super) async fn call(
     let name = config.name.as_str();
     let id = message.id;
     let exposed = message.name.as_deref().unwrap_or_default();
-    let catalog = catalog_of(directory, config);
+    let catalog = context.shared.virtuals.catalogs.get(directory, config);
     let Some(tool) = catalog.tools.get(exposed) else {
         if let Some((member, state)) = member_down(directory, config, exposed) {
             return rpc_error(
@@ -296,7 +296,7 @@ fn member_request(
 /// JSON-RPC error event if the member breaks off); anything else becomes a JSON-RPC error
 /// naming the member, unless it already is one.
 async fn finish(
-    context: &Request2<'_>,
+    context: &Context<'_>,
     message: &Message<'_>,
     member: &ServerConfig,
     original: &str,
@@ -384,7 +384,7 @@ async fn finish(
 }
 
 fn audit_record(
-    context: &Request2<'_>,
+    context: &Context<'_>,
     message: &Message<'_>,
     member: &ServerConfig,
     original: &str,
@@ -417,7 +417,7 @@ fn audit_record(
 /// Passes a client's `notifications/cancelled` on to the member running the call it names
 /// (request ids are the client's own: a member session serves one client session). Anything
 /// else about it is ignored, as the protocol says of cancellations.
-pub(super) async fn cancel(context: &Request2<'_>, headers: &HeaderMap, body: Bytes) {
+pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Bytes) {
     #[derive(serde::Deserialize)]
     struct Cancelled {
         params: CancelledParams,

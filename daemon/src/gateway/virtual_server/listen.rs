@@ -15,7 +15,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http_body::Frame;
 use http_body_util::{Either, StreamBody};
 
-use super::{Request2, visible};
+use super::{Context, visible};
 use crate::directory::Directory;
 use crate::gateway::auth::Claims;
 use crate::gateway::conn::BoxError;
@@ -31,7 +31,8 @@ const LIST_CHANGED: &[u8] =
 fn view(directory: &Directory, name: &str, claims: Option<&Claims>) -> u64 {
     let mut hash = DefaultHasher::new();
     if let Some(config) = directory.get_virtual(name) {
-        for (exposed, tool) in visible(directory, &config, claims) {
+        let catalog = crate::virtuals::catalog_of(directory, &config);
+        for (exposed, tool) in visible(directory, &config, &catalog, claims) {
             exposed.hash(&mut hash);
             tool.info.description.hash(&mut hash);
             tool.info.input_schema.to_string().hash(&mut hash);
@@ -48,7 +49,7 @@ struct Listener {
     seen: u64,
 }
 
-pub(super) fn open(context: &Request2<'_>) -> Response<Body> {
+pub(super) fn open(context: &Context<'_>) -> Response<Body> {
     let directory = context.shared.directory.clone();
     let mut changes = directory.subscribe();
     changes.borrow_and_update();

@@ -53,6 +53,7 @@ const STATELESS_VERSION: &str = "2026-07-28";
 pub struct VirtualState {
     key: OnceLock<Result<Arc<SessionKey>, String>>,
     links: links::Links,
+    catalogs: crate::virtuals::CatalogCache,
 }
 
 impl VirtualState {
@@ -70,7 +71,7 @@ impl VirtualState {
 }
 
 /// One request to a virtual server, with what every step needs.
-struct Request2<'a> {
+struct Context<'a> {
     shared: &'a Shared,
     pool: &'a Arc<Pool>,
     live: &'a Live,
@@ -157,7 +158,7 @@ pub(super) async fn serve(
     let session = facts
         .as_ref()
         .map_or_else(|| identity_number(&principal), |facts| facts.nonce);
-    let context = Request2 {
+    let context = Context {
         shared,
         pool,
         live,
@@ -195,7 +196,7 @@ fn identity_number(principal: &str) -> u64 {
 }
 
 async fn post(
-    context: &Request2<'_>,
+    context: &Context<'_>,
     key: Option<&SessionKey>,
     principal: &str,
     request: Request<ClientBody>,
@@ -274,7 +275,7 @@ fn capabilities() -> Value {
 }
 
 fn initialize(
-    context: &Request2<'_>,
+    context: &Context<'_>,
     key: Option<&SessionKey>,
     principal: &str,
     id: Option<&RawValue>,
@@ -332,26 +333,34 @@ fn discover(config: &VirtualConfig) -> Value {
 fn visible(
     directory: &Directory,
     config: &VirtualConfig,
+    catalog: &crate::virtuals::Catalog,
     claims: Option<&Claims>,
 ) -> Vec<(String, crate::virtuals::ExposedTool)> {
-    let catalog = catalog_of(directory, config);
     let all = directory.all();
     catalog
         .tools
-        .into_iter()
+        .iter()
         .filter(|(exposed, tool)| {
             all.get(&tool.member).is_some_and(|entry| {
                 let member = entry.config.load();
                 access::sees(claims, config, &member.oauth, exposed, &tool.original)
             })
         })
+        .map(|(exposed, tool)| (exposed.clone(), tool.clone()))
         .collect()
 }
 
-fn list(context: &Request2<'_>) -> Value {
+fn list(context: &Context<'_>) -> Value {
+    let directory = &context.shared.directory;
+    let catalog = context
+        .shared
+        .virtuals
+        .catalogs
+        .get(directory, &context.config);
     let tools: Vec<Value> = visible(
-        &context.shared.directory,
+        directory,
         &context.config,
+        &catalog,
         context.claims.as_deref(),
     )
     .into_iter()
