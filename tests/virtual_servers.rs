@@ -173,6 +173,27 @@ async fn lists_and_calls_through_one_endpoint_with_both_generations() {
         let _ = client.cancel().await;
     }
 
+    // Each tool is the member's own, under its exposed name (title, annotations, output
+    // schema and all).
+    let (direct, _) = connect(&daemon.mcp_url("two"), None, Generation::Session)
+        .await
+        .unwrap();
+    let (through, _) = connect(&url, None, Generation::Session).await.unwrap();
+    let through_tools = through.list_all_tools().await.unwrap();
+    for mut tool in direct.list_all_tools().await.unwrap() {
+        let exposed = format!("two_{}", tool.name);
+        let found = through_tools
+            .iter()
+            .find(|t| t.name == exposed)
+            .unwrap_or_else(|| panic!("{exposed} listed"));
+        tool.name = exposed.into();
+        assert_eq!(
+            serde_json::to_value(found).unwrap(),
+            serde_json::to_value(&tool).unwrap()
+        );
+    }
+    let _ = (direct.cancel().await, through.cancel().await);
+
     // Listed with its members; mcpctl shows it.
     let registry = daemon.registry().await;
     let entry = registry["data"]

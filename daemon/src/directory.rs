@@ -52,6 +52,9 @@ pub struct ToolInfo {
     pub name: String,
     pub description: Option<String>,
     pub input_schema: serde_json::Value,
+    /// The rest of what the server said of the tool (`title`, `annotations`, `outputSchema`,
+    /// ...), passed on by virtual servers.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What the supervisor last published about one server.

@@ -30,6 +30,8 @@ pub(super) struct ToolWire {
     description: Option<String>,
     #[serde(rename = "inputSchema", default)]
     input_schema: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ToolWire {
@@ -38,6 +40,7 @@ impl ToolWire {
             name: self.name,
             description: self.description,
             input_schema: serde_json::Value::Object(self.input_schema),
+            extra: self.extra,
         }
     }
 }

@@ -185,6 +185,7 @@ mod tests {
                 name: (*name).into(),
                 description: None,
                 input_schema: serde_json::json!({"type": "object"}),
+                extra: Default::default(),
             })
             .collect()
     }

@@ -36,6 +36,9 @@ fn view(directory: &Directory, name: &str, claims: Option<&Claims>) -> u64 {
             exposed.hash(&mut hash);
             tool.info.description.hash(&mut hash);
             tool.info.input_schema.to_string().hash(&mut hash);
+            serde_json::Value::Object(tool.info.extra)
+                .to_string()
+                .hash(&mut hash);
         }
     }
     hash.finish()

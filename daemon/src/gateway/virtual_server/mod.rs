@@ -365,11 +365,13 @@ fn list(context: &Context<'_>) -> Value {
     )
     .into_iter()
     .map(|(exposed, tool)| {
-        let mut entry = json!({ "name": exposed, "inputSchema": tool.info.input_schema });
+        let mut entry = tool.info.extra;
+        entry.insert("name".into(), Value::String(exposed));
+        entry.insert("inputSchema".into(), tool.info.input_schema);
         if let Some(description) = tool.info.description {
-            entry["description"] = Value::String(description);
+            entry.insert("description".into(), Value::String(description));
         }
-        entry
+        Value::Object(entry)
     })
     .collect();
     let mut result = json!({ "tools": tools });
