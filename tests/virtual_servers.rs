@@ -1,7 +1,7 @@
 //! Virtual servers through the real daemon: one endpoint offering the tools of many mcp-echo
 //! servers (both protocol generations, as members and as clients), per-token lists, conflicts
 //! reported, a member killed mid-call, a member added by a new file (with `list_changed` to a
-//! listening client), mcpd restarted in the middle of a session, and hostile session ids.
+//! GET stream and to a `subscriptions/listen` stream), mcpd restarted in the middle of a session, and hostile session ids.
 
 use std::process::Command;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest, Implementation,
-    ProtocolVersion, Request, ServerResult,
+    ProtocolVersion, Request, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -508,6 +508,18 @@ async fn a_member_added_by_a_new_file_appears_and_listening_clients_hear_of_it()
         names(&client).await,
         ["one_add", "one_echo", "one_progress", "one_sleep"]
     );
+    // A 2026-07-28 client listens with subscriptions/listen.
+    let (stateless, _) = connect(&url, None, Generation::Stateless).await.unwrap();
+    let mut subscription = tokio::time::timeout(
+        CALL,
+        stateless
+            .peer()
+            .listen(SubscriptionFilter::builder().tools_list_changed().build()),
+    )
+    .await
+    .expect("subscriptions/listen in time")
+    .expect("subscriptions/listen acknowledged");
+    assert_eq!(subscription.acknowledged().tools_list_changed, Some(true));
     daemon.dir.write(
         "mcp/more.yaml",
         "mcp_servers:\n  three:\n    binary: mcp-echo\n    env: {RUST_LOG: warn}\n",
@@ -516,6 +528,19 @@ async fn a_member_added_by_a_new_file_appears_and_listening_clients_hear_of_it()
         .await
         .expect("list_changed reaches the listening client")
         .expect("channel open");
+    let notification = tokio::time::timeout(GW_START, subscription.next())
+        .await
+        .expect("list_changed reaches the subscription")
+        .expect("the subscription stream")
+        .expect("a notification");
+    assert!(
+        matches!(
+            notification,
+            rmcp::model::ServerNotification::ToolListChangedNotification(_)
+        ),
+        "{notification:?}"
+    );
+    let _ = stateless.cancel().await;
     wait_for_value(GW_START, "three's tools through all", || async {
         let now = names(&client).await;
         now.contains(&"three_echo".to_owned()).then_some(())

@@ -1,5 +1,7 @@
-//! The listening GET stream of a 2025-11-25 session: `notifications/tools/list_changed` each
-//! time the caller's view of the tools changes (a member started, stopped, or its tools
+//! The listening streams: the GET stream of a 2025-11-25 session, and a 2026-07-28
+//! `subscriptions/listen` answer (acknowledged first, each notification tagged with the
+//! subscription's id). They get `notifications/tools/list_changed` each time the caller's
+//! view of the tools changes (a member started, stopped, or its tools
 //! changed; the configuration reloaded), woken by the directory's change signal, so within
 //! a moment of the change. A comment line keeps an idle stream alive.
 
@@ -50,9 +52,57 @@ struct Listener {
     claims: Option<Arc<Claims>>,
     changes: tokio::sync::watch::Receiver<()>,
     seen: u64,
+    /// Sent first (a subscription's acknowledgment).
+    first: Option<Bytes>,
+    changed: Bytes,
 }
 
+/// The GET stream of a session.
 pub(super) fn open(context: &Context<'_>) -> Response<Body> {
+    stream(context, None, Bytes::from_static(LIST_CHANGED))
+}
+
+/// A `subscriptions/listen` request (2026-07-28): only `toolsListChanged` is offered.
+pub(super) fn subscribe(
+    context: &Context<'_>,
+    id: Option<&serde_json::value::RawValue>,
+    body: &[u8],
+) -> Response<Body> {
+    let wanted = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["params"]["notifications"]["toolsListChanged"].as_bool())
+        .unwrap_or(false);
+    let accepted = if wanted {
+        serde_json::json!({ "toolsListChanged": true })
+    } else {
+        serde_json::json!({})
+    };
+    let id = super::id_value(id);
+    let meta = serde_json::json!({ "io.modelcontextprotocol/subscriptionId": id });
+    let event =
+        |value: serde_json::Value| Bytes::from(format!("event: message\ndata: {value}\n\n"));
+    let ack = event(serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": { "notifications": accepted, "_meta": meta },
+    }));
+    let changed = event(serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/tools/list_changed",
+        "params": { "_meta": meta },
+    }));
+    if !wanted {
+        // Nothing to send but the acknowledgment; the stream stays open like any other.
+        return stream(
+            context,
+            Some(ack),
+            Bytes::from_static(b": no tool changes requested\n\n"),
+        );
+    }
+    stream(context, Some(ack), changed)
+}
+
+fn stream(context: &Context<'_>, first: Option<Bytes>, changed: Bytes) -> Response<Body> {
     let directory = context.shared.directory.clone();
     let mut changes = directory.subscribe();
     changes.borrow_and_update();
@@ -65,8 +115,13 @@ pub(super) fn open(context: &Context<'_>) -> Response<Body> {
         claims,
         changes,
         seen,
+        first,
+        changed,
     };
     let stream = futures::stream::unfold(listener, |mut listener| async move {
+        if let Some(first) = listener.first.take() {
+            return Some((first, listener));
+        }
         loop {
             tokio::select! {
                 changed = listener.changes.changed() => {
@@ -75,7 +130,8 @@ pub(super) fn open(context: &Context<'_>) -> Response<Body> {
                     let now = view(&listener.directory, &listener.name, listener.claims.as_deref());
                     if now != listener.seen {
                         listener.seen = now;
-                        return Some((Bytes::from_static(LIST_CHANGED), listener));
+                        let event = listener.changed.clone();
+                        return Some((event, listener));
                     }
                 }
                 () = tokio::time::sleep(KEEP_ALIVE) => {

@@ -239,6 +239,7 @@ async fn post(
         "ping" => rpc_result(id, json!({})),
         "server/discover" => rpc_result(id, discover(&context.config)),
         "tools/list" => rpc_result(id, list(context)),
+        "subscriptions/listen" => listen::subscribe(context, id, &bytes),
         "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
         other => rpc_error(
             id,
@@ -383,7 +384,7 @@ fn list(context: &Context<'_>) -> Value {
     result
 }
 
-fn id_value(id: Option<&RawValue>) -> Value {
+pub(super) fn id_value(id: Option<&RawValue>) -> Value {
     id.and_then(|id| serde_json::from_str(id.get()).ok())
         .unwrap_or(Value::Null)
 }
