@@ -238,6 +238,28 @@ async fn lists_and_calls_through_one_endpoint_with_both_generations() {
     );
 }
 
+/// The records of the audit file (`logs/audit*.log`).
+fn audit_records(daemon: &GwDaemon) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(daemon.dir.path().join("logs")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("audit.") && name.ends_with(".log")
+        })
+        .flat_map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
 /// A token for `subject` with one scope.
 fn token_for(daemon: &GwDaemon, subject: &str, scope: &str) -> String {
     let output = daemon.mcpctl(&["token", "--sub", subject, "--scope", scope]);
@@ -321,6 +343,29 @@ async fn each_token_sees_what_both_rule_sets_allow() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(answer["result"]["content"][0]["text"], "ok", "{answer}");
+    // The audit log names the virtual server and the member, for calls made and refused.
+    let records = wait_for_value(CALL, "audit records of the virtual server", || async {
+        let records: Vec<Value> = audit_records(&daemon)
+            .into_iter()
+            .filter(|r| r["server"] == "all")
+            .collect();
+        (records.len() >= 3).then_some(records)
+    })
+    .await;
+    let echo = records
+        .iter()
+        .find(|r| r["tool"] == "echo")
+        .expect("the echo call audited");
+    assert_eq!(echo["member"], "guarded", "{echo}");
+    assert_eq!(echo["decision"], "allow", "{echo}");
+    assert_eq!(echo["is_error"], false, "{echo}");
+    let add = records
+        .iter()
+        .find(|r| r["tool"] == "add")
+        .expect("the refused add audited");
+    assert_eq!(add["member"], "guarded", "{add}");
+    assert_eq!(add["decision"], "deny", "{add}");
+    assert_eq!(add["status"], 403, "{add}");
     // The session belongs to its caller: another subject's requests with it find none.
     let (status, _, _) = post(
         &url,

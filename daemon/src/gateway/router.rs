@@ -200,7 +200,7 @@ fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: I
         return;
     };
     // Names of unknown servers come from clients: never let them mint label sets.
-    if shared.directory.get(name).is_none() {
+    if shared.directory.get(name).is_none() && shared.directory.get_virtual(name).is_none() {
         return;
     }
     let server = metrics.server(name);
