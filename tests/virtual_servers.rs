@@ -663,7 +663,7 @@ async fn a_session_continues_across_a_restart_of_mcpd() {
 
 #[tokio::test]
 async fn hostile_session_ids_and_bodies_get_clear_answers() {
-    let servers = format!("{TWO_MEMBERS}  other:\n    aggregate: [one]\n");
+    let servers = format!("{TWO_MEMBERS}  other:\n    aggregate: [one]\n    prefix: never\n");
     let daemon = start(&servers, &["one", "two"]).await;
     let url = daemon.mcp_url("all");
     let (_, session, _) = post(&url, None, None, initialize_body()).await;
@@ -698,6 +698,16 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
     // An id of one virtual server is no session of another.
     let (status, _, _) = post(&daemon.mcp_url("other"), Some(&session), None, list.clone()).await;
     assert_eq!(status, 404);
+    // `prefix: never` publishes the one member under a second name, with its own names.
+    let (_, _, body) = post(&daemon.mcp_url("other"), None, None, list.clone()).await;
+    let mut names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .expect("a tool list")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["add", "echo", "progress", "sleep"]);
     // The daemon is unharmed and the real id still works.
     let (status, _, body) = post(&url, Some(&session), None, list.clone()).await;
     assert_eq!(status, 200);
