@@ -38,7 +38,7 @@ use crate::probe_client::Link;
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
 
 /// Most bytes read of a member's refusal to quote it.
-const MAX_REFUSAL: usize = 64 * 1024;
+pub(super) const MAX_REFUSAL: usize = 64 * 1024;
 
 pub(super) async fn call(
     context: &Context<'_>,
@@ -252,7 +252,7 @@ fn rewrite(body: &[u8], original: &str, link: &Link) -> Option<Bytes> {
     serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
-fn member_request(
+pub(super) fn member_request(
     headers: &HeaderMap,
     link: &Link,
     original: &str,
@@ -411,63 +411,5 @@ fn audit_record(
         arguments: (context.config.audit_arguments || member.audit_arguments)
             .then(|| message.arguments.map(|a| a.get().to_owned()))
             .flatten(),
-    }
-}
-
-/// Passes a client's `notifications/cancelled` on to the member running the call it names
-/// (request ids are the client's own: a member session serves one client session). Anything
-/// else about it is ignored, as the protocol says of cancellations.
-pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Bytes) {
-    #[derive(serde::Deserialize)]
-    struct Cancelled {
-        params: CancelledParams,
-    }
-    #[derive(serde::Deserialize)]
-    struct CancelledParams {
-        #[serde(rename = "requestId")]
-        request_id: Value,
-    }
-    let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&body) else {
-        return;
-    };
-    let request_id = cancelled.params.request_id.to_string();
-    let links = &context.shared.virtuals.links;
-    let Some((member, link)) = links.take_call(context.session, &request_id) else {
-        return;
-    };
-    let Some(entry) = context.shared.directory.get(&member) else {
-        return;
-    };
-    let member_config = entry.config.load_full();
-    let Some(port) = entry.status.load().port.or(member_config.port) else {
-        return;
-    };
-    let mut request = member_request(headers, &link, "", body);
-    if link == Link::Stateless {
-        request.headers_mut().insert(
-            "mcp-method",
-            HeaderValue::from_static("notifications/cancelled"),
-        );
-        request.headers_mut().remove("mcp-name");
-    }
-    let live = context.live;
-    let upstream = Upstream {
-        server: &member,
-        port,
-        path: &member_config.path,
-        peer: context.peer,
-        host: context.host.clone(),
-        trusted_peer: live.config.gateway.trusts(context.peer.ip()),
-        proto: "http",
-        max_body: live.config.gateway.max_body,
-        header_timeout: context.shared.options.upstream_header_timeout,
-        retry_after_secs: context.shared.options.retry_after_secs,
-        claims: context.claims.as_deref(),
-        check_now: &entry.check_now,
-    };
-    let answer = proxy::forward(context.pool, upstream, request).await;
-    if let Either::Right(body) = answer.into_body() {
-        // Read to the end so the connection goes back to the pool.
-        let _ = Limited::new(body, MAX_REFUSAL).collect().await;
     }
 }

@@ -12,6 +12,7 @@
 
 mod access;
 mod call;
+mod cancel;
 mod links;
 mod listen;
 
@@ -229,7 +230,7 @@ async fn post(
     };
     if id.is_none() {
         if method == "notifications/cancelled" {
-            call::cancel(context, &parts.headers, bytes.clone()).await;
+            cancel::cancel(context, &parts.headers, bytes.clone()).await;
         }
         // Other notifications (initialized, ...): nothing to do.
         return accepted();
