@@ -768,3 +768,67 @@ async fn a_cancelled_call_is_cancelled_in_the_member() {
         .expect("the cancelled call ends")
         .expect("the call task");
 }
+
+/// Lines of `mcpctl logs NAME` that contain `needle`.
+fn log_lines(daemon: &GwDaemon, name: &str, needle: &str) -> usize {
+    let logs = daemon.mcpctl(&["logs", name, "-n", "1000"]);
+    String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+#[tokio::test]
+async fn a_member_session_the_member_forgot_is_opened_again() {
+    // `two` forgets a session idle for 300 ms and logs each session it opens and ends.
+    let servers = r#"mcp_servers:
+  two:
+    binary: mcp-echo
+    env:
+      MCP_ECHO_SESSION_ONLY: "1"
+      MCP_ECHO_SESSION_IDLE_MS: "300"
+      RUST_LOG: "warn,rmcp::transport::streamable_http_server::session::local=info,rmcp::transport::worker=debug"
+  all:
+    aggregate: [two]
+"#;
+    let daemon = start(servers, &["two"]).await;
+    let url = daemon.mcp_url("all");
+    let (_, session, _) = post(&url, None, None, initialize_body()).await;
+    let session = session.expect("a session id");
+    for round in 0..2 {
+        let opened_before = log_lines(&daemon, "two", "create new session");
+        let (status, _, answer) = post(
+            &url,
+            Some(&session),
+            None,
+            call_body("two_echo", json!({"text": format!("round {round}")})),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("round {round}"),
+            "{answer}"
+        );
+        // Each call opened a member session: the first had none, the second found its
+        // session forgotten (404) and opened a new one.
+        wait_for(
+            GW_START,
+            "the member's log of the session the call opened",
+            || async { log_lines(&daemon, "two", "create new session") > opened_before },
+        )
+        .await;
+        // Wait until the member has ended every session but the probe's: the one this call
+        // used is gone, so the next call meets a 404 and must open a new one.
+        wait_for(
+            GW_START,
+            "the member to forget the call's session",
+            || async {
+                let opened = log_lines(&daemon, "two", "create new session");
+                let ended = log_lines(&daemon, "two", "IdleTimeout");
+                opened >= 2 && opened == ended + 1
+            },
+        )
+        .await;
+    }
+}

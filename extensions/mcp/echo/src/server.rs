@@ -50,6 +50,8 @@ pub struct Options {
     pub reflect_headers: bool,
     /// More tools, each acting like `echo` under its own name.
     pub extra_tools: &'static [String],
+    /// Forget a session idle this long (rmcp's default: 5 minutes).
+    pub session_idle: Option<Duration>,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -131,9 +133,13 @@ pub async fn serve(listener: TcpListener, options: Options, shutdown: Cancellati
     // (rmcp's default), which blocks DNS-rebinding attacks on a server bound to 127.0.0.1.
     let config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+    let mut sessions = LocalSessionManager::default();
+    if let Some(idle) = options.session_idle {
+        sessions.session_config.keep_alive = Some(idle);
+    }
     let mcp: StreamableHttpService<Echo, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(Echo::with_options(options)),
-        Default::default(),
+        std::sync::Arc::new(sessions),
         config,
     );
 
