@@ -135,12 +135,20 @@ pub fn build<'a>(
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    /// A virtual server `all` with no members, filter or rules.
+    pub(crate) fn config() -> crate::config::VirtualConfig {
+        super::tests::virtual_config(&[])
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::authz::ToolPattern;
     use crate::config::{OAuthConfig, ToolFilter};
 
-    fn virtual_config(tools: &[&str]) -> VirtualConfig {
+    pub(super) fn virtual_config(tools: &[&str]) -> VirtualConfig {
         VirtualConfig {
             name: "all".into(),
             file: "x.yaml".into(),

@@ -83,3 +83,72 @@ impl CatalogCache {
         catalog
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::test_builder::server_running;
+    use crate::directory::{ServerEntry, ServerStatus, ToolInfo};
+
+    fn tools(names: &[&str]) -> Arc<[ToolInfo]> {
+        names
+            .iter()
+            .map(|name| ToolInfo {
+                name: (*name).into(),
+                description: None,
+                input_schema: serde_json::json!({"type": "object"}),
+                extra: Default::default(),
+            })
+            .collect()
+    }
+
+    fn publish(entry: &ServerEntry, state: ServerState, tools: Arc<[ToolInfo]>) {
+        let mut status = ServerStatus::new(state);
+        status.tools = tools;
+        entry.status.store(Arc::new(status));
+    }
+
+    #[test]
+    fn the_cache_follows_states_tool_lists_and_configuration() {
+        let directory = Directory::new();
+        let a = Arc::new(ServerEntry::new(
+            server_running("a", "/bin/true"),
+            ServerStatus::new(ServerState::Running),
+        ));
+        let b = Arc::new(ServerEntry::new(
+            server_running("b", "/bin/true"),
+            ServerStatus::new(ServerState::Stopped),
+        ));
+        let listed = tools(&["echo", "add"]);
+        publish(&a, ServerState::Running, listed.clone());
+        directory.replace(BTreeMap::from([
+            ("a".into(), a.clone()),
+            ("b".into(), b.clone()),
+        ]));
+        let mut config = crate::virtuals::catalog::tests_support::config();
+        config.members = vec!["a".into(), "b".into()];
+        let config = Arc::new(config);
+        let cache = CatalogCache::default();
+
+        let first = cache.get(&directory, &config);
+        assert_eq!(first.tools.keys().collect::<Vec<_>>(), ["a_add", "a_echo"]);
+        // A new status with the same tool list (every probe publishes one): same catalog.
+        publish(&a, ServerState::Running, listed.clone());
+        assert!(Arc::ptr_eq(&first, &cache.get(&directory, &config)));
+        // A member starts: rebuilt.
+        publish(&b, ServerState::Running, tools(&["sleep"]));
+        let second = cache.get(&directory, &config);
+        assert!(second.tools.contains_key("b_sleep"));
+        // A member stops: its tools go.
+        publish(&a, ServerState::Backoff, listed);
+        let third = cache.get(&directory, &config);
+        assert_eq!(third.tools.keys().collect::<Vec<_>>(), ["b_sleep"]);
+        // Another configuration (a reload): rebuilt from it.
+        let mut narrower = (*config).clone();
+        narrower.members = vec!["a".into()];
+        assert!(cache.get(&directory, &Arc::new(narrower)).tools.is_empty());
+    }
+}
