@@ -732,6 +732,16 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
     )
     .await;
     assert_eq!(body["error"]["code"], -32601, "{body}");
+    // A session its client ended is gone.
+    let response = reqwest::Client::new()
+        .delete(&url)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, _, _) = post(&url, Some(&session), None, list.clone()).await;
+    assert_eq!(status, 404);
     // A GET without a session is not a stream.
     let response = reqwest::get(&url).await.unwrap();
     assert_eq!(response.status(), 405);

@@ -55,6 +55,18 @@ pub struct VirtualState {
     key: OnceLock<Result<Arc<SessionKey>, String>>,
     links: links::Links,
     catalogs: crate::virtuals::CatalogCache,
+    /// Sessions their clients ended with DELETE (on this mcpd; bounded).
+    ended: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+/// Most ended sessions remembered; past it the oldest knowledge is dropped (an ended id then
+/// works again until it expires, which a client that ended it has no reason to try).
+const MAX_ENDED: usize = 100_000;
+
+impl VirtualState {
+    fn ended(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl VirtualState {
@@ -138,6 +150,7 @@ pub(super) async fn serve(
             let opened = key.as_ref().and_then(|key| {
                 key.open(name, id.to_str().ok()?, SystemTime::now())
                     .filter(|facts| facts.principal == principal)
+                    .filter(|facts| !shared.virtuals.ended().contains(&facts.nonce))
             });
             match opened {
                 Some(facts) => Some(facts),
@@ -175,6 +188,12 @@ pub(super) async fn serve(
         Method::GET if facts.is_some() => listen::open(&context),
         Method::DELETE if facts.is_some() => {
             shared.virtuals.links.end(session);
+            let mut ended = shared.virtuals.ended();
+            if ended.len() >= MAX_ENDED {
+                ended.clear();
+            }
+            ended.insert(session);
+            drop(ended);
             Response::new(response::full(Bytes::new()))
         }
         _ => {
