@@ -25,4 +25,5 @@ mod stdio_faults;
 mod stdio_interop;
 mod stdio_sessions;
 mod supervision;
+mod virtual_servers;
 mod web;

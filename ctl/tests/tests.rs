@@ -279,6 +279,7 @@ fn server(name: &str, state: ServerState, last_error: Option<&str>) -> ServerInf
             from_cgroup: false,
         }),
         session_pids: Vec::new(),
+        members: None,
     }
 }
 
@@ -297,6 +298,7 @@ fn status_prints_an_aligned_table_and_config_errors() {
                 message: "unknown key `enbled`".into(),
                 hint: Some("did you mean `enabled`?".into()),
             }],
+            conflicts: vec![],
         }))
     });
     let output = mcpctl(&["--socket", socket.to_str().unwrap(), "status"], &[]);
@@ -322,6 +324,7 @@ fn status_json_is_the_documented_shape() {
         Some(Response::Status(StatusReply {
             servers: vec![server("echo", ServerState::Running, None)],
             config_errors: vec![],
+            conflicts: vec![],
         }))
     });
     let output = mcpctl(

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::{ConfigError, ServerConfig, VirtualConfig};
 
 /// Lifecycle states of a server (DESIGN.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +52,9 @@ pub struct ToolInfo {
     pub name: String,
     pub description: Option<String>,
     pub input_schema: serde_json::Value,
+    /// The rest of what the server said of the tool (`title`, `annotations`, `outputSchema`,
+    /// ...), passed on by virtual servers.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What the supervisor last published about one server.
@@ -142,6 +145,8 @@ impl ServerEntry {
 pub struct Directory {
     servers: ArcSwap<BTreeMap<String, Arc<ServerEntry>>>,
     config_errors: ArcSwap<Vec<ConfigError>>,
+    /// Virtual servers by name: no process, no status of their own (see [`Directory::virtual_state`]).
+    virtuals: ArcSwap<BTreeMap<String, Arc<VirtualConfig>>>,
     /// Marked on every change of a server's state, of the set of servers, or of the errors:
     /// what the counts of [`Directory::subscribe`]rs (systemd's `STATUS=`) follow.
     changes: tokio::sync::watch::Sender<()>,
@@ -152,6 +157,7 @@ impl Default for Directory {
         Directory {
             servers: ArcSwap::default(),
             config_errors: ArcSwap::default(),
+            virtuals: ArcSwap::default(),
             changes: tokio::sync::watch::Sender::new(()),
         }
     }
@@ -195,5 +201,61 @@ impl Directory {
     pub fn set_config_errors(&self, errors: Vec<ConfigError>) {
         self.config_errors.store(Arc::new(errors));
         self.state_changed();
+    }
+
+    /// The virtual server `name`, if configured. Lock-free.
+    pub fn get_virtual(&self, name: &str) -> Option<Arc<VirtualConfig>> {
+        self.virtuals.load().get(name).cloned()
+    }
+
+    /// Every virtual server, ordered by name.
+    pub fn virtuals(&self) -> Arc<BTreeMap<String, Arc<VirtualConfig>>> {
+        self.virtuals.load_full()
+    }
+
+    /// Replaces the virtual servers (supervisor only, with the servers they aggregate).
+    pub fn replace_virtuals(&self, virtuals: &BTreeMap<String, VirtualConfig>) {
+        let unchanged = {
+            let current = self.virtuals.load();
+            current.len() == virtuals.len()
+                && current
+                    .iter()
+                    .zip(virtuals)
+                    .all(|((_, a), (_, b))| a.as_ref() == b)
+        };
+        if unchanged {
+            return;
+        }
+        let map = virtuals
+            .iter()
+            .map(|(name, config)| (name.clone(), Arc::new(config.clone())))
+            .collect();
+        self.virtuals.store(Arc::new(map));
+        self.state_changed();
+    }
+
+    /// A virtual server's state, derived from its members: `disabled` when it is, `running`
+    /// while at least one member runs, else `starting` while one starts, else `stopped`.
+    pub fn virtual_state(&self, config: &VirtualConfig) -> ServerState {
+        if !config.enabled {
+            return ServerState::Disabled;
+        }
+        let servers = self.servers.load();
+        let states: Vec<ServerState> = config
+            .members
+            .iter()
+            .filter_map(|member| servers.get(member))
+            .map(|entry| entry.status.load().state)
+            .collect();
+        if states.contains(&ServerState::Running) {
+            ServerState::Running
+        } else if states
+            .iter()
+            .any(|s| matches!(s, ServerState::Starting | ServerState::Backoff))
+        {
+            ServerState::Starting
+        } else {
+            ServerState::Stopped
+        }
     }
 }

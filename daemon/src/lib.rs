@@ -20,6 +20,7 @@ mod run;
 pub mod stdio;
 pub mod supervisor;
 pub mod systemd;
+pub mod virtuals;
 pub mod watch;
 
 pub use run::{DaemonReloader, Listeners, RunError, run};

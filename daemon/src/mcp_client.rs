@@ -310,6 +310,7 @@ fn tool_info(tool: Tool) -> ToolInfo {
         name: tool.name.into_owned(),
         description: tool.description.map(|text| text.into_owned()),
         input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+        extra: Default::default(),
     }
 }
 

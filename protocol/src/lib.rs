@@ -33,4 +33,5 @@ pub use response::*;
 /// 3: `audit`, per-tool rules in `show`, `tools --as-scopes`, warnings in `validate`,
 /// [`ServerInfo::usage`], [`ShowReply::limits`] and [`ServerInfo::session_pids`] (bincode has
 /// no optional trailing fields: an older peer cannot read the longer structs).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: virtual servers: members in `ServerInfo`, conflicts in `status` and `show`.
+pub const PROTOCOL_VERSION: u32 = 4;

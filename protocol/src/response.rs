@@ -127,6 +127,8 @@ pub struct ServerInfo {
     /// The pids of the children serving client sessions (a `sessions: per-client` stdio
     /// server), in order; empty for other servers.
     pub session_pids: Vec<u32>,
+    /// A virtual server's members and their states (`None` for a server with a process).
+    pub members: Option<Vec<MemberInfo>>,
 }
 
 /// What a server's processes use, from its cgroup or else summed over its process group.
@@ -161,6 +163,13 @@ pub struct LimitsInfo {
     pub gid: Option<u32>,
 }
 
+/// One member of a virtual server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub state: ServerState,
+}
+
 /// One configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigErrorInfo {
@@ -187,6 +196,9 @@ pub struct StatusReply {
     pub servers: Vec<ServerInfo>,
     /// Errors of the last configuration load.
     pub config_errors: Vec<ConfigErrorInfo>,
+    /// Tools virtual servers leave out (two members produce one name, or a name breaks the
+    /// rules), one line each naming every source.
+    pub conflicts: Vec<String>,
 }
 
 /// A tool a server offers.
@@ -253,6 +265,9 @@ pub struct ShowReply {
     /// `audit.arguments`.
     pub audit_arguments: bool,
     pub limits: LimitsInfo,
+    /// A virtual server's `tools` filter as written, and its conflicts.
+    pub tool_filter: Vec<String>,
+    pub conflicts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ fn sample_info() -> ServerInfo {
         last_error: Some("boom".into()),
         usage: None,
         session_pids: vec![7],
+        members: None,
     }
 }
 
@@ -58,10 +59,11 @@ fn golden_status_reply() {
             message: "unknown key".into(),
             hint: None,
         }],
+        conflicts: vec![],
     });
     let frame = codec::encode_frame(&reply).unwrap();
     let expected = concat!(
-        "0000004c",               // length 76
+        "0000004e",               // length 78
         "03",                     // Response::Status
         "01",                     // one server
         "046563686f",             // name "echo"
@@ -78,12 +80,14 @@ fn golden_status_reply() {
         "0104626f6f6d",           // last_error Some("boom")
         "00",                     // usage None
         "0107",                   // session_pids [7]
+        "00",                     // members None
         "01",                     // one config error
         "0a6d63702f612e79616d6c", // file "mcp/a.yaml"
         "0103",
         "0105",                     // line Some(3), column Some(5)
         "0b756e6b6e6f776e206b6579", // message "unknown key"
         "00",                       // hint None
+        "00",                       // no conflicts
     );
     assert_eq!(hex(&frame), expected);
 }
@@ -110,11 +114,11 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_three() {
+fn protocol_version_is_four() {
     // Bumping it is a decision: old clients will be told they are incompatible.
     // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings,
-    // ServerInfo::usage, ShowReply::limits, ServerInfo::session_pids.
-    assert_eq!(PROTOCOL_VERSION, 3);
+    // ServerInfo::usage, ShowReply::limits, ServerInfo::session_pids. 4: virtual servers.
+    assert_eq!(PROTOCOL_VERSION, 4);
 }
 
 #[test]
@@ -227,6 +231,7 @@ fn every_response() -> Vec<Response> {
         Response::Status(StatusReply {
             servers: vec![sample_info()],
             config_errors: vec![],
+            conflicts: vec!["virtual server all: \"a_b\" left out".into()],
         }),
         Response::Status(StatusReply {
             servers: vec![ServerInfo {
@@ -242,6 +247,7 @@ fn every_response() -> Vec<Response> {
                 ..sample_info()
             }],
             config_errors: vec![],
+            conflicts: vec![],
         }),
         Response::Show(Box::new(ShowReply {
             status: sample_info(),
@@ -280,6 +286,8 @@ fn every_response() -> Vec<Response> {
                 uid: Some(998),
                 gid: Some(998),
             },
+            tool_filter: vec!["!*_delete*".into()],
+            conflicts: vec![],
         })),
         Response::Tools(ToolsReply { tools: vec![tool] }),
         Response::Call(CallReply {

@@ -169,5 +169,8 @@ pub(super) async fn validate(
     for handshake in &reply.handshakes {
         out.text(&test_line(handshake))?;
     }
+    for warning in &reply.warnings {
+        out.text(&format!("warning: {}\n", super::one_line(warning)))?;
+    }
     Ok(Outcome::from_ok(ok))
 }

@@ -1,8 +1,8 @@
 //! Read-only commands: `list`, `status`, `show`, `tools`, `list-packages`.
 
 use mcpd_protocol::{
-    ListPackagesRequest, ListRequest, Request, Response, ShowReply, ShowRequest, StatusReply,
-    StatusRequest, ToolAccess, ToolEntry, ToolRuleInfo, ToolsRequest,
+    ListPackagesRequest, ListRequest, MemberInfo, Request, Response, ShowReply, ShowRequest,
+    StatusReply, StatusRequest, ToolAccess, ToolEntry, ToolRuleInfo, ToolsRequest,
 };
 use serde::Serialize;
 
@@ -79,6 +79,12 @@ pub fn status_table(reply: &StatusReply) -> String {
         text.push_str("\nconfiguration errors (these files keep their previous servers):\n");
         text.push_str(&config_errors_text(&reply.config_errors));
     }
+    if !reply.conflicts.is_empty() {
+        text.push_str("\ntools left out by virtual servers:\n");
+        for conflict in &reply.conflicts {
+            text.push_str(&format!("  {}\n", one_line(conflict)));
+        }
+    }
     text
 }
 
@@ -150,8 +156,33 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         out.json(&value)?;
         return Ok(Outcome::Success);
     }
+    let mut lines = match &reply.status.members {
+        Some(members) => virtual_lines(&reply, members),
+        None => server_lines(&reply),
+    };
+    let tools: Vec<&str> = reply.tools.iter().map(|t| t.name.as_str()).collect();
+    lines.push((
+        "tools",
+        if tools.is_empty() {
+            "-".to_owned()
+        } else {
+            tools.join(", ")
+        },
+    ));
+
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (k, v) in lines {
+        let v = one_line(&v);
+        text.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
+    }
+    out.text(&text)?;
+    Ok(Outcome::Success)
+}
+
+fn server_lines(reply: &ShowReply) -> Vec<(&'static str, String)> {
     let s = &reply.status;
-    let mut lines: Vec<(&str, String)> = vec![
+    let mut lines: Vec<(&'static str, String)> = vec![
         ("name", s.name.clone()),
         ("description", s.description.clone()),
         ("state", s.state.to_string()),
@@ -202,7 +233,7 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
         lines.push(("oauth audience", reply.oauth_audience.clone()));
         lines.push(("oauth client id", or_dash(reply.oauth_client_id.clone())));
     }
-    lines.extend(rule_lines(&reply));
+    lines.extend(rule_lines(reply));
     lines.push(("restart", reply.restart_policy.clone()));
     lines.push((
         "health",
@@ -232,24 +263,52 @@ pub(super) async fn show(client: &mut Client, out: &mut Output<'_>, name: String
     if !reply.env_passthrough.is_empty() {
         lines.push(("env passthrough", reply.env_passthrough.join(" ")));
     }
-    let tools: Vec<&str> = reply.tools.iter().map(|t| t.name.as_str()).collect();
-    lines.push((
-        "tools",
-        if tools.is_empty() {
-            "-".to_owned()
-        } else {
-            tools.join(", ")
-        },
-    ));
+    lines
+}
 
-    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut text = String::new();
-    for (k, v) in lines {
-        let v = one_line(&v);
-        text.push_str(&format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1));
+/// `show` lines of a virtual server: its members and their states, filter and conflicts.
+fn virtual_lines(reply: &ShowReply, members: &[MemberInfo]) -> Vec<(&'static str, String)> {
+    let s = &reply.status;
+    let mut lines: Vec<(&'static str, String)> = vec![
+        ("name", s.name.clone()),
+        (
+            "kind",
+            "virtual (offers the tools of its members)".to_owned(),
+        ),
+        ("description", s.description.clone()),
+        ("state", s.state.to_string()),
+        ("enabled", s.enabled.to_string()),
+        ("file", reply.file.clone()),
+        ("endpoint", reply.endpoint.clone()),
+    ];
+    for member in members {
+        lines.push(("member", format!("{} ({})", member.name, member.state)));
     }
-    out.text(&text)?;
-    Ok(Outcome::Success)
+    if members.is_empty() {
+        lines.push(("member", "- (no server matches)".to_owned()));
+    }
+    if !reply.tool_filter.is_empty() {
+        lines.push(("tool filter", reply.tool_filter.join(" ")));
+    }
+    lines.push(("oauth required", reply.oauth_required.to_string()));
+    if reply.oauth_required {
+        let scopes = reply.oauth_scopes.join(" ");
+        lines.push((
+            "oauth scopes",
+            or_dash(Some(scopes).filter(|s| !s.is_empty())),
+        ));
+        lines.push(("oauth audience", reply.oauth_audience.clone()));
+    }
+    for rule in &reply.tool_rules {
+        lines.push((
+            "tool rule",
+            format!("{}: {}", rule.pattern, rule.scopes.join(" ")),
+        ));
+    }
+    for conflict in &reply.conflicts {
+        lines.push(("left out", conflict.clone()));
+    }
+    lines
 }
 
 /// `oauth.tools` in order, and `audit.arguments`.

@@ -438,6 +438,85 @@ impl ServerConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Services {
     pub servers: BTreeMap<String, ServerConfig>,
+    /// Virtual servers (`aggregate:` entries): no process, served by mcpd itself.
+    pub virtuals: BTreeMap<String, VirtualConfig>,
     /// Errors of the last load; a file listed here kept its previous servers (if any).
     pub errors: Vec<super::ConfigError>,
+}
+
+/// Where a virtual server's member names come from: one `aggregate` entry as written, with
+/// its position (members are resolved once every file is read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSelector {
+    /// A server name, or a glob (`*`, `db-*`) over the names of enabled servers.
+    pub pattern: crate::authz::ToolPattern,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl MemberSelector {
+    /// True for a glob (matches many servers); false for one server's name.
+    pub fn is_glob(&self) -> bool {
+        self.pattern.as_str().contains(['*', '?'])
+    }
+}
+
+/// One entry of a virtual server's `tools` filter: `pattern` or `!pattern`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolFilter {
+    pub pattern: crate::authz::ToolPattern,
+    pub negated: bool,
+}
+
+/// Whether a virtual server prefixes its members' tool names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixMode {
+    /// `<member><separator><tool>` (the default).
+    Always,
+    /// The member's own names; only with exactly one member.
+    Never,
+}
+
+/// A virtual server: one MCP endpoint served by mcpd, offering the tools of its members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualConfig {
+    pub name: String,
+    pub file: PathBuf,
+    pub endpoint: String,
+    pub enabled: bool,
+    pub display_in_web: bool,
+    pub description: String,
+    pub oauth: OAuthConfig,
+    pub audit_arguments: bool,
+    /// `aggregate` as written.
+    pub aggregate: Vec<MemberSelector>,
+    /// `exclude`: server names or globs left out.
+    pub exclude: Vec<crate::authz::ToolPattern>,
+    /// `tools`: a filter on exposed names (empty: every tool).
+    pub tools: Vec<ToolFilter>,
+    pub separator: String,
+    pub prefix: PrefixMode,
+    /// Line and column of `prefix`, for the check that needs the members.
+    pub prefix_at: (Option<usize>, Option<usize>),
+    /// The member servers, resolved from `aggregate` and `exclude` when the files were read.
+    pub members: Vec<String>,
+}
+
+impl VirtualConfig {
+    /// True when the exposed name passes the `tools` filter.
+    pub fn exposes(&self, exposed: &str) -> bool {
+        let mut positive = false;
+        let mut matched = false;
+        for filter in &self.tools {
+            if filter.negated {
+                if filter.pattern.matches(exposed) {
+                    return false;
+                }
+            } else {
+                positive = true;
+                matched |= filter.pattern.matches(exposed);
+            }
+        }
+        !positive || matched
+    }
 }

@@ -217,6 +217,12 @@ pub struct RawServer {
     pub sessions: Option<RawSessions>,
     pub max_sessions: Option<usize>,
     pub idle_timeout: Option<Dur>,
+    // A virtual server (`validate::virtual_server`): `aggregate` instead of `binary`.
+    pub aggregate: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub tools: Option<Vec<String>>,
+    pub separator: Option<String>,
+    pub prefix: Option<RawPrefix>,
 }
 
 /// `sessions:` of a stdio server.
@@ -243,6 +249,14 @@ pub struct RawLimits {
     pub cpu: Option<f64>,
     pub tasks: Option<u64>,
     pub open_files: Option<u64>,
+}
+
+/// `prefix:` of a virtual server.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPrefix {
+    Always,
+    Never,
 }
 
 /// `audit:` of a server.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::env::{Env, Resolver};
 use super::error::ConfigError;
-use super::model::{DaemonConfig, ServerConfig, Services};
+use super::model::{DaemonConfig, ServerConfig, Services, VirtualConfig};
 use super::source::{Source, join, key};
 use super::validate;
 
@@ -84,6 +84,7 @@ pub fn load(
         Err(err) => {
             return Services {
                 servers: previous.map(|services| services.servers.clone()).unwrap_or_default(),
+                virtuals: previous.map(|services| services.virtuals.clone()).unwrap_or_default(),
                 errors: vec![ConfigError {
                     file: dir.clone(),
                     line: None,
@@ -97,17 +98,39 @@ pub fn load(
         }
     };
 
+    let keep_previous_virtuals = |file: &Path| -> Vec<VirtualConfig> {
+        previous
+            .map(|services| {
+                services
+                    .virtuals
+                    .values()
+                    .filter(|s| s.file == file)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut claims = Claims::default();
     let mut services = Services::default();
     for file in files {
         let mut errors = Vec::new();
-        let servers = read_file(&file, daemon, env, resolver, &claims, &mut errors);
-        let accepted = if errors.is_empty() {
-            servers
+        let (servers, virtuals) = read_file(&file, daemon, env, resolver, &claims, &mut errors);
+        let (accepted, virtuals) = if errors.is_empty() {
+            (servers, virtuals)
         } else {
-            keep_previous(&file)
+            (keep_previous(&file), keep_previous_virtuals(&file))
         };
         services.errors.append(&mut errors);
+        for virtual_server in virtuals {
+            if !claims.names.contains_key(&virtual_server.name) {
+                claims
+                    .names
+                    .insert(virtual_server.name.clone(), virtual_server.file.clone());
+                services
+                    .virtuals
+                    .insert(virtual_server.name.clone(), virtual_server);
+            }
+        }
         for server in accepted {
             // A kept server that now clashes with an earlier file yields to it.
             if !claims.conflicts(&server) {
@@ -116,6 +139,12 @@ pub fn load(
             }
         }
     }
+    validate::virtual_server::resolve(
+        &services.servers,
+        &mut services.virtuals,
+        previous.map(|p| &p.virtuals),
+        &mut services.errors,
+    );
     services
 }
 
@@ -127,7 +156,7 @@ fn read_file(
     resolver: &Resolver,
     claims: &Claims,
     errors: &mut Vec<ConfigError>,
-) -> Vec<ServerConfig> {
+) -> (Vec<ServerConfig>, Vec<VirtualConfig>) {
     let text = match super::file::read_config_text(file) {
         Ok(text) => text,
         Err(err) => {
@@ -141,18 +170,17 @@ fn read_file(
                         .into(),
                 ),
             });
-            return Vec::new();
+            return Default::default();
         }
     };
     let source = match Source::parse(file, text) {
         Ok(source) => source,
         Err(err) => {
             errors.push(err);
-            return Vec::new();
+            return Default::default();
         }
     };
-    let servers = validate::server_file(&source, daemon, env, resolver, errors);
-    sort_by_position(errors);
+    let (servers, virtuals) = validate::server_file_entries(&source, daemon, env, resolver, errors);
 
     let mut seen = Claims {
         names: claims.names.clone(),
@@ -186,7 +214,23 @@ fn read_file(
         }
         seen.add(server);
     }
-    servers
+    for virtual_server in &virtuals {
+        if let Some(other) = seen.names.get(&virtual_server.name) {
+            errors.push(source.error(
+                source.key_pos(&[key("mcp_servers"), key(&virtual_server.name)]),
+                format!(
+                    "server \"{}\" is already defined in {}",
+                    virtual_server.name,
+                    other.display()
+                ),
+                "rename one of them or remove the duplicate".to_owned(),
+            ));
+        }
+        seen.names
+            .insert(virtual_server.name.clone(), virtual_server.file.clone());
+    }
+    sort_by_position(errors);
+    (servers, virtuals)
 }
 
 /// Orders one file's errors top to bottom; errors about the whole file come first.

@@ -4,8 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpd_protocol as proto;
 
-use crate::config::{ConfigError, RestartPolicy, ServerConfig};
-use crate::directory::{ServerEntry, ServerState, ServerStatus, ToolInfo};
+use crate::config::{ConfigError, RestartPolicy, ServerConfig, VirtualConfig};
+use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus, ToolInfo};
 use crate::supervisor::{LogLine, LogStream, PlanAction, ReloadPlan};
 
 pub(super) fn unix_ms(at: SystemTime) -> u64 {
@@ -65,6 +65,7 @@ pub(super) fn server_info(name: &str, entry: &ServerEntry) -> proto::ServerInfo 
             Some(crate::stdio::Target::PerClient(pool)) => pool.pids(),
             _ => Vec::new(),
         },
+        members: None,
     }
 }
 
@@ -91,6 +92,125 @@ fn limits(config: &ServerConfig) -> proto::LimitsInfo {
         uid: config.run_as.as_ref().map(|run| run.uid),
         gid: config.run_as.as_ref().map(|run| run.gid),
     }
+}
+
+/// A virtual server's row: its state derived from its members, no process.
+pub(super) fn virtual_info(directory: &Directory, config: &VirtualConfig) -> proto::ServerInfo {
+    let all = directory.all();
+    let members = config
+        .members
+        .iter()
+        .map(|member| proto::MemberInfo {
+            name: member.clone(),
+            state: all
+                .get(member)
+                .map_or(proto::ServerState::Stopped, |entry| {
+                    state(entry.status.load().state)
+                }),
+        })
+        .collect();
+    let catalog = crate::virtuals::catalog_of(directory, config);
+    proto::ServerInfo {
+        name: config.name.clone(),
+        state: state(directory.virtual_state(config)),
+        enabled: config.enabled,
+        description: config.description.clone(),
+        pid: None,
+        port: None,
+        since_unix_ms: 0,
+        uptime_ms: None,
+        restarts: 0,
+        tools_count: u32::try_from(catalog.tools.len()).unwrap_or(u32::MAX),
+        last_exit: None,
+        last_error: None,
+        usage: None,
+        session_pids: Vec::new(),
+        members: Some(members),
+    }
+}
+
+/// Every conflict of every virtual server, one line each.
+pub(super) fn conflicts(directory: &Directory) -> Vec<String> {
+    directory
+        .virtuals()
+        .values()
+        .flat_map(|config| {
+            crate::virtuals::catalog_of(directory, config)
+                .conflicts
+                .iter()
+                .map(|c| c.describe(&config.name))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `show` of a virtual server: its settings, members, exposed tools and conflicts.
+pub(super) fn show_virtual(directory: &Directory, config: &VirtualConfig) -> proto::ShowReply {
+    let catalog = crate::virtuals::catalog_of(directory, config);
+    proto::ShowReply {
+        status: virtual_info(directory, config),
+        file: config.file.display().to_string(),
+        binary_name: String::new(),
+        binary: String::new(),
+        package: None,
+        endpoint: config.endpoint.clone(),
+        upstream_url: None,
+        display_in_web: config.display_in_web,
+        oauth_required: config.oauth.required,
+        oauth_scopes: config.oauth.scopes.clone(),
+        oauth_audience: config.oauth.audience.clone(),
+        oauth_client_id: config.oauth.client_id.clone(),
+        args: Vec::new(),
+        env: Vec::new(),
+        env_passthrough: Vec::new(),
+        working_dir: None,
+        path: String::new(),
+        restart_policy: String::new(),
+        health_interval_ms: 0,
+        health_timeout_ms: 0,
+        stop_timeout_ms: 0,
+        tools: virtual_tools(config, &catalog, true),
+        tool_rules: config
+            .oauth
+            .tools
+            .iter()
+            .map(|rule| proto::ToolRuleInfo {
+                pattern: rule.pattern.to_string(),
+                scopes: rule.scopes.clone(),
+            })
+            .collect(),
+        audit_arguments: config.audit_arguments,
+        limits: proto::LimitsInfo::default(),
+        tool_filter: config
+            .tools
+            .iter()
+            .map(|f| format!("{}{}", if f.negated { "!" } else { "" }, f.pattern))
+            .collect(),
+        conflicts: catalog
+            .conflicts
+            .iter()
+            .map(|c| c.describe(&config.name))
+            .collect(),
+    }
+}
+
+/// The exposed tools of a virtual server.
+pub(super) fn virtual_tools(
+    config: &VirtualConfig,
+    catalog: &crate::virtuals::Catalog,
+    schema: bool,
+) -> Vec<proto::ToolEntry> {
+    catalog
+        .tools
+        .iter()
+        .map(|(exposed, tool)| proto::ToolEntry {
+            server: config.name.clone(),
+            name: exposed.clone(),
+            description: tool.info.description.clone(),
+            input_schema_json: schema.then(|| tool.info.input_schema.to_string()),
+            access: None,
+        })
+        .collect()
 }
 
 pub(super) fn tool(server: &str, tool: &ToolInfo, schema: bool) -> proto::ToolEntry {
@@ -149,6 +269,8 @@ pub(super) fn show(name: &str, entry: &ServerEntry) -> proto::ShowReply {
             .collect(),
         audit_arguments: config.audit_arguments,
         limits: limits(&config),
+        tool_filter: Vec::new(),
+        conflicts: Vec::new(),
     }
 }
 

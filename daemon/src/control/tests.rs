@@ -50,6 +50,7 @@ fn tool(name: &str) -> ToolInfo {
         name: name.into(),
         description: Some("a tool".into()),
         input_schema: serde_json::json!({"type": "object"}),
+        extra: Default::default(),
     }
 }
 

@@ -199,7 +199,7 @@ pub fn rpc_error(id: Option<&str>, err: &EnvelopeError) -> Response {
 }
 
 /// 403 with the MCP step-up challenge: every scope that would allow the refused calls.
-fn insufficient_scope(
+pub(super) fn insufficient_scope(
     server: &str,
     denied: &[(&Message<'_>, Vec<String>)],
     metadata_url: String,

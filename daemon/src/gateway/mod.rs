@@ -36,6 +36,7 @@ mod router;
 mod tap;
 mod token_cache;
 mod upstream;
+mod virtual_server;
 mod web;
 
 #[cfg(test)]
@@ -122,6 +123,8 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// Where `tools/call` records go (`None`: not recorded).
     audit: Option<Arc<AuditLog>>,
+    /// Session key and member sessions of virtual servers.
+    virtuals: virtual_server::VirtualState,
 }
 
 /// Everything the gateway reads: the live directory, the configuration and keys (swappable
@@ -158,6 +161,7 @@ impl GatewayContext {
                 options,
                 metrics,
                 audit: None,
+                virtuals: Default::default(),
             }),
         }
     }
@@ -177,6 +181,7 @@ impl GatewayContext {
                 options: shared.options.clone(),
                 metrics: shared.metrics.clone(),
                 audit: Some(audit),
+                virtuals: Default::default(),
             }),
         }
     }

@@ -28,6 +28,9 @@ struct RegistryEntry {
     oauth_required: bool,
     oauth_scopes: Vec<String>,
     tools_count: usize,
+    /// A virtual server's member servers (absent for a server with a process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -57,9 +60,28 @@ pub fn registry(directory: &Directory) -> Response<Body> {
                 oauth_required: config.oauth.required,
                 oauth_scopes: config.oauth.scopes.clone(),
                 tools_count: status.tools.len(),
+                members: None,
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut data = data;
+    for config in directory.virtuals().values().filter(|v| v.enabled) {
+        let catalog = super::virtual_server::catalog_of(directory, config);
+        data.push(RegistryEntry {
+            name: config.name.clone(),
+            description: config.description.clone(),
+            endpoint: config.endpoint.clone(),
+            port: None,
+            enabled: true,
+            display_in_web: config.display_in_web,
+            status: directory.virtual_state(config).as_str(),
+            oauth_required: config.oauth.required,
+            oauth_scopes: config.oauth.scopes.clone(),
+            tools_count: catalog.tools.len(),
+            members: Some(config.members.clone()),
+        });
+    }
+    data.sort_by(|a, b| a.name.cmp(&b.name));
     let body = Registry {
         data,
         meta: Meta {
@@ -84,17 +106,31 @@ pub fn resource_metadata(
     config: &DaemonConfig,
     name: &str,
 ) -> Response<Body> {
-    let Some(entry) = directory.get(name) else {
-        return response::error(StatusCode::NOT_FOUND, "unknown server", Some(name));
+    let (endpoint, scopes, enabled) = match (directory.get(name), directory.get_virtual(name)) {
+        (Some(entry), _) => {
+            let server = entry.config.load();
+            (
+                server.endpoint.clone(),
+                server.oauth.scopes.clone(),
+                server.enabled,
+            )
+        }
+        (None, Some(server)) => (
+            server.endpoint.clone(),
+            server.oauth.scopes.clone(),
+            server.enabled,
+        ),
+        (None, None) => {
+            return response::error(StatusCode::NOT_FOUND, "unknown server", Some(name));
+        }
     };
-    let server = entry.config.load();
-    if !server.enabled {
+    if !enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
     let body = ResourceMetadata {
-        resource: &server.endpoint,
+        resource: &endpoint,
         authorization_servers: &config.auth.authorization_servers,
-        scopes_supported: &server.oauth.scopes,
+        scopes_supported: &scopes,
         bearer_methods_supported: ["header"],
     };
     response::json(StatusCode::OK, &body)

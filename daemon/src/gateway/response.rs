@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body::{Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::conn::BoxError;
@@ -22,48 +22,63 @@ pub type Body = Either<Full<Bytes>, UpstreamBody>;
 /// active-streams gauge until it ends or the client goes away.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Inner,
+    inner: Source,
     active: Option<Gauge>,
     /// Filters list answers and reads call outcomes (see [`Tap`]); taken when the body ends.
     tap: Option<Box<Tap>>,
+    /// Sent in place of an error of the upstream body, which then ends cleanly (a virtual
+    /// server's SSE event saying which member broke off).
+    on_cut: Option<Bytes>,
 }
 
-/// Where the body comes from: a server's HTTP response, or a stdio server's bridge.
-/// Not boxed: the HTTP body is the hot path, and a box would cost it an allocation.
-#[derive(Debug)]
+/// A stream the gateway writes itself (a virtual server's listening stream).
+pub type LocalBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>;
+
+/// Where an [`UpstreamBody`]'s frames come from.
+// Boxing the upstream body would cost an allocation on every proxied request; local bodies
+// (a virtual server's listening stream) are the rare case.
 #[allow(clippy::large_enum_variant)]
-enum Inner {
-    Http(ResponseBody),
+enum Source {
+    Upstream(ResponseBody),
+    /// A stdio server's answer, from its bridge.
     Bridged(crate::stdio::BridgeBody),
+    Local(LocalBody),
 }
 
-impl http_body::Body for Inner {
-    type Data = Bytes;
-    type Error = BoxError;
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Upstream(body) => body.fmt(f),
+            Source::Bridged(body) => body.fmt(f),
+            Source::Local(_) => f.write_str("LocalBody"),
+        }
+    }
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Inner::Http(inner) => Pin::new(inner).poll_frame(cx),
-            Inner::Bridged(inner) => Pin::new(inner)
+impl Source {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Bridged(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+            Source::Local(body) => body.as_mut().poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Inner::Http(inner) => inner.is_end_stream(),
-            Inner::Bridged(inner) => inner.is_end_stream(),
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Bridged(body) => body.is_end_stream(),
+            Source::Local(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Inner::Http(inner) => inner.size_hint(),
-            Inner::Bridged(inner) => inner.size_hint(),
+            Source::Upstream(body) => body.size_hint(),
+            Source::Bridged(body) => body.size_hint(),
+            Source::Local(body) => body.size_hint(),
         }
     }
 }
@@ -71,18 +86,36 @@ impl http_body::Body for Inner {
 impl UpstreamBody {
     pub fn new(inner: ResponseBody) -> Self {
         UpstreamBody {
-            inner: Inner::Http(inner),
+            inner: Source::Upstream(inner),
             active: None,
             tap: None,
+            on_cut: None,
         }
     }
 
+    /// A stdio server's answer, from its bridge.
     pub fn bridged(inner: crate::stdio::BridgeBody) -> Self {
         UpstreamBody {
-            inner: Inner::Bridged(inner),
+            inner: Source::Bridged(inner),
             active: None,
             tap: None,
+            on_cut: None,
         }
+    }
+
+    /// A body the gateway streams itself.
+    pub fn local(inner: LocalBody) -> Self {
+        UpstreamBody {
+            inner: Source::Local(inner),
+            active: None,
+            tap: None,
+            on_cut: None,
+        }
+    }
+
+    /// Ends the body with `tail` instead of an error if the upstream body breaks off.
+    pub fn on_cut(&mut self, tail: Bytes) {
+        self.on_cut = Some(tail);
     }
 
     /// Passes the body through `tap` (which has read the response head).
@@ -117,10 +150,18 @@ impl http_body::Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(tap) = &mut this.tap else {
-            return Pin::new(&mut this.inner).poll_frame(cx);
+            return match this.inner.poll_frame(cx) {
+                Poll::Ready(Some(Err(_))) if this.on_cut.is_some() => {
+                    this.inner = Source::Local(Box::pin(http_body_util::Empty::new().map_err(
+                        |never: std::convert::Infallible| -> BoxError { match never {} },
+                    )));
+                    Poll::Ready(this.on_cut.take().map(|tail| Ok(Frame::data(tail))))
+                }
+                other => other,
+            };
         };
         loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match this.inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         let out = tap.data(data);
@@ -137,6 +178,14 @@ impl http_body::Body for UpstreamBody {
                         return Poll::Ready(None);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+                Poll::Ready(Some(Err(_))) if this.on_cut.is_some() => {
+                    // The tap records what it saw when dropped.
+                    this.tap = None;
+                    this.inner = Source::Local(Box::pin(http_body_util::Empty::new().map_err(
+                        |never: std::convert::Infallible| -> BoxError { match never {} },
+                    )));
+                    return Poll::Ready(this.on_cut.take().map(|tail| Ok(Frame::data(tail))));
                 }
                 other => return other,
             }

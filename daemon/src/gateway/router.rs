@@ -19,7 +19,7 @@ use super::response::{self, Body};
 use super::tap::Tap;
 use super::upstream::Pool;
 use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query, web};
-use crate::config::ServerConfig;
+use crate::config::OAuthConfig;
 use crate::directory::ServerState;
 use crate::metrics::ReasonLabel;
 
@@ -204,7 +204,7 @@ fn record(shared: &Shared, name: &str, response: &mut Response<Body>, started: I
         return;
     };
     // Names of unknown servers come from clients: never let them mint label sets.
-    if shared.directory.get(name).is_none() {
+    if shared.directory.get(name).is_none() && shared.directory.get_virtual(name).is_none() {
         return;
     }
     let server = metrics.server(name);
@@ -234,6 +234,10 @@ async fn mcp(
     request: Request<ClientBody>,
 ) -> Response<Body> {
     let Some(entry) = shared.directory.get(name) else {
+        if let Some(config) = shared.directory.get_virtual(name) {
+            return super::virtual_server::serve(shared, pool, live, peer, host, config, request)
+                .await;
+        }
         return response::error(StatusCode::NOT_FOUND, "unknown server", Some(name));
     };
     let config = entry.config.load_full();
@@ -255,7 +259,14 @@ async fn mcp(
     }
 
     let claims = if config.oauth.required {
-        match authenticate(shared, live, name, &config, request.headers()) {
+        match authenticate(
+            shared,
+            live,
+            name,
+            &config.oauth,
+            &config.endpoint,
+            request.headers(),
+        ) {
             Ok(claims) => Some(claims),
             Err(refusal) => return *refusal,
         }
@@ -381,14 +392,14 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Verifies the bearer token and checks it against the server: 401 without a valid token,
 /// 403 when the token is valid but not for this server.
-fn authenticate(
+pub(super) fn authenticate(
     shared: &Shared,
     live: &Live,
     name: &str,
-    config: &ServerConfig,
+    oauth: &OAuthConfig,
+    endpoint: &str,
     headers: &HeaderMap,
 ) -> Result<Arc<Claims>, Box<Response<Body>>> {
-    let oauth = &config.oauth;
     let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
     let Some(token) = bearer_token(headers) else {
         auth_failed(shared, "missing");
@@ -417,7 +428,7 @@ fn authenticate(
             )));
         }
     };
-    if let Err(denied) = auth::authorize(&claims, oauth, &config.endpoint) {
+    if let Err(denied) = auth::authorize(&claims, oauth, endpoint) {
         auth_failed(shared, denied.reason());
         tracing::debug!(
             server = name,

@@ -25,6 +25,8 @@ mod http;
 mod request;
 mod wire;
 
+pub(crate) use wire::tools_of;
+
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -64,6 +66,15 @@ enum Mode {
         /// Whether the handshake is done (false: initialize before the next request).
         open: bool,
     },
+}
+
+/// How another client reaches a server, learned by one handshake ([`ProbeClient::open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// 2026-07-28: call it statelessly.
+    Stateless,
+    /// A session opened by `initialize` (`id` is `None` for a server without sessions).
+    Session { id: Option<String>, version: String },
 }
 
 /// Probes one process of one server; see the module docs.
@@ -106,6 +117,25 @@ impl ProbeClient {
             self.forget();
         }
         outcome
+    }
+
+    /// Learns how to reach the server and, for a session-based one, opens a session for
+    /// another client to use (virtual servers call members with it), within `timeout`.
+    pub async fn open(&mut self, timeout: Duration) -> Result<Link, ProbeError> {
+        self.connection = None;
+        self.mode = Mode::Unknown;
+        let port = self.port;
+        tokio::time::timeout(timeout, self.handshake())
+            .await
+            .unwrap_or(Err(ProbeError::Timeout { port, timeout }))?;
+        self.connection = None;
+        Ok(match &self.mode {
+            Mode::Session { id, version, .. } => Link::Session {
+                id: id.as_deref().map(str::to_owned),
+                version: version.to_string(),
+            },
+            Mode::Stateless | Mode::Unknown => Link::Stateless,
+        })
     }
 
     /// One light request (or, every [`TOOL_REFRESH_EVERY`]th time, the tool list), within

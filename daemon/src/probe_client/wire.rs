@@ -30,6 +30,8 @@ pub(super) struct ToolWire {
     description: Option<String>,
     #[serde(rename = "inputSchema", default)]
     input_schema: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ToolWire {
@@ -38,6 +40,25 @@ impl ToolWire {
             name: self.name,
             description: self.description,
             input_schema: serde_json::Value::Object(self.input_schema),
+            extra: self.extra,
         }
     }
+}
+
+/// The tools of a `tools/list` result (one page), as the probe reads them; an entry that is
+/// not a tool (no name) is skipped. Shared with the stdio runner's probe.
+pub(crate) fn tools_of(result: &str) -> Vec<ToolInfo> {
+    #[derive(Deserialize)]
+    struct Page {
+        #[serde(default)]
+        tools: Vec<serde_json::Value>,
+    }
+    let Ok(page) = serde_json::from_str::<Page>(result) else {
+        return Vec::new();
+    };
+    page.tools
+        .into_iter()
+        .filter_map(|tool| serde_json::from_value::<ToolWire>(tool).ok())
+        .map(ToolWire::into_info)
+        .collect()
 }

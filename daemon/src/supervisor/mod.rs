@@ -229,6 +229,11 @@ impl Supervisor {
         }
         drop(servers);
         supervisor.inner.directory.replace(entries);
+        // Virtual servers run nothing: published for the gateway, never supervised.
+        supervisor
+            .inner
+            .directory
+            .replace_virtuals(&services.virtuals);
         Ok(supervisor)
     }
 
@@ -288,6 +293,11 @@ impl Supervisor {
                 .all()
                 .iter()
                 .map(|(name, entry)| (name.clone(), entry.config.load().as_ref().clone()))
+                .collect(),
+            virtuals: directory
+                .virtuals()
+                .iter()
+                .map(|(name, config)| (name.clone(), config.as_ref().clone()))
                 .collect(),
             errors: directory.config_errors().as_ref().clone(),
         }
@@ -451,6 +461,7 @@ impl Supervisor {
             }
         }
         self.inner.directory.replace(entries);
+        self.inner.directory.replace_virtuals(&services.virtuals);
         // A reload answers once what it changed can be read back (`mcpctl list` right after
         // `mcpctl reload`); a server task handles its commands at once, so this is short.
         let _ =

@@ -264,7 +264,7 @@ impl Probe for StdioProbe {
                 self.bridge.initialize(timeout).await?;
             }
             let result = self.bridge.request("tools/list", "{}", timeout).await?;
-            Ok(tools_of(result.get()))
+            Ok(crate::probe_client::tools_of(result.get()))
         })
     }
 
@@ -276,25 +276,4 @@ impl Probe for StdioProbe {
                 .map(|_| None)
         })
     }
-}
-
-/// The tools of a `tools/list` result (first page); tools without a name are skipped.
-fn tools_of(result: &str) -> Vec<ToolInfo> {
-    let value: serde_json::Value = serde_json::from_str(result).unwrap_or_default();
-    let Some(tools) = value.get("tools").and_then(|t| t.as_array()) else {
-        return Vec::new();
-    };
-    tools
-        .iter()
-        .filter_map(|tool| {
-            Some(ToolInfo {
-                name: tool.get("name")?.as_str()?.to_owned(),
-                description: tool
-                    .get("description")
-                    .and_then(|d| d.as_str())
-                    .map(str::to_owned),
-                input_schema: tool.get("inputSchema").cloned().unwrap_or_default(),
-            })
-        })
-        .collect()
 }

@@ -283,12 +283,15 @@ impl ServerTask {
             }
             Report::Probe(ProbeReport::Alive(tools), took) => {
                 self.last_probe = Some(took);
-                if let Some(tools) = tools
-                    && *self.tools != *tools
-                {
+                let changed = tools.as_ref().is_some_and(|tools| *self.tools != **tools);
+                if let Some(tools) = tools.filter(|_| changed) {
                     self.tools = Arc::from(tools);
                 }
                 self.step(Event::LivenessOk);
+                if changed {
+                    // Virtual servers tell their listening clients.
+                    self.shared.directory.state_changed();
+                }
             }
             Report::Probe(ProbeReport::NotAlive(reason), took) => {
                 self.last_probe = Some(took);

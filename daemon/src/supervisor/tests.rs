@@ -141,6 +141,7 @@ fn services(servers: Vec<ServerConfig>) -> Services {
     Services {
         servers: servers.into_iter().map(|s| (s.name.clone(), s)).collect(),
         errors: vec![],
+        ..Services::default()
     }
 }
 

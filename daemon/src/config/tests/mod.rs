@@ -8,6 +8,7 @@ mod gateway_limits;
 mod limits;
 mod schema;
 mod server_kinds;
+mod virtual_servers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -458,4 +459,7 @@ fn the_example_configuration_loads() {
     assert_eq!(echo.package.as_deref(), Some("mcp-echo"));
     assert!(!echo.oauth.required);
     assert_eq!(echo.endpoint, "http://localhost:8080/api/v1/mcp/echo/mcp");
+    let all = &config.services.virtuals["all"];
+    assert_eq!(all.members, ["echo"]);
+    assert_eq!(all.endpoint, "http://localhost:8080/api/v1/mcp/all/mcp");
 }

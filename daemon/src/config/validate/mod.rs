@@ -7,7 +7,8 @@ mod daemon;
 mod limits;
 mod server;
 mod shared;
+pub mod virtual_server;
 
 pub use daemon::daemon;
 pub use limits::may_switch_users;
-pub use server::{AUDIT_LOG_NAME, server_file, valid_server_name};
+pub use server::{AUDIT_LOG_NAME, server_file, server_file_entries, valid_server_name};

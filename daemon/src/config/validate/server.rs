@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::limits;
 use super::shared::{health, positive, restart};
+use super::virtual_server;
 use crate::config::env::{Env, Resolver, absolute};
 use crate::config::error::ConfigError;
 use crate::config::model::*;
@@ -29,12 +30,37 @@ pub fn valid_server_name(name: &str) -> bool {
 }
 
 /// The servers of one server file, in the order written; errors of the file go to `errors`.
-/// Checks that need other files (names and ports used twice) are the caller's.
+/// Checks that need other files (names and ports used twice) are the caller's. Virtual
+/// servers are checked but left out; [`server_file_entries`] returns them too.
 pub fn server_file(
     source: &Source,
     daemon: &DaemonConfig,
     env: &Env,
     resolver: &Resolver,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ServerConfig> {
+    server_file_entries(source, daemon, env, resolver, errors).0
+}
+
+/// The servers and the virtual servers (members not resolved yet) of one server file.
+pub fn server_file_entries(
+    source: &Source,
+    daemon: &DaemonConfig,
+    env: &Env,
+    resolver: &Resolver,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<ServerConfig>, Vec<VirtualConfig>) {
+    let mut virtuals = Vec::new();
+    let servers = entries(source, daemon, env, resolver, &mut virtuals, errors);
+    (servers, virtuals)
+}
+
+fn entries(
+    source: &Source,
+    daemon: &DaemonConfig,
+    env: &Env,
+    resolver: &Resolver,
+    virtuals: &mut Vec<VirtualConfig>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<ServerConfig> {
     if source.value.is_null() {
@@ -104,6 +130,13 @@ pub fn server_file(
                 errors,
             )
             .value;
+        if raw.aggregate.is_some() {
+            virtuals.push(virtual_server::entry(
+                source, &path, &name, raw, oauth, daemon, errors,
+            ));
+            continue;
+        }
+        virtual_server::refuse_virtual_keys(source, &path, &name, errors);
         let restart = restart(
             source,
             &path,

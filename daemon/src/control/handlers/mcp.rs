@@ -241,8 +241,14 @@ async fn stdio_handshake(
 
 /// Re-reads every configuration file from disk and handshakes each enabled server.
 pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> HandlerResult {
-    let all = ctx.supervisor.directory().all();
+    let directory = ctx.supervisor.directory().clone();
+    let all = directory.all();
+    let virtual_named = request
+        .name
+        .as_ref()
+        .is_some_and(|name| directory.get_virtual(name).is_some());
     let selected: Vec<(String, Arc<ServerEntry>)> = match &request.name {
+        Some(_) if virtual_named => Vec::new(),
         Some(name) => {
             let entry = all
                 .get(name)
@@ -253,13 +259,14 @@ pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> 
     };
 
     let current = ctx.config.load_full();
-    let errors = tokio::task::spawn_blocking(move || {
+    let (errors, on_disk) = tokio::task::spawn_blocking(move || {
         let daemon = match config::load_daemon(current.source.as_deref()) {
             Ok(daemon) => daemon,
-            Err(errors) if !errors.is_empty() => return errors,
+            Err(errors) if !errors.is_empty() => return (errors, Default::default()),
             Err(_) => current.as_ref().clone(),
         };
-        config::load_services(&daemon, None).errors
+        let services = config::load_services(&daemon, None);
+        (services.errors, services.virtuals)
     })
     .await
     .map_err(|e| {
@@ -284,7 +291,7 @@ pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> 
         .filter(|(_, entry)| entry.status.load().state != ServerState::Disabled)
         .map(|(name, entry)| handshake(ctx, name, entry));
     let handshakes = futures::future::join_all(checks).await;
-    let warnings = selected
+    let mut warnings: Vec<String> = selected
         .iter()
         .flat_map(|(name, entry)| {
             let config = entry.config.load();
@@ -294,6 +301,15 @@ pub(super) async fn validate(ctx: &ControlContext, request: ValidateRequest) -> 
                 .collect::<Vec<_>>()
         })
         .collect();
+    // Conflicts of the virtual servers on disk, over the tools the members list now.
+    for (name, virtual_config) in &on_disk {
+        if request.name.as_ref().is_some_and(|wanted| wanted != name) {
+            continue;
+        }
+        let catalog = crate::virtuals::catalog_of(&directory, virtual_config);
+        warnings.extend(catalog.conflicts.iter().map(|c| c.describe(name)));
+        warnings.extend(crate::authz::shadowed_rules(name, &virtual_config.oauth));
+    }
     Ok(Response::Validate(ValidateReply {
         config_errors,
         handshakes,

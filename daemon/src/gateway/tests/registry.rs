@@ -21,6 +21,7 @@ async fn registry_lists_enabled_servers_with_live_status() {
         name: "echo".into(),
         description: None,
         input_schema: serde_json::json!({"type": "object"}),
+        extra: Default::default(),
     };
     echo_status.tools = Arc::from(vec![
         tool.clone(),

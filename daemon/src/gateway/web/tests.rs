@@ -27,6 +27,7 @@ fn entry(
         name: format!("{HOSTILE}tool"),
         description: Some(HOSTILE.to_owned()),
         input_schema: json!({"type": "object", "properties": {HOSTILE: {"description": HOSTILE}}}),
+        extra: Default::default(),
     }]);
     (name.to_owned(), Arc::new(ServerEntry::new(config, status)))
 }

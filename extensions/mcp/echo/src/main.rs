@@ -9,6 +9,9 @@
 //! only the session-based protocol generation (no `server/discover`), and
 //! `MCP_ECHO_IDLE_TIMEOUT_MS=N` closes keep-alive connections idle for N ms.
 //! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
+//! `MCP_ECHO_SESSION_IDLE_MS=N` forgets a session idle for N ms (its next request gets 404).
+//! `MCP_ECHO_EXTRA_TOOLS=a,b` adds tools named `a` and `b` that act like `echo` (tests of tool
+//! names chosen by a server).
 //!
 //! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
 //! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
@@ -118,10 +121,31 @@ fn options_from_env() -> Result<server::Options, String> {
             }
         },
     };
+    let session_idle = match std::env::var("MCP_ECHO_SESSION_IDLE_MS") {
+        Err(_) => None,
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Some(std::time::Duration::from_millis(ms)),
+            _ => {
+                return Err(format!(
+                    "MCP_ECHO_SESSION_IDLE_MS={value:?} is not a positive number of milliseconds"
+                ));
+            }
+        },
+    };
+    let extra_tools: Vec<String> = std::env::var("MCP_ECHO_EXTRA_TOOLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
     Ok(server::Options {
         session_only,
         idle_timeout,
         reflect_headers: std::env::var("MCP_ECHO_REFLECT_HEADERS").as_deref() == Ok("1"),
+        // Read once at start and kept for the process's life.
+        extra_tools: Vec::leak(extra_tools),
+        session_idle,
     })
 }
 

@@ -48,6 +48,10 @@ pub struct Options {
     /// Answer `<MCP_PATH>?reflect-headers` with the request's headers as JSON, for tests of
     /// what a proxy in front forwards. Off by default.
     pub reflect_headers: bool,
+    /// More tools, each acting like `echo` under its own name.
+    pub extra_tools: &'static [String],
+    /// Forget a session idle this long (rmcp's default: 5 minutes).
+    pub session_idle: Option<Duration>,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -64,8 +68,16 @@ impl Echo {
     }
 
     pub fn with_options(options: Options) -> Self {
+        let mut tool_router = Self::tool_router();
+        if let Some(echo) = tool_router.map.get("echo").cloned() {
+            for name in options.extra_tools {
+                let mut route = echo.clone();
+                route.attr.name = name.clone().into();
+                tool_router.add_route(route);
+            }
+        }
         Echo {
-            tool_router: Self::tool_router(),
+            tool_router,
             session_only: options.session_only,
         }
     }
@@ -150,9 +162,13 @@ pub async fn serve(listener: TcpListener, options: Options, shutdown: Cancellati
     // (rmcp's default), which blocks DNS-rebinding attacks on a server bound to 127.0.0.1.
     let config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+    let mut sessions = LocalSessionManager::default();
+    if let Some(idle) = options.session_idle {
+        sessions.session_config.keep_alive = Some(idle);
+    }
     let mcp: StreamableHttpService<Echo, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(Echo::with_options(options)),
-        Default::default(),
+        std::sync::Arc::new(sessions),
         config,
     );
 

@@ -1,0 +1,71 @@
+//! A client's `notifications/cancelled` passed on to the member running the call it names
+//! (request ids are the client's own, and a member session serves one client session).
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::HeaderValue;
+use http_body_util::{BodyExt, Either, Limited};
+use serde_json::Value;
+
+use super::Context;
+use super::call::{MAX_REFUSAL, member_request};
+use crate::gateway::proxy::{self, Upstream};
+use crate::probe_client::Link;
+
+/// Passes a client's `notifications/cancelled` on to the member running the call it names
+/// (request ids are the client's own: a member session serves one client session). Anything
+/// else about it is ignored, as the protocol says of cancellations.
+pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Bytes) {
+    #[derive(serde::Deserialize)]
+    struct Cancelled {
+        params: CancelledParams,
+    }
+    #[derive(serde::Deserialize)]
+    struct CancelledParams {
+        #[serde(rename = "requestId")]
+        request_id: Value,
+    }
+    let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&body) else {
+        return;
+    };
+    let request_id = cancelled.params.request_id.to_string();
+    let links = &context.shared.virtuals.links;
+    let Some((member, link)) = links.take_call(context.session, &request_id) else {
+        return;
+    };
+    let Some(entry) = context.shared.directory.get(&member) else {
+        return;
+    };
+    let member_config = entry.config.load_full();
+    let Some(port) = entry.status.load().port.or(member_config.port) else {
+        return;
+    };
+    let mut request = member_request(headers, &link, "", body);
+    if link == Link::Stateless {
+        request.headers_mut().insert(
+            "mcp-method",
+            HeaderValue::from_static("notifications/cancelled"),
+        );
+        request.headers_mut().remove("mcp-name");
+    }
+    let live = context.live;
+    let upstream = Upstream {
+        server: &member,
+        port,
+        path: &member_config.path,
+        peer: context.peer,
+        host: context.host.clone(),
+        trusted_peer: live.config.gateway.trusts(context.peer.ip()),
+        proto: "http",
+        max_body: live.config.gateway.max_body,
+        header_timeout: context.shared.options.upstream_header_timeout,
+        retry_after_secs: context.shared.options.retry_after_secs,
+        claims: context.claims.as_deref(),
+        check_now: &entry.check_now,
+    };
+    let answer = proxy::forward(context.pool, upstream, request).await;
+    if let Either::Right(body) = answer.into_body() {
+        // Read to the end so the connection goes back to the pool.
+        let _ = Limited::new(body, MAX_REFUSAL).collect().await;
+    }
+}

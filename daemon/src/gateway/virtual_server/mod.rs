@@ -1,0 +1,445 @@
+//! A virtual server's endpoint `/api/v1/mcp/<virtual>/mcp`, served by mcpd itself: the
+//! lifecycle (`initialize`, `ping`, 2026-07-28 `server/discover`) and `tools/list` are
+//! answered here from the members' cached tools (a slow member never delays a list);
+//! `tools/call` is authorized against the member's and the virtual server's rules and
+//! forwarded to the member with its own tool name (`call`); a listening GET stream gets
+//! `notifications/tools/list_changed` when the caller's view changes (`listen`).
+//!
+//! Sessions: a 2025-11-25 client gets a sealed session id (`crate::virtuals::seal`) holding
+//! the negotiated version and the caller's identity, so nothing is stored per session: any
+//! mcpd with the same key continues it. An id that does not open, or was issued to another
+//! caller, is answered 404 (session not found), as the protocol says.
+
+mod access;
+mod call;
+mod cancel;
+mod links;
+mod listen;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::auth::Claims;
+use super::conn::ClientBody;
+use super::registry::resource_metadata_url;
+use super::response::{self, Body};
+use super::upstream::Pool;
+use super::{Live, Shared, inspect, query};
+use crate::config::VirtualConfig;
+use crate::directory::Directory;
+use crate::envelope::{self, INVALID_REQUEST};
+pub use crate::virtuals::catalog_of;
+use crate::virtuals::seal::{self, SessionFacts, SessionKey};
+
+/// JSON-RPC "method not found".
+const METHOD_NOT_FOUND: i64 = -32601;
+/// JSON-RPC "invalid params": also an unknown tool.
+const INVALID_PARAMS: i64 = -32602;
+/// A member is not running, could not be reached, or broke off: the message names it.
+pub const MEMBER_UNAVAILABLE: i64 = -32011;
+/// Session-based versions a client may negotiate.
+const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+const STATELESS_VERSION: &str = "2026-07-28";
+
+/// What the gateway keeps for virtual servers: the session key (loaded once) and the member
+/// sessions.
+#[derive(Debug, Default)]
+pub struct VirtualState {
+    key: OnceLock<Result<Arc<SessionKey>, String>>,
+    links: links::Links,
+    catalogs: crate::virtuals::CatalogCache,
+    /// Sessions their clients ended with DELETE (on this mcpd; bounded).
+    ended: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+/// Most ended sessions remembered; past it the oldest knowledge is dropped (an ended id then
+/// works again until it expires, which a client that ended it has no reason to try).
+const MAX_ENDED: usize = 100_000;
+
+impl VirtualState {
+    fn ended(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl VirtualState {
+    fn key(&self, live: &Live) -> Option<Arc<SessionKey>> {
+        let loaded = self.key.get_or_init(|| {
+            SessionKey::load_or_create(&live.config.state_dir)
+                .map(Arc::new)
+                .map_err(|err| {
+                    tracing::error!(error = %err, "cannot load the session key of virtual servers; their clients get no session id");
+                    err.to_string()
+                })
+        });
+        loaded.as_ref().ok().cloned()
+    }
+}
+
+/// One request to a virtual server, with what every step needs.
+struct Context<'a> {
+    shared: &'a Shared,
+    pool: &'a Arc<Pool>,
+    live: &'a Live,
+    peer: SocketAddr,
+    host: Option<HeaderValue>,
+    config: Arc<VirtualConfig>,
+    claims: Option<Arc<Claims>>,
+    /// Member sessions are cached under this: the caller's session, or its identity.
+    session: u64,
+    /// The caller speaks 2026-07-28.
+    stateless: bool,
+}
+
+pub(super) async fn serve(
+    shared: &Shared,
+    pool: &Arc<Pool>,
+    live: &Live,
+    peer: SocketAddr,
+    host: Option<HeaderValue>,
+    config: Arc<VirtualConfig>,
+    request: Request<ClientBody>,
+) -> Response<Body> {
+    let name = config.name.as_str();
+    if !config.enabled {
+        return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
+    }
+    if request.uri().query().is_some_and(query::has_access_token) {
+        let message =
+            "access tokens are not accepted in the query string; send Authorization: Bearer";
+        if config.oauth.required {
+            let challenge = format!(
+                "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
+                resource_metadata_url(&live.config.gateway.public_url, name)
+            );
+            return response::challenge(StatusCode::BAD_REQUEST, message, name, challenge);
+        }
+        return response::error(StatusCode::BAD_REQUEST, message, Some(name));
+    }
+    let claims = if config.oauth.required {
+        match super::router::authenticate(
+            shared,
+            live,
+            name,
+            &config.oauth,
+            &config.endpoint,
+            request.headers(),
+        ) {
+            Ok(claims) => Some(claims),
+            Err(refusal) => return *refusal,
+        }
+    } else {
+        None
+    };
+    let principal = seal::principal(
+        claims.as_ref().and_then(|c| c.subject.as_deref()),
+        claims.as_ref().and_then(|c| c.client_id.as_deref()),
+    );
+    let key = shared.virtuals.key(live);
+    // A session id that does not open is no session of ours: 404, whatever the method.
+    let facts = match request.headers().get("mcp-session-id") {
+        None => None,
+        Some(id) => {
+            let opened = key.as_ref().and_then(|key| {
+                key.open(name, id.to_str().ok()?, SystemTime::now())
+                    .filter(|facts| facts.principal == principal)
+                    .filter(|facts| !shared.virtuals.ended().contains(&facts.nonce))
+            });
+            match opened {
+                Some(facts) => Some(facts),
+                None => {
+                    return response::error(
+                        StatusCode::NOT_FOUND,
+                        "session not found (start a new one with initialize)",
+                        Some(name),
+                    );
+                }
+            }
+        }
+    };
+    let stateless = request
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| envelope::is_stateless_version(v.trim()));
+    let session = facts
+        .as_ref()
+        .map_or_else(|| identity_number(&principal), |facts| facts.nonce);
+    let context = Context {
+        shared,
+        pool,
+        live,
+        peer,
+        host,
+        config: config.clone(),
+        claims,
+        session,
+        stateless,
+    };
+    match *request.method() {
+        Method::POST => post(&context, key.as_deref(), &principal, request).await,
+        Method::GET if facts.is_some() => listen::open(&context),
+        Method::DELETE if facts.is_some() => {
+            shared.virtuals.links.end(session);
+            let mut ended = shared.virtuals.ended();
+            if ended.len() >= MAX_ENDED {
+                ended.clear();
+            }
+            ended.insert(session);
+            drop(ended);
+            Response::new(response::full(Bytes::new()))
+        }
+        _ => {
+            let mut answer = response::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a virtual server takes POST (and GET or DELETE with a session)",
+                Some(name),
+            );
+            answer
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            answer
+        }
+    }
+}
+
+/// A number naming a caller without a session (its member sessions are shared).
+fn identity_number(principal: &str) -> u64 {
+    u64::from_str_radix(principal.get(..16).unwrap_or("0"), 16).unwrap_or(0)
+}
+
+async fn post(
+    context: &Context<'_>,
+    key: Option<&SessionKey>,
+    principal: &str,
+    request: Request<ClientBody>,
+) -> Response<Body> {
+    let name = context.config.name.as_str();
+    let (parts, body) = request.into_parts();
+    let bytes = match inspect::read_body(body, context.live.config.gateway.max_body, name).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return *answer,
+    };
+    let envelope = match envelope::parse(&bytes) {
+        Ok(envelope) => envelope,
+        Err(err) => return inspect::rpc_error(None, &err),
+    };
+    if let Err(err) = envelope::check_headers(&parts.headers, &envelope.messages, envelope.batch) {
+        let id = envelope.messages.first().and_then(|m| m.id_text());
+        return inspect::rpc_error(id, &err);
+    }
+    let Some(message) = envelope.messages.first().filter(|_| !envelope.batch) else {
+        let err = envelope::EnvelopeError {
+            code: INVALID_REQUEST,
+            message: "a virtual server takes one JSON-RPC message per request, not a batch".into(),
+        };
+        return inspect::rpc_error(None, &err);
+    };
+    let id = message.id;
+    let Some(method) = message.method.as_deref() else {
+        // A response to a request of ours: virtual servers send none.
+        return accepted();
+    };
+    if id.is_none() {
+        if method == "notifications/cancelled" {
+            cancel::cancel(context, &parts.headers, bytes.clone()).await;
+        }
+        // Other notifications (initialized, ...): nothing to do.
+        return accepted();
+    }
+    match method {
+        "initialize" => initialize(context, key, principal, id, &bytes),
+        "ping" => rpc_result(id, json!({})),
+        "server/discover" => rpc_result(id, discover(&context.config)),
+        "tools/list" => rpc_result(id, list(context)),
+        "subscriptions/listen" => listen::subscribe(context, id, &bytes),
+        "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
+        other => rpc_error(
+            id,
+            METHOD_NOT_FOUND,
+            &format!("virtual server {name} does not offer {other:?} (tools only)"),
+        ),
+    }
+}
+
+fn accepted() -> Response<Body> {
+    let mut answer = Response::new(response::full(Bytes::new()));
+    *answer.status_mut() = StatusCode::ACCEPTED;
+    answer
+}
+
+#[derive(serde::Deserialize)]
+struct InitializeRequest {
+    #[serde(default)]
+    params: Option<InitializeParams>,
+}
+
+#[derive(serde::Deserialize)]
+struct InitializeParams {
+    #[serde(rename = "protocolVersion", default)]
+    protocol_version: Option<String>,
+}
+
+fn server_info(config: &VirtualConfig) -> Value {
+    json!({ "name": config.name, "version": env!("CARGO_PKG_VERSION") })
+}
+
+fn capabilities() -> Value {
+    json!({ "tools": { "listChanged": true } })
+}
+
+fn initialize(
+    context: &Context<'_>,
+    key: Option<&SessionKey>,
+    principal: &str,
+    id: Option<&RawValue>,
+    body: &Bytes,
+) -> Response<Body> {
+    let config = &context.config;
+    let asked = serde_json::from_slice::<InitializeRequest>(body)
+        .ok()
+        .and_then(|r| r.params)
+        .and_then(|p| p.protocol_version);
+    let version = asked
+        .filter(|v| SESSION_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| SESSION_VERSIONS[0].to_owned());
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(config),
+    });
+    if !config.description.is_empty() {
+        result["instructions"] = Value::String(config.description.clone());
+    }
+    let mut answer = rpc_result(id, result);
+    if let Some(key) = key {
+        let facts = SessionFacts {
+            protocol_version: version,
+            principal: principal.to_owned(),
+            issued_at: seal::unix_secs(SystemTime::now()),
+            nonce: rand::random(),
+        };
+        if let Ok(value) = HeaderValue::try_from(key.seal(&config.name, &facts)) {
+            answer.headers_mut().insert("mcp-session-id", value);
+        }
+    }
+    answer
+}
+
+fn discover(config: &VirtualConfig) -> Value {
+    let mut versions = vec![STATELESS_VERSION];
+    versions.extend_from_slice(SESSION_VERSIONS);
+    let mut result = json!({
+        "resultType": "complete",
+        "supportedVersions": versions,
+        "capabilities": capabilities(),
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "_meta": { "io.modelcontextprotocol/serverInfo": server_info(config) },
+    });
+    if !config.description.is_empty() {
+        result["instructions"] = Value::String(config.description.clone());
+    }
+    result
+}
+
+/// The tools the caller sees, as `tools/list` gives them.
+fn visible(
+    directory: &Directory,
+    config: &VirtualConfig,
+    catalog: &crate::virtuals::Catalog,
+    claims: Option<&Claims>,
+) -> Vec<(String, crate::virtuals::ExposedTool)> {
+    let all = directory.all();
+    catalog
+        .tools
+        .iter()
+        .filter(|(exposed, tool)| {
+            all.get(&tool.member).is_some_and(|entry| {
+                let member = entry.config.load();
+                access::sees(claims, config, &member.oauth, exposed, &tool.original)
+            })
+        })
+        .map(|(exposed, tool)| (exposed.clone(), tool.clone()))
+        .collect()
+}
+
+fn list(context: &Context<'_>) -> Value {
+    let directory = &context.shared.directory;
+    let catalog = context
+        .shared
+        .virtuals
+        .catalogs
+        .get(directory, &context.config);
+    let tools: Vec<Value> = visible(
+        directory,
+        &context.config,
+        &catalog,
+        context.claims.as_deref(),
+    )
+    .into_iter()
+    .map(|(exposed, tool)| {
+        let mut entry = tool.info.extra;
+        entry.insert("name".into(), Value::String(exposed));
+        entry.insert("inputSchema".into(), tool.info.input_schema);
+        if let Some(description) = tool.info.description {
+            entry.insert("description".into(), Value::String(description));
+        }
+        Value::Object(entry)
+    })
+    .collect();
+    let mut result = json!({ "tools": tools });
+    if context.stateless {
+        result["resultType"] = json!("complete");
+        result["ttlMs"] = json!(0);
+        result["cacheScope"] = json!("private");
+    }
+    result
+}
+
+pub(super) fn id_value(id: Option<&RawValue>) -> Value {
+    id.and_then(|id| serde_json::from_str(id.get()).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn json_answer(value: &Value) -> Response<Body> {
+    let mut answer = Response::new(response::full(value.to_string()));
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    answer
+}
+
+fn rpc_result(id: Option<&RawValue>, result: Value) -> Response<Body> {
+    json_answer(&json!({ "jsonrpc": "2.0", "id": id_value(id), "result": result }))
+}
+
+fn rpc_error(id: Option<&RawValue>, code: i64, message: &str) -> Response<Body> {
+    json_answer(&error_message(id, code, message))
+}
+
+fn error_message(id: Option<&RawValue>, code: i64, message: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id_value(id),
+        "error": { "code": code, "message": message },
+    })
+}
+
+/// Headers of the client's request that go on to a member.
+fn passed_on(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [http::header::USER_AGENT, http::header::ACCEPT_LANGUAGE] {
+        if let Some(value) = headers.get(&name) {
+            out.insert(name, value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,248 @@
+//! The tools a virtual server offers: each member's tool `t` of server `s` is exposed as
+//! `s<separator>t` (or `t` with `prefix: never`), kept when it passes the `tools` filter.
+//! An exposed name must match `^[a-zA-Z0-9_-]{1,64}$` (the common LLM rule, stricter than
+//! SEP-986's `[A-Za-z0-9._-]{1,128}`). A name produced twice, or one that breaks the rule,
+//! is never resolved silently: every source of it is left out and reported as a conflict.
+//! Routing uses the map built here, never a split of the name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{PrefixMode, VirtualConfig};
+use crate::directory::ToolInfo;
+
+/// Longest exposed tool name.
+pub const MAX_EXPOSED: usize = 64;
+
+/// One exposed tool: which member serves it, under which name.
+#[derive(Debug, Clone)]
+pub struct ExposedTool {
+    pub member: String,
+    /// The member's own name of the tool.
+    pub original: String,
+    pub info: ToolInfo,
+}
+
+/// An exposed name left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub exposed: String,
+    /// `(member, tool)` of every source of the name.
+    pub sources: Vec<(String, String)>,
+    pub reason: ConflictReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictReason {
+    /// Two or more members produce the name.
+    Collision,
+    /// The name is longer than [`MAX_EXPOSED`] or holds a character outside `[A-Za-z0-9_-]`.
+    InvalidName,
+}
+
+impl Conflict {
+    /// One line for `mcpctl status` and `mcpctl validate`.
+    pub fn describe(&self, virtual_name: &str) -> String {
+        let sources: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(member, tool)| format!("tool \"{tool}\" of server \"{member}\""))
+            .collect();
+        match self.reason {
+            ConflictReason::Collision => format!(
+                "virtual server {virtual_name}: \"{}\" is produced by {}; both are left out (rename a tool, exclude a member or filter with `tools`)",
+                self.exposed,
+                sources.join(" and ")
+            ),
+            ConflictReason::InvalidName => format!(
+                "virtual server {virtual_name}: exposed name \"{}\" of {} is not 1-{MAX_EXPOSED} characters of A-Z, a-z, 0-9, `_`, `-`; it is left out",
+                self.exposed,
+                sources.join(" and ")
+            ),
+        }
+    }
+}
+
+/// The exposed tools of a virtual server, by exposed name, and its conflicts.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub tools: BTreeMap<String, ExposedTool>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// True for `^[a-zA-Z0-9_-]{1,64}$`.
+pub fn valid_exposed_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_EXPOSED
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The exposed name of `member`'s `tool`.
+pub fn exposed_name(config: &VirtualConfig, member: &str, tool: &str) -> String {
+    match config.prefix {
+        PrefixMode::Always => format!("{member}{}{tool}", config.separator),
+        PrefixMode::Never => tool.to_owned(),
+    }
+}
+
+/// Builds the catalog from `(member, its tools)` in any order.
+pub fn build<'a>(
+    config: &VirtualConfig,
+    members: impl IntoIterator<Item = (&'a str, Arc<[ToolInfo]>)>,
+) -> Catalog {
+    let mut sources: BTreeMap<String, Vec<ExposedTool>> = BTreeMap::new();
+    for (member, tools) in members {
+        for tool in tools.iter() {
+            let exposed = exposed_name(config, member, &tool.name);
+            if !config.exposes(&exposed) {
+                continue;
+            }
+            sources.entry(exposed).or_default().push(ExposedTool {
+                member: member.to_owned(),
+                original: tool.name.clone(),
+                info: tool.clone(),
+            });
+        }
+    }
+    let mut catalog = Catalog::default();
+    for (exposed, mut found) in sources {
+        let reason = if found.len() > 1 {
+            Some(ConflictReason::Collision)
+        } else if !valid_exposed_name(&exposed) {
+            Some(ConflictReason::InvalidName)
+        } else {
+            None
+        };
+        match reason {
+            None => {
+                if let Some(tool) = found.pop() {
+                    catalog.tools.insert(exposed, tool);
+                }
+            }
+            Some(reason) => catalog.conflicts.push(Conflict {
+                exposed,
+                sources: found
+                    .into_iter()
+                    .map(|tool| (tool.member, tool.original))
+                    .collect(),
+                reason,
+            }),
+        }
+    }
+    catalog
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A virtual server `all` with no members, filter or rules.
+    pub(crate) fn config() -> crate::config::VirtualConfig {
+        super::tests::virtual_config(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::ToolPattern;
+    use crate::config::{OAuthConfig, ToolFilter};
+
+    pub(super) fn virtual_config(tools: &[&str]) -> VirtualConfig {
+        VirtualConfig {
+            name: "all".into(),
+            file: "x.yaml".into(),
+            endpoint: String::new(),
+            enabled: true,
+            display_in_web: true,
+            description: String::new(),
+            oauth: OAuthConfig {
+                required: false,
+                scopes: vec![],
+                audience: "mcp".into(),
+                client_id: None,
+                tools: vec![],
+            },
+            audit_arguments: false,
+            aggregate: vec![],
+            exclude: vec![],
+            tools: tools
+                .iter()
+                .map(|t| match t.strip_prefix('!') {
+                    Some(body) => ToolFilter {
+                        pattern: ToolPattern::parse(body).unwrap(),
+                        negated: true,
+                    },
+                    None => ToolFilter {
+                        pattern: ToolPattern::parse(t).unwrap(),
+                        negated: false,
+                    },
+                })
+                .collect(),
+            separator: "_".into(),
+            prefix: PrefixMode::Always,
+            prefix_at: (None, None),
+            members: vec![],
+        }
+    }
+
+    fn tools(names: &[&str]) -> Arc<[ToolInfo]> {
+        names
+            .iter()
+            .map(|name| ToolInfo {
+                name: (*name).into(),
+                description: None,
+                input_schema: serde_json::json!({"type": "object"}),
+                extra: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prefixes_filters_and_reports_collisions_with_both_sources() {
+        let config = virtual_config(&["*", "!*_delete*"]);
+        let catalog = build(
+            &config,
+            [
+                ("a", tools(&["b_echo", "add", "x_delete_all"])),
+                ("a_b", tools(&["echo"])),
+                ("c", tools(&["bad.name", &"n".repeat(70)])),
+            ],
+        );
+        let names: Vec<&str> = catalog.tools.keys().map(String::as_str).collect();
+        assert_eq!(names, ["a_add"]);
+        let collision = &catalog.conflicts[0];
+        assert_eq!(collision.exposed, "a_b_echo");
+        assert_eq!(collision.reason, ConflictReason::Collision);
+        assert_eq!(
+            collision.sources,
+            [("a".into(), "b_echo".into()), ("a_b".into(), "echo".into())]
+        );
+        let text = collision.describe("all");
+        assert!(text.contains("\"b_echo\" of server \"a\"") && text.contains("server \"a_b\""));
+        assert_eq!(catalog.conflicts.len(), 3);
+        assert!(
+            catalog.conflicts[1..]
+                .iter()
+                .all(|c| c.reason == ConflictReason::InvalidName)
+        );
+    }
+
+    #[test]
+    fn never_prefix_keeps_names() {
+        let mut config = virtual_config(&[]);
+        config.prefix = PrefixMode::Never;
+        let catalog = build(&config, [("echo", tools(&["echo", "add"]))]);
+        assert_eq!(catalog.tools["echo"].member, "echo");
+        assert_eq!(catalog.tools["add"].original, "add");
+    }
+
+    #[test]
+    fn exposed_name_rule() {
+        assert!(valid_exposed_name("a-b_C9"));
+        assert!(valid_exposed_name(&"a".repeat(64)));
+        for bad in ["", "a.b", "a/b", "a b", "é", &"a".repeat(65)] {
+            assert!(!valid_exposed_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Virtual servers outside the gateway: the catalog of exposed tool names (pure, shared by
+//! the gateway, the control socket and `mcpctl validate`) and the sealing of session ids.
+//! The HTTP side lives in `gateway::virtual_server`.
+
+pub mod catalog;
+pub mod seal;
+
+pub use catalog::{Catalog, Conflict, ExposedTool};
+
+use crate::config::VirtualConfig;
+use crate::directory::{Directory, ServerState};
+
+/// The tools a virtual server offers now: its running members' cached tools.
+pub fn catalog_of(directory: &Directory, config: &VirtualConfig) -> Catalog {
+    let all = directory.all();
+    let members = config.members.iter().filter_map(|member| {
+        let entry = all.get(member)?;
+        let status = entry.status.load();
+        (status.state == ServerState::Running).then(|| (member.as_str(), status.tools.clone()))
+    });
+    catalog::build(config, members)
+}
+
+/// Catalogs kept between requests, rebuilt when the virtual server's configuration or a
+/// member's state or tool list changes (compared by identity: the cache holds what it was
+/// built from, so no address can be reused while it is compared).
+#[derive(Debug, Default)]
+pub struct CatalogCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedCatalog>>,
+}
+
+#[derive(Debug)]
+struct CachedCatalog {
+    config: std::sync::Arc<VirtualConfig>,
+    /// Each member's tools while it runs, in member order.
+    tools: Vec<Option<std::sync::Arc<[crate::directory::ToolInfo]>>>,
+    catalog: std::sync::Arc<Catalog>,
+}
+
+impl CatalogCache {
+    /// The catalog of `config` now.
+    pub fn get(
+        &self,
+        directory: &Directory,
+        config: &std::sync::Arc<VirtualConfig>,
+    ) -> std::sync::Arc<Catalog> {
+        use std::sync::Arc;
+        let all = directory.all();
+        let tools: Vec<Option<Arc<[crate::directory::ToolInfo]>>> = config
+            .members
+            .iter()
+            .map(|member| {
+                let status = all.get(member)?.status.load();
+                (status.state == ServerState::Running).then(|| status.tools.clone())
+            })
+            .collect();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = entries.get(&config.name)
+            && Arc::ptr_eq(&cached.config, config)
+            && cached.tools.len() == tools.len()
+            && cached.tools.iter().zip(&tools).all(|pair| match pair {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            })
+        {
+            return cached.catalog.clone();
+        }
+        let members = config
+            .members
+            .iter()
+            .zip(&tools)
+            .filter_map(|(member, tools)| Some((member.as_str(), tools.clone()?)));
+        let catalog = Arc::new(catalog::build(config, members));
+        entries.insert(
+            config.name.clone(),
+            CachedCatalog {
+                config: config.clone(),
+                tools,
+                catalog: catalog.clone(),
+            },
+        );
+        catalog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::test_builder::server_running;
+    use crate::directory::{ServerEntry, ServerStatus, ToolInfo};
+
+    fn tools(names: &[&str]) -> Arc<[ToolInfo]> {
+        names
+            .iter()
+            .map(|name| ToolInfo {
+                name: (*name).into(),
+                description: None,
+                input_schema: serde_json::json!({"type": "object"}),
+                extra: Default::default(),
+            })
+            .collect()
+    }
+
+    fn publish(entry: &ServerEntry, state: ServerState, tools: Arc<[ToolInfo]>) {
+        let mut status = ServerStatus::new(state);
+        status.tools = tools;
+        entry.status.store(Arc::new(status));
+    }
+
+    #[test]
+    fn the_cache_follows_states_tool_lists_and_configuration() {
+        let directory = Directory::new();
+        let a = Arc::new(ServerEntry::new(
+            server_running("a", "/bin/true"),
+            ServerStatus::new(ServerState::Running),
+        ));
+        let b = Arc::new(ServerEntry::new(
+            server_running("b", "/bin/true"),
+            ServerStatus::new(ServerState::Stopped),
+        ));
+        let listed = tools(&["echo", "add"]);
+        publish(&a, ServerState::Running, listed.clone());
+        directory.replace(BTreeMap::from([
+            ("a".into(), a.clone()),
+            ("b".into(), b.clone()),
+        ]));
+        let mut config = crate::virtuals::catalog::tests_support::config();
+        config.members = vec!["a".into(), "b".into()];
+        let config = Arc::new(config);
+        let cache = CatalogCache::default();
+
+        let first = cache.get(&directory, &config);
+        assert_eq!(first.tools.keys().collect::<Vec<_>>(), ["a_add", "a_echo"]);
+        // A new status with the same tool list (every probe publishes one): same catalog.
+        publish(&a, ServerState::Running, listed.clone());
+        assert!(Arc::ptr_eq(&first, &cache.get(&directory, &config)));
+        // A member starts: rebuilt.
+        publish(&b, ServerState::Running, tools(&["sleep"]));
+        let second = cache.get(&directory, &config);
+        assert!(second.tools.contains_key("b_sleep"));
+        // A member stops: its tools go.
+        publish(&a, ServerState::Backoff, listed);
+        let third = cache.get(&directory, &config);
+        assert_eq!(third.tools.keys().collect::<Vec<_>>(), ["b_sleep"]);
+        // Another configuration (a reload): rebuilt from it.
+        let mut narrower = (*config).clone();
+        narrower.members = vec!["a".into()];
+        assert!(cache.get(&directory, &Arc::new(narrower)).tools.is_empty());
+    }
+}
