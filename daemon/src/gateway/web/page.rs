@@ -22,6 +22,8 @@ pub struct ServerView {
     /// `oauth.tools`, in order: (pattern, scopes).
     pub tool_rules: Vec<(String, Vec<String>)>,
     pub tools: Arc<[ToolInfo]>,
+    /// A virtual server's members and their states (`None` for a server with a process).
+    pub members: Option<Vec<(String, &'static str)>>,
 }
 
 /// The enabled servers with `display_in_web`, by name.
@@ -35,11 +37,64 @@ pub fn displayed(directory: &Directory) -> Vec<ServerView> {
                 return None;
             }
             let status = entry.status.load();
-            Some(ServerView {
+            Some((
+                config.name.clone(),
+                ServerView {
+                    name: config.name.clone(),
+                    description: config.description.clone(),
+                    endpoint: config.endpoint.clone(),
+                    state: status.state.as_str(),
+                    oauth_required: config.oauth.required,
+                    oauth_scopes: config.oauth.scopes.clone(),
+                    tool_rules: config
+                        .oauth
+                        .tools
+                        .iter()
+                        .map(|rule| (rule.pattern.to_string(), rule.scopes.clone()))
+                        .collect(),
+                    tools: status.tools.clone(),
+                    members: None,
+                },
+            ))
+        })
+        .chain(displayed_virtuals(directory))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect()
+}
+
+/// The enabled virtual servers with `display_in_web`: their exposed tools and members.
+fn displayed_virtuals(directory: &Directory) -> Vec<(String, ServerView)> {
+    let all = directory.all();
+    directory
+        .virtuals()
+        .values()
+        .filter(|config| config.enabled && config.display_in_web)
+        .map(|config| {
+            let catalog = crate::virtuals::catalog_of(directory, config);
+            let tools: Vec<ToolInfo> = catalog
+                .tools
+                .iter()
+                .map(|(exposed, tool)| ToolInfo {
+                    name: exposed.clone(),
+                    ..tool.info.clone()
+                })
+                .collect();
+            let members = config
+                .members
+                .iter()
+                .map(|member| {
+                    let state = all
+                        .get(member)
+                        .map_or("stopped", |entry| entry.status.load().state.as_str());
+                    (member.clone(), state)
+                })
+                .collect();
+            let view = ServerView {
                 name: config.name.clone(),
                 description: config.description.clone(),
                 endpoint: config.endpoint.clone(),
-                state: status.state.as_str(),
+                state: directory.virtual_state(config).as_str(),
                 oauth_required: config.oauth.required,
                 oauth_scopes: config.oauth.scopes.clone(),
                 tool_rules: config
@@ -48,8 +103,10 @@ pub fn displayed(directory: &Directory) -> Vec<ServerView> {
                     .iter()
                     .map(|rule| (rule.pattern.to_string(), rule.scopes.clone()))
                     .collect(),
-                tools: status.tools.clone(),
-            })
+                tools: Arc::from(tools),
+                members: Some(members),
+            };
+            (config.name.clone(), view)
         })
         .collect()
 }
@@ -117,13 +174,30 @@ fn facts(out: &mut String, server: &ServerView) {
             "<dl class=\"facts\">\n\
              <dt>Endpoint</dt><dd><code class=\"url\">{endpoint}</code></dd>\n\
              <dt>OAuth</dt><dd>{oauth}</dd>\n\
-             <dt>Tools</dt><dd data-field=\"tools\">{tools}</dd>\n\
-             </dl>\n",
+             <dt>Tools</dt><dd data-field=\"tools\">{tools}</dd>\n",
             endpoint = escape(&server.endpoint),
             oauth = escape(&oauth_text(server)),
             tools = server.tools.len(),
         ),
     );
+    if let Some(members) = &server.members {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(name, state)| format!("{} ({})", escape(name), escape(state)))
+            .collect();
+        push(
+            out,
+            format_args!(
+                "<dt>Members</dt><dd>{}</dd>\n",
+                if members.is_empty() {
+                    "none".to_owned()
+                } else {
+                    members.join(", ")
+                }
+            ),
+        );
+    }
+    out.push_str("</dl>\n");
 }
 
 /// `/` and `/ui/`: every displayed server, then client setup for all of them.

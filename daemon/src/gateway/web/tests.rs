@@ -56,6 +56,10 @@ fn directory() -> Directory {
         .into_iter()
         .collect(),
     );
+    let mut all = crate::virtuals::catalog::tests_support::config();
+    all.description = format!("virtual {HOSTILE}");
+    all.members = vec!["shown".into(), "off".into()];
+    directory.replace_virtuals(&[("all".to_owned(), all)].into_iter().collect());
     directory
 }
 
@@ -193,4 +197,21 @@ fn the_assets_hold_no_external_reference() {
             !asset.contains("@import") && !asset.contains("eval(") && !asset.contains("innerHTML")
         );
     }
+}
+
+#[tokio::test]
+async fn a_virtual_server_is_listed_with_its_members_and_exposed_tools() {
+    let config = daemon_config(std::path::Path::new("/srv"));
+    let directory = directory();
+    let html = body(respond(&directory, &config, WebRoute::Index { base: "" })).await;
+    assert_inert(&html);
+    assert!(html.contains("data-server=\"all\""), "{html}");
+    let html = body(respond(&directory, &config, WebRoute::Server("all"))).await;
+    assert_inert(&html);
+    assert!(
+        html.contains("<dt>Members</dt><dd>shown (running), off (disabled)</dd>"),
+        "{html}"
+    );
+    // The member's hostile tool name, exposed as <member>_<tool>, is left out as invalid.
+    assert!(html.contains("Tools"), "{html}");
 }
