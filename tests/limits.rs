@@ -632,3 +632,53 @@ async fn a_user_that_does_not_exist_is_refused_at_load_and_the_daemon_keeps_runn
     assert_eq!(echo_on(port_of(&good), "still").await, Ok("still".into()));
     assert_eq!(daemon.status("good").await["pid"], good["pid"]);
 }
+
+#[tokio::test]
+async fn a_sandbox_gives_a_private_tmp_and_read_only_paths_and_the_host_sees_neither() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the tests do not run as root, so mcpd may not make mount namespaces");
+        return;
+    }
+    // Outside /tmp, which the sandbox replaces.
+    let outside = TestDir::new_in(env!("CARGO_TARGET_TMPDIR"));
+    let read_only = outside.join("read-only");
+    std::fs::create_dir_all(&read_only).expect("read-only dir");
+    std::fs::write(read_only.join("readable"), "yes").expect("readable file");
+    let host_file = tempfile::NamedTempFile::new_in("/tmp").expect("a file in the host's /tmp");
+    let mut daemon = SupDaemon::new(4);
+    daemon.fixture_server(
+        "boxed",
+        "sandbox_report.sh",
+        &[
+            ("HOST_FILE", &host_file.path().display().to_string()),
+            ("READ_ONLY_DIR", &read_only.display().to_string()),
+        ],
+        &format!(
+            "sandbox: {{private_tmp: true, read_only_paths: [{}]}}\n",
+            read_only.display()
+        ),
+    );
+    daemon.start().await;
+    let status = daemon.wait_state("boxed", "running", UP).await;
+    let logs = wait_for_value(UP, "the sandbox report in boxed's log", || async {
+        let (_, out) = daemon.ctl(&["logs", "boxed", "-n", "50"]).await;
+        out.contains("read-only dir").then_some(out)
+    })
+    .await;
+    for line in [
+        "sandbox: tmp writable",
+        "sandbox: host tmp hidden",
+        "sandbox: read-only dir readable",
+        "sandbox: read-only dir refused",
+    ] {
+        assert!(logs.contains(line), "no {line:?} in: {logs}");
+    }
+    assert!(!read_only.join("written").exists());
+    // What the server wrote in its /tmp is not in the host's.
+    let pid = pid_of(&status);
+    assert!(!Path::new(&format!("/tmp/sandbox-probe-{pid}")).exists());
+    // Its mounts are its own: the host's mount table has no tmpfs over /tmp from it.
+    let own = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("its mounts");
+    assert!(own.contains(" /tmp "), "{own}");
+    assert_eq!(echo_on(port_of(&status), "boxed").await, Ok("boxed".into()));
+}

@@ -147,6 +147,16 @@ impl TestDir {
         TestDir { dir }
     }
 
+    /// A temporary directory under `parent` (e.g. outside `/tmp`).
+    pub fn new_in(parent: impl AsRef<Path>) -> Self {
+        std::fs::create_dir_all(parent.as_ref()).expect("create the parent directory");
+        let dir = tempfile::Builder::new()
+            .prefix("mcpd-test-")
+            .tempdir_in(parent)
+            .expect("create a temp dir");
+        TestDir { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -416,6 +416,23 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The user the process runs as; `None`: mcpd's own.
     pub run_as: Option<RunAs>,
+    /// What the process may not see or change (`sandbox:`).
+    pub sandbox: Sandbox,
+}
+
+/// `sandbox:` of a server, done with a mount namespace of its own (no container runtime).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    /// An empty tmpfs on `/tmp`, seen by the server alone.
+    pub private_tmp: bool,
+    /// Existing absolute paths, bind-mounted read-only.
+    pub read_only_paths: Vec<PathBuf>,
+}
+
+impl Sandbox {
+    pub fn is_empty(&self) -> bool {
+        !self.private_tmp && self.read_only_paths.is_empty()
+    }
 }
 
 impl ServerConfig {
@@ -431,6 +448,7 @@ impl ServerConfig {
             || self.path != other.path
             || self.port != other.port
             || self.run_as != other.run_as
+            || self.sandbox != other.sandbox
     }
 }
 

@@ -213,6 +213,7 @@ pub struct RawServer {
     pub audit: Option<RawAudit>,
     pub user: Option<String>,
     pub group: Option<String>,
+    pub sandbox: Option<RawSandbox>,
     pub transport: Option<RawTransport>,
     pub sessions: Option<RawSessions>,
     pub max_sessions: Option<usize>,
@@ -257,6 +258,16 @@ pub struct RawLimits {
 pub enum RawPrefix {
     Always,
     Never,
+}
+
+/// `sandbox:` of a server: what its process may not see or change.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// A private, empty `/tmp`.
+    pub private_tmp: Option<bool>,
+    /// Absolute paths mounted read-only for the server.
+    pub read_only_paths: Option<Vec<PathBuf>>,
 }
 
 /// `audit:` of a server.

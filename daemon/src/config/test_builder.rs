@@ -116,6 +116,7 @@ pub(crate) fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
         stop_timeout: daemon.defaults.stop_timeout,
         limits: daemon.defaults.limits,
         run_as: None,
+        sandbox: Default::default(),
     }
 }
 

@@ -1,14 +1,17 @@
 //! What a server's process does to itself between fork and exec, before the usual process
-//! setup of `spawn.rs`: join its cgroup, take its `open_files` limit, drop to its user and
-//! group, and set `no_new_privs` (always, so no setuid program it runs gains privileges).
+//! setup of `spawn.rs`: join its cgroup, enter its sandbox (a mount namespace of its own
+//! with a private `/tmp` and read-only paths), take its `open_files` limit, drop to its user
+//! and group, and set `no_new_privs` (always, so no setuid program it runs gains privileges).
 //!
-//! The order matters: the cgroup is joined while still root (writing `cgroup.procs` needs
+//! The order matters: the cgroup is joined and the mounts made while still root (both need
 //! it), the rlimit is set before dropping the right to raise it, and `PR_SET_PDEATHSIG`
 //! (set afterwards by `spawn.rs`) must come after the user change, which clears it.
 
+use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -21,6 +24,7 @@ pub struct Confine {
     pub open_files: Option<u64>,
     /// uid and gid to run as.
     pub run_as: Option<(u32, u32)>,
+    pub sandbox: crate::config::Sandbox,
 }
 
 impl Confine {
@@ -40,10 +44,27 @@ impl Confine {
                     })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        let c_path = |path: &std::path::Path| {
+            CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+        };
+        let sandbox = if self.sandbox.is_empty() {
+            None
+        } else {
+            Some(Mounts {
+                private_tmp: self.sandbox.private_tmp,
+                read_only: self
+                    .sandbox
+                    .read_only_paths
+                    .iter()
+                    .map(|path| c_path(path))
+                    .collect::<io::Result<Vec<_>>>()?,
+            })
+        };
         Ok(Prepared {
             procs,
             open_files: self.open_files,
             run_as: self.run_as,
+            sandbox,
         })
     }
 }
@@ -54,6 +75,73 @@ pub struct Prepared {
     procs: Vec<OwnedFd>,
     open_files: Option<u64>,
     run_as: Option<(u32, u32)>,
+    sandbox: Option<Mounts>,
+}
+
+/// The sandbox's mounts, with their paths ready for the child.
+#[derive(Debug)]
+struct Mounts {
+    private_tmp: bool,
+    read_only: Vec<CString>,
+}
+
+impl Mounts {
+    /// A mount namespace of the child's own: nothing it mounts reaches the host, then the
+    /// private `/tmp` and the read-only bind mounts. System calls only, no allocation.
+    ///
+    /// # Safety
+    /// Call in the child between fork and exec.
+    unsafe fn enter(&self) -> io::Result<()> {
+        let fail = || Err(io::Error::last_os_error());
+        // SAFETY: plain system calls with NUL-terminated strings that live in `self`.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) == -1 {
+                return fail();
+            }
+            let none = std::ptr::null();
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == -1
+            {
+                return fail();
+            }
+            if self.private_tmp
+                && libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    c"mode=1777".as_ptr().cast(),
+                ) == -1
+            {
+                return fail();
+            }
+            for path in &self.read_only {
+                if libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) == -1
+                    || libc::mount(
+                        none,
+                        path.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ) == -1
+                {
+                    return fail();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Prepared {
@@ -66,6 +154,9 @@ impl Prepared {
                 if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if let Some(mounts) = &self.sandbox {
+                mounts.enter()?;
             }
             if let Some(files) = self.open_files {
                 let limit = libc::rlimit {

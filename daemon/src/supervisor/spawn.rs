@@ -177,7 +177,7 @@ pub fn expand(arg: &str, port: Option<u16>, name: &str) -> String {
 }
 
 enum Job {
-    Spawn(SpawnSpec, oneshot::Sender<io::Result<Child>>),
+    Spawn(Box<SpawnSpec>, oneshot::Sender<io::Result<Child>>),
     /// The process group is gone (or being killed): the reaper forgets it.
     Released(u32),
 }
@@ -233,7 +233,7 @@ impl Spawner {
     pub async fn spawn(&self, spec: SpawnSpec) -> io::Result<Child> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Spawn(spec, reply))
+            .send(Job::Spawn(Box::new(spec), reply))
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         answer
             .await

@@ -1,7 +1,7 @@
 //! `limits`, `user`/`group` and `cgroup`: parsed, inherited from `defaults`, and every hostile
 //! value refused with the line of the key.
 
-use super::{expect_error, expect_errors, fixture};
+use super::{expect_error, expect_errors, fixture, show};
 use crate::config::*;
 
 #[test]
@@ -266,4 +266,52 @@ fn sizes_print_the_way_they_are_written() {
     assert_eq!(format_bytes(1536 << 10), "1536KiB");
     assert_eq!(format_bytes(100), "100B");
     assert_eq!(format_bytes((1 << 20) + 1), "1.0MiB");
+}
+
+#[test]
+fn a_sandbox_is_read_and_bad_paths_point_at_their_line() {
+    let f = fixture();
+    f.write(
+        "mcp/boxed.yaml",
+        "
+        mcp_servers:
+          boxed:
+            binary: mcp-echo
+            sandbox: {private_tmp: true, read_only_paths: [/usr, relative/dir, /no/such/path]}
+        ",
+    );
+    if !nix::unistd::geteuid().is_root() {
+        // Without CAP_SYS_ADMIN the whole key is refused, at its line.
+        let errors = f.errors();
+        assert!(
+            show(&errors).contains("may not make mount namespaces"),
+            "{}",
+            show(&errors)
+        );
+        return;
+    }
+    let errors = f.errors();
+    assert_eq!(errors.len(), 2, "{}", show(&errors));
+    assert!(
+        errors.iter().all(|e| e.line == Some(4)),
+        "{}",
+        show(&errors)
+    );
+    assert!(show(&errors).contains("\"relative/dir\" of server \"boxed\" is not an absolute path"));
+    assert!(show(&errors).contains("\"/no/such/path\" of server \"boxed\" does not exist"));
+    f.write(
+        "mcp/boxed.yaml",
+        "
+        mcp_servers:
+          boxed:
+            binary: mcp-echo
+            sandbox: {private_tmp: true, read_only_paths: [/usr]}
+        ",
+    );
+    let boxed = &f.servers()["boxed"];
+    assert!(boxed.sandbox.private_tmp);
+    assert_eq!(
+        boxed.sandbox.read_only_paths,
+        [std::path::PathBuf::from("/usr")]
+    );
 }

@@ -126,6 +126,59 @@ fn has_capability(cap: u32) -> bool {
         .is_some_and(|caps| caps & (1 << cap) != 0)
 }
 
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// `sandbox:` of server `name`: refused where mcpd may not make mount namespaces
+/// (CAP_SYS_ADMIN), and read-only paths must be absolute and exist.
+pub(super) fn sandbox(
+    source: &Source,
+    path: &[Seg],
+    name: &str,
+    raw: &RawServer,
+    errors: &mut Vec<ConfigError>,
+) -> Sandbox {
+    let Some(wanted) = &raw.sandbox else {
+        return Sandbox::default();
+    };
+    let at = join(path, [key("sandbox")]);
+    let sandbox = Sandbox {
+        private_tmp: wanted.private_tmp.unwrap_or(false),
+        read_only_paths: wanted.read_only_paths.clone().unwrap_or_default(),
+    };
+    if sandbox.is_empty() {
+        return sandbox;
+    }
+    if !has_capability(CAP_SYS_ADMIN) {
+        errors.push(source.error(
+            source.key_pos(&at),
+            format!("server \"{name}\" has a sandbox, but mcpd may not make mount namespaces"),
+            "run mcpd as root, or grant it CAP_SYS_ADMIN, or remove `sandbox:`".to_owned(),
+        ));
+        return Sandbox::default();
+    }
+    for (index, dir) in sandbox.read_only_paths.iter().enumerate() {
+        let entry = join(&at, [key("read_only_paths"), Seg::Index(index)]);
+        let text = dir.to_string_lossy();
+        let problem = if !dir.is_absolute() {
+            Some("is not an absolute path")
+        } else if text.contains('\0') || dir.components().any(|c| c.as_os_str() == "..") {
+            Some("may not hold `..` or NUL")
+        } else if !dir.exists() {
+            Some("does not exist")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.push(source.error(
+                source.value_pos(&entry),
+                format!("read-only path {text:?} of server \"{name}\" {problem}"),
+                "name an existing absolute path, e.g. /srv/data".to_owned(),
+            ));
+        }
+    }
+    sandbox
+}
+
 /// True when mcpd may run a server as another user: CAP_SETUID and CAP_SETGID.
 pub fn may_switch_users() -> bool {
     has_capability(CAP_SETUID) && has_capability(CAP_SETGID)

@@ -160,6 +160,7 @@ fn entries(
         );
         let may_switch = raw.user.is_some() && limits::may_switch_users();
         let run_as = limits::run_as(source, &path, &name, &raw, may_switch, errors);
+        let sandbox = limits::sandbox(source, &path, &name, &raw, errors);
         let stop_timeout = raw
             .stop_timeout
             .map_or(daemon.defaults.stop_timeout, |d| d.0);
@@ -292,6 +293,7 @@ fn entries(
             stop_timeout,
             limits,
             run_as,
+            sandbox,
             name,
         });
     }
