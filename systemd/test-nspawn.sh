@@ -71,7 +71,7 @@ mirror=$(grep -h -o -E '^(URIs:|deb) +[a-z]+://[^ ]+' /etc/apt/sources.list /etc
 mirror=${mirror:-http://deb.debian.org/debian}
 
 mkdir -p "$cache"
-if [ "$(cat "$base/.mcpd-include" 2>/dev/null)" != "$include" ]; then
+if [ "$(cat "$base/.mcpd-include" 2>/dev/null)" != "$include" ] || [ ! -e "$base/usr/lib/os-release" ]; then
   step "bootstrapping Debian 12 into $base (cached for later runs) from $mirror"
   rm -rf "$base" "$base.new"
   debootstrap --variant=minbase --include="$include" bookworm "$base.new" "$mirror" >"$cache/debootstrap.log" 2>&1 ||

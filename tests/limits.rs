@@ -253,7 +253,11 @@ async fn a_server_past_its_memory_limit_is_killed_reported_as_out_of_memory_and_
         logs.contains("process ended: out of memory (limit 32MiB)"),
         "no note of the OOM kill in {logs}"
     );
-    assert_eq!(cgroups.memory_limit("grow").as_deref(), Some("33554432"));
+    // Between a kill and the next start the server's cgroup is removed and made again.
+    wait_for(UP, "grow's cgroup limited to 32 MiB", || {
+        std::future::ready(cgroups.memory_limit("grow").as_deref() == Some("33554432"))
+    })
+    .await;
     let metrics = format!("http://127.0.0.1:{}/metrics", daemon.ports.port(0));
     let oom_kills = wait_for_value(UP, "mcpd_server_oom_kills_total of grow >= 1", || async {
         let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;

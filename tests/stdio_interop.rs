@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mcpd_tests::gw_support::GwDaemon;
+use mcpd_tests::interop::{interop_dir, npm_server};
 use mcpd_tests::{GatewayUrls, TestDir};
 use serde_json::{Value, json};
 
@@ -18,31 +19,10 @@ const TIME_PACKAGES: [&str; 3] = [
     "tzdata==2026.6",
 ];
 
-fn interop() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-/// The npm binary `name` of tests/interop, installed if missing.
-fn npm_server(name: &str) -> PathBuf {
-    let server = interop().join("node_modules/.bin").join(name);
-    if !server.exists() {
-        let _ = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(interop())
-            .status();
-    }
-    assert!(
-        server.exists(),
-        "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
-        server.display()
-    );
-    server
-}
-
 /// tests/interop/python with mcp-server-time, installed if missing (the MCP SDK itself is
 /// the system one, as for the other interop test).
 fn time_server_path() -> PathBuf {
-    let target = interop().join("python");
+    let target = interop_dir().join("python");
     let has_time = |target: &Path| target.join("mcp_server_time").exists();
     if !has_time(&target) {
         let _ = Command::new("python3")
@@ -70,7 +50,7 @@ fn time_server_path() -> PathBuf {
 /// Runs tests/interop/stdio_client.py against `url` with `plan`; its JSON output.
 async fn python_client(url: &str, plan: Value) -> Value {
     let run = tokio::process::Command::new("python3")
-        .arg(interop().join("stdio_client.py"))
+        .arg(interop_dir().join("stdio_client.py"))
         .arg(url)
         .arg(plan.to_string())
         .stdin(Stdio::null())

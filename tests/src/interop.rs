@@ -9,10 +9,15 @@ use std::process::Command;
 /// The Python SDK version the interop clients are written against.
 pub const PYTHON_SDK: &str = "mcp==2.3.0";
 
-/// `tests/interop` and its `mcp-server-everything` binary, installed by `npm ci` if missing.
-pub fn everything_server() -> (PathBuf, PathBuf) {
-    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
-    let server = interop.join("node_modules/.bin/mcp-server-everything");
+/// `tests/interop`, where the npm and PyPI software of the interop tests is installed.
+pub fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// The npm binary `name` of `tests/interop`, installed by `npm ci` if missing.
+pub fn npm_server(name: &str) -> PathBuf {
+    let interop = interop_dir();
+    let server = interop.join("node_modules/.bin").join(name);
     if !server.exists() {
         let _ = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--prefix"])
@@ -24,7 +29,12 @@ pub fn everything_server() -> (PathBuf, PathBuf) {
         "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
         server.display()
     );
-    (interop, server)
+    server
+}
+
+/// `tests/interop` and its `mcp-server-everything` binary.
+pub fn everything_server() -> (PathBuf, PathBuf) {
+    (interop_dir(), npm_server("mcp-server-everything"))
 }
 
 /// Makes sure `python3` can import the MCP SDK, installing it with pip if not.

@@ -463,24 +463,7 @@ impl ServerTask {
                 let _ = reports.send(Box::new((generation, report)));
             };
             if !config.kind.uses_port() {
-                let mut spec = SpawnSpec::new(&config, None, |key| std::env::var(key).ok());
-                spec.confine = match shared.boxes.prepare(&config) {
-                    Ok(confine) => confine,
-                    Err(reason) => {
-                        return send(Report::SpawnFailed {
-                            reason,
-                            retry: true,
-                        });
-                    }
-                };
-                match shared.spawner.spawn(spec).await {
-                    Ok(child) => send(Report::Spawned { child, port: None }),
-                    Err(err) => send(Report::SpawnFailed {
-                        reason: format!("cannot run {}: {err}", config.binary.display()),
-                        retry: true,
-                    }),
-                }
-                return;
+                return send(spawn_boxed(&shared, &config, None).await);
             }
             let Some(mut port) = port else {
                 send(Report::SpawnFailed {
@@ -544,26 +527,7 @@ impl ServerTask {
                     }
                 }
             }
-            let mut spec = SpawnSpec::new(&config, Some(port), |key| std::env::var(key).ok());
-            spec.confine = match shared.boxes.prepare(&config) {
-                Ok(confine) => confine,
-                Err(reason) => {
-                    return send(Report::SpawnFailed {
-                        reason,
-                        retry: true,
-                    });
-                }
-            };
-            match shared.spawner.spawn(spec).await {
-                Ok(child) => send(Report::Spawned {
-                    child,
-                    port: Some(port),
-                }),
-                Err(err) => send(Report::SpawnFailed {
-                    reason: format!("cannot run {}: {err}", config.binary.display()),
-                    retry: true,
-                }),
-            }
+            send(spawn_boxed(&shared, &config, Some(port)).await);
         });
     }
 
@@ -619,5 +583,27 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Forks `config`'s process (on `port`, if it listens on one) inside its box: cgroup, limits,
+/// user and sandbox (`boxes.rs`).
+async fn spawn_boxed(shared: &Shared, config: &ServerConfig, port: Option<u16>) -> Report {
+    let mut spec = SpawnSpec::new(config, port, |key| std::env::var(key).ok());
+    spec.confine = match shared.boxes.prepare(config) {
+        Ok(confine) => confine,
+        Err(reason) => {
+            return Report::SpawnFailed {
+                reason,
+                retry: true,
+            };
+        }
+    };
+    match shared.spawner.spawn(spec).await {
+        Ok(child) => Report::Spawned { child, port },
+        Err(err) => Report::SpawnFailed {
+            reason: format!("cannot run {}: {err}", config.binary.display()),
+            retry: true,
+        },
     }
 }

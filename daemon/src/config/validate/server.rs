@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::limits;
-use super::shared::{health, positive, restart};
+use super::shared::{audit_arguments, health, oauth_config, positive, restart};
 use super::virtual_server;
 use crate::config::env::{Env, Resolver, absolute};
 use crate::config::error::ConfigError;
@@ -271,18 +271,8 @@ fn entries(
             enabled: raw.enabled.unwrap_or(true),
             display_in_web: raw.display_in_web.unwrap_or(true),
             description: raw.description.unwrap_or_default(),
-            oauth: OAuthConfig {
-                required: oauth.required.unwrap_or(false),
-                scopes: oauth.scopes.map(|scopes| scopes.0).unwrap_or_default(),
-                audience: oauth.audience.unwrap_or_else(|| "mcp".to_owned()),
-                client_id: oauth.client_id,
-                tools: oauth.tools.map(|rules| rules.0).unwrap_or_default(),
-            },
-            audit_arguments: raw
-                .audit
-                .as_ref()
-                .and_then(|a| a.arguments)
-                .unwrap_or(false),
+            oauth: oauth_config(oauth),
+            audit_arguments: audit_arguments(raw.audit.as_ref()),
             args: raw.args.unwrap_or_default(),
             env: raw.env.unwrap_or_default(),
             env_passthrough: raw.env_passthrough.unwrap_or_default(),

@@ -171,3 +171,19 @@ fn name_of(path: &[Seg]) -> &str {
         _ => "value",
     }
 }
+
+/// A server's (or virtual server's) `oauth` block with its defaults.
+pub(super) fn oauth_config(oauth: RawOAuth) -> OAuthConfig {
+    OAuthConfig {
+        required: oauth.required.unwrap_or(false),
+        scopes: oauth.scopes.map(|scopes| scopes.0).unwrap_or_default(),
+        audience: oauth.audience.unwrap_or_else(|| "mcp".to_owned()),
+        client_id: oauth.client_id,
+        tools: oauth.tools.map(|rules| rules.0).unwrap_or_default(),
+    }
+}
+
+/// `audit.arguments` of a server entry (default false).
+pub(super) fn audit_arguments(audit: Option<&RawAudit>) -> bool {
+    audit.and_then(|audit| audit.arguments).unwrap_or(false)
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::shared::{audit_arguments, oauth_config};
 use crate::authz::ToolPattern;
 use crate::config::error::ConfigError;
 use crate::config::model::*;
@@ -169,18 +170,8 @@ pub fn entry(
         enabled: raw.enabled.unwrap_or(true),
         display_in_web: raw.display_in_web.unwrap_or(true),
         description: raw.description.unwrap_or_default(),
-        oauth: OAuthConfig {
-            required: oauth.required.unwrap_or(false),
-            scopes: oauth.scopes.map(|scopes| scopes.0).unwrap_or_default(),
-            audience: oauth.audience.unwrap_or_else(|| "mcp".to_owned()),
-            client_id: oauth.client_id,
-            tools: oauth.tools.map(|rules| rules.0).unwrap_or_default(),
-        },
-        audit_arguments: raw
-            .audit
-            .as_ref()
-            .and_then(|a| a.arguments)
-            .unwrap_or(false),
+        oauth: oauth_config(oauth),
+        audit_arguments: audit_arguments(raw.audit.as_ref()),
         aggregate,
         exclude,
         tools,
