@@ -117,23 +117,23 @@ pub fn inspect(
         }
     }
 
+    // Only `tools/list` answers are filtered, and only for a caller who may not call every tool.
+    let list_ids: Vec<Value> = envelope
+        .messages
+        .iter()
+        .filter(|m| m.is_tool_list())
+        .filter_map(|m| m.id.and_then(|id| serde_json::from_str(id.get()).ok()))
+        .collect();
     let filter = caller
         .claims
-        .filter(|claims| authz::list_needs_filter(&claims.scopes, &config.oauth))
-        .map(|_| ())
-        .and_then(|()| {
-            let ids: Vec<Value> = envelope
-                .messages
-                .iter()
-                .filter(|m| m.is_tool_list())
-                .filter_map(|m| m.id.and_then(|id| serde_json::from_str(id.get()).ok()))
-                .collect();
-            (!ids.is_empty()).then(|| ListFilter {
-                ids,
-                scopes: scopes.to_vec(),
-                config: config.clone(),
-                stateless,
-            })
+        .filter(|claims| {
+            !list_ids.is_empty() && authz::list_needs_filter(&claims.scopes, &config.oauth)
+        })
+        .map(|_| ListFilter {
+            ids: list_ids,
+            scopes: scopes.to_vec(),
+            config: config.clone(),
+            stateless,
         });
     let calls: Vec<CallAudit> = match audit {
         Some(_) => envelope
