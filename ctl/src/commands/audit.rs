@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use mcpd_protocol::terminal::{self, Keep};
 use mcpd_protocol::{AuditDecision, AuditRecord, AuditRequest, Request, Response};
 
-use super::{CommandResult, Outcome, Output};
+use super::{CommandResult, Outcome, Output, follow};
 use crate::cli::Since;
 use crate::client::{Client, unexpected};
 
@@ -129,31 +129,16 @@ pub(super) async fn audit(
     if !query.follow {
         return Ok(Outcome::Success);
     }
-    out.out.flush()?;
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        let next = tokio::select! {
-            _ = &mut interrupted => return Ok(Outcome::Success),
-            next = client.next() => next?,
-        };
-        match next {
-            Some(Response::AuditRecord(record)) => print(out, &record)?,
-            Some(Response::LogGap(gap)) => {
-                if out.json {
-                    out.json(&gap)?;
-                } else {
-                    out.text(&format!(
-                        "... {} records skipped (too many to follow)\n",
-                        gap.skipped
-                    ))?;
-                }
-            }
-            Some(other) => return Err(unexpected(other).into()),
-            None => return Ok(Outcome::Success),
-        }
-        out.out.flush()?;
-    }
+    follow(
+        client,
+        out,
+        "records skipped (too many to follow)",
+        |out, frame| match frame {
+            Response::AuditRecord(record) => Some(print(out, record)),
+            _ => None,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

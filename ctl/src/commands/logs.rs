@@ -53,31 +53,16 @@ pub(super) async fn logs(
     if !follow {
         return Ok(Outcome::Success);
     }
-    out.out.flush()?;
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        let next = tokio::select! {
-            _ = &mut interrupted => return Ok(Outcome::Success),
-            next = client.next() => next?,
-        };
-        match next {
-            Some(Response::LogLine(line)) => print(out, &line)?,
-            Some(Response::LogGap(gap)) => {
-                if out.json {
-                    out.json(&gap)?;
-                } else {
-                    out.text(&format!(
-                        "... {} lines skipped (output too fast to follow)\n",
-                        gap.skipped
-                    ))?;
-                }
-            }
-            Some(other) => return Err(unexpected(other).into()),
-            None => return Ok(Outcome::Success),
-        }
-        out.out.flush()?;
-    }
+    super::follow(
+        client,
+        out,
+        "lines skipped (output too fast to follow)",
+        |out, frame| match frame {
+            Response::LogLine(line) => Some(print(out, line)),
+            _ => None,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -54,6 +54,39 @@ impl From<serde_json::Error> for CommandError {
 
 pub type CommandResult = Result<Outcome, CommandError>;
 
+/// Prints the frames a followed command (`logs -f`, `audit -f`) streams until Ctrl-C or the
+/// daemon ends the stream: `item` prints one of its own frames (and returns `None` for a frame
+/// that is not one), gaps print as `... N <skipped>`.
+pub(super) async fn follow(
+    client: &mut Client,
+    out: &mut Output<'_>,
+    skipped: &str,
+    mut item: impl FnMut(&mut Output<'_>, &mcpd_protocol::Response) -> Option<io::Result<()>>,
+) -> CommandResult {
+    use mcpd_protocol::Response;
+    out.out.flush()?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let next = tokio::select! {
+            _ = &mut interrupted => return Ok(Outcome::Success),
+            next = client.next() => next?,
+        };
+        let Some(next) = next else {
+            return Ok(Outcome::Success);
+        };
+        match (item(out, &next), next) {
+            (Some(printed), _) => printed?,
+            (None, Response::LogGap(gap)) if out.json => out.json(&gap)?,
+            (None, Response::LogGap(gap)) => {
+                out.text(&format!("... {} {skipped}\n", gap.skipped))?;
+            }
+            (None, other) => return Err(crate::client::unexpected(other).into()),
+        }
+        out.out.flush()?;
+    }
+}
+
 /// Where a command prints.
 ///
 /// Nothing reaches the terminal raw: [`Output::text`] escapes every control character but
