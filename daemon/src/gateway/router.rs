@@ -244,18 +244,8 @@ async fn mcp(
     if !config.enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
-    if request.uri().query().is_some_and(query::has_access_token) {
-        auth_failed(shared, "token_in_query");
-        let message =
-            "access tokens are not accepted in the query string; send Authorization: Bearer";
-        if config.oauth.required {
-            let challenge = format!(
-                "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
-                resource_metadata_url(&live.config.gateway.public_url, name)
-            );
-            return response::challenge(StatusCode::BAD_REQUEST, message, name, challenge);
-        }
-        return response::error(StatusCode::BAD_REQUEST, message, Some(name));
+    if let Some(refusal) = refuse_query_token(shared, live, name, config.oauth.required, &request) {
+        return refusal;
     }
 
     let claims = if config.oauth.required {
@@ -383,6 +373,39 @@ fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
             Response::from_parts(parts, body)
         }
     }
+}
+
+/// 400 for a request with an access token in its query string (with the OAuth challenge when
+/// the server requires a token); counted as an auth failure.
+pub(super) fn refuse_query_token(
+    shared: &Shared,
+    live: &Live,
+    name: &str,
+    oauth_required: bool,
+    request: &Request<ClientBody>,
+) -> Option<Response<Body>> {
+    if !request.uri().query().is_some_and(query::has_access_token) {
+        return None;
+    }
+    auth_failed(shared, "token_in_query");
+    let message = "access tokens are not accepted in the query string; send Authorization: Bearer";
+    if oauth_required {
+        let challenge = format!(
+            "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
+            resource_metadata_url(&live.config.gateway.public_url, name)
+        );
+        return Some(response::challenge(
+            StatusCode::BAD_REQUEST,
+            message,
+            name,
+            challenge,
+        ));
+    }
+    Some(response::error(
+        StatusCode::BAD_REQUEST,
+        message,
+        Some(name),
+    ))
 }
 
 /// The bearer token of `Authorization`: `None` when there is no bearer credential at all.

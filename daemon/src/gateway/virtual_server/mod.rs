@@ -28,10 +28,9 @@ use serde_json::{Value, json};
 
 use super::auth::Claims;
 use super::conn::ClientBody;
-use super::registry::resource_metadata_url;
 use super::response::{self, Body};
 use super::upstream::Pool;
-use super::{Live, Shared, inspect, query};
+use super::{Live, Shared, inspect};
 use crate::config::VirtualConfig;
 use crate::directory::Directory;
 use crate::envelope::{self, INVALID_REQUEST};
@@ -111,17 +110,10 @@ pub(super) async fn serve(
     if !config.enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
-    if request.uri().query().is_some_and(query::has_access_token) {
-        let message =
-            "access tokens are not accepted in the query string; send Authorization: Bearer";
-        if config.oauth.required {
-            let challenge = format!(
-                "Bearer error=\"invalid_request\", resource_metadata=\"{}\"",
-                resource_metadata_url(&live.config.gateway.public_url, name)
-            );
-            return response::challenge(StatusCode::BAD_REQUEST, message, name, challenge);
-        }
-        return response::error(StatusCode::BAD_REQUEST, message, Some(name));
+    if let Some(refusal) =
+        super::router::refuse_query_token(shared, live, name, config.oauth.required, &request)
+    {
+        return refusal;
     }
     let claims = if config.oauth.required {
         match super::router::authenticate(
