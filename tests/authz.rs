@@ -428,7 +428,7 @@ async fn every_call_leaves_one_audit_record_and_no_token() {
 /// challenge; a user sees and calls only what the rules give it; admin calls anything.
 #[tokio::test]
 async fn official_python_client_under_per_tool_rules() {
-    let (interop, server) = mcpd_tests::interop::everything_server();
+    let server = mcpd_tests::interop::everything_server();
     mcpd_tests::interop::require_python_sdk();
     let servers = format!(
         "mcp_servers:
@@ -449,32 +449,14 @@ async fn official_python_client_under_per_tool_rules() {
     let url = daemon.mcp_url("everything");
     let run = |scope: &'static str, tool: &'static str| {
         let token = daemon.token(&[scope]);
-        let script = interop.join("authz_client.py");
         let url = url.clone();
         async move {
-            let output = tokio::time::timeout(
+            mcpd_tests::interop::python_json(
+                "authz_client.py",
+                &[&url, &token, tool, r#"{"message": "through mcpd"}"#],
                 Duration::from_secs(60),
-                tokio::process::Command::new("python3")
-                    .arg(script)
-                    .arg(&url)
-                    .arg(&token)
-                    .arg(tool)
-                    .arg(r#"{"message": "through mcpd"}"#)
-                    .stdin(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .output(),
             )
             .await
-            .expect("the Python client finished within 60 s")
-            .expect("run python3");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(
-                output.status.success(),
-                "{scope}: the Python client failed:\n{}\n{stdout}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            serde_json::from_str::<Value>(stdout.trim())
-                .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
         }
     };
 

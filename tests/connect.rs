@@ -3,8 +3,6 @@
 //! entries, fed as they are to the official Python SDK client, reach the server through the
 //! gateway.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcpd_tests::GatewayUrls;
@@ -112,58 +110,19 @@ async fn every_client_gets_its_documented_shape() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
 }
 
-/// Checks the Python MCP SDK is importable (installing it as .ci/run does when missing).
-fn python_sdk() {
-    let has_sdk = || {
-        std::process::Command::new("python3")
-            .args(["-c", "import mcp.client.streamable_http"])
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    if !has_sdk() {
-        let _ = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "mcp==2.3.0",
-            ])
-            .status();
-    }
-    assert!(
-        has_sdk(),
-        "the Python MCP SDK is missing: run `pip install mcp==2.3.0` (as .ci/run does)"
-    );
-}
-
 /// Feeds one entry to tests/interop/connect_client.py and returns what it printed.
 async fn python_client(entry: &Value) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/connect_client.py");
-    let run = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(entry.to_string())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the Python client finished within 60 s")
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the Python client failed with {entry}:\n{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+    mcpd_tests::interop::python_json(
+        "connect_client.py",
+        &[&entry.to_string()],
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn claude_code_and_vscode_entries_reach_the_server_with_the_python_sdk() {
-    python_sdk();
+    mcpd_tests::interop::require_python_sdk();
     let daemon = GwDaemon::start(SERVERS, "").await;
     daemon.wait_running(&["open", "secure"]).await;
 

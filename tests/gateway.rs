@@ -4,7 +4,6 @@
 //! killed mid-stream, and the error answers (401/403/404/413/503) with their JSON bodies.
 
 use std::cell::RefCell;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,7 +315,7 @@ async fn the_secure_server_takes_bearer_tokens_minted_by_mcpctl() {
 /// gateway by the official Python SDK's streamable HTTP client with a bearer token.
 #[tokio::test]
 async fn official_python_client_reaches_the_typescript_everything_server() {
-    let (interop, server) = mcpd_tests::interop::everything_server();
+    let server = mcpd_tests::interop::everything_server();
     mcpd_tests::interop::require_python_sdk();
 
     let servers = format!(
@@ -338,26 +337,9 @@ async fn official_python_client_reaches_the_typescript_everything_server() {
     assert!(header(&answer, WWW_AUTHENTICATE).starts_with("Bearer resource_metadata="));
 
     let token = daemon.token(&["tools"]);
-    let run = tokio::process::Command::new("python3")
-        .arg(interop.join("client.py"))
-        .arg(&url)
-        .arg(&token)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the Python client finished within 60 s")
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the Python client failed ({}):\n{}\n{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"));
+    let result =
+        mcpd_tests::interop::python_json("client.py", &[&url, &token], Duration::from_secs(60))
+            .await;
     assert_eq!(result["server_name"], "mcp-servers/everything", "{result}");
     assert!(
         result["protocol_version"]

@@ -4,7 +4,7 @@
 //! installs what is missing, so `cargo test --workspace` works on a fresh machine too.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mcpd_tests::gw_support::GwDaemon;
@@ -49,26 +49,12 @@ fn time_server_path() -> PathBuf {
 
 /// Runs tests/interop/stdio_client.py against `url` with `plan`; its JSON output.
 async fn python_client(url: &str, plan: Value) -> Value {
-    let run = tokio::process::Command::new("python3")
-        .arg(interop_dir().join("stdio_client.py"))
-        .arg(url)
-        .arg(plan.to_string())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the Python client finished within 120 s")
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the Python client failed ({}) on {url}:\n{}\n{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+    mcpd_tests::interop::python_json(
+        "stdio_client.py",
+        &[url, &plan.to_string()],
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 #[tokio::test]

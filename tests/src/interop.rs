@@ -4,7 +4,8 @@
 //! up front).
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The Python SDK version the interop clients are written against.
 pub const PYTHON_SDK: &str = "mcp==2.3.0";
@@ -32,9 +33,9 @@ pub fn npm_server(name: &str) -> PathBuf {
     server
 }
 
-/// `tests/interop` and its `mcp-server-everything` binary.
-pub fn everything_server() -> (PathBuf, PathBuf) {
-    (interop_dir(), npm_server("mcp-server-everything"))
+/// The official TypeScript "everything" server's binary.
+pub fn everything_server() -> PathBuf {
+    npm_server("mcp-server-everything")
 }
 
 /// Makes sure `python3` can import the MCP SDK, installing it with pip if not.
@@ -66,4 +67,28 @@ pub fn require_python_sdk() {
         "the Python MCP SDK is not importable by python3: run `pip install {PYTHON_SDK}` \
          (as .ci/run does): {python:?}"
     );
+}
+
+/// Runs `python3 tests/interop/<script> <args>` for at most `limit` and returns the JSON it
+/// printed on stdout; fails the test, with the script's stderr, when it fails.
+pub async fn python_json(script: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    let run = tokio::process::Command::new("python3")
+        .arg(interop_dir().join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} finished within {limit:?}"))
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed ({}):\n{}\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("{script} printed no JSON ({error}): {stdout}"))
 }
