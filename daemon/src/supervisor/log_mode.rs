@@ -1,12 +1,10 @@
 //! Who may read server log files: each file is created mode 0640 (owner read-write, group
 //! read, others nothing) whatever the umask, and the log directory 0750.
 //!
-//! The rolling appender opens its files with the process umask (0644 under the usual 022),
-//! but it opens an existing file as it is. So the writer creates each file the appender is
-//! about to use, with mode 0640, before it writes to it: at open and whenever the rotation
-//! period changes. A file found more open than 0640 is narrowed.
+//! A new file gets exactly 0640 whatever the process umask; an existing file found more open
+//! than that is narrowed when it is opened.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -27,7 +25,7 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// The rotation period `at` falls in, as the appender writes it into file names (UTC):
+/// The rotation period `at` falls in, as file names spell it (UTC):
 /// `2026-11-29`, `2026-11-29-16`, `2026-11-29-16-40`, or empty for no rotation.
 pub fn period(rotation: Rotation, at: SystemTime) -> String {
     // 2026-11-29T16:40:34Z
@@ -41,7 +39,7 @@ pub fn period(rotation: Rotation, at: SystemTime) -> String {
     }
 }
 
-/// The file the appender writes `name`'s lines to during `period`.
+/// The file `name`'s lines go to during `period`.
 pub fn file_path(dir: &Path, name: &str, period: &str) -> PathBuf {
     if period.is_empty() {
         dir.join(format!("{name}.log"))
@@ -50,9 +48,9 @@ pub fn file_path(dir: &Path, name: &str, period: &str) -> PathBuf {
     }
 }
 
-/// Creates `path` with [`LOG_FILE_MODE`] if it does not exist, and narrows it to that mode if
-/// it is more open. A symlink is not followed.
-pub fn prepare_file(path: &Path) -> io::Result<()> {
+/// Opens `path` for appending: created with [`LOG_FILE_MODE`] if it does not exist, narrowed
+/// to that mode if it is more open. A symlink is not followed.
+pub fn open_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options
         .append(true)
@@ -60,14 +58,17 @@ pub fn prepare_file(path: &Path) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW);
     match options.clone().create_new(true).open(path) {
         // New: exactly 0640, whatever the umask took away.
-        Ok(file) => file.set_permissions(Permissions::from_mode(LOG_FILE_MODE)),
+        Ok(file) => {
+            file.set_permissions(Permissions::from_mode(LOG_FILE_MODE))?;
+            Ok(file)
+        }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             let file = options.open(path)?;
             let mode = file.metadata()?.permissions().mode() & 0o7777;
             if mode & !LOG_FILE_MODE != 0 {
                 file.set_permissions(Permissions::from_mode(LOG_FILE_MODE))?;
             }
-            Ok(())
+            Ok(file)
         }
         Err(err) => Err(err),
     }
@@ -79,7 +80,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn periods_match_the_appender_names() {
+    fn periods_and_file_names() {
         // 2023-11-14T22:13:20Z
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(period(Rotation::Never, at), "");
@@ -98,15 +99,15 @@ mod tests {
     fn files_are_created_0640_and_narrowed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        prepare_file(&path).unwrap();
+        open_file(&path).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o640);
         std::fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
-        prepare_file(&path).unwrap();
+        open_file(&path).unwrap();
         assert_eq!(mode(&path), 0o640);
         // A narrower mode chosen by the operator is kept.
         std::fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
-        prepare_file(&path).unwrap();
+        open_file(&path).unwrap();
         assert_eq!(mode(&path), 0o600);
     }
 }

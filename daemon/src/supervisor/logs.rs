@@ -16,11 +16,10 @@
 //! with 1000 servers has 2000 pipes, and its RSS also sets the cost of every fork).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,13 +28,12 @@ use std::time::{Duration, SystemTime};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
-use tracing_appender::rolling::{RollingFileAppender, Rotation as FileRotation};
 
 use mcpd_protocol::terminal::{Keep, escape};
 
-use super::log_mode;
+use super::log_files::RollingFiles;
 use super::{LogLine, LogStream};
-use crate::config::{LogsConfig, Rotation};
+use crate::config::LogsConfig;
 
 /// Longest line kept, in bytes; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -67,18 +65,10 @@ impl LogFiles {
     /// Starts the writer thread for files in `config.dir`.
     pub fn new(config: &LogsConfig) -> std::io::Result<Self> {
         let (jobs, queue) = std_mpsc::sync_channel(FILE_QUEUE);
-        let dir = config.dir.clone();
-        let rotation = match config.rotation {
-            Rotation::Minutely => FileRotation::MINUTELY,
-            Rotation::Hourly => FileRotation::HOURLY,
-            Rotation::Daily => FileRotation::DAILY,
-            Rotation::Never => FileRotation::NEVER,
-        };
-        let keep = config.keep.max(1);
-        let period_of = config.rotation;
+        let files = RollingFiles::new(config.dir.clone(), config.rotation, config.keep);
         std::thread::Builder::new()
             .name("mcpd-logs".into())
-            .spawn(move || writer(queue, dir, (rotation, period_of), keep))?;
+            .spawn(move || writer(queue, files))?;
         Ok(LogFiles { jobs })
     }
 
@@ -109,139 +99,48 @@ impl LogFiles {
 /// wake the writer for every line; the ring (`mcpctl logs`) has each line at once.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
-fn writer(
-    queue: std_mpsc::Receiver<FileJob>,
-    dir: PathBuf,
-    (rotation, period_of): (FileRotation, Rotation),
-    keep: usize,
-) {
-    let mut files = Files {
-        period: log_mode::period(period_of, SystemTime::now()),
-        period_of,
-        prepared: HashSet::new(),
-        dir,
-        rotation,
-        keep,
-        open: HashMap::new(),
-        dir_ready: None,
-        pending: HashMap::new(),
-    };
+fn writer(queue: std_mpsc::Receiver<FileJob>, mut files: RollingFiles) {
+    let mut pending: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
     // Blocks while every server is quiet; then takes what came within the batch window.
     while let Ok(first) = queue.recv() {
-        files.handle(first);
+        handle(&mut files, &mut pending, first);
         std::thread::sleep(BATCH_WINDOW);
         while let Ok(job) = queue.try_recv() {
-            files.handle(job);
+            handle(&mut files, &mut pending, job);
         }
-        files.write_pending();
+        write_pending(&mut files, &mut pending);
+        files.prune();
     }
-    files.write_pending();
+    write_pending(&mut files, &mut pending);
 }
 
-/// The writer thread's state: open files and the lines not yet written to them.
-struct Files {
-    /// The current rotation period, and the servers whose file for it was prepared (created
-    /// 0640, see [`log_mode`]); a quiet server gets no file for a period.
-    period: String,
-    period_of: Rotation,
-    prepared: HashSet<Arc<str>>,
-    dir: PathBuf,
-    rotation: FileRotation,
-    keep: usize,
-    open: HashMap<Arc<str>, Option<RollingFileAppender>>,
-    dir_ready: Option<bool>,
-    pending: HashMap<Arc<str>, Vec<u8>>,
+fn handle(files: &mut RollingFiles, pending: &mut HashMap<Arc<str>, Vec<u8>>, job: FileJob) {
+    match job {
+        FileJob::Open(name) => {
+            write_pending(files, pending);
+            files.add(name);
+        }
+        FileJob::Write(name, bytes) => match pending.get_mut(&name) {
+            Some(buffer) => buffer.extend_from_slice(&bytes),
+            None => {
+                pending.insert(name, bytes);
+            }
+        },
+        FileJob::Flush(done) => {
+            write_pending(files, pending);
+            let _ = done.send(());
+        }
+    }
 }
 
-impl Files {
-    fn handle(&mut self, job: FileJob) {
-        match job {
-            FileJob::Open(name) => {
-                self.write_pending();
-                let appender = self.appender(&name);
-                self.open.insert(name, appender);
-            }
-            FileJob::Write(name, bytes) => match self.pending.get_mut(&name) {
-                Some(buffer) => buffer.extend_from_slice(&bytes),
-                None => {
-                    self.pending.insert(name, bytes);
-                }
-            },
-            FileJob::Flush(done) => {
-                self.write_pending();
-                for file in self.open.values_mut().flatten() {
-                    let _ = file.flush();
-                }
-                let _ = done.send(());
-            }
-        }
+/// One `write` per file for the lines of the batch.
+fn write_pending(files: &mut RollingFiles, pending: &mut HashMap<Arc<str>, Vec<u8>>) {
+    if pending.is_empty() {
+        return;
     }
-
-    fn appender(&mut self, name: &str) -> Option<RollingFileAppender> {
-        let dir = &self.dir;
-        let ready = *self
-            .dir_ready
-            .get_or_insert_with(|| match log_mode::create_dir(dir) {
-                Ok(()) => true,
-                Err(err) => {
-                    tracing::error!(dir = %dir.display(), error = %err,
-                        "cannot create the log directory; server logs are kept in memory only \
-                         (`mcpctl logs` still works)");
-                    false
-                }
-            });
-        if !ready {
-            return None;
-        }
-        self.prepare(name);
-        self.prepared.insert(Arc::from(name));
-        RollingFileAppender::builder()
-            .rotation(self.rotation.clone())
-            .filename_prefix(name)
-            .filename_suffix("log")
-            .max_log_files(self.keep)
-            .build(dir)
-            .map_err(|err| {
-                tracing::error!(server = %name, dir = %dir.display(), error = %err,
-                    "cannot open the server's log file; its logs are kept in memory only");
-            })
-            .ok()
-    }
-
-    /// Creates the file `name`'s lines go to in the current period, mode 0640.
-    fn prepare(&self, name: &str) {
-        let path = log_mode::file_path(&self.dir, name, &self.period);
-        if let Err(err) = log_mode::prepare_file(&path) {
-            tracing::warn!(server = %name, file = %path.display(), error = %err,
-                "cannot create the server's log file with mode 0640");
-        }
-    }
-
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let period = log_mode::period(self.period_of, SystemTime::now());
-        if period != self.period {
-            // A new period: each file is created 0640 before the appender rotates to it.
-            self.period = period;
-            self.prepared.clear();
-        }
-        let mut pending = std::mem::take(&mut self.pending);
-        for (name, bytes) in pending.drain() {
-            if matches!(self.open.get(&name), Some(Some(_))) && !self.prepared.contains(&name) {
-                self.prepare(&name);
-                self.prepared.insert(name.clone());
-            }
-            if let Some(Some(file)) = self.open.get_mut(&name)
-                && let Err(err) = file.write_all(&bytes)
-            {
-                tracing::error!(server = %name, error = %err,
-                    "cannot write the server's log file; its logs are kept in memory only");
-                self.open.insert(name, None);
-            }
-        }
-        self.pending = pending;
+    files.roll(SystemTime::now());
+    for (name, bytes) in pending.drain() {
+        files.write(&name, &bytes);
     }
 }
 
@@ -483,7 +382,8 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LogsConfig;
+    use crate::config::{LogsConfig, Rotation};
+    use std::path::PathBuf;
 
     /// A real pipe carrying `input`, written by another thread and then closed.
     fn pipe_with(input: &[u8]) -> OwnedFd {
@@ -565,35 +465,6 @@ mod tests {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o640);
         assert_eq!(mode(&dir.path().join("logs")), 0o750);
-    }
-
-    #[test]
-    fn a_new_rotation_period_gets_its_file_0640_before_the_first_write() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut files = Files {
-            period: log_mode::period(Rotation::Daily, SystemTime::now()),
-            period_of: Rotation::Daily,
-            prepared: HashSet::new(),
-            dir: dir.path().join("logs"),
-            rotation: FileRotation::DAILY,
-            keep: 3,
-            open: HashMap::new(),
-            dir_ready: None,
-            pending: HashMap::new(),
-        };
-        let name: Arc<str> = Arc::from("rot");
-        files.handle(FileJob::Open(name.clone()));
-        let path = log_mode::file_path(&files.dir, "rot", &files.period);
-        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o640);
-        // As if the appender had rotated into a file of its own, under a umask of 022.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        files.period = "1970-01-01".into();
-        files.handle(FileJob::Write(name, b"line\n".to_vec()));
-        files.write_pending();
-        assert_eq!(mode(&path), 0o640);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line\n");
     }
 
     #[tokio::test]

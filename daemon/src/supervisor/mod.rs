@@ -8,6 +8,7 @@ mod boxes;
 mod cgroup;
 mod confine;
 mod lifecycle;
+mod log_files;
 mod log_mode;
 mod logs;
 mod plan;
