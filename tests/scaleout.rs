@@ -3,7 +3,8 @@
 //! key, `virtual-sessions.key` and the server files, as docs/scaling.md asks. A 2025-11-25
 //! session through a virtual server continues after the instance that opened it is killed;
 //! stateless 2026-07-28 calls are spread over both; a per-server route keeps a session's
-//! requests on one instance.
+//! requests on one instance. The same per-server check runs behind HAProxy with the shipped
+//! docs/examples/haproxy/mcpd.cfg, whose affinity is learned from `Mcp-Session-Id`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -15,12 +16,21 @@ use mcpd_tests::{ChildGuard, GatewayUrls, TestDir, free_port, local_url, port_ac
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-/// The balancer config as shipped.
+/// The balancer configs as shipped.
 const NGINX_EXAMPLE: &str = include_str!("../docs/examples/nginx/mcpd.conf");
-/// The instance addresses and the listen line of the example, replaced by the test's.
+const HAPROXY_EXAMPLE: &str = include_str!("../docs/examples/haproxy/mcpd.cfg");
+/// The instance addresses and the listen lines of the examples, replaced by the test's.
 const EXAMPLE_FIRST: &str = "10.0.1.11:8080";
 const EXAMPLE_SECOND: &str = "10.0.1.12:8080";
-const EXAMPLE_LISTEN: &str = "listen 80;";
+const NGINX_LISTEN: &str = "listen 80;";
+const HAPROXY_BIND: &str = "bind :80\n";
+
+/// The balancer in front of the two instances.
+#[derive(Clone, Copy, Debug)]
+enum Balancer {
+    Nginx,
+    HaProxy,
+}
 
 /// The same services on every instance: a server with its own sessions and a virtual server
 /// over it, both behind the shared JWT key.
@@ -39,14 +49,14 @@ const SESSION_KEY: [u8; 32] = *b"scale-out-shared-session-key-32b";
 
 struct Site {
     // Field order is drop order: the balancer goes first, then the instances.
-    _nginx: ChildGuard,
+    _balancer: ChildGuard,
     port: u16,
     instances: Vec<GwDaemon>,
     _dir: TestDir,
 }
 
 impl Site {
-    async fn start() -> Site {
+    async fn start(balancer: Balancer) -> Site {
         let mut instances = Vec::new();
         for _ in 0..2 {
             let daemon = GwDaemon::start(SERVERS, "").await;
@@ -59,34 +69,27 @@ impl Site {
         }
         let dir = TestDir::new();
         let port = free_port();
-        let site = nginx_site(
-            &instances[0].url(""),
-            &instances[1].url(""),
-            &format!("listen 127.0.0.1:{port};"),
-        );
-        let conf = dir.write("nginx.conf", nginx_main(&dir, &site));
-        let nginx = ChildGuard::spawn(
-            format!("nginx on {port}"),
-            Command::new(nginx_binary())
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-c")
-                .arg(&conf),
-        );
-        wait_for(Duration::from_secs(20), "nginx to listen", || async {
-            assert!(
-                nginx.try_status().is_none(),
-                "nginx exited: {} {}",
-                nginx.stderr(),
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            port_accepts(port)
-        })
+        let [first, second] = [0, 1].map(|i| instances[i].url("").replace("http://", ""));
+        let process = match balancer {
+            Balancer::Nginx => start_nginx(&dir, port, &first, &second),
+            Balancer::HaProxy => start_haproxy(&dir, port, &first, &second),
+        };
+        wait_for(
+            Duration::from_secs(20),
+            format!("{balancer:?} to listen"),
+            || async {
+                assert!(
+                    process.try_status().is_none(),
+                    "{balancer:?} exited: {} {}",
+                    process.stderr(),
+                    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+                );
+                port_accepts(port)
+            },
+        )
         .await;
         Site {
-            _nginx: nginx,
+            _balancer: process,
             port,
             instances,
             _dir: dir,
@@ -112,30 +115,66 @@ impl Site {
     }
 }
 
-/// Debian's nginx (in /usr/sbin, which a user's PATH may lack).
-fn nginx_binary() -> &'static str {
-    let installed = "/usr/sbin/nginx";
-    if std::path::Path::new(installed).exists() {
-        return installed;
+/// A balancer from Debian's package (in /usr/sbin, which a user's PATH may lack).
+fn installed(name: &str) -> String {
+    let sbin = format!("/usr/sbin/{name}");
+    if std::path::Path::new(&sbin).exists() {
+        return sbin;
     }
-    let on_path = Command::new("nginx").arg("-v").output().is_ok();
+    let on_path = Command::new(name).arg("-v").output().is_ok();
     assert!(
         on_path,
-        "nginx is missing: apt-get install nginx (as .ci/run does)"
+        "{name} is missing: apt-get install {name} (as .ci/run does)"
     );
-    "nginx"
+    name.to_owned()
 }
 
-/// The shipped example with the test's two instances and listen address.
-fn nginx_site(first: &str, second: &str, listen: &str) -> String {
-    for needle in [EXAMPLE_FIRST, EXAMPLE_SECOND, EXAMPLE_LISTEN] {
-        assert!(NGINX_EXAMPLE.contains(needle), "the example lost {needle}");
+/// `text` with the example's two instance addresses replaced by `first` and `second`.
+fn with_instances(text: &str, first: &str, second: &str) -> String {
+    for needle in [EXAMPLE_FIRST, EXAMPLE_SECOND] {
+        assert!(text.contains(needle), "the example lost {needle}");
     }
-    let address = |url: &str| url.trim_start_matches("http://").to_owned();
-    NGINX_EXAMPLE
-        .replace(EXAMPLE_FIRST, &address(first))
-        .replace(EXAMPLE_SECOND, &address(second))
-        .replace(EXAMPLE_LISTEN, listen)
+    text.replace(EXAMPLE_FIRST, first)
+        .replace(EXAMPLE_SECOND, second)
+}
+
+/// nginx running the shipped example on `port`, in front of `first` and `second`.
+fn start_nginx(dir: &TestDir, port: u16, first: &str, second: &str) -> ChildGuard {
+    assert!(
+        NGINX_EXAMPLE.contains(NGINX_LISTEN),
+        "the example lost its listen line"
+    );
+    let site = with_instances(NGINX_EXAMPLE, first, second)
+        .replace(NGINX_LISTEN, &format!("listen 127.0.0.1:{port};"));
+    let conf = dir.write("nginx.conf", nginx_main(dir, &site));
+    ChildGuard::spawn(
+        format!("nginx on {port}"),
+        Command::new(installed("nginx"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf),
+    )
+}
+
+/// HAProxy running the shipped example on `port`, in the foreground.
+fn start_haproxy(dir: &TestDir, port: u16, first: &str, second: &str) -> ChildGuard {
+    assert!(
+        HAPROXY_EXAMPLE.contains(HAPROXY_BIND),
+        "the example lost its bind line"
+    );
+    let conf = with_instances(HAPROXY_EXAMPLE, first, second)
+        .replace(HAPROXY_BIND, &format!("bind 127.0.0.1:{port}\n"));
+    let conf = dir.write("haproxy.cfg", conf);
+    ChildGuard::spawn(
+        format!("haproxy on {port}"),
+        Command::new(installed("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&conf),
+    )
 }
 
 /// The main context around the example, unprivileged and in `dir`.
@@ -219,7 +258,7 @@ fn echo_call(id: u64, tool: &str, text: &str) -> Value {
 
 #[tokio::test]
 async fn a_virtual_server_session_outlives_the_instance_that_opened_it() {
-    let mut site = Site::start().await;
+    let mut site = Site::start(Balancer::Nginx).await;
     let url = site.mcp_url("all");
     let token = site.token();
     let (status, session, answer) = post(
@@ -273,7 +312,7 @@ async fn a_virtual_server_session_outlives_the_instance_that_opened_it() {
 
 #[tokio::test]
 async fn stateless_calls_spread_over_both_instances() {
-    let site = Site::start().await;
+    let site = Site::start(Balancer::Nginx).await;
     let token = site.token();
     let before = site.served("all").await;
     for round in 0..6 {
@@ -298,9 +337,10 @@ async fn stateless_calls_spread_over_both_instances() {
     }
 }
 
-#[tokio::test]
-async fn a_per_server_session_stays_on_one_instance() {
-    let site = Site::start().await;
+/// A 2025-11-25 session on a per-server route makes all its requests to one instance: with
+/// another, the instance's own server would not know the session.
+async fn per_server_session_stays_on_one_instance(balancer: Balancer) {
+    let site = Site::start(balancer).await;
     let token = site.token();
     let before = site.served("echo").await;
     let (client, _) = connect(&site.mcp_url("echo"), Some(&token), Generation::Session)
@@ -315,10 +355,19 @@ async fn a_per_server_session_stays_on_one_instance() {
     }
     let _ = client.cancel().await;
     let after = site.served("echo").await;
-    let grew: Vec<bool> = before.iter().zip(&after).map(|(b, a)| a > b).collect();
+    let grew = before.iter().zip(&after).filter(|(b, a)| a > b).count();
     assert_eq!(
-        grew.iter().filter(|grew| **grew).count(),
-        1,
+        grew, 1,
         "one instance served the session: before {before:?}, after {after:?}"
     );
+}
+
+#[tokio::test]
+async fn a_per_server_session_stays_on_one_instance_behind_nginx() {
+    per_server_session_stays_on_one_instance(Balancer::Nginx).await;
+}
+
+#[tokio::test]
+async fn a_per_server_session_stays_on_one_instance_behind_haproxy() {
+    per_server_session_stays_on_one_instance(Balancer::HaProxy).await;
 }
