@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The mcpd benchmarks, driven by bench/run.sh (which builds and installs first).
 
-Runs the gateway (direct, mcpd without and with auth, nginx), SSE streams, restart latency and
-supervision at scale (mcpd and supervisord with 1000 servers), then rewrites bench/BENCH.md.
+Runs the gateway (direct, mcpd without and with auth, nginx), SSE streams, restart latency,
+stdio servers (bench/stdio_bench.py) and supervision at scale (mcpd and supervisord with
+1000 servers), then rewrites bench/BENCH.md.
 Everything runs in a temp dir on fixed loopback ports (18080-18199 and the range 5000-5999),
 which are checked to be free first; every process started here is killed on exit.
 """
@@ -24,6 +25,8 @@ import tempfile
 import time
 import urllib.request
 import xmlrpc.client
+
+import stdio_bench
 
 GW_PORT = 18080  # gateway of the small daemon
 GW_BARE_PORT = 18081  # gateway of the all-off daemon (logs.audit: false)
@@ -239,6 +242,7 @@ logs:
                  ECHO_BARE_PORT, DIRECT_PORT, NGINX_PORT, SCALE_GW_PORT, SUP_HTTP_PORT]
         if scale:
             ports += list(range(SCALE_FIRST, SCALE_FIRST + SCALE_COUNT))
+        ports += stdio_bench.ports()
         busy = [p for p in ports if not port_free(p)]
         if busy:
             raise SystemExit(f"ports in use, stop what holds them first: {busy[:20]}")
@@ -826,6 +830,7 @@ autorestart=true
                 ("`mcpctl status --json` < 50 ms", f"{m['status_ms']:.1f} ms",
                  m["status_ms"] < 50),
             ]
+        stdio_bench.report(r, w, targets, ratio)
         w("## Targets\n")
         w("| target | measured | met |")
         w("|---|---:|:---:|")
@@ -845,7 +850,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["gateway", "scale"], help="run one part")
+    parser.add_argument("--only", choices=["gateway", "scale", "stdio"], help="run one part")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
@@ -853,13 +858,15 @@ def main():
     started = time.monotonic()
     machine = bench.machine()
     try:
-        bench.check_ports(scale=args.only != "gateway")
+        bench.check_ports(scale=args.only in (None, "scale"))
         if args.only in (None, "gateway"):
             bench.gateway()
         if args.only in (None, "scale"):
             bench.scale()
             if not args.no_supervisord:
                 bench.supervisord()
+        if args.only in (None, "stdio"):
+            stdio_bench.run(bench, sys.modules[__name__])
         bench.write_report(machine, time.monotonic() - started)
     finally:
         bench.procs.kill_all()

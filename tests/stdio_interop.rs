@@ -1,7 +1,7 @@
 //! Third-party stdio servers from the registries, supervised and bridged by mcpd, driven
 //! through the gateway by the official Python SDK client: the TypeScript "everything" and
-//! "filesystem" servers (npm) and `mcp-server-time` (PyPI). `.ci/run` installs them; a test
-//! installs what is missing, so `cargo test --workspace` works on a fresh machine too.
+//! "filesystem" servers (npm), `mcp-server-time` and `mcp-server-git` (PyPI). `.ci/run`
+//! installs them; a test installs what is missing, so `cargo test --workspace` works on a fresh machine too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -136,4 +136,108 @@ async fn official_stdio_servers_are_bridged_for_the_official_python_client() {
     let answer: Value = serde_json::from_str(result["texts"][0].as_str().unwrap_or("null"))
         .unwrap_or_else(|err| panic!("not JSON ({err}): {result}"));
     assert_eq!(answer["timezone"], "Etc/UTC", "{result}");
+}
+
+/// Pinned like `.ci/run`: mcp-server-git and the three packages it needs beyond the SDK.
+const GIT_PACKAGES: [&str; 4] = [
+    "mcp-server-git==2026.10.19",
+    "gitpython==3.2.1",
+    "gitdb==4.0.12",
+    "smmap==5.0.3",
+];
+
+/// tests/interop/python with mcp-server-git, installed if missing.
+fn git_server_path() -> PathBuf {
+    let target = interop_dir().join("python");
+    let has_git = |target: &Path| target.join("mcp_server_git").exists();
+    if !has_git(&target) {
+        let _ = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(["--no-deps", "--target"])
+            .arg(&target)
+            .args(GIT_PACKAGES)
+            .status();
+    }
+    assert!(
+        has_git(&target),
+        "mcp-server-git is missing: run `pip install --no-deps --target tests/interop/python {}` (as .ci/run does)",
+        GIT_PACKAGES.join(" ")
+    );
+    target
+}
+
+/// Runs `git args` in `dir` with a fixed identity and no user or system configuration.
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=mcpd tests",
+            "-c",
+            "user.email=tests@mcpd.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+#[tokio::test]
+async fn mcp_server_git_answers_about_the_tests_repository() {
+    let python_path = git_server_path();
+    let repo = TestDir::new();
+    repo.write("notes.txt", "first line\n");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "notes.txt"]);
+    git(repo.path(), &["commit", "-q", "-m", "bridged commit 7f3a"]);
+    repo.write("untracked.txt", "not yet added\n");
+    let servers = format!(
+        "mcp_servers:
+  git:
+    binary: python3
+    args: [-m, mcp_server_git, --repository, {repo}]
+    env: {{PYTHONPATH: {python_path}}}
+    transport: stdio
+",
+        repo = repo.path().display(),
+        python_path = python_path.display(),
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["git"]).await;
+    let repo_path = repo.path().display().to_string();
+
+    let status = python_client(
+        &daemon.mcp_url("git"),
+        json!({"call": ["git_status", {"repo_path": repo_path}]}),
+    )
+    .await;
+    assert_eq!(status["server_name"], "mcp-git", "{status}");
+    for tool in ["git_status", "git_log", "git_diff", "git_commit"] {
+        assert!(
+            status["tools"]
+                .as_array()
+                .is_some_and(|tools| tools.contains(&json!(tool))),
+            "{tool}: {status}"
+        );
+    }
+    assert_eq!(status["is_error"], false, "{status}");
+    let text = status["texts"][0].as_str().unwrap_or_default();
+    assert!(
+        text.contains("main") && text.contains("untracked.txt"),
+        "{status}"
+    );
+
+    let log = python_client(
+        &daemon.mcp_url("git"),
+        json!({"call": ["git_log", {"repo_path": repo_path, "max_count": 5}]}),
+    )
+    .await;
+    assert_eq!(log["is_error"], false, "{log}");
+    let text = log["texts"][0].as_str().unwrap_or_default();
+    assert!(
+        text.contains("bridged commit 7f3a") && text.contains("mcpd tests"),
+        "{log}"
+    );
 }

@@ -19,6 +19,7 @@ mod legacy;
 mod limits;
 mod ops;
 mod probes;
+mod scaleout;
 mod schema;
 mod stdio;
 mod stdio_faults;

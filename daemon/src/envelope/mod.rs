@@ -8,8 +8,12 @@
 //! which copy wins (serde_json the last, others the first), so the gateway cannot know which
 //! one the server will act on. Keys are compared decoded, so `"m\u0065thod"` is `method`.
 //! Nesting deeper than serde_json's limit (128) is refused, as is anything after the value.
+//!
+//! [`raw`] reads one message for the stdio bridge with the same keys and refusals, keeping
+//! its members as raw JSON text to splice into rewritten messages.
 
 mod headers;
+pub mod raw;
 #[cfg(test)]
 mod tests;
 

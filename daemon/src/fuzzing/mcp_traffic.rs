@@ -51,8 +51,9 @@ const ENVELOPE_SCOPES: [&[&str]; 5] = [
 /// (which keeps the last of duplicate keys) reads the same way, so the gateway decides on the
 /// method, tool and id a serde_json-based server acts on; every `tools/call` it accepts names
 /// a tool; a second `method` or `params.name` key (plain or escaped) always refuses the body;
-/// and the 2026-07-28 headers pass exactly when they agree with the body. Returns whether the
-/// body was accepted.
+/// and the 2026-07-28 headers pass exactly when they agree with the body. The stdio bridge's
+/// reader of the same body never panics either, and reads the gateway's method and id. Returns
+/// whether the body was accepted.
 pub fn envelope(data: &[u8]) -> bool {
     let (head, body) = match data.iter().position(|b| *b == 0) {
         Some(nul) => (&data[..nul], &data[nul + 1..]),
@@ -61,6 +62,7 @@ pub fn envelope(data: &[u8]) -> bool {
     let headers = header_lines(head);
     let parsed = envelope::parse(body);
     let value = serde_json::from_slice::<Value>(body).ok();
+    check_raw_agrees(body, parsed.as_ref().ok());
     let Ok(parsed) = parsed else {
         return false;
     };
@@ -93,6 +95,22 @@ pub fn envelope(data: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// What the stdio bridge's reader accepts, the gateway's reader reads with the same method and
+/// id (the bridge reads an `id` of `null` as none).
+fn check_raw_agrees(body: &[u8], gateway: Option<&envelope::Envelope<'_>>) {
+    let Ok(raw) = envelope::raw::Envelope::parse(body) else {
+        return;
+    };
+    if let Some(gateway) = gateway {
+        let [message] = gateway.messages.as_slice() else {
+            panic!("the bridge read one message where the gateway read a batch");
+        };
+        assert_eq!(raw.method, message.method);
+        let id = message.id.map(|id| id.get()).filter(|id| *id != "null");
+        assert_eq!(raw.id.map(|id| id.get()), id);
+    }
 }
 
 fn header_lines(head: &[u8]) -> HeaderMap {

@@ -2,7 +2,8 @@
 //! client, and serves it to any number of HTTP clients at the usual gateway path.
 //!
 //! - `frame.rs`: newline-delimited lines of the child's stdout, capped at 16 MiB;
-//! - `envelope.rs`: the JSON-RPC envelope, read and rewritten without parsing payloads;
+//! - `envelope`: [`crate::envelope::raw`], the JSON-RPC envelope read and rewritten without
+//!   parsing payloads;
 //! - `bridge/`: the child's pipes, id and progress-token rewriting, cancellation,
 //!   failing pending requests when the child goes;
 //! - `sessions.rs`: client sessions, answered by mcpd, and their notification streams;
@@ -14,7 +15,8 @@
 
 mod body;
 mod bridge;
-mod envelope;
+/// The bridge's modules read messages as `envelope::...`.
+use crate::envelope::raw as envelope;
 mod frame;
 mod http;
 mod per_client;

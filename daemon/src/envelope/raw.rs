@@ -1,29 +1,30 @@
-//! The JSON-RPC envelope of one message, read without parsing what it carries: `id`,
-//! `params`, `result` and `error` stay raw JSON text, so a large result is passed on without
-//! being decoded and encoded again. Rewriting a message (a new id, a new progress token)
-//! splices the raw parts into a new object.
+//! One JSON-RPC message read raw, for the stdio bridge: `id`, `params`, `result` and
+//! `error` stay raw JSON text, so a large result is passed on without being decoded and
+//! encoded again. Rewriting a message (a new id, a new progress token) splices the raw parts
+//! into a new object.
 //!
-//! A message with a key twice (`{"id":1,"id":2}`) is refused: the server and mcpd must not
-//! read different ids from the same bytes. Batches (arrays) are refused too.
+//! Keys are read and refused as the gateway's reader does ([`super::parse`]): decoded, so
+//! `"m\u0065thod"` is `method`, and a key twice (`{"id":1,"id":2}`) refuses the message, as
+//! the server and mcpd must not read different ids from the same bytes. Unlike the gateway's
+//! reader it also refuses keys JSON-RPC does not define, and batches (arrays).
+
+use std::borrow::Cow;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// One JSON-RPC message, borrowed from the bytes it was read from.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+use super::{INVALID_MARK, Text, first_time, invalid};
+
+/// One JSON-RPC message, borrowed from the bytes it was read from. A member written as
+/// `null` reads as absent.
+#[derive(Debug, Default)]
 pub struct Envelope<'a> {
-    #[serde(default, rename = "jsonrpc")]
-    _jsonrpc: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     pub id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    pub method: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
+    pub method: Option<Cow<'a, str>>,
     pub params: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     pub result: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     pub error: Option<&'a RawValue>,
 }
 
@@ -81,8 +82,15 @@ impl<'a> Envelope<'a> {
         if first != Some(&b'{') {
             return Err("not a JSON-RPC message (a JSON object)".to_owned());
         }
-        let envelope: Envelope<'a> = serde_json::from_slice(bytes)
-            .map_err(|err| format!("not a valid JSON-RPC message: {err}"))?;
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let envelope = deserializer
+            .deserialize_map(EnvelopeVisitor)
+            .and_then(|envelope| deserializer.end().map(|()| envelope))
+            .map_err(|err| {
+                let text = err.to_string();
+                let reason = text.strip_prefix(INVALID_MARK).unwrap_or(&text);
+                format!("not a valid JSON-RPC message: {reason}")
+            })?;
         envelope.kind()?;
         Ok(envelope)
     }
@@ -107,6 +115,50 @@ impl<'a> Envelope<'a> {
             (None, Some(_), true) => Ok(Kind::Response),
             _ => Err("a message must be a request, a notification or a response".to_owned()),
         }
+    }
+}
+
+/// The members of one message; each may appear once, and no other key is allowed.
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message (an object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = Envelope::default();
+        let mut seen = 0u8;
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let (bit, slot) = match key.as_ref() {
+                "jsonrpc" => (1, None),
+                "id" => (2, Some(&mut envelope.id)),
+                "method" => {
+                    first_time(&mut seen, 4, "method")?;
+                    let method: Option<Text<'de>> = map.next_value()?;
+                    envelope.method = method.map(|Text(method)| method);
+                    continue;
+                }
+                "params" => (8, Some(&mut envelope.params)),
+                "result" => (16, Some(&mut envelope.result)),
+                "error" => (32, Some(&mut envelope.error)),
+                other => {
+                    return Err(invalid(format_args!(
+                        "the key \"{other}\" is not a JSON-RPC member"
+                    )));
+                }
+            };
+            first_time(&mut seen, bit, &key)?;
+            match slot {
+                Some(slot) => *slot = map.next_value()?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
     }
 }
 
@@ -255,11 +307,30 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}"#,
             r#"{"jsonrpc":"2.0","id":1}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"x","extra":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"m\u0065thod":"a","method":"b"}"#,
+            r#"{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#,
             "not json",
             "",
         ] {
             assert!(kind(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn null_members_read_as_absent() {
+        let envelope =
+            Envelope::parse(br#"{"jsonrpc":"2.0","id":null,"method":"n","params":null}"#).unwrap();
+        assert!(envelope.id.is_none() && envelope.params.is_none());
+        assert_eq!(envelope.kind(), Ok(Kind::Notification));
+        let escaped =
+            Envelope::parse(br#"{"jsonrpc":"2.0","\u0069d":7,"method":"p\u0069ng"}"#).unwrap();
+        assert_eq!(escaped.id.map(RawValue::get), Some("7"));
+        assert_eq!(escaped.method.as_deref(), Some("ping"));
+        let twice = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#);
+        assert!(twice.unwrap_err().contains(r#"the key "id" appears twice"#));
     }
 
     #[test]
