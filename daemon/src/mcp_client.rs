@@ -309,8 +309,9 @@ fn tool_info(tool: Tool) -> ToolInfo {
     ToolInfo {
         name: tool.name.into_owned(),
         description: tool.description.map(|text| text.into_owned()),
-        input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
-        extra: Default::default(),
+        input_schema: serde_json::value::to_raw_value(&*tool.input_schema)
+            .expect("a JSON object serializes"),
+        extra: None,
     }
 }
 
@@ -423,7 +424,10 @@ mod tests {
         let info = tool_info(tool);
         assert_eq!(info.name, "echo");
         assert_eq!(info.description.as_deref(), Some("Returns the text"));
-        assert_eq!(info.input_schema, serde_json::Value::Object(schema));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(info.input_schema.get()).unwrap(),
+            serde_json::Value::Object(schema)
+        );
     }
 
     #[tokio::test]

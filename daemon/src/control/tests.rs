@@ -49,8 +49,9 @@ fn tool(name: &str) -> ToolInfo {
     ToolInfo {
         name: name.into(),
         description: Some("a tool".into()),
-        input_schema: serde_json::json!({"type": "object"}),
-        extra: Default::default(),
+        input_schema: serde_json::value::to_raw_value(&serde_json::json!({"type": "object"}))
+            .unwrap(),
+        extra: None,
     }
 }
 

@@ -88,3 +88,46 @@ async fn a_closed_port_is_a_connect_error() {
             .starts_with(&format!("cannot connect to 127.0.0.1:{port}"))
     );
 }
+
+#[test]
+fn tools_keep_their_schema_and_other_fields_as_sent_and_list_back_as_valid_json() {
+    let result = r#"{"tools":[
+        {"name":"echo","description":"Says \"hi\"","inputSchema":{"type":"object","properties":{"a":{"type":"string"}}},"annotations":{"readOnlyHint":true},"title":"Echo"},
+        {"name":"bare"},
+        {"name":7},
+        {"description":"no name"},
+        {"name":"array-schema","inputSchema":[1,2]},
+        {"name":"late","inputSchema":{"type":"object"},"name":"late2"},
+        "not an object"
+    ]}"#;
+    let tools = tools_of(result);
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["echo", "bare", "late2"]);
+    let echo = &tools[0];
+    assert_eq!(echo.description.as_deref(), Some("Says \"hi\""));
+    assert_eq!(
+        echo.input_schema.get(),
+        r#"{"type":"object","properties":{"a":{"type":"string"}}}"#
+    );
+    assert_eq!(tools[1].input_schema.get(), "{}");
+    assert!(tools[1].extra.is_none());
+
+    // Listed under another name (a virtual server's), as JSON a client can read.
+    let hostile = "x\"\n\u{1b}[31m";
+    let mut out = String::new();
+    echo.listed_as(hostile, &mut out);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({
+            "name": hostile,
+            "description": "Says \"hi\"",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}},
+            "annotations": {"readOnlyHint": true},
+            "title": "Echo",
+        })
+    );
+    let mut out = String::new();
+    tools[1].listed_as("b", &mut out);
+    assert_eq!(out, r#"{"name":"b","inputSchema":{}}"#);
+}

@@ -1,6 +1,9 @@
 //! The JSON-RPC results the probe reads, as far as it needs them.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::directory::ToolInfo;
 
@@ -23,25 +26,45 @@ pub(super) struct ToolsPage {
     pub(super) next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct ToolWire {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(rename = "inputSchema", default)]
-    input_schema: serde_json::Map<String, serde_json::Value>,
-    #[serde(flatten)]
-    extra: serde_json::Map<String, serde_json::Value>,
+/// One tool of a list: `name` and `description` read, `inputSchema` (an object; `{}` when
+/// missing) and the other fields kept as the JSON text the server sent.
+pub(super) struct ToolWire(ToolInfo);
+
+impl<'de> Deserialize<'de> for ToolWire {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = BTreeMap::<String, Box<RawValue>>::deserialize(deserializer)?;
+        let name = fields
+            .remove("name")
+            .ok_or_else(|| D::Error::missing_field("name"))?;
+        let name: String = serde_json::from_str(name.get()).map_err(D::Error::custom)?;
+        let description = match fields.remove("description") {
+            Some(raw) => {
+                serde_json::from_str::<Option<String>>(raw.get()).map_err(D::Error::custom)?
+            }
+            None => None,
+        };
+        let input_schema = match fields.remove("inputSchema") {
+            Some(raw) if raw.get().trim_start().starts_with('{') => raw,
+            Some(_) => return Err(D::Error::custom("inputSchema is not an object")),
+            None => RawValue::from_string("{}".to_owned()).map_err(D::Error::custom)?,
+        };
+        let extra = match fields.is_empty() {
+            true => None,
+            false => Some(serde_json::value::to_raw_value(&fields).map_err(D::Error::custom)?),
+        };
+        Ok(ToolWire(ToolInfo {
+            name,
+            description,
+            input_schema,
+            extra,
+        }))
+    }
 }
 
 impl ToolWire {
     pub(super) fn into_info(self) -> ToolInfo {
-        ToolInfo {
-            name: self.name,
-            description: self.description,
-            input_schema: serde_json::Value::Object(self.input_schema),
-            extra: self.extra,
-        }
+        self.0
     }
 }
 
@@ -51,14 +74,14 @@ pub(crate) fn tools_of(result: &str) -> Vec<ToolInfo> {
     #[derive(Deserialize)]
     struct Page {
         #[serde(default)]
-        tools: Vec<serde_json::Value>,
+        tools: Vec<Box<RawValue>>,
     }
     let Ok(page) = serde_json::from_str::<Page>(result) else {
         return Vec::new();
     };
     page.tools
         .into_iter()
-        .filter_map(|tool| serde_json::from_value::<ToolWire>(tool).ok())
+        .filter_map(|tool| serde_json::from_str::<ToolWire>(tool.get()).ok())
         .map(ToolWire::into_info)
         .collect()
 }

@@ -192,8 +192,11 @@ mod tests {
             .map(|name| ToolInfo {
                 name: (*name).into(),
                 description: None,
-                input_schema: serde_json::json!({"type": "object"}),
-                extra: Default::default(),
+                input_schema: serde_json::value::to_raw_value(
+                    &serde_json::json!({"type": "object"}),
+                )
+                .unwrap(),
+                extra: None,
             })
             .collect()
     }

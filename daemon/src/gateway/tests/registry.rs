@@ -20,8 +20,9 @@ async fn registry_lists_enabled_servers_with_live_status() {
     let tool = ToolInfo {
         name: "echo".into(),
         description: None,
-        input_schema: serde_json::json!({"type": "object"}),
-        extra: Default::default(),
+        input_schema: serde_json::value::to_raw_value(&serde_json::json!({"type": "object"}))
+            .unwrap(),
+        extra: None,
     };
     echo_status.tools = Arc::from(vec![
         tool.clone(),

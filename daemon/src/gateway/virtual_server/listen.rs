@@ -17,6 +17,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http_body::Frame;
 use http_body_util::{Either, StreamBody};
 
+use serde_json::value::RawValue;
+
 use super::{Context, visible};
 use crate::directory::Directory;
 use crate::gateway::auth::Claims;
@@ -37,9 +39,11 @@ fn view(directory: &Directory, name: &str, claims: Option<&Claims>) -> u64 {
         for (exposed, tool) in visible(directory, &config, &catalog, claims) {
             exposed.hash(&mut hash);
             tool.info.description.hash(&mut hash);
-            tool.info.input_schema.to_string().hash(&mut hash);
-            serde_json::Value::Object(tool.info.extra)
-                .to_string()
+            tool.info.input_schema.get().hash(&mut hash);
+            tool.info
+                .extra
+                .as_deref()
+                .map(RawValue::get)
                 .hash(&mut hash);
         }
     }

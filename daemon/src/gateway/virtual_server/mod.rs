@@ -250,7 +250,7 @@ async fn post(
         "initialize" => initialize(context, key, principal, id, &bytes),
         "ping" => rpc_result(id, json!({})),
         "server/discover" => rpc_result(id, discover(&context.config)),
-        "tools/list" => rpc_result(id, list(context)),
+        "tools/list" => rpc_raw_result(id, &list(context)),
         "subscriptions/listen" => listen::subscribe(context, id, &bytes),
         "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
         other => rpc_error(
@@ -363,37 +363,52 @@ fn visible(
         .collect()
 }
 
-fn list(context: &Context<'_>) -> Value {
+/// The `tools/list` result, written as JSON text: the members' schemas are passed on as the
+/// text they sent, never parsed again.
+fn list(context: &Context<'_>) -> String {
     let directory = &context.shared.directory;
     let catalog = context
         .shared
         .virtuals
         .catalogs
         .get(directory, &context.config);
-    let tools: Vec<Value> = visible(
+    let mut result = String::from("{\"tools\":[");
+    let visible = visible(
         directory,
         &context.config,
         &catalog,
         context.claims.as_deref(),
-    )
-    .into_iter()
-    .map(|(exposed, tool)| {
-        let mut entry = tool.info.extra;
-        entry.insert("name".into(), Value::String(exposed));
-        entry.insert("inputSchema".into(), tool.info.input_schema);
-        if let Some(description) = tool.info.description {
-            entry.insert("description".into(), Value::String(description));
+    );
+    for (index, (exposed, tool)) in visible.iter().enumerate() {
+        if index > 0 {
+            result.push(',');
         }
-        Value::Object(entry)
-    })
-    .collect();
-    let mut result = json!({ "tools": tools });
-    if context.stateless {
-        result["resultType"] = json!("complete");
-        result["ttlMs"] = json!(0);
-        result["cacheScope"] = json!("private");
+        tool.info.listed_as(exposed, &mut result);
     }
+    result.push(']');
+    if context.stateless {
+        result.push_str(",\"resultType\":\"complete\",\"ttlMs\":0,\"cacheScope\":\"private\"");
+    }
+    result.push('}');
     result
+}
+
+/// A JSON-RPC answer whose result is JSON text already written.
+fn rpc_raw_result(id: Option<&RawValue>, result: &str) -> Response<Body> {
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        jsonrpc: &'static str,
+        id: Value,
+        result: &'a RawValue,
+    }
+    match serde_json::from_str::<&RawValue>(result) {
+        Ok(result) => json_answer(&Answer {
+            jsonrpc: "2.0",
+            id: id_value(id),
+            result,
+        }),
+        Err(err) => rpc_error(id, -32603, &format!("cannot write the tool list: {err}")),
+    }
 }
 
 pub(super) fn id_value(id: Option<&RawValue>) -> Value {
@@ -401,8 +416,12 @@ pub(super) fn id_value(id: Option<&RawValue>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn json_answer(value: &Value) -> Response<Body> {
-    let mut answer = Response::new(response::full(value.to_string()));
+fn json_answer(value: &impl serde::Serialize) -> Response<Body> {
+    let text = serde_json::to_string(value).unwrap_or_else(|_| {
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"cannot write the answer"}}"#
+            .to_owned()
+    });
+    let mut answer = Response::new(response::full(text));
     answer
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -268,7 +268,9 @@ pub fn server(server: &ServerView) -> String {
         main.push_str("<p>No tools listed yet: they are read when the server passes its first health check.</p>\n");
     }
     for (index, tool) in server.tools.iter().enumerate() {
-        let schema = serde_json::to_string_pretty(&tool.input_schema).unwrap_or_default();
+        let schema = serde_json::from_str::<serde_json::Value>(tool.input_schema.get())
+            .and_then(|schema| serde_json::to_string_pretty(&schema))
+            .unwrap_or_default();
         push(
             &mut main,
             format_args!(

@@ -26,8 +26,11 @@ fn entry(
     status.tools = Arc::from(vec![ToolInfo {
         name: format!("{HOSTILE}tool"),
         description: Some(HOSTILE.to_owned()),
-        input_schema: json!({"type": "object", "properties": {HOSTILE: {"description": HOSTILE}}}),
-        extra: Default::default(),
+        input_schema: serde_json::value::to_raw_value(
+            &json!({"type": "object", "properties": {HOSTILE: {"description": HOSTILE}}}),
+        )
+        .unwrap(),
+        extra: None,
     }]);
     (name.to_owned(), Arc::new(ServerEntry::new(config, status)))
 }
