@@ -236,6 +236,7 @@ mod tests {
             prefix: PrefixMode::Always,
             prefix_at: (None, None),
             members: vec![],
+            max_calls_per_caller: 16,
         }
     }
 

@@ -11,6 +11,45 @@ pub use catalog::{Catalog, Conflict, ExposedTool, OfferKind};
 use crate::config::VirtualConfig;
 use crate::directory::{Directory, ServerState};
 
+/// One member as `mcpctl show` and the registry describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub name: String,
+    pub state: ServerState,
+    /// When its tools (and prompts and resources) were last listed by its probe.
+    pub tools_at: Option<std::time::SystemTime>,
+    /// Its cached lists may be out of date: it is not running, or its probes have failed
+    /// since they were read (the lists are still served, never waited for).
+    pub stale: bool,
+}
+
+/// The members of a virtual server with their states and the age of their cached lists.
+pub fn member_views(directory: &Directory, config: &VirtualConfig) -> Vec<MemberView> {
+    let all = directory.all();
+    config
+        .members
+        .iter()
+        .map(|member| match all.get(member) {
+            Some(entry) => {
+                let status = entry.status.load();
+                MemberView {
+                    name: member.clone(),
+                    state: status.state,
+                    tools_at: status.tools_at,
+                    stale: status.state != ServerState::Running
+                        || status.probe_failing_since.is_some(),
+                }
+            }
+            None => MemberView {
+                name: member.clone(),
+                state: ServerState::Stopped,
+                tools_at: None,
+                stale: true,
+            },
+        })
+        .collect()
+}
+
 /// What a running member contributes: its cached tools and prompts/resources.
 type MemberLists = Option<(
     std::sync::Arc<[crate::directory::ToolInfo]>,
