@@ -40,7 +40,10 @@ impl Capabilities {
     }
 
     pub(super) fn subscribe(&self) -> bool {
-        self.resources.get("subscribe").and_then(serde_json::Value::as_bool) == Some(true)
+        self.resources
+            .get("subscribe")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
     }
 }
 

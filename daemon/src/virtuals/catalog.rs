@@ -88,7 +88,9 @@ impl Conflict {
             (ConflictReason::InvalidName, OfferKind::Resource | OfferKind::Template) => format!(
                 "virtual server {virtual_name}: {kind} \"{}\" of server \"{}\" is not a usable URI (empty, longer than {} bytes, or holding a control character); it is left out",
                 self.exposed,
-                self.sources.first().map_or("", |(member, _)| member.as_str()),
+                self.sources
+                    .first()
+                    .map_or("", |(member, _)| member.as_str()),
                 crate::virtuals::offered::MAX_URI
             ),
             (ConflictReason::Collision, _) => format!(

@@ -127,7 +127,10 @@ pub fn route_uri<'c>(catalog: &'c Catalog, uri: &str) -> Result<Option<&'c Offer
         .map(|(_, offered)| offered)
         .collect();
     let first = matching.first().copied();
-    if matching.iter().any(|m| Some(&m.member) != first.map(|f| &f.member)) {
+    if matching
+        .iter()
+        .any(|m| Some(&m.member) != first.map(|f| &f.member))
+    {
         let mut members: Vec<String> = matching.iter().map(|m| m.member.clone()).collect();
         members.sort();
         members.dedup();
@@ -267,14 +270,20 @@ mod tests {
             catalog.templates.keys().collect::<Vec<_>>(),
             ["file:///a/{name}"]
         );
-        let described: Vec<String> = catalog.conflicts.iter().map(|c| c.describe("all")).collect();
+        let described: Vec<String> = catalog
+            .conflicts
+            .iter()
+            .map(|c| c.describe("all"))
+            .collect();
         assert_eq!(described.len(), 4, "{described:#?}");
-        assert!(described.iter().any(|d| d.contains("prompt \"x.y\" of server \"a\"")));
         assert!(
             described
                 .iter()
-                .any(|d| d.contains("resource \"mem://shared\" is offered by servers \"a\" and \"b\""))
+                .any(|d| d.contains("prompt \"x.y\" of server \"a\""))
         );
+        assert!(described.iter().any(|d| {
+            d.contains("resource \"mem://shared\" is offered by servers \"a\" and \"b\"")
+        }));
         assert!(
             described
                 .iter()
@@ -285,7 +294,11 @@ mod tests {
     #[test]
     fn uris_route_to_the_resource_then_to_one_template() {
         let config = super::super::catalog::tests_support::config();
-        let a = offers(&[], &["file:///a/readme"], &["file:///a/{name}", "any://{+path}"]);
+        let a = offers(
+            &[],
+            &["file:///a/readme"],
+            &["file:///a/{name}", "any://{+path}"],
+        );
         let b = offers(&[], &[], &["file:///{dir}/{name}", "any://x{rest}"]);
         let mut catalog = Catalog::default();
         add(&mut catalog, &config, [("a", &a), ("b", &b)]);
@@ -293,7 +306,11 @@ mod tests {
         assert_eq!(member("file:///a/readme"), Ok(Some("a".into())));
         assert_eq!(member("file:///c/notes"), Ok(Some("b".into())));
         assert_eq!(member("file:///a/notes"), Err(vec!["a".into(), "b".into()]));
-        assert_eq!(member("file:///a/b/c"), Ok(None), "a simple expression holds no /");
+        assert_eq!(
+            member("file:///a/b/c"),
+            Ok(None),
+            "a simple expression holds no /"
+        );
         assert_eq!(member("any://y/z"), Ok(Some("a".into())));
         assert_eq!(member("nothing://"), Ok(None));
     }

@@ -335,7 +335,8 @@ pub(super) fn member_request(
                 HeaderValue::from_static(STATELESS_VERSION),
             );
             out.insert("mcp-method", HeaderValue::from_static(method));
-            if let Ok(value) = HeaderValue::try_from(crate::envelope::header_text(target).as_ref()) {
+            if let Ok(value) = HeaderValue::try_from(crate::envelope::header_text(target).as_ref())
+            {
                 out.insert("mcp-name", value);
             }
         }
@@ -439,7 +440,11 @@ async fn finish(
                 &format!(
                     "member server \"{}\" of virtual server {name} failed {} ({}): {said}",
                     member.name,
-                    if route.audit { "the call" } else { route.method },
+                    if route.audit {
+                        "the call"
+                    } else {
+                        route.method
+                    },
                     status.as_u16()
                 ),
             )

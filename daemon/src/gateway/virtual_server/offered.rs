@@ -39,9 +39,8 @@ pub(super) fn list(context: &Context<'_>, message: &Message<'_>) -> Response<Bod
     let entries: Vec<Value> = map
         .iter()
         .filter(|(_, offered)| {
-            all.get(&offered.member).is_some_and(|entry| {
-                access::admitted(claims, &entry.config.load().oauth)
-            })
+            all.get(&offered.member)
+                .is_some_and(|entry| access::admitted(claims, &entry.config.load().oauth))
         })
         .map(|(key, offered)| {
             let mut body = offered.body.clone();
@@ -80,9 +79,11 @@ pub(super) async fn get_prompt(
                 &format!("member server \"{member}\" of virtual server {name} is {state}"),
             );
         }
-        if let Some(conflict) = catalog.conflicts.iter().find(|c| {
-            c.kind == crate::virtuals::OfferKind::Prompt && c.exposed == exposed
-        }) {
+        if let Some(conflict) = catalog
+            .conflicts
+            .iter()
+            .find(|c| c.kind == crate::virtuals::OfferKind::Prompt && c.exposed == exposed)
+        {
             return rpc_error(id, INVALID_PARAMS, &conflict.describe(name));
         }
         return rpc_error(
@@ -109,7 +110,16 @@ pub(super) async fn read(
     let catalog = context.catalog();
     match route_uri(&catalog, uri) {
         Ok(Some(resource)) => {
-            forward(context, message, headers, body, resource, "resources/read", false).await
+            forward(
+                context,
+                message,
+                headers,
+                body,
+                resource,
+                "resources/read",
+                false,
+            )
+            .await
         }
         Err(members) => rpc_error(
             id,
@@ -124,9 +134,11 @@ pub(super) async fn read(
             ),
         ),
         Ok(None) => {
-            if let Some(conflict) = catalog.conflicts.iter().find(|c| {
-                c.kind == crate::virtuals::OfferKind::Resource && c.exposed == uri
-            }) {
+            if let Some(conflict) = catalog
+                .conflicts
+                .iter()
+                .find(|c| c.kind == crate::virtuals::OfferKind::Resource && c.exposed == uri)
+            {
                 return rpc_error(id, INVALID_PARAMS, &conflict.describe(name));
             }
             if let Some((member, state)) = down_member_listing(context, uri) {
