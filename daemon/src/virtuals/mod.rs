@@ -172,6 +172,8 @@ mod tests {
     fn publish(entry: &ServerEntry, state: ServerState, tools: Arc<[ToolInfo]>) {
         let mut status = ServerStatus::new(state);
         status.tools = tools;
+        // The supervisor keeps its lists between statuses.
+        status.offers = entry.status.load().offers.clone();
         entry.status.store(Arc::new(status));
     }
 

@@ -152,6 +152,6 @@ fn max_calls_per_caller_is_bounded_and_located() {
         "mcp_servers:\n  v1:\n    aggregate: [echo]\n    max_calls_per_caller: 1024\n  v2:\n    aggregate: [echo]\n",
     );
     let services = f.load().unwrap();
-    assert_eq!(services.virtuals["v1"].max_calls_per_caller, 1024);
-    assert_eq!(services.virtuals["v2"].max_calls_per_caller, 16);
+    assert_eq!(services.services.virtuals["v1"].max_calls_per_caller, 1024);
+    assert_eq!(services.services.virtuals["v2"].max_calls_per_caller, 16);
 }
