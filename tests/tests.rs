@@ -6,6 +6,7 @@ mod abuse_files;
 mod abuse_headers;
 mod abuse_stdio;
 mod abuse_term;
+mod abuse_virtual;
 mod audit_ctl;
 mod authz;
 mod bench_smoke;

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::call::{self, Route};
 use super::{
-    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, RESOURCE_NOT_FOUND, access, rpc_error, rpc_result,
+    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, access,
+    rpc_error, rpc_result,
 };
 use crate::authz::Decision;
 use crate::directory::ServerState;
@@ -34,6 +35,27 @@ pub(super) fn list(context: &Context<'_>, message: &Message<'_>) -> Response<Bod
         Some("resources/list") => (&catalog.resources, "resources"),
         _ => (&catalog.templates, "resourceTemplates"),
     };
+    let declared = if field == "prompts" {
+        catalog.prompts_declared
+    } else {
+        catalog.resources_declared
+    };
+    if !declared {
+        // Not declared in the capabilities either.
+        let what = if field == "prompts" {
+            "prompts"
+        } else {
+            "resources"
+        };
+        return rpc_error(
+            message.id,
+            METHOD_NOT_FOUND,
+            &format!(
+                "virtual server {} offers no {what} (no running member declares them)",
+                context.config.name
+            ),
+        );
+    }
     let all = context.shared.directory.all();
     let claims = context.claims.as_deref();
     let entries: Vec<Value> = map
