@@ -42,7 +42,8 @@ impl ProbeClient {
     pub(super) async fn refresh_offers(&mut self) {
         let declared = self.declared;
         if !declared.prompts && !declared.resources {
-            // Said once per handshake, so a server that dropped both is emptied.
+            // Nothing asked of the server: it offers nothing (a server that stopped
+            // declaring them is emptied).
             self.offers = Some(Offers::default());
             return;
         }
