@@ -130,6 +130,13 @@ pub struct ServerStatus {
     /// The last problem, e.g. "port 5010 is in use by another process".
     pub last_error: Option<String>,
     pub tools: Arc<[ToolInfo]>,
+    /// When `tools` (and `offers`) were last listed.
+    pub tools_at: Option<SystemTime>,
+    /// Since when the probes fail (cleared by the next probe that passes): the cached lists
+    /// may be stale.
+    pub probe_failing_since: Option<SystemTime>,
+    /// Prompts and resources, as last listed (with the tools).
+    pub offers: Arc<crate::offers::Offers>,
     /// How long the last readiness or liveness probe took (failed ones included).
     pub last_probe: Option<Duration>,
 }
@@ -146,6 +153,9 @@ impl ServerStatus {
             last_exit: None,
             last_error: None,
             tools: Arc::from(Vec::new()),
+            tools_at: None,
+            probe_failing_since: None,
+            offers: Arc::default(),
             last_probe: None,
         }
     }

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod mcp_client;
 pub mod metrics;
+pub mod offers;
 pub mod ports;
 pub mod probe_client;
 mod run;

@@ -34,4 +34,5 @@ pub use response::*;
 /// [`ServerInfo::usage`], [`ShowReply::limits`] and [`ServerInfo::session_pids`] (bincode has
 /// no optional trailing fields: an older peer cannot read the longer structs).
 /// 4: virtual servers: members in `ServerInfo`, conflicts in `status` and `show`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: [`MemberInfo::tools_cached_unix_ms`] and [`MemberInfo::stale`].
+pub const PROTOCOL_VERSION: u32 = 5;

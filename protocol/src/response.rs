@@ -168,6 +168,10 @@ pub struct LimitsInfo {
 pub struct MemberInfo {
     pub name: String,
     pub state: ServerState,
+    /// When the member's probe last listed its tools (ms since the epoch).
+    pub tools_cached_unix_ms: Option<u64>,
+    /// Its cached tools may be out of date: it is not running, or its probes fail.
+    pub stale: bool,
 }
 
 /// One configuration error, located.

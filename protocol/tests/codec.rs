@@ -114,11 +114,12 @@ fn golden_status_request() {
 }
 
 #[test]
-fn protocol_version_is_four() {
+fn protocol_version_is_five() {
     // Bumping it is a decision: old clients will be told they are incompatible.
     // 2: LogStream::Daemon. 3: audit, per-tool rules, tools --as-scopes, validate warnings,
     // ServerInfo::usage, ShowReply::limits, ServerInfo::session_pids. 4: virtual servers.
-    assert_eq!(PROTOCOL_VERSION, 4);
+    // 5: MemberInfo::tools_cached_unix_ms and MemberInfo::stale.
+    assert_eq!(PROTOCOL_VERSION, 5);
 }
 
 #[test]

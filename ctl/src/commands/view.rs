@@ -266,6 +266,22 @@ fn server_lines(reply: &ShowReply) -> Vec<(&'static str, String)> {
     lines
 }
 
+/// One member of a virtual server: its state and how old its cached tools are.
+fn member_line(member: &MemberInfo) -> String {
+    let mut line = format!("{} ({})", member.name, member.state);
+    if let Some(at) = member.tools_cached_unix_ms {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+        line.push_str(&format!(
+            ", tools cached at {}",
+            humantime::format_rfc3339_seconds(at)
+        ));
+    }
+    if member.stale {
+        line.push_str(", stale");
+    }
+    line
+}
+
 /// `show` lines of a virtual server: its members and their states, filter and conflicts.
 fn virtual_lines(reply: &ShowReply, members: &[MemberInfo]) -> Vec<(&'static str, String)> {
     let s = &reply.status;
@@ -282,7 +298,7 @@ fn virtual_lines(reply: &ShowReply, members: &[MemberInfo]) -> Vec<(&'static str
         ("endpoint", reply.endpoint.clone()),
     ];
     for member in members {
-        lines.push(("member", format!("{} ({})", member.name, member.state)));
+        lines.push(("member", member_line(member)));
     }
     if members.is_empty() {
         lines.push(("member", "- (no server matches)".to_owned()));

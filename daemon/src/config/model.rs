@@ -518,6 +518,8 @@ pub struct VirtualConfig {
     pub prefix_at: (Option<usize>, Option<usize>),
     /// The member servers, resolved from `aggregate` and `exclude` when the files were read.
     pub members: Vec<String>,
+    /// Most requests one caller may have in flight at members (`max_calls_per_caller`).
+    pub max_calls_per_caller: u32,
 }
 
 impl VirtualConfig {

@@ -224,6 +224,7 @@ pub struct RawServer {
     pub tools: Option<Vec<String>>,
     pub separator: Option<String>,
     pub prefix: Option<RawPrefix>,
+    pub max_calls_per_caller: Option<u32>,
 }
 
 /// `sessions:` of a stdio server.

@@ -96,17 +96,13 @@ fn limits(config: &ServerConfig) -> proto::LimitsInfo {
 
 /// A virtual server's row: its state derived from its members, no process.
 pub(super) fn virtual_info(directory: &Directory, config: &VirtualConfig) -> proto::ServerInfo {
-    let all = directory.all();
-    let members = config
-        .members
-        .iter()
+    let members = crate::virtuals::member_views(directory, config)
+        .into_iter()
         .map(|member| proto::MemberInfo {
-            name: member.clone(),
-            state: all
-                .get(member)
-                .map_or(proto::ServerState::Stopped, |entry| {
-                    state(entry.status.load().state)
-                }),
+            name: member.name,
+            state: state(member.state),
+            tools_cached_unix_ms: member.tools_at.map(unix_ms),
+            stale: member.stale,
         })
         .collect();
     let catalog = crate::virtuals::catalog_of(directory, config);

@@ -108,6 +108,20 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Env
         .map_err(|_| mismatch(&format!("the {name} header is not visible ASCII")))
 }
 
+/// `value` as a header carries it: plain when it is visible ASCII without edge spaces (and
+/// does not look encoded), else `=?base64?...?=` (the inverse of `decode`).
+pub fn header_text(value: &str) -> Cow<'_, str> {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !value.starts_with("=?base64?");
+    if plain {
+        Cow::Borrowed(value)
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+        Cow::Owned(format!("=?base64?{encoded}?="))
+    }
+}
+
 /// A header value as sent: plain, or `=?base64?...?=`.
 fn decode(value: &str) -> Option<Cow<'_, str>> {
     match value

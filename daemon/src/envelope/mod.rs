@@ -23,7 +23,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-pub use headers::{HeaderCheck, check_headers, is_stateless_version};
+pub use headers::{HeaderCheck, check_headers, header_text, is_stateless_version};
 
 /// The visit methods of the JSON scalars other than strings, each answering `$answer`.
 macro_rules! other_scalars {

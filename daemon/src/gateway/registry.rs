@@ -31,6 +31,20 @@ struct RegistryEntry {
     /// A virtual server's member servers (absent for a server with a process).
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<Vec<String>>,
+    /// A virtual server's members with their states and whether their cached tools are
+    /// stale (absent for a server with a process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member_states: Option<Vec<MemberState>>,
+}
+
+#[derive(Serialize)]
+struct MemberState {
+    name: String,
+    status: &'static str,
+    /// RFC 3339: when the member's probe last listed its tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools_cached_at: Option<String>,
+    stale: bool,
 }
 
 #[derive(Serialize)]
@@ -61,6 +75,7 @@ pub fn registry(directory: &Directory) -> Response<Body> {
                 oauth_scopes: config.oauth.scopes.clone(),
                 tools_count: status.tools.len(),
                 members: None,
+                member_states: None,
             })
         })
         .collect::<Vec<_>>();
@@ -79,6 +94,19 @@ pub fn registry(directory: &Directory) -> Response<Body> {
             oauth_scopes: config.oauth.scopes.clone(),
             tools_count: catalog.tools.len(),
             members: Some(config.members.clone()),
+            member_states: Some(
+                crate::virtuals::member_views(directory, config)
+                    .into_iter()
+                    .map(|member| MemberState {
+                        name: member.name,
+                        status: member.state.as_str(),
+                        tools_cached_at: member
+                            .tools_at
+                            .map(|at| humantime::format_rfc3339_seconds(at).to_string()),
+                        stale: member.stale,
+                    })
+                    .collect(),
+            ),
         });
     }
     data.sort_by(|a, b| a.name.cmp(&b.name));

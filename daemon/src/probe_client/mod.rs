@@ -12,6 +12,8 @@
 //!   or `server/discover` for a stateless server (2026-07-28 servers answer `ping` with 404).
 //!   Every [`TOOL_REFRESH_EVERY`]th liveness probe lists the tools instead (all pages), so
 //!   the tool cache follows a server whose tools change without a restart.
+//! - Prompts, resources and resource templates are listed with the tools, only from a server
+//!   that declared them (`offers.rs`); [`ProbeClient::take_offers`] hands them over.
 //!
 //! One connection is kept between probes. If it turns out closed (the server closed it while
 //! idle), the request is sent again once on a new connection: `ping`, `server/discover` and
@@ -22,6 +24,7 @@
 
 mod error;
 mod http;
+mod offers;
 mod request;
 mod wire;
 
@@ -40,7 +43,7 @@ use wire::{Discover, Initialized, ToolWire, ToolsPage};
 /// Every this many liveness probes, the probe lists the tools (refreshing the tool cache)
 /// instead of the lighter ping: every 5 minutes at the default 10 s interval.
 pub const TOOL_REFRESH_EVERY: u32 = 30;
-/// The largest response body accepted for `tools/list` (per page).
+/// The largest response body accepted for `tools/list` (and the other lists; per page).
 const MAX_TOOLS_BODY: usize = 1 << 20;
 /// The largest response body accepted for any other request.
 const MAX_BODY: usize = 64 * 1024;
@@ -86,6 +89,10 @@ pub struct ProbeClient {
     mode: Mode,
     next_id: u64,
     probes: u32,
+    /// What the server declared at the last handshake.
+    declared: offers::Declared,
+    /// Listed at the last readiness or tool refresh, until taken.
+    offers: Option<crate::offers::Offers>,
 }
 
 impl ProbeClient {
@@ -97,6 +104,8 @@ impl ProbeClient {
             mode: Mode::Unknown,
             next_id: 1,
             probes: 0,
+            declared: offers::Declared::default(),
+            offers: None,
         }
     }
 
@@ -108,7 +117,9 @@ impl ProbeClient {
         let port = self.port;
         let work = async {
             self.handshake().await?;
-            self.list_tools().await
+            let tools = self.list_tools().await?;
+            self.refresh_offers().await;
+            Ok(tools)
         };
         let outcome = tokio::time::timeout(timeout, work)
             .await
@@ -167,13 +178,17 @@ impl ProbeClient {
             Mode::Unknown => {
                 // Liveness without a readiness handshake before it (a probe made afresh).
                 self.handshake().await?;
-                return self.list_tools().await.map(Some);
+                let tools = self.list_tools().await?;
+                self.refresh_offers().await;
+                return Ok(Some(tools));
             }
             Mode::Session { open: false, .. } => self.initialize().await?,
             Mode::Session { .. } | Mode::Stateless => {}
         }
         if refresh {
-            return self.list_tools().await.map(Some);
+            let tools = self.list_tools().await?;
+            self.refresh_offers().await;
+            return Ok(Some(tools));
         }
         let method = if self.mode == Mode::Stateless {
             "server/discover"
@@ -197,6 +212,7 @@ impl ProbeClient {
                     .any(|v| v == STATELESS_VERSION) =>
             {
                 self.mode = Mode::Stateless;
+                self.declared = offers::Declared::from(&result.capabilities);
                 Ok(())
             }
             Ok(_) => self.initialize().await,
@@ -221,6 +237,7 @@ impl ProbeClient {
             .send::<Initialized>("initialize", "", MAX_BODY)
             .await
             .and_then(|(reply, method)| self.result(reply, method))?;
+        self.declared = offers::Declared::from(&result.capabilities);
         let version = result.protocol_version;
         // It goes back into our request heads.
         if version.is_empty()

@@ -131,3 +131,27 @@ fn tools_keep_their_schema_and_other_fields_as_sent_and_list_back_as_valid_json(
     tools[1].listed_as("b", &mut out);
     assert_eq!(out, r#"{"name":"b","inputSchema":{}}"#);
 }
+
+#[test]
+fn prompts_and_resources_are_declared_only_by_objects() {
+    let declared = |json: &str| {
+        let result: wire::Initialized = serde_json::from_str(json).unwrap();
+        offers::Declared::from(&result.capabilities)
+    };
+    let both = declared(
+        r#"{"protocolVersion":"x","capabilities":{"prompts":{},"resources":{"subscribe":true}}}"#,
+    );
+    assert!(both.prompts && both.resources && both.subscribe);
+    // A server of tools alone (or one saying something else) is never asked for them.
+    for json in [
+        r#"{"protocolVersion":"x","capabilities":{"tools":{}}}"#,
+        r#"{"protocolVersion":"x"}"#,
+        r#"{"protocolVersion":"x","capabilities":{"prompts":true,"resources":null}}"#,
+        r#"{"protocolVersion":"x","capabilities":{"prompts":[],"resources":"yes"}}"#,
+    ] {
+        assert_eq!(declared(json), offers::Declared::default(), "{json}");
+    }
+    let subscribe_only_if_true =
+        declared(r#"{"protocolVersion":"x","capabilities":{"resources":{"subscribe":"true"}}}"#);
+    assert!(subscribe_only_if_true.resources && !subscribe_only_if_true.subscribe);
+}

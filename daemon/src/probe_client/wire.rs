@@ -11,12 +11,56 @@ use crate::directory::ToolInfo;
 pub(super) struct Discover {
     #[serde(rename = "supportedVersions", default)]
     pub(super) supported_versions: Vec<String>,
+    #[serde(default)]
+    pub(super) capabilities: Capabilities,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Initialized {
     #[serde(rename = "protocolVersion")]
     pub(super) protocol_version: String,
+    #[serde(default)]
+    pub(super) capabilities: Capabilities,
+}
+
+/// The capabilities the probe cares about besides tools: whether prompts and resources are
+/// worth listing. A capability is declared by an object; anything else reads as not declared.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(super) struct Capabilities {
+    #[serde(default)]
+    prompts: serde_json::Value,
+    #[serde(default)]
+    resources: serde_json::Value,
+}
+
+impl Capabilities {
+    pub(super) fn prompts(&self) -> bool {
+        self.prompts.is_object()
+    }
+
+    pub(super) fn resources(&self) -> bool {
+        self.resources.is_object()
+    }
+
+    pub(super) fn subscribe(&self) -> bool {
+        self.resources
+            .get("subscribe")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+    }
+}
+
+/// One page of `prompts/list`, `resources/list` or `resources/templates/list`.
+#[derive(Deserialize)]
+pub(super) struct OffersPage {
+    #[serde(default)]
+    pub(super) prompts: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub(super) resources: Vec<serde_json::Value>,
+    #[serde(rename = "resourceTemplates", default)]
+    pub(super) templates: Vec<serde_json::Value>,
+    #[serde(rename = "nextCursor", default)]
+    pub(super) next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::directory::ToolInfo;
+use crate::offers::Offers;
 use crate::probe_client::ProbeClient;
 
 pub type ProbeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
@@ -31,6 +32,11 @@ pub trait Probe: Send + Debug {
     fn ready(&mut self, timeout: Duration) -> ProbeFuture<'_, Vec<ToolInfo>>;
     /// Liveness: a light request; `Some(tools)` when this probe also listed the tools.
     fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>>;
+    /// The prompts and resources listed with the tools by the last `ready` or tool-listing
+    /// `alive`, once (`None`: not listed, or the listing failed).
+    fn take_offers(&mut self) -> Option<Offers> {
+        None
+    }
 }
 
 /// The real probe: the light MCP client of [`crate::probe_client`].
@@ -58,6 +64,10 @@ impl Probe for ProbeClient {
                 .await
                 .map_err(|error| error.to_string())
         })
+    }
+
+    fn take_offers(&mut self) -> Option<Offers> {
+        ProbeClient::take_offers(self)
     }
 }
 
@@ -110,8 +120,9 @@ pub enum ProbeReport {
         tools: Vec<ToolInfo>,
         probe: Box<dyn Probe>,
     },
-    /// Alive; `Some` when the tools were listed again.
-    Alive(Option<Vec<ToolInfo>>),
+    /// Alive; `Some` when the tools were listed again (and the prompts and resources, when
+    /// they were listed too).
+    Alive(Option<Vec<ToolInfo>>, Option<Offers>),
     NotAlive(String),
 }
 
@@ -179,7 +190,7 @@ pub async fn liveness(
     loop {
         let began = Instant::now();
         let result = match probe.alive(timeout).await {
-            Ok(tools) => ProbeReport::Alive(tools),
+            Ok(tools) => ProbeReport::Alive(tools, probe.take_offers()),
             Err(reason) => ProbeReport::NotAlive(reason),
         };
         if !report(result, began.elapsed()) {

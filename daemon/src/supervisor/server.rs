@@ -78,6 +78,10 @@ pub struct ServerTask {
     since: SystemTime,
     last_exit: Option<String>,
     tools: Arc<[ToolInfo]>,
+    /// Prompts and resources, and when the lists were read; since when probes fail.
+    offers: Arc<crate::offers::Offers>,
+    tools_at: Option<SystemTime>,
+    probe_failing_since: Option<SystemTime>,
     last_probe: Option<Duration>,
     probes: Option<JoinHandle<()>>,
     /// The probe readiness passed, kept for liveness (same process, same connection).
@@ -118,6 +122,9 @@ impl ServerTask {
             since: SystemTime::now(),
             last_exit: None,
             tools: Arc::from(Vec::new()),
+            offers: Arc::default(),
+            tools_at: None,
+            probe_failing_since: None,
             last_probe: None,
             probes: None,
             ready_probe: None,
@@ -273,28 +280,40 @@ impl ServerTask {
                 self.runner.detach(&format!("exited ({exit})"));
                 self.step(Event::Exited(exit));
             }
-            Report::Probe(ProbeReport::Ready { tools, probe }, took) => {
+            Report::Probe(ProbeReport::Ready { tools, mut probe }, took) => {
                 self.last_probe = Some(took);
                 self.tools = Arc::from(tools);
+                self.offers = Arc::new(probe.take_offers().unwrap_or_default());
+                self.tools_at = Some(SystemTime::now());
+                self.probe_failing_since = None;
                 self.ready_probe = Some(probe);
                 self.step(Event::ProbeOk);
                 // Liveness took it, or the machine did not go on to `running`.
                 self.ready_probe = None;
             }
-            Report::Probe(ProbeReport::Alive(tools), took) => {
+            Report::Probe(ProbeReport::Alive(tools, offers), took) => {
                 self.last_probe = Some(took);
-                let changed = tools.as_ref().is_some_and(|tools| *self.tools != **tools);
+                if tools.is_some() {
+                    self.tools_at = Some(SystemTime::now());
+                }
+                let recovered = self.probe_failing_since.take().is_some();
+                let mut changed = tools.as_ref().is_some_and(|tools| *self.tools != **tools);
                 if let Some(tools) = tools.filter(|_| changed) {
                     self.tools = Arc::from(tools);
                 }
+                if let Some(offers) = offers.filter(|offers| *offers != *self.offers) {
+                    self.offers = Arc::new(offers);
+                    changed = true;
+                }
                 self.step(Event::LivenessOk);
-                if changed {
+                if changed || recovered {
                     // Virtual servers tell their listening clients.
                     self.shared.directory.state_changed();
                 }
             }
             Report::Probe(ProbeReport::NotAlive(reason), took) => {
                 self.last_probe = Some(took);
+                self.probe_failing_since.get_or_insert_with(SystemTime::now);
                 // The reason can quote the server's answer.
                 debug!(server = %self.name, reason = %Escaped(&reason), "liveness probe failed");
                 self.step(Event::LivenessFailed { reason });
@@ -447,6 +466,9 @@ impl ServerTask {
     fn start_spawn(&mut self) {
         self.generation += 1;
         self.tools = Arc::from(Vec::new());
+        self.offers = Arc::default();
+        self.tools_at = None;
+        self.probe_failing_since = None;
         let generation = self.generation;
         let reports = self.reports.clone();
         let shared = self.shared.clone();
@@ -547,6 +569,9 @@ impl ServerTask {
             last_exit: self.last_exit.clone(),
             last_error: self.machine.last_error().map(str::to_owned),
             tools: self.tools.clone(),
+            tools_at: self.tools_at,
+            probe_failing_since: self.probe_failing_since,
+            offers: self.offers.clone(),
             last_probe: self.last_probe,
         };
         self.entry.status.store(Arc::new(status));

@@ -23,20 +23,44 @@ pub struct ExposedTool {
     pub info: ToolInfo,
 }
 
-/// An exposed name left out, and why.
+/// An exposed name (or URI) left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
+    /// What was left out: a tool, a prompt, a resource or a resource template.
+    pub kind: OfferKind,
     pub exposed: String,
-    /// `(member, tool)` of every source of the name.
+    /// `(member, its own name or URI)` of every source.
     pub sources: Vec<(String, String)>,
     pub reason: ConflictReason,
+}
+
+/// What a virtual server offers of its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferKind {
+    Tool,
+    Prompt,
+    Resource,
+    Template,
+}
+
+impl OfferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferKind::Tool => "tool",
+            OfferKind::Prompt => "prompt",
+            OfferKind::Resource => "resource",
+            OfferKind::Template => "resource template",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictReason {
     /// Two or more members produce the name.
     Collision,
-    /// The name is longer than [`MAX_EXPOSED`] or holds a character outside `[A-Za-z0-9_-]`.
+    /// The name is longer than [`MAX_EXPOSED`] or holds a character outside `[A-Za-z0-9_-]`
+    /// (for a URI: empty, over [`crate::virtuals::offered::MAX_URI`] bytes, or holding a
+    /// control character).
     InvalidName,
 }
 
@@ -46,15 +70,35 @@ impl Conflict {
         let sources: Vec<String> = self
             .sources
             .iter()
-            .map(|(member, tool)| format!("tool \"{tool}\" of server \"{member}\""))
+            .map(|(member, tool)| {
+                format!("{} \"{tool}\" of server \"{member}\"", self.kind.as_str())
+            })
             .collect();
-        match self.reason {
-            ConflictReason::Collision => format!(
+        let kind = self.kind.as_str();
+        match (self.reason, self.kind) {
+            (ConflictReason::Collision, OfferKind::Resource | OfferKind::Template) => format!(
+                "virtual server {virtual_name}: {kind} \"{}\" is offered by servers {}; both are left out (a URI must come from one member: exclude one of them)",
+                self.exposed,
+                self.sources
+                    .iter()
+                    .map(|(member, _)| format!("\"{member}\""))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            (ConflictReason::InvalidName, OfferKind::Resource | OfferKind::Template) => format!(
+                "virtual server {virtual_name}: {kind} \"{}\" of server \"{}\" is not a usable URI (empty, longer than {} bytes, or holding a control character); it is left out",
+                self.exposed,
+                self.sources
+                    .first()
+                    .map_or("", |(member, _)| member.as_str()),
+                crate::virtuals::offered::MAX_URI
+            ),
+            (ConflictReason::Collision, _) => format!(
                 "virtual server {virtual_name}: \"{}\" is produced by {}; both are left out (rename a tool, exclude a member or filter with `tools`)",
                 self.exposed,
                 sources.join(" and ")
             ),
-            ConflictReason::InvalidName => format!(
+            (ConflictReason::InvalidName, _) => format!(
                 "virtual server {virtual_name}: exposed name \"{}\" of {} is not 1-{MAX_EXPOSED} characters of A-Z, a-z, 0-9, `_`, `-`; it is left out",
                 self.exposed,
                 sources.join(" and ")
@@ -63,11 +107,21 @@ impl Conflict {
     }
 }
 
-/// The exposed tools of a virtual server, by exposed name, and its conflicts.
+/// The exposed tools of a virtual server, by exposed name, its prompts and resources
+/// (`offered.rs`), and its conflicts.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub tools: BTreeMap<String, ExposedTool>,
+    /// Prompts by exposed name.
+    pub prompts: BTreeMap<String, super::offered::Offered>,
+    /// Resources by URI.
+    pub resources: BTreeMap<String, super::offered::Offered>,
+    /// Resource templates by URI template.
+    pub templates: BTreeMap<String, super::offered::Offered>,
     pub conflicts: Vec<Conflict>,
+    /// Some running member declared prompts (or resources): the virtual server declares them.
+    pub prompts_declared: bool,
+    pub resources_declared: bool,
 }
 
 /// True for `^[a-zA-Z0-9_-]{1,64}$`.
@@ -122,6 +176,7 @@ pub fn build<'a>(
                 }
             }
             Some(reason) => catalog.conflicts.push(Conflict {
+                kind: OfferKind::Tool,
                 exposed,
                 sources: found
                     .into_iter()
@@ -183,6 +238,7 @@ mod tests {
             prefix: PrefixMode::Always,
             prefix_at: (None, None),
             members: vec![],
+            max_calls_per_caller: 16,
         }
     }
 

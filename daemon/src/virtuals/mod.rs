@@ -3,22 +3,97 @@
 //! The HTTP side lives in `gateway::virtual_server`.
 
 pub mod catalog;
+pub mod offered;
 pub mod seal;
 
-pub use catalog::{Catalog, Conflict, ExposedTool};
+pub use catalog::{Catalog, Conflict, ExposedTool, OfferKind};
 
 use crate::config::VirtualConfig;
 use crate::directory::{Directory, ServerState};
 
-/// The tools a virtual server offers now: its running members' cached tools.
-pub fn catalog_of(directory: &Directory, config: &VirtualConfig) -> Catalog {
+/// One member as `mcpctl show` and the registry describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub name: String,
+    pub state: ServerState,
+    /// When its tools (and prompts and resources) were last listed by its probe.
+    pub tools_at: Option<std::time::SystemTime>,
+    /// Its cached lists may be out of date: it is not running, or its probes have failed
+    /// since they were read (the lists are still served, never waited for).
+    pub stale: bool,
+}
+
+/// The members of a virtual server with their states and the age of their cached lists.
+pub fn member_views(directory: &Directory, config: &VirtualConfig) -> Vec<MemberView> {
     let all = directory.all();
-    let members = config.members.iter().filter_map(|member| {
-        let entry = all.get(member)?;
-        let status = entry.status.load();
-        (status.state == ServerState::Running).then(|| (member.as_str(), status.tools.clone()))
-    });
-    catalog::build(config, members)
+    config
+        .members
+        .iter()
+        .map(|member| match all.get(member) {
+            Some(entry) => {
+                let status = entry.status.load();
+                MemberView {
+                    name: member.clone(),
+                    state: status.state,
+                    tools_at: status.tools_at,
+                    stale: status.state != ServerState::Running
+                        || status.probe_failing_since.is_some(),
+                }
+            }
+            None => MemberView {
+                name: member.clone(),
+                state: ServerState::Stopped,
+                tools_at: None,
+                stale: true,
+            },
+        })
+        .collect()
+}
+
+/// What a running member contributes: its cached tools and prompts/resources.
+type MemberLists = Option<(
+    std::sync::Arc<[crate::directory::ToolInfo]>,
+    std::sync::Arc<crate::offers::Offers>,
+)>;
+
+/// Each member's lists while it runs, in member order.
+fn member_lists(directory: &Directory, config: &VirtualConfig) -> Vec<MemberLists> {
+    let all = directory.all();
+    config
+        .members
+        .iter()
+        .map(|member| {
+            let status = all.get(member)?.status.load();
+            (status.state == ServerState::Running)
+                .then(|| (status.tools.clone(), status.offers.clone()))
+        })
+        .collect()
+}
+
+fn build(config: &VirtualConfig, lists: &[MemberLists]) -> Catalog {
+    let running = || {
+        config
+            .members
+            .iter()
+            .zip(lists)
+            .filter_map(|(member, lists)| Some((member.as_str(), lists.as_ref()?)))
+    };
+    let mut catalog = catalog::build(
+        config,
+        running().map(|(member, (tools, _))| (member, tools.clone())),
+    );
+    offered::add(
+        &mut catalog,
+        config,
+        running().map(|(member, (_, offers))| (member, offers.as_ref())),
+    );
+    catalog
+}
+
+/// What a virtual server offers now: its running members' cached tools, prompts and
+/// resources.
+pub fn catalog_of(directory: &Directory, config: &VirtualConfig) -> Catalog {
+    build(config, &member_lists(directory, config))
 }
 
 /// Catalogs kept between requests, rebuilt when the virtual server's configuration or a
@@ -32,8 +107,8 @@ pub struct CatalogCache {
 #[derive(Debug)]
 struct CachedCatalog {
     config: std::sync::Arc<VirtualConfig>,
-    /// Each member's tools while it runs, in member order.
-    tools: Vec<Option<std::sync::Arc<[crate::directory::ToolInfo]>>>,
+    /// Each member's lists while it runs, in member order.
+    lists: Vec<MemberLists>,
     catalog: std::sync::Arc<Catalog>,
 }
 
@@ -45,38 +120,27 @@ impl CatalogCache {
         config: &std::sync::Arc<VirtualConfig>,
     ) -> std::sync::Arc<Catalog> {
         use std::sync::Arc;
-        let all = directory.all();
-        let tools: Vec<Option<Arc<[crate::directory::ToolInfo]>>> = config
-            .members
-            .iter()
-            .map(|member| {
-                let status = all.get(member)?.status.load();
-                (status.state == ServerState::Running).then(|| status.tools.clone())
-            })
-            .collect();
+        let lists = member_lists(directory, config);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = entries.get(&config.name)
             && Arc::ptr_eq(&cached.config, config)
-            && cached.tools.len() == tools.len()
-            && cached.tools.iter().zip(&tools).all(|pair| match pair {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            && cached.lists.len() == lists.len()
+            && cached.lists.iter().zip(&lists).all(|pair| match pair {
+                (Some((tools_a, offers_a)), Some((tools_b, offers_b))) => {
+                    Arc::ptr_eq(tools_a, tools_b) && Arc::ptr_eq(offers_a, offers_b)
+                }
                 (None, None) => true,
                 _ => false,
             })
         {
             return cached.catalog.clone();
         }
-        let members = config
-            .members
-            .iter()
-            .zip(&tools)
-            .filter_map(|(member, tools)| Some((member.as_str(), tools.clone()?)));
-        let catalog = Arc::new(catalog::build(config, members));
+        let catalog = Arc::new(build(config, &lists));
         entries.insert(
             config.name.clone(),
             CachedCatalog {
                 config: config.clone(),
-                tools,
+                lists,
                 catalog: catalog.clone(),
             },
         );
@@ -111,6 +175,8 @@ mod tests {
     fn publish(entry: &ServerEntry, state: ServerState, tools: Arc<[ToolInfo]>) {
         let mut status = ServerStatus::new(state);
         status.tools = tools;
+        // The supervisor keeps its lists between statuses.
+        status.offers = entry.status.load().offers.clone();
         entry.status.store(Arc::new(status));
     }
 

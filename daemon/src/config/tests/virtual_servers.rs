@@ -129,3 +129,29 @@ fn a_virtual_server_and_a_server_may_not_share_a_name() {
     let errors = f.load().unwrap_err();
     assert!(errors[0].message.contains("already defined"), "{errors:?}");
 }
+
+#[test]
+fn max_calls_per_caller_is_bounded_and_located() {
+    let f = fixture();
+    f.write("mcp/a.yaml", "mcp_servers:\n  echo: {binary: mcp-echo}\n");
+    f.write(
+        "mcp/v.yaml",
+        "mcp_servers:\n  v1:\n    aggregate: [echo]\n    max_calls_per_caller: 0\n  v2:\n    aggregate: [echo]\n    max_calls_per_caller: 1025\n",
+    );
+    let errors = f.load().unwrap_err();
+    assert_eq!(
+        located(&errors, "\"v1\": max_calls_per_caller 0 is out of range"),
+        (4, 27)
+    );
+    assert_eq!(
+        located(&errors, "\"v2\": max_calls_per_caller 1025 is out of range"),
+        (7, 27)
+    );
+    f.write(
+        "mcp/v.yaml",
+        "mcp_servers:\n  v1:\n    aggregate: [echo]\n    max_calls_per_caller: 1024\n  v2:\n    aggregate: [echo]\n",
+    );
+    let services = f.load().unwrap();
+    assert_eq!(services.services.virtuals["v1"].max_calls_per_caller, 1024);
+    assert_eq!(services.services.virtuals["v2"].max_calls_per_caller, 16);
+}

@@ -26,7 +26,17 @@ const PROCESS_KEYS: &[&str] = &[
 ];
 
 /// Keys only a virtual server has.
-pub const VIRTUAL_KEYS: &[&str] = &["exclude", "tools", "separator", "prefix"];
+pub const VIRTUAL_KEYS: &[&str] = &[
+    "exclude",
+    "tools",
+    "separator",
+    "prefix",
+    "max_calls_per_caller",
+];
+
+/// `max_calls_per_caller` when not set, and its largest value.
+pub const DEFAULT_MAX_CALLS_PER_CALLER: u32 = 16;
+const MAX_CALLS_PER_CALLER: u32 = 1024;
 
 /// The longest separator accepted.
 const MAX_SEPARATOR: usize = 8;
@@ -160,6 +170,20 @@ pub fn entry(
             ),
         ));
     }
+    let max_calls_per_caller = raw
+        .max_calls_per_caller
+        .unwrap_or(DEFAULT_MAX_CALLS_PER_CALLER);
+    if !(1..=MAX_CALLS_PER_CALLER).contains(&max_calls_per_caller) {
+        errors.push(source.error(
+            source.value_pos(&join(path, [key("max_calls_per_caller")])),
+            format!(
+                "virtual server \"{name}\": max_calls_per_caller {max_calls_per_caller} is out of range"
+            ),
+            format!(
+                "1 to {MAX_CALLS_PER_CALLER} requests in flight per caller (default {DEFAULT_MAX_CALLS_PER_CALLER})"
+            ),
+        ));
+    }
     let prefix_pos = source.value_pos(&join(path, [key("prefix")]));
     VirtualConfig {
         name: name.to_owned(),
@@ -182,6 +206,7 @@ pub fn entry(
         },
         prefix_at: (prefix_pos.line, prefix_pos.column),
         members: Vec::new(),
+        max_calls_per_caller,
     }
 }
 

@@ -8,7 +8,7 @@ use crate::config::{OAuthConfig, VirtualConfig};
 use crate::gateway::auth::Claims;
 
 /// True when the member's admission rules let the caller in.
-fn admitted(claims: Option<&Claims>, member: &OAuthConfig) -> bool {
+pub fn admitted(claims: Option<&Claims>, member: &OAuthConfig) -> bool {
     if !member.required {
         return true;
     }
@@ -40,6 +40,29 @@ pub fn decide_call(
     };
     match authz::decide_call(&claims.scopes, member, original) {
         Decision::Allow => authz::decide_call(&claims.scopes, &config.oauth, exposed),
+        deny => deny,
+    }
+}
+
+/// May the caller send `message` (a prompt or resource request) to a member? Admission to
+/// the member, then the one decision of `authz` under the member's and the virtual server's
+/// rules (which allow every method but `tools/call` to an admitted token).
+pub fn decide_read(
+    claims: Option<&Claims>,
+    config: &VirtualConfig,
+    member: &OAuthConfig,
+    message: &crate::envelope::Message<'_>,
+) -> Decision {
+    if !admitted(claims, member) {
+        let mut allowing = vec![authz::ADMIN.to_owned()];
+        allowing.extend(member.scopes.iter().filter(|s| *s != authz::ADMIN).cloned());
+        return Decision::Deny { allowing };
+    }
+    let Some(claims) = claims else {
+        return Decision::Allow;
+    };
+    match authz::decide(&claims.scopes, member, message) {
+        Decision::Allow => authz::decide(&claims.scopes, &config.oauth, message),
         deny => deny,
     }
 }
@@ -101,6 +124,7 @@ mod tests {
             prefix: PrefixMode::Always,
             prefix_at: (None, None),
             members: vec!["m".into()],
+            max_calls_per_caller: 16,
         }
     }
 

@@ -6,6 +6,10 @@
 //! Never an empty success: a member that is down, unreachable, refuses, or breaks off
 //! mid-answer gives a JSON-RPC error naming the member (and its state). A member session the
 //! member forgot (404) is opened again and the call sent once more.
+//!
+//! [`send`] is the forwarding itself, shared with `prompts/get` and `resources/read`
+//! (`offered.rs`): it takes one of the caller's slots (`slots.rs`) for as long as the answer
+//! streams, so a caller over `max_calls_per_caller` is refused at once.
 
 use std::time::Instant;
 
@@ -19,13 +23,13 @@ use mcpd_protocol::{AuditDecision, AuditRecord};
 
 use super::links::MemberAddress;
 use super::{
-    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access, error_message,
-    json_answer, passed_on, rpc_error,
+    CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access,
+    error_message, json_answer, passed_on, rpc_error, slots,
 };
 use crate::audit;
 use crate::authz::Decision;
 use crate::config::{PrefixMode, ServerConfig, VirtualConfig};
-use crate::directory::{Directory, ServerState};
+use crate::directory::{Directory, ServerEntry, ServerState};
 use crate::envelope::Message;
 use crate::gateway::inspect;
 use crate::gateway::proxy::{self, ForwardBody, Upstream};
@@ -99,6 +103,63 @@ pub(super) async fn call(
         return answer;
     }
 
+    let route = Route {
+        method: "tools/call",
+        member,
+        target: &tool.original,
+        rename: true,
+        audit: true,
+    };
+    send(
+        context,
+        message,
+        headers,
+        &body,
+        &entry,
+        &member_config,
+        &route,
+        started,
+    )
+    .await
+}
+
+/// What [`send`] sends where.
+pub(super) struct Route<'r> {
+    pub method: &'static str,
+    pub member: &'r str,
+    /// The member's own name of the tool or prompt (written into `params.name` when
+    /// `rename`), or the resource's URI: what `Mcp-Name` says to a 2026-07-28 member.
+    pub target: &'r str,
+    pub rename: bool,
+    /// Written to the audit log (tool calls).
+    pub audit: bool,
+}
+
+/// Forwards the request to the member (running, reached, its session reopened once if it
+/// forgot it), holding one of the caller's slots until the answer has streamed.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send(
+    context: &Context<'_>,
+    message: &Message<'_>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    entry: &ServerEntry,
+    member_config: &ServerConfig,
+    route: &Route<'_>,
+    started: Instant,
+) -> Response<Body> {
+    let name = context.config.name.as_str();
+    let id = message.id;
+    let member = route.member;
+    let claims = context.claims.as_deref();
+    let slot = match context.shared.virtuals.slots.take(
+        name,
+        context.caller(),
+        context.config.max_calls_per_caller,
+    ) {
+        Ok(slot) => slot,
+        Err(refusal) => return rpc_error(id, CALLER_BUSY, &refusal),
+    };
     let links = &context.shared.virtuals.links;
     let mut retried = false;
     loop {
@@ -139,10 +200,14 @@ pub(super) async fn call(
         if let Some(request_id) = message.id_text() {
             links.note_call(context.session, request_id, member, &link);
         }
-        let Some(rewritten) = rewrite(&body, &tool.original, &link) else {
-            return rpc_error(id, INVALID_PARAMS, "tools/call needs params with a name");
+        let Some(rewritten) = rewrite(body, route.rename.then_some(route.target), &link) else {
+            return rpc_error(
+                id,
+                INVALID_PARAMS,
+                &format!("{} needs params", route.method),
+            );
         };
-        let request = member_request(headers, &link, &tool.original, rewritten);
+        let request = member_request(headers, &link, route.method, route.target, rewritten);
         let live = context.live;
         let public_url = &live.config.gateway.public_url;
         let upstream = Upstream {
@@ -176,15 +241,8 @@ pub(super) async fn call(
             retried = true;
             continue;
         }
-        return finish(
-            context,
-            message,
-            &member_config,
-            &tool.original,
-            answer,
-            started,
-        )
-        .await;
+        let answer = finish(context, message, member_config, route, answer, started).await;
+        return slots::hold(answer, slot);
     }
 }
 
@@ -198,7 +256,7 @@ fn down_message(name: &str, member: &str, state: ServerState, error: Option<&str
 }
 
 /// The member (not running) whose tool the exposed name would be, to say so.
-fn member_down(
+pub(super) fn member_down(
     directory: &Directory,
     config: &VirtualConfig,
     exposed: &str,
@@ -222,10 +280,12 @@ fn member_down(
 
 /// The call's body with the member's tool name, and for a 2026-07-28 member the per-request
 /// metadata it needs (kept when the caller sent it).
-fn rewrite(body: &[u8], original: &str, link: &Link) -> Option<Bytes> {
+fn rewrite(body: &[u8], name: Option<&str>, link: &Link) -> Option<Bytes> {
     let mut value: Value = serde_json::from_slice(body).ok()?;
     let params = value.get_mut("params")?.as_object_mut()?;
-    params.insert("name".into(), Value::String(original.to_owned()));
+    if let Some(name) = name {
+        params.insert("name".into(), Value::String(name.to_owned()));
+    }
     if *link != Link::Stateless {
         // The per-request metadata of 2026-07-28 would contradict the session's version.
         if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
@@ -255,7 +315,8 @@ fn rewrite(body: &[u8], original: &str, link: &Link) -> Option<Bytes> {
 pub(super) fn member_request(
     headers: &HeaderMap,
     link: &Link,
-    original: &str,
+    method: &'static str,
+    target: &str,
     body: Bytes,
 ) -> Request<ForwardBody> {
     let mut request = Request::new(ForwardBody::Read(body));
@@ -273,8 +334,9 @@ pub(super) fn member_request(
                 "mcp-protocol-version",
                 HeaderValue::from_static(STATELESS_VERSION),
             );
-            out.insert("mcp-method", HeaderValue::from_static("tools/call"));
-            if let Ok(value) = HeaderValue::try_from(original) {
+            out.insert("mcp-method", HeaderValue::from_static(method));
+            if let Ok(value) = HeaderValue::try_from(crate::envelope::header_text(target).as_ref())
+            {
                 out.insert("mcp-name", value);
             }
         }
@@ -299,10 +361,12 @@ async fn finish(
     context: &Context<'_>,
     message: &Message<'_>,
     member: &ServerConfig,
-    original: &str,
+    route: &Route<'_>,
     answer: Response<Body>,
     started: Instant,
 ) -> Response<Body> {
+    let original = route.target;
+    let audit = context.shared.audit.as_ref().filter(|_| route.audit);
     let name = context.config.name.as_str();
     let id = message.id;
     let (mut parts, body) = answer.into_parts();
@@ -326,7 +390,7 @@ async fn finish(
                     "\n\nevent: message\ndata: {error}\n\n"
                 )));
             }
-            if let Some(log) = &context.shared.audit {
+            if let Some(log) = audit {
                 let record = audit_record(context, message, member, original);
                 let call = CallAudit {
                     id: id.and_then(|id| serde_json::from_str(id.get()).ok()),
@@ -364,7 +428,7 @@ async fn finish(
                 .unwrap_or_else(|| {
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
                 });
-            if let Some(log) = &context.shared.audit {
+            if let Some(log) = audit {
                 let mut record = audit_record(context, message, member, original);
                 record.status = status.as_u16();
                 record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -374,8 +438,13 @@ async fn finish(
                 id,
                 MEMBER_UNAVAILABLE,
                 &format!(
-                    "member server \"{}\" of virtual server {name} failed the call ({}): {said}",
+                    "member server \"{}\" of virtual server {name} failed {} ({}): {said}",
                     member.name,
+                    if route.audit {
+                        "the call"
+                    } else {
+                        route.method
+                    },
                     status.as_u16()
                 ),
             )

@@ -3,14 +3,12 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::HeaderValue;
 use http_body_util::{BodyExt, Either, Limited};
 use serde_json::Value;
 
 use super::Context;
 use super::call::{MAX_REFUSAL, member_request};
 use crate::gateway::proxy::{self, Upstream};
-use crate::probe_client::Link;
 
 /// Passes a client's `notifications/cancelled` on to the member running the call it names
 /// (request ids are the client's own: a member session serves one client session). Anything
@@ -40,14 +38,8 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
     let Some(port) = entry.status.load().port.or(member_config.port) else {
         return;
     };
-    let mut request = member_request(headers, &link, "", body);
-    if link == Link::Stateless {
-        request.headers_mut().insert(
-            "mcp-method",
-            HeaderValue::from_static("notifications/cancelled"),
-        );
-        request.headers_mut().remove("mcp-name");
-    }
+    let mut request = member_request(headers, &link, "notifications/cancelled", "", body);
+    request.headers_mut().remove("mcp-name");
     let live = context.live;
     let upstream = Upstream {
         server: &member,

@@ -3,7 +3,10 @@
 //! answered here from the members' cached tools (a slow member never delays a list);
 //! `tools/call` is authorized against the member's and the virtual server's rules and
 //! forwarded to the member with its own tool name (`call`); a listening GET stream gets
-//! `notifications/tools/list_changed` when the caller's view changes (`listen`).
+//! `notifications/tools/list_changed` when the caller's view changes (`listen`). Prompts and
+//! resources are listed from the members' cached lists and `prompts/get`/`resources/read`
+//! routed to the member that offers them (`offered`). Each caller has at most
+//! `max_calls_per_caller` requests in flight at members (`slots`).
 //!
 //! Sessions: a 2025-11-25 client gets a sealed session id (`crate::virtuals::seal`) holding
 //! the negotiated version and the caller's identity, so nothing is stored per session: any
@@ -15,6 +18,8 @@ mod call;
 mod cancel;
 mod links;
 mod listen;
+mod offered;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -43,6 +48,11 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 /// A member is not running, could not be reached, or broke off: the message names it.
 pub const MEMBER_UNAVAILABLE: i64 = -32011;
+/// The caller already has `max_calls_per_caller` requests in flight through the virtual
+/// server: refused at once, never queued.
+pub const CALLER_BUSY: i64 = -32012;
+/// MCP's "resource not found".
+const RESOURCE_NOT_FOUND: i64 = -32002;
 /// Session-based versions a client may negotiate.
 const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 const STATELESS_VERSION: &str = "2026-07-28";
@@ -54,6 +64,7 @@ pub struct VirtualState {
     key: OnceLock<Result<Arc<SessionKey>, String>>,
     links: links::Links,
     catalogs: crate::virtuals::CatalogCache,
+    slots: slots::Slots,
     /// Sessions their clients ended with DELETE (on this mcpd; bounded).
     ended: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -202,6 +213,29 @@ pub(super) async fn serve(
     }
 }
 
+impl Context<'_> {
+    /// Who the per-caller cap counts: the token's subject (or client), else the peer's
+    /// address.
+    fn caller(&self) -> String {
+        let claims = self.claims.as_deref();
+        if let Some(subject) = claims.and_then(|c| c.subject.as_deref()) {
+            return format!("sub:{subject}");
+        }
+        if let Some(client) = claims.and_then(|c| c.client_id.as_deref()) {
+            return format!("client:{client}");
+        }
+        format!("peer:{}", self.peer.ip())
+    }
+
+    /// The catalog of the virtual server now.
+    fn catalog(&self) -> Arc<crate::virtuals::Catalog> {
+        self.shared
+            .virtuals
+            .catalogs
+            .get(&self.shared.directory, &self.config)
+    }
+}
+
 /// A number naming a caller without a session (its member sessions are shared).
 fn identity_number(principal: &str) -> u64 {
     u64::from_str_radix(principal.get(..16).unwrap_or("0"), 16).unwrap_or(0)
@@ -249,14 +283,26 @@ async fn post(
     match method {
         "initialize" => initialize(context, key, principal, id, &bytes),
         "ping" => rpc_result(id, json!({})),
-        "server/discover" => rpc_result(id, discover(&context.config)),
+        "server/discover" => rpc_result(id, discover(context)),
         "tools/list" => rpc_raw_result(id, &list(context)),
         "subscriptions/listen" => listen::subscribe(context, id, &bytes),
         "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
+        "prompts/list" | "resources/list" | "resources/templates/list" => {
+            offered::list(context, message)
+        }
+        "prompts/get" => offered::get_prompt(context, message, &parts.headers, &bytes).await,
+        "resources/read" => offered::read(context, message, &parts.headers, &bytes).await,
+        "resources/subscribe" | "resources/unsubscribe" => rpc_error(
+            id,
+            METHOD_NOT_FOUND,
+            &format!(
+                "virtual server {name} does not relay resource updates; subscribe at the member's own endpoint"
+            ),
+        ),
         other => rpc_error(
             id,
             METHOD_NOT_FOUND,
-            &format!("virtual server {name} does not offer {other:?} (tools only)"),
+            &format!("virtual server {name} does not offer {other:?}"),
         ),
     }
 }
@@ -283,8 +329,17 @@ fn server_info(config: &VirtualConfig) -> Value {
     json!({ "name": config.name, "version": env!("CARGO_PKG_VERSION") })
 }
 
-fn capabilities() -> Value {
-    json!({ "tools": { "listChanged": true } })
+/// The capabilities: tools always; prompts and resources when a running member offers them.
+fn capabilities(context: &Context<'_>) -> Value {
+    let catalog = context.catalog();
+    let mut capabilities = json!({ "tools": { "listChanged": true } });
+    if catalog.prompts_declared {
+        capabilities["prompts"] = json!({});
+    }
+    if catalog.resources_declared {
+        capabilities["resources"] = json!({});
+    }
+    capabilities
 }
 
 fn initialize(
@@ -304,7 +359,7 @@ fn initialize(
         .unwrap_or_else(|| SESSION_VERSIONS[0].to_owned());
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(context),
         "serverInfo": server_info(config),
     });
     if !config.description.is_empty() {
@@ -325,13 +380,14 @@ fn initialize(
     answer
 }
 
-fn discover(config: &VirtualConfig) -> Value {
+fn discover(context: &Context<'_>) -> Value {
+    let config = &context.config;
     let mut versions = vec![STATELESS_VERSION];
     versions.extend_from_slice(SESSION_VERSIONS);
     let mut result = json!({
         "resultType": "complete",
         "supportedVersions": versions,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(context),
         "ttlMs": 0,
         "cacheScope": "private",
         "_meta": { "io.modelcontextprotocol/serverInfo": server_info(config) },

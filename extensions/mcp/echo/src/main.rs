@@ -18,6 +18,7 @@
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
+mod content;
 mod server;
 mod tools;
 
@@ -146,10 +147,30 @@ fn options_from_env() -> Result<server::Options, String> {
         // Read once at start and kept for the process's life.
         extra_tools: Vec::leak(extra_tools),
         session_idle,
+        content: content::Content {
+            label: String::leak(
+                std::env::var("MCP_ECHO_LABEL").unwrap_or_else(|_| "mcp-echo".into()),
+            ),
+            prompts: list_from_env("MCP_ECHO_PROMPTS"),
+            resources: list_from_env("MCP_ECHO_RESOURCES"),
+            templates: list_from_env("MCP_ECHO_TEMPLATES"),
+        },
     })
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.
+/// A comma-separated list, kept for the process's life.
+fn list_from_env(name: &str) -> &'static [String] {
+    let items: Vec<String> = std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Vec::leak(items)
+}
+
 fn listen_for_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

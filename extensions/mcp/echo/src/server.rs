@@ -13,13 +13,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{DiscoverResult, ErrorCode, ErrorData, ProtocolVersion};
+use rmcp::model::{
+    DiscoverResult, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig,
+};
 use rmcp::service::{MaybeSendFuture, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, tool_handler};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::content::Content;
 
 /// The path the MCP endpoint is served at.
 pub const MCP_PATH: &str = "/mcp";
@@ -52,6 +59,8 @@ pub struct Options {
     pub extra_tools: &'static [String],
     /// Forget a session idle this long (rmcp's default: 5 minutes).
     pub session_idle: Option<Duration>,
+    /// Prompts and resources (none by default).
+    pub content: Content,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -60,6 +69,7 @@ pub struct Options {
 pub struct Echo {
     tool_router: ToolRouter<Self>,
     session_only: bool,
+    content: Content,
 }
 
 impl Echo {
@@ -79,6 +89,7 @@ impl Echo {
         Echo {
             tool_router,
             session_only: options.session_only,
+            content: options.content,
         }
     }
 }
@@ -90,13 +101,66 @@ impl Default for Echo {
 }
 
 // `#[tool_handler]` implements `tools/list` and `tools/call` from the router (built once per
-// session, in `new`) and `get_info` with this name, the crate's version and the tools capability.
-#[tool_handler(
-    router = self.tool_router,
-    name = "mcp-echo",
-    instructions = "Example server: echo, add, sleep and progress tools for testing MCP clients."
-)]
+// session, in `new`); `get_info` declares the tools, and prompts and resources when configured.
+#[tool_handler(router = self.tool_router)]
 impl ServerHandler for Echo {
+    fn get_info(&self) -> ServerConfig {
+        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        if self.content.has_prompts() {
+            capabilities.prompts = Some(Default::default());
+        }
+        if self.content.has_resources() {
+            capabilities.resources = Some(Default::default());
+        }
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("mcp-echo", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Example server: echo, add, sleep and progress tools for testing MCP clients."
+                    .to_string(),
+            )
+    }
+
+    fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListPromptsResult, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(Ok(self.content.list_prompts()))
+    }
+
+    fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetPromptResponse, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(self.content.get_prompt(&request).map(Into::into))
+    }
+
+    fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourcesResult, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(Ok(self.content.list_resources()))
+    }
+
+    fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, ErrorData>> + MaybeSendFuture + '_
+    {
+        std::future::ready(Ok(self.content.list_templates()))
+    }
+
+    fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceResponse, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(self.content.read(&request).map(Into::into))
+    }
+
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         if self.session_only {
             Cow::Borrowed(SESSION_VERSIONS)
