@@ -284,10 +284,8 @@ async fn mcp_client_handshake_reports_tools_version_and_identity() {
         .iter()
         .find(|tool| tool.name == "echo")
         .expect("echo tool");
-    assert_eq!(
-        echo_tool.input_schema["properties"]["text"]["type"],
-        "string"
-    );
+    let schema: serde_json::Value = serde_json::from_str(echo_tool.input_schema.get()).unwrap();
+    assert_eq!(schema["properties"]["text"]["type"], "string");
     assert!(
         echo_tool
             .description
