@@ -132,3 +132,54 @@ async fn per_client_stdio_servers_ask_each_of_two_concurrent_clients_their_own()
         assert!(!text.contains(&format!("sampled by {other}")), "{out}");
     }
 }
+
+#[tokio::test]
+async fn a_virtual_server_relays_a_members_requests_to_the_caller_of_the_call() {
+    require_python_sdk();
+    // mcp-echo's `ask` samples the client's model through rmcp, on the stream of the call.
+    let servers = "mcp_servers:
+  asker:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_SESSION_ONLY: \"1\", MCP_ECHO_ASK: \"1\"}
+  all:
+    aggregate: [asker]
+";
+    let daemon = GwDaemon::start(servers, "").await;
+    daemon.wait_running(&["asker"]).await;
+    let url = daemon.mcp_url("all");
+    let ask = json!(["asker_ask", {"prompt": "which client are you?"}]);
+    let out = clients(
+        &url,
+        json!({
+            "sampling": ask,
+            "concurrent": ask,
+            "no_capability": ask,
+            "disconnect": ask,
+        }),
+    )
+    .await;
+    // One after the other, and both at once (each holding its answer until both were asked):
+    // each caller is asked about its own call and gets its own answer back.
+    for scenario in ["sampling", "concurrent"] {
+        for (me, other) in [("A", "B"), ("B", "A")] {
+            let text = text(&out[scenario][me]);
+            assert!(
+                text.contains(&format!("sampled by {me}")),
+                "{scenario}: {out}"
+            );
+            assert!(
+                !text.contains(&format!("sampled by {other}")),
+                "{scenario}: {out}"
+            );
+        }
+    }
+    let refused = &out["no_capability"];
+    assert_eq!(refused["is_error"], true, "{out}");
+    assert!(
+        text(refused).contains("did not declare the sampling capability"),
+        "{out}"
+    );
+    let disconnect = &out["disconnect"];
+    assert_eq!(disconnect["D_asked"], json!(["sampling"]), "{out}");
+    assert!(text(&disconnect["E"]).contains("sampled by E"), "{out}");
+}

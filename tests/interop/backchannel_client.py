@@ -23,6 +23,7 @@ import anyio
 from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 LIMIT = 60
@@ -75,8 +76,12 @@ class Client:
                     }
                 async with ClientSession(read, write, **kwargs) as session:
                     await session.initialize()
-                    with anyio.fail_after(LIMIT):
-                        result = await session.call_tool(tool, args)
+                    try:
+                        with anyio.fail_after(LIMIT):
+                            result = await session.call_tool(tool, args)
+                    except MCPError as error:
+                        # The tool failed with a JSON-RPC error rather than an error result.
+                        return {"texts": [str(error)], "is_error": True}
                     return outcome(result)
 
 

@@ -86,6 +86,8 @@ pub struct ProbeClient {
     mode: Mode,
     next_id: u64,
     probes: u32,
+    /// The client capabilities its `initialize` declares (JSON).
+    capabilities: &'static str,
 }
 
 impl ProbeClient {
@@ -97,7 +99,15 @@ impl ProbeClient {
             mode: Mode::Unknown,
             next_id: 1,
             probes: 0,
+            capabilities: "{}",
         }
+    }
+
+    /// Declares `capabilities` (a JSON object) in `initialize`: for a member session that
+    /// relays the member's requests to a client (virtual servers).
+    pub fn with_capabilities(mut self, capabilities: &'static str) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// Learns the protocol generation on a new connection and lists the tools, within

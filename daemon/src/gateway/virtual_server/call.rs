@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use mcpd_protocol::{AuditDecision, AuditRecord};
 
+use super::backchannel;
 use super::links::MemberAddress;
 use super::{
     Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access, error_message,
@@ -176,6 +177,13 @@ pub(super) async fn call(
             retried = true;
             continue;
         }
+        let answer = backchannel::relay(
+            context,
+            backchannel::route(context, headers, &entry, &member_config, port, link),
+            backchannel::caller_side(context),
+            answer,
+        )
+        .await;
         return finish(
             context,
             message,

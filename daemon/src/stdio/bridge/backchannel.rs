@@ -75,6 +75,19 @@ impl Capabilities {
         Capabilities::from_object(params.and_then(|p| p.capabilities))
     }
 
+    /// As three bits (sampling 1, elicitation 2, roots 4), for sealed session ids.
+    pub fn bits(&self) -> u8 {
+        u8::from(self.sampling) | u8::from(self.elicitation) << 1 | u8::from(self.roots) << 2
+    }
+
+    pub fn from_bits(bits: u8) -> Capabilities {
+        Capabilities {
+            sampling: bits & 1 != 0,
+            elicitation: bits & 2 != 0,
+            roots: bits & 4 != 0,
+        }
+    }
+
     fn has(&self, capability: &str) -> bool {
         match capability {
             "sampling" => self.sampling,

@@ -52,6 +52,8 @@ pub struct Options {
     pub extra_tools: &'static [String],
     /// Forget a session idle this long (rmcp's default: 5 minutes).
     pub session_idle: Option<Duration>,
+    /// Offer `ask` (see `ask.rs`).
+    pub ask: bool,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -75,6 +77,9 @@ impl Echo {
                 route.attr.name = name.clone().into();
                 tool_router.add_route(route);
             }
+        }
+        if options.ask {
+            tool_router.merge(Self::ask_router());
         }
         Echo {
             tool_router,

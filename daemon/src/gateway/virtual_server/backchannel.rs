@@ -1,0 +1,470 @@
+//! Requests a member sends back on the SSE stream of a forwarded `tools/call` (sampling,
+//! elicitation, roots): relayed on the caller's stream under an id of mcpd's, and the
+//! caller's answer (a POST of a JSON-RPC response to the virtual endpoint) forwarded to the
+//! member under the member's own id, in the member session of the call.
+//!
+//! Relayed requests are held in a bounded map of this mcpd, keyed by mcpd's id and bound to
+//! the caller's virtual session: only that session may answer. A request the caller cannot
+//! take (no session, the 2026-07-28 generation, or a capability its `initialize` did not
+//! declare) is answered to the member at once with a JSON-RPC error; so is one still
+//! unanswered when the call's stream ends, so a member never waits on a caller that left.
+//! A 2026-07-28 member asks with an `input_required` result instead: it reaches a 2026-07-28
+//! caller as is (its retry is forwarded like any call), and a session caller, which cannot
+//! take it, gets a JSON-RPC error saying so.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Either, Limited, StreamBody};
+use serde_json::Value;
+
+use super::call::{MAX_REFUSAL, member_request};
+use super::{Context, accepted, passed_on};
+use crate::config::ServerConfig;
+use crate::directory::ServerEntry;
+use crate::gateway::auth::Claims;
+use crate::gateway::conn::BoxError;
+use crate::gateway::proxy::{self, Upstream};
+use crate::gateway::response::{self, Body, UpstreamBody};
+use crate::gateway::tap::sse;
+use crate::gateway::upstream::Pool;
+use crate::probe_client::Link;
+use crate::stdio::Capabilities;
+
+/// Relayed requests waiting for their callers, per mcpd; more are refused to members.
+const MAX_RELAYED: usize = 10_000;
+/// JSON-RPC "internal error": the caller cannot be asked, or did not answer.
+const NOT_RELAYED: i64 = -32603;
+/// The methods relayed, with the client capability each needs.
+const RELAYED: [(&str, &str); 3] = [
+    ("sampling/createMessage", "sampling"),
+    ("elicitation/create", "elicitation"),
+    ("roots/list", "roots"),
+];
+
+/// The capabilities mcpd declares in the member sessions it opens for callers.
+pub const MEMBER_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{},"roots":{}}"#;
+
+/// The requests of members relayed to callers, by mcpd's id.
+#[derive(Debug, Default)]
+pub struct Relays {
+    waiting: Mutex<HashMap<u64, Relayed>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Relayed {
+    /// The virtual session that may answer.
+    session: u64,
+    member: Arc<MemberRoute>,
+    /// The member's own id, as it sent it.
+    member_id: Value,
+}
+
+impl Relays {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Relayed>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How to reach the member of a call again, to answer its requests.
+#[derive(Debug)]
+pub(super) struct MemberRoute {
+    pub name: String,
+    pub port: u16,
+    pub path: String,
+    pub link: Link,
+    pub entry: Arc<ServerEntry>,
+    pub pool: Arc<Pool>,
+    pub peer: SocketAddr,
+    pub host: Option<HeaderValue>,
+    pub trusted_peer: bool,
+    pub max_body: u64,
+    pub header_timeout: Duration,
+    pub retry_after_secs: u64,
+    pub claims: Option<Arc<Claims>>,
+    pub headers: HeaderMap,
+}
+
+impl MemberRoute {
+    /// POSTs one JSON-RPC message (an answer) to the member in the call's member session;
+    /// the member's HTTP status.
+    async fn send(&self, message: &Value) -> StatusCode {
+        let body = Bytes::from(message.to_string());
+        let mut request = member_request(&self.headers, &self.link, "", body);
+        request.headers_mut().remove("mcp-name");
+        request.headers_mut().remove("mcp-method");
+        let upstream = Upstream {
+            server: &self.name,
+            port: self.port,
+            path: &self.path,
+            peer: self.peer,
+            host: self.host.clone(),
+            trusted_peer: self.trusted_peer,
+            proto: "http",
+            max_body: self.max_body,
+            header_timeout: self.header_timeout,
+            retry_after_secs: self.retry_after_secs,
+            claims: self.claims.as_deref(),
+            check_now: &self.entry.check_now,
+        };
+        let answer = proxy::forward(&self.pool, upstream, request).await;
+        let status = answer.status();
+        if let Either::Right(body) = answer.into_body() {
+            // Read to the end so the connection goes back to the pool.
+            let _ = Limited::new(body, MAX_REFUSAL).collect().await;
+        }
+        status
+    }
+
+    /// Answers the member's request `id` with a JSON-RPC error.
+    async fn refuse(&self, id: &Value, message: &str) {
+        let error = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": { "code": NOT_RELAYED, "message": message },
+        });
+        let status = self.send(&error).await;
+        if !status.is_success() {
+            tracing::debug!(member = %self.name, %status, "the member did not take mcpd's answer to its request");
+        }
+    }
+}
+
+/// The route to the member of the call being forwarded.
+pub(super) fn route(
+    context: &Context<'_>,
+    headers: &HeaderMap,
+    entry: &Arc<ServerEntry>,
+    member: &ServerConfig,
+    port: u16,
+    link: Link,
+) -> MemberRoute {
+    let gateway = &context.live.config.gateway;
+    MemberRoute {
+        name: member.name.clone(),
+        port,
+        path: member.path.clone(),
+        link,
+        entry: entry.clone(),
+        pool: context.pool.clone(),
+        peer: context.peer,
+        host: context.host.clone(),
+        trusted_peer: gateway.trusts(context.peer.ip()),
+        max_body: gateway.max_body,
+        header_timeout: context.shared.options.upstream_header_timeout,
+        retry_after_secs: context.shared.options.retry_after_secs,
+        claims: context.claims.clone(),
+        headers: passed_on(headers),
+    }
+}
+
+/// The caller of the request being served.
+pub(super) fn caller_side(context: &Context<'_>) -> CallerSide {
+    CallerSide {
+        session: (context.has_session && !context.stateless).then_some(context.session),
+        capabilities: context.capabilities,
+        stateless: context.stateless,
+    }
+}
+
+/// Who the call is for, as far as the member's requests are concerned.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CallerSide {
+    /// The caller's virtual session; `None` when it has none (it cannot be asked).
+    pub session: Option<u64>,
+    pub capabilities: Capabilities,
+    /// The caller speaks 2026-07-28 (takes `input_required` results).
+    pub stateless: bool,
+}
+
+/// The member's answer to a forwarded call, with its requests relayed to the caller: an SSE
+/// answer is read event by event (requests rewritten or refused, anything else as is); a
+/// JSON answer passes as is unless it is an `input_required` result the caller cannot take.
+pub(super) async fn relay(
+    context: &Context<'_>,
+    route: MemberRoute,
+    caller: CallerSide,
+    answer: Response<Body>,
+) -> Response<Body> {
+    if !answer.status().is_success() {
+        return answer;
+    }
+    let (mut parts, body) = answer.into_parts();
+    let Either::Right(upstream) = body else {
+        return Response::from_parts(parts, body);
+    };
+    let is_sse = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if !is_sse {
+        if caller.stateless || route.link != Link::Stateless {
+            return Response::from_parts(parts, Either::Right(upstream));
+        }
+        // A 2026-07-28 member answering a session caller: look at the answer whole.
+        let bytes = match Limited::new(upstream, route.max_body as usize)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        let checked = not_for_session_caller(&bytes, &route.name).unwrap_or(bytes);
+        parts.headers.remove(CONTENT_LENGTH);
+        return Response::from_parts(parts, response::full(checked));
+    }
+    let relays = context.shared.virtuals.relays.clone();
+    let state = Relaying {
+        upstream,
+        buffer: BytesMut::new(),
+        guard: Guard {
+            relays,
+            route: Arc::new(route),
+            ids: Vec::new(),
+        },
+        caller,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(state, |mut state| async move {
+        let item = state.next().await?;
+        Some((item, state))
+    });
+    let body = StreamBody::new(stream.map(|item| item.map(Frame::data)));
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Either::Right(UpstreamBody::local(Box::pin(body))))
+}
+
+/// The error a session caller gets in place of an `input_required` result, if `message` is
+/// one.
+fn not_for_session_caller(message: &[u8], member: &str) -> Option<Bytes> {
+    let value: Value = serde_json::from_slice(message).ok()?;
+    if value["result"]["resultType"] != "input_required" {
+        return None;
+    }
+    let error = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": value["id"],
+        "error": {
+            "code": NOT_RELAYED,
+            "message": format!("member server \"{member}\" asked for input with a 2026-07-28 input_required result, which a client of a session-based protocol version cannot take; call it with protocol version 2026-07-28"),
+        },
+    });
+    Some(Bytes::from(error.to_string()))
+}
+
+/// A member's SSE answer being relayed.
+struct Relaying {
+    upstream: UpstreamBody,
+    buffer: BytesMut,
+    guard: Guard,
+    caller: CallerSide,
+    ended: bool,
+}
+
+/// The relayed requests of one call's stream: those still unanswered when it ends are
+/// answered to the member with an error.
+struct Guard {
+    relays: Arc<Relays>,
+    route: Arc<MemberRoute>,
+    ids: Vec<u64>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let left: Vec<Value> = {
+            let mut waiting = self.relays.lock();
+            self.ids
+                .iter()
+                .filter_map(|id| waiting.remove(id))
+                .map(|relayed| relayed.member_id)
+                .collect()
+        };
+        if left.is_empty() {
+            return;
+        }
+        let route = self.route.clone();
+        tokio::spawn(async move {
+            for id in left {
+                route
+                    .refuse(&id, "the client did not answer: its call ended first")
+                    .await;
+            }
+        });
+    }
+}
+
+impl Relaying {
+    async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
+        loop {
+            if let Some(event) = sse::next_event(&mut self.buffer) {
+                if let Some(out) = self.event(event).await {
+                    return Some(Ok(out));
+                }
+                continue;
+            }
+            if self.ended {
+                if self.buffer.is_empty() {
+                    return None;
+                }
+                let rest = self.buffer.split().freeze();
+                return Some(Ok(rest));
+            }
+            match self.upstream.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(err)) => return Some(Err(err)),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// One event of the member: passed on, rewritten, or (a request refused) dropped.
+    async fn event(&mut self, event: Bytes) -> Option<Bytes> {
+        let Some(data) = sse::data(&event) else {
+            return Some(event);
+        };
+        let Ok(envelope) = crate::envelope::parse(&data) else {
+            return Some(event);
+        };
+        let Some(message) = envelope.messages.first().filter(|_| !envelope.batch) else {
+            return Some(event);
+        };
+        let (Some(method), Some(_)) = (message.method.as_deref(), message.id) else {
+            if message.method.is_none()
+                && !self.caller.stateless
+                && self.guard.route.link == Link::Stateless
+                && let Some(error) = not_for_session_caller(&data, &self.guard.route.name)
+            {
+                return Some(Bytes::from(sse::with_data(&event, &error)));
+            }
+            return Some(event);
+        };
+        let method = method.to_owned();
+        let mut request: Value = serde_json::from_slice(&data).ok()?;
+        let member_id = request["id"].take();
+        match self.admit(&method) {
+            Ok(session) => {
+                let id = self.guard.relays.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+                self.guard.relays.lock().insert(
+                    id,
+                    Relayed {
+                        session,
+                        member: self.guard.route.clone(),
+                        member_id,
+                    },
+                );
+                self.guard.ids.push(id);
+                request["id"] = Value::from(id);
+                Some(Bytes::from(sse::with_data(
+                    &event,
+                    request.to_string().as_bytes(),
+                )))
+            }
+            Err(why) => {
+                let route = &self.guard.route;
+                tracing::debug!(member = %route.name, method, reason = %why, "refused a request of a member");
+                if method == "ping" {
+                    let pong = serde_json::json!({"jsonrpc": "2.0", "id": member_id, "result": {}});
+                    route.send(&pong).await;
+                } else {
+                    route.refuse(&member_id, &why).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// The caller's session, when the caller may be asked `method`; else why not.
+    fn admit(&self, method: &str) -> Result<u64, String> {
+        let member = &self.guard.route.name;
+        let Some((_, capability)) = RELAYED.iter().find(|(relayed, _)| *relayed == method) else {
+            return Err(format!(
+                "mcpd does not relay {method} from member server \"{member}\" to its clients"
+            ));
+        };
+        let Some(session) = self.caller.session else {
+            return Err(format!(
+                "mcpd cannot relay {method} from member server \"{member}\": the client has no session to answer in"
+            ));
+        };
+        let declared = match *capability {
+            "sampling" => self.caller.capabilities.sampling,
+            "elicitation" => self.caller.capabilities.elicitation,
+            _ => self.caller.capabilities.roots,
+        };
+        if !declared {
+            return Err(format!(
+                "the client whose call caused {method} did not declare the {capability} capability"
+            ));
+        }
+        if self.guard.relays.lock().len() >= MAX_RELAYED {
+            return Err(format!(
+                "mcpd has {MAX_RELAYED} requests of members waiting for clients"
+            ));
+        }
+        Ok(session)
+    }
+}
+
+/// A caller's POST of a JSON-RPC response: the answer to a relayed request, forwarded to the
+/// member; refused (400) when no request of its session waits under that id.
+pub(super) async fn answer(
+    context: &Context<'_>,
+    has_session: bool,
+    body: &[u8],
+) -> Response<Body> {
+    let name = context.config.name.as_str();
+    let refuse = |why: &str| {
+        tracing::info!(
+            server = name,
+            reason = why,
+            "refused a client's answer to a request it was not sent"
+        );
+        response::error(StatusCode::BAD_REQUEST, why, Some(name))
+    };
+    let Ok(mut message) = serde_json::from_slice::<Value>(body) else {
+        return refuse("the answer is not a JSON object");
+    };
+    let Some(id) = message["id"].as_u64() else {
+        return refuse("no request of a member is waiting for an answer with this id");
+    };
+    let relays = &context.shared.virtuals.relays;
+    let relayed = {
+        let mut waiting = relays.lock();
+        match waiting.get(&id) {
+            None => return refuse("no request of a member is waiting for an answer with this id"),
+            Some(relayed) if !has_session || relayed.session != context.session => {
+                return refuse("this request of a member was sent to another session");
+            }
+            Some(_) => waiting.remove(&id).expect("found above"),
+        }
+    };
+    message["id"] = relayed.member_id;
+    let status = relayed.member.send(&message).await;
+    if status.is_success() {
+        accepted()
+    } else {
+        response::error(
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "member server \"{}\" refused the answer ({})",
+                relayed.member.name,
+                status.as_u16()
+            ),
+            Some(name),
+        )
+    }
+}
