@@ -26,8 +26,13 @@ struct Stream {
 
 impl Stream {
     async fn call(url: &str, session: &str, id: &str) -> Stream {
+        let arguments = r#"{"prompt":"p","maxTokens":5}"#;
+        Stream::call_tool(url, session, id, "trigger-sampling-request", arguments).await
+    }
+
+    async fn call_tool(url: &str, session: &str, id: &str, tool: &str, arguments: &str) -> Stream {
         let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"trigger-sampling-request","arguments":{{"prompt":"p","maxTokens":5}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
         );
         let response = reqwest::Client::new()
             .post(url)
@@ -40,9 +45,10 @@ impl Stream {
             .expect("POST");
         assert_eq!(response.status().as_u16(), 200);
         let kind = response.headers().get("content-type").cloned();
-        assert_eq!(
-            kind.as_ref().and_then(|v| v.to_str().ok()),
-            Some("text/event-stream"),
+        assert!(
+            kind.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream")),
             "a call the server asks about is answered as a stream"
         );
         Stream {
@@ -51,7 +57,7 @@ impl Stream {
         }
     }
 
-    /// The next SSE event's JSON.
+    /// The next SSE event's JSON (events without data are skipped).
     async fn next(&mut self) -> Value {
         let read = async {
             loop {
@@ -59,8 +65,12 @@ impl Stream {
                     let event: String = self.buffer.drain(..end + 2).collect();
                     let data: String = event
                         .lines()
-                        .filter_map(|line| line.strip_prefix("data: "))
+                        .filter_map(|line| line.strip_prefix("data:"))
+                        .map(str::trim_start)
                         .collect();
+                    if data.is_empty() {
+                        continue;
+                    }
                     return serde_json::from_str(&data).expect("JSON event");
                 }
                 let chunk = self.response.chunk().await.expect("read").expect("more");
@@ -145,4 +155,65 @@ async fn answers_from_anyone_but_the_asked_session_are_refused() {
         .unwrap_or("");
     assert!(text.contains("still here"), "{result}");
     assert_eq!(status_of(&daemon, "everything")["pid"].as_i64(), pid);
+}
+
+#[tokio::test]
+async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_are_refused() {
+    let servers = "mcp_servers:
+  asker:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_SESSION_ONLY: \"1\", MCP_ECHO_ASK: \"1\"}
+  all:
+    aggregate: [asker]
+";
+    let daemon = GwDaemon::start(servers, "").await;
+    daemon.wait_running(&["asker"]).await;
+    let url = daemon.mcp_url("all");
+    let pid = status_of(&daemon, "asker")["pid"].as_i64();
+    let asked = session_with_sampling(&url).await;
+    let intruder = session_with_sampling(&url).await;
+    let ask = r#"{"prompt":"p"}"#;
+
+    let mut stream = Stream::call_tool(&url, &asked, "1", "asker_ask", ask).await;
+    let request = stream.next().await;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let id = request["id"].clone();
+    assert!(id.is_u64(), "mcpd's own id: {request}");
+
+    let (status, _, body) = post(&url, Some(&intruder), &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("another session"), "{body}");
+    let (status, _, body) = post(&url, None, &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
+        let (status, _, body) = post(&url, Some(&asked), &answer(&unknown, "forged")).await;
+        assert_eq!(status, 400, "{unknown}: {body}");
+    }
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "the real one")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "again")).await;
+    assert_eq!(status, 400, "{body}");
+    let result = stream.next().await;
+    assert_eq!(result["id"], 1, "{result}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("the real one"), "{result}");
+
+    // The other session's call, same request id: asked under another id; it leaves while
+    // asked, and the member keeps serving the first.
+    let mut theirs = Stream::call_tool(&url, &intruder, "1", "asker_ask", ask).await;
+    let request = theirs.next().await;
+    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
+    drop(theirs);
+    let mut again = Stream::call_tool(&url, &asked, "2", "asker_ask", ask).await;
+    let request = again.next().await;
+    let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
+    assert_eq!(status, 202, "{body}");
+    let result = again.next().await;
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("still here"), "{result}");
+    assert_eq!(status_of(&daemon, "asker")["pid"].as_i64(), pid);
 }

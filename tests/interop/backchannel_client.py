@@ -18,6 +18,7 @@ Prints one JSON object with one entry per scenario. Any failure exits non-zero.
 
 import json
 import sys
+import time
 
 import anyio
 from mcp import types
@@ -160,21 +161,27 @@ async def disconnect(url, tool, args):
     return out
 
 
+async def no_capability(url, tool, args):
+    return await Client(url, "C", callbacks=False).call(tool, args)
+
+
+SCENARIOS = {
+    "sampling": one_then_other,
+    "elicitation": one_then_other,
+    "concurrent": concurrent,
+    "ambiguous": ambiguous,
+    "no_capability": no_capability,
+    "disconnect": disconnect,
+}
+
+
 async def main(url, plan):
-    out = {}
-    if "sampling" in plan:
-        out["sampling"] = await one_then_other(url, *plan["sampling"])
-    if "elicitation" in plan:
-        out["elicitation"] = await one_then_other(url, *plan["elicitation"])
-    if "concurrent" in plan:
-        out["concurrent"] = await concurrent(url, *plan["concurrent"])
-    if "ambiguous" in plan:
-        out["ambiguous"] = await ambiguous(url, *plan["ambiguous"])
-    if "no_capability" in plan:
-        client = Client(url, "C", callbacks=False)
-        out["no_capability"] = await client.call(*plan["no_capability"])
-    if "disconnect" in plan:
-        out["disconnect"] = await disconnect(url, *plan["disconnect"])
+    out = {"seconds": {}}
+    for name, scenario in SCENARIOS.items():
+        if name in plan:
+            started = time.monotonic()
+            out[name] = await scenario(url, *plan[name])
+            out["seconds"][name] = round(time.monotonic() - started, 2)
     print(json.dumps(out))
 
 
