@@ -183,3 +183,93 @@ async fn a_virtual_server_relays_a_members_requests_to_the_caller_of_the_call() 
     assert_eq!(disconnect["D_asked"], json!(["sampling"]), "{out}");
     assert!(text(&disconnect["E"]).contains("sampled by E"), "{out}");
 }
+
+/// POSTs `body` to `url` (2026-07-28 headers when `session` is `None`) and returns the
+/// JSON-RPC answer, read from JSON or from the last event of an SSE stream.
+async fn rpc(url: &str, session: Option<&str>, body: &Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    request = match session {
+        Some(session) => request.header("mcp-session-id", session),
+        None => request
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", body["method"].as_str().unwrap_or_default())
+            .header(
+                "mcp-name",
+                body["params"]["name"].as_str().unwrap_or_default(),
+            ),
+    };
+    let response = request.body(body.to_string()).send().await.expect("POST");
+    let text = response.text().await.expect("body");
+    let json = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|data| !data.is_empty())
+        .unwrap_or(text.as_str());
+    serde_json::from_str(json).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+#[tokio::test]
+async fn a_2026_members_input_required_reaches_a_2026_caller_and_is_an_error_for_others() {
+    // mcp-echo speaks 2026-07-28 too, so the virtual server calls it statelessly, and `ask`
+    // asks with an `input_required` result.
+    let servers = "mcp_servers:
+  asker:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_ASK: \"1\"}
+  all:
+    aggregate: [asker]
+";
+    let daemon = GwDaemon::start(servers, "").await;
+    daemon.wait_running(&["asker"]).await;
+    let url = daemon.mcp_url("all");
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    });
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "asker_ask", "arguments": {"prompt": "p"}, "_meta": meta,
+    }});
+    let asked = rpc(&url, None, &call).await;
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    let request = &asked["result"]["inputRequests"]["llm"];
+    assert_eq!(request["method"], "sampling/createMessage", "{asked}");
+
+    // The retry with the answer goes to the member like any call.
+    let mut retry = call.clone();
+    retry["id"] = json!(2);
+    retry["params"]["inputResponses"] = json!({"llm": {
+        "role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "answered by the 2026 caller"},
+    }});
+    if let Some(state) = asked["result"].get("requestState") {
+        retry["params"]["requestState"] = state.clone();
+    }
+    let answered = rpc(&url, None, &retry).await;
+    let text = answered["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("answered by the 2026 caller"), "{answered}");
+
+    // A session caller cannot take an `input_required` result: a JSON-RPC error says so.
+    let (status, session, body) = mcpd_tests::stdio_support::post(
+        &url,
+        None,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = session.expect("a session id");
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "asker_ask", "arguments": {"prompt": "p"},
+    }});
+    let refused = rpc(&url, Some(&session), &call).await;
+    assert_eq!(refused["id"], 3, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("input_required"), "{refused}");
+    assert!(message.contains("asker"), "{refused}");
+}
