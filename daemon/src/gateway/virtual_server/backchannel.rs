@@ -25,9 +25,10 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Either, Limited, StreamBody};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::call::{MAX_REFUSAL, member_request};
-use super::{Context, accepted, passed_on};
+use super::{Context, accepted, error_message, passed_on};
 use crate::config::ServerConfig;
 use crate::directory::ServerEntry;
 use crate::gateway::auth::Claims;
@@ -191,6 +192,7 @@ pub(super) struct CallerSide {
 /// JSON answer passes as is unless it is an `input_required` result the caller cannot take.
 pub(super) async fn relay(
     context: &Context<'_>,
+    id: Option<&RawValue>,
     route: MemberRoute,
     caller: CallerSide,
     answer: Response<Body>,
@@ -212,14 +214,24 @@ pub(super) async fn relay(
             return Response::from_parts(parts, Either::Right(upstream));
         }
         // A 2026-07-28 member answering a session caller: look at the answer whole.
-        let bytes = match Limited::new(upstream, route.max_body as usize)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => Bytes::new(),
+        let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
+        let checked = match Limited::new(upstream, limit).collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                not_for_session_caller(&bytes, &route.name).unwrap_or(bytes)
+            }
+            Err(err) => {
+                let error = error_message(
+                    id,
+                    super::MEMBER_UNAVAILABLE,
+                    &format!(
+                        "member server \"{}\" broke off its answer: {err}",
+                        route.name
+                    ),
+                );
+                Bytes::from(error.to_string())
+            }
         };
-        let checked = not_for_session_caller(&bytes, &route.name).unwrap_or(bytes);
         parts.headers.remove(CONTENT_LENGTH);
         return Response::from_parts(parts, response::full(checked));
     }
@@ -292,8 +304,12 @@ impl Drop for Guard {
         if left.is_empty() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to answer from (mcpd is stopping): the member's session goes too.
+            return;
+        };
         let route = self.route.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             for id in left {
                 route
                     .refuse(&id, "the client did not answer: its call ended first")
@@ -466,5 +482,33 @@ pub(super) async fn answer(
             ),
             Some(name),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_input_required_result_becomes_an_error_for_a_session_caller() {
+        let asked = br#"{"jsonrpc":"2.0","id":"c1","result":{"resultType":"input_required","inputRequests":{}}}"#;
+        let error: Value =
+            serde_json::from_slice(&not_for_session_caller(asked, "m").expect("an error")).unwrap();
+        assert_eq!(error["id"], "c1");
+        assert_eq!(error["error"]["code"], NOT_RELAYED);
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"m\"")
+        );
+        for other in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","content":[]}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#,
+            b"not json",
+        ] {
+            assert!(not_for_session_caller(other, "m").is_none());
+        }
     }
 }

@@ -179,6 +179,7 @@ pub(super) async fn call(
         }
         let answer = backchannel::relay(
             context,
+            id,
             backchannel::route(context, headers, &entry, &member_config, port, link),
             backchannel::caller_side(context),
             answer,

@@ -417,3 +417,107 @@ fn distinct_callers<'a>(pending: impl Iterator<Item = &'a Pending>, generation: 
     }
     sessions.len() + stateless
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn capabilities_are_read_from_initialize_and_survive_bits() {
+        let declared = Capabilities::of_initialize(Some(&raw(
+            r#"{"capabilities":{"sampling":{},"roots":{"listChanged":true},"elicitation":null}}"#,
+        )));
+        assert_eq!(
+            declared,
+            Capabilities {
+                sampling: true,
+                elicitation: false,
+                roots: true
+            }
+        );
+        for text in [
+            r#"{"capabilities":[]}"#,
+            "[]",
+            "{}",
+            r#"{"capabilities":1}"#,
+        ] {
+            assert_eq!(
+                Capabilities::of_initialize(Some(&raw(text))),
+                Capabilities::default()
+            );
+        }
+        for bits in 0..8u8 {
+            assert_eq!(Capabilities::from_bits(bits).bits(), bits);
+        }
+    }
+
+    #[test]
+    fn a_progress_token_names_the_related_request() {
+        let token = |text: &str| related_token(Some(&raw(text)));
+        assert_eq!(token(r#"{"_meta":{"progressToken":7}}"#), Some(7));
+        assert_eq!(token(r#"{"_meta":{"progressToken":"7"}}"#), Some(7));
+        assert_eq!(token(r#"{"_meta":{"progressToken":"p"}}"#), None);
+        assert_eq!(token(r#"{"_meta":{}}"#), None);
+        assert_eq!(token(r#"{"messages":[]}"#), None);
+    }
+
+    fn pending(session: Option<&str>, caller: bool, generation: u64) -> Pending {
+        let (progress, _) = mpsc::channel(1);
+        let (done, _) = oneshot::channel();
+        Pending {
+            session: session.map(Arc::from),
+            caller_id: raw("1"),
+            caller_key: "1".to_owned(),
+            token: None,
+            progress,
+            done,
+            generation,
+            asker: caller.then(|| Asker {
+                capabilities: Capabilities::default(),
+                requests: Err("test"),
+            }),
+        }
+    }
+
+    #[test]
+    fn only_one_caller_in_flight_is_related_and_mcpds_own_requests_do_not_count() {
+        let only = |table: Vec<(u64, Pending)>| {
+            let map: std::collections::HashMap<u64, Pending> = table.into_iter().collect();
+            (
+                only_caller(map.iter(), 1),
+                distinct_callers(map.values(), 1),
+            )
+        };
+        // mcpd's probe, another child's request, and two requests of session a: a's newest.
+        assert_eq!(
+            only(vec![
+                (1, pending(None, false, 1)),
+                (2, pending(Some("a"), true, 1)),
+                (3, pending(Some("b"), true, 0)),
+                (4, pending(Some("a"), true, 1)),
+            ]),
+            (Some(4), 1)
+        );
+        // Two sessions, or two callers without a session: nobody.
+        assert_eq!(
+            only(vec![
+                (2, pending(Some("a"), true, 1)),
+                (4, pending(Some("b"), true, 1)),
+            ]),
+            (None, 2)
+        );
+        assert_eq!(
+            only(vec![
+                (2, pending(None, true, 1)),
+                (4, pending(None, true, 1))
+            ]),
+            (None, 2)
+        );
+        assert_eq!(only(vec![(1, pending(None, false, 1))]), (None, 0));
+    }
+}
