@@ -81,10 +81,10 @@ async fn hostile_requests_are_refused_and_the_child_keeps_serving() {
         .expect("POST");
     assert_eq!(odd.status().as_u16(), 404);
 
-    // A forged answer to a request mcpd never sent, and a cancel of an id nobody uses: both
-    // accepted and ignored.
+    // A forged answer to a request mcpd never sent (refused), and a cancel of an id nobody
+    // uses (accepted and ignored).
     let forged = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
-    assert_eq!(post(&url, Some(&session), forged).await.0, 202);
+    assert_eq!(post(&url, Some(&session), forged).await.0, 400);
     let cancel =
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"nobody"}}"#;
     assert_eq!(post(&url, Some(&session), cancel).await.0, 202);

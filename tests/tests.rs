@@ -1,6 +1,7 @@
 //! End-to-end tests that run the real binaries. One test target; each concern is a module.
 
 mod abuse;
+mod abuse_backchannel;
 mod abuse_conn;
 mod abuse_files;
 mod abuse_headers;
@@ -9,6 +10,7 @@ mod abuse_term;
 mod abuse_virtual;
 mod audit_ctl;
 mod authz;
+mod backchannel;
 mod bench_smoke;
 mod connect;
 mod control;

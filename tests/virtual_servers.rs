@@ -680,6 +680,7 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
             principal: mcpd::virtuals::seal::principal(None, None),
             issued_at: mcpd::virtuals::seal::unix_secs(std::time::SystemTime::now()),
             nonce: 1,
+            capabilities: 0,
         },
     );
     let bad: Vec<(&str, String)> = vec![

@@ -93,6 +93,8 @@ pub struct ProbeClient {
     declared: offers::Declared,
     /// Listed at the last readiness or tool refresh, until taken.
     offers: Option<crate::offers::Offers>,
+    /// The client capabilities its `initialize` declares (JSON).
+    capabilities: &'static str,
 }
 
 impl ProbeClient {
@@ -106,7 +108,15 @@ impl ProbeClient {
             probes: 0,
             declared: offers::Declared::default(),
             offers: None,
+            capabilities: "{}",
         }
+    }
+
+    /// Declares `capabilities` (a JSON object) in `initialize`: for a member session that
+    /// relays the member's requests to a client (virtual servers).
+    pub fn with_capabilities(mut self, capabilities: &'static str) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// Learns the protocol generation on a new connection and lists the tools, within

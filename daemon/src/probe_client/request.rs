@@ -95,7 +95,8 @@ impl ProbeClient {
         if method == "initialize" {
             let _ = write!(
                 body,
-                r#","params":{{"protocolVersion":"{SESSION_VERSION}","capabilities":{{}},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
+                r#","params":{{"protocolVersion":"{SESSION_VERSION}","capabilities":{},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
+                self.capabilities,
                 env!("CARGO_PKG_VERSION")
             );
         } else if stateless {

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::Options;
 use super::body::{BridgeBody, sse_event};
-use super::bridge::Bridge;
+use super::bridge::{AnswerRefused, Bridge, Caller, Capabilities};
 use super::envelope::{self, Envelope, Kind};
 use super::sessions::Session;
 
@@ -165,8 +165,22 @@ async fn post(
             // server-to-client requests, which mcpd does not relay.
             accepted()
         }
-        // Answers to server-to-client requests: mcpd sends none.
-        Kind::Response => accepted(),
+        // An answer to a request of the child that mcpd relayed to this caller.
+        Kind::Response => match bridge.answer_relayed(session_id.as_deref(), &message) {
+            Ok(()) => accepted(),
+            Err(refused) => {
+                tracing::info!(server = %bridge.name(), ?refused, "refused a client's answer to a request it was not sent");
+                let why = match refused {
+                    AnswerRefused::Unknown => {
+                        "no request of the server is waiting for an answer with this id"
+                    }
+                    AnswerRefused::OtherSession => {
+                        "this request of the server was sent to another session"
+                    }
+                };
+                plain(StatusCode::BAD_REQUEST, why)
+            }
+        },
         Kind::Request => {
             let Some(id) = message.id else {
                 return accepted();
@@ -178,15 +192,46 @@ async fn post(
                 );
             }
             let wants_progress = envelope::progress_token(message.params).is_some();
-            let mut call = match bridge.call(session_id, id, method, message.params).await {
+            let sse = accepts_sse(parts);
+            let caller = Caller {
+                capabilities: session
+                    .as_ref()
+                    .map(|session| session.capabilities)
+                    .unwrap_or_default(),
+                cannot_take: if stateless {
+                    Some("speaks 2026-07-28, whose servers send no requests on a stream")
+                } else if !sse {
+                    Some("does not accept text/event-stream")
+                } else {
+                    None
+                },
+            };
+            let call = bridge
+                .call(session_id, Some(caller), id, method, message.params)
+                .await;
+            let mut call = match call {
                 Ok(call) => call,
                 Err(answer) => return json(StatusCode::OK, answer),
             };
-            if wants_progress && accepts_sse(parts) {
-                return stream_call(call);
+            if wants_progress && sse {
+                return stream_call(call, None);
             }
-            match tokio::time::timeout(options.answer_timeout, call.answer()).await {
-                Ok(answer) => json(StatusCode::OK, answer),
+            // Answered as JSON, unless the child asks the caller something first: then the
+            // answer becomes an SSE stream that starts with the child's request.
+            let first = tokio::time::timeout(options.answer_timeout, async {
+                tokio::select! {
+                    biased;
+                    answer = &mut call.done => Ok(answer),
+                    Some(request) = call.requests.recv() => Err(request),
+                }
+            })
+            .await;
+            match first {
+                Ok(Err(request)) => stream_call(call, Some(request)),
+                Ok(Ok(answer)) => {
+                    call.finish();
+                    json(StatusCode::OK, answer.unwrap_or_default())
+                }
                 // Dropping the call cancels it at the child.
                 Err(_) => rpc_error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -220,13 +265,16 @@ fn sse_response(stream: BridgeBody) -> Response<BridgeBody> {
     response
 }
 
-/// The call's progress notifications then its answer, as SSE events.
-fn stream_call(call: super::bridge::Call) -> Response<BridgeBody> {
+/// The call's progress notifications and the child's requests to the caller (after `first`,
+/// one already taken), then its answer, as SSE events.
+fn stream_call(call: super::bridge::Call, first: Option<Bytes>) -> Response<BridgeBody> {
+    let first = futures::stream::iter(first.map(|request| Bytes::from(sse_event(&request))));
     let events = futures::stream::unfold(Some(call), |call| async move {
         let mut call = call?;
         tokio::select! {
             biased;
             Some(progress) = call.progress.recv() => Some((Bytes::from(sse_event(&progress)), Some(call))),
+            Some(request) = call.requests.recv() => Some((Bytes::from(sse_event(&request)), Some(call))),
             answer = &mut call.done => {
                 call.finish();
                 let answer = answer.unwrap_or_default();
@@ -239,7 +287,9 @@ fn stream_call(call: super::bridge::Call) -> Response<BridgeBody> {
             }
         }
     });
-    sse_response(BridgeBody::Stream(Box::pin(events)))
+    sse_response(BridgeBody::Stream(Box::pin(futures::StreamExt::chain(
+        first, events,
+    ))))
 }
 
 fn initialize(bridge: &Arc<Bridge>, message: &Envelope<'_>) -> Response<BridgeBody> {
@@ -273,7 +323,8 @@ fn initialize(bridge: &Arc<Bridge>, message: &Envelope<'_>) -> Response<BridgeBo
             "the server's initialize result is not an object",
         );
     };
-    let (session, evicted) = bridge.sessions.open(version);
+    let capabilities = Capabilities::of_initialize(message.params);
+    let (session, evicted) = bridge.sessions.open(version, capabilities);
     if let Some(evicted) = evicted {
         bridge.cancel_session(&evicted);
     }

@@ -25,7 +25,7 @@ mod sessions;
 use std::sync::Arc;
 
 pub use body::BridgeBody;
-pub use bridge::{Bridge, Counters, OutputSink};
+pub use bridge::{Bridge, Capabilities, Counters, OutputSink};
 pub use frame::MAX_LINE;
 pub use http::{CLIENT_VERSIONS, serve};
 pub use per_client::{Launcher, Limits, PerClient};

@@ -22,6 +22,8 @@ const STREAM_QUEUE: usize = 256;
 pub struct Session {
     pub id: Arc<str>,
     pub protocol_version: String,
+    /// What the client declared in `initialize` (for the server's requests it may answer).
+    pub capabilities: super::bridge::Capabilities,
     last_used: Mutex<Instant>,
     stream: Mutex<Option<mpsc::Sender<Bytes>>>,
 }
@@ -59,11 +61,16 @@ impl Sessions {
 
     /// A new session speaking `protocol_version`; evicts the least recently used one at the cap
     /// (returned, so its requests can be cancelled).
-    pub fn open(&self, protocol_version: String) -> (Arc<Session>, Option<Arc<str>>) {
+    pub fn open(
+        &self,
+        protocol_version: String,
+        capabilities: super::bridge::Capabilities,
+    ) -> (Arc<Session>, Option<Arc<str>>) {
         let id: Arc<str> = Arc::from(new_id());
         let session = Arc::new(Session {
             id: id.clone(),
             protocol_version,
+            capabilities,
             last_used: Mutex::new(Instant::now()),
             stream: Mutex::new(None),
         });

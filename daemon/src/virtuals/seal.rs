@@ -48,6 +48,10 @@ pub struct SessionFacts {
     /// Distinguishes sessions (member sessions are cached per session).
     #[serde(rename = "n")]
     pub nonce: u64,
+    /// The client capabilities the caller declared (`stdio::Capabilities::bits`), so the
+    /// requests members send back are relayed only to a caller that can answer them.
+    #[serde(rename = "c", default)]
+    pub capabilities: u8,
 }
 
 /// A loaded key.
@@ -190,6 +194,7 @@ mod tests {
             principal: principal(Some("alice"), None),
             issued_at: unix_secs(SystemTime::now()),
             nonce: 7,
+            capabilities: 0,
         }
     }
 

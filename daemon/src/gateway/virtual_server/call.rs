@@ -11,6 +11,7 @@
 //! (`offered.rs`): it takes one of the caller's slots (`slots.rs`) for as long as the answer
 //! streams, so a caller over `max_calls_per_caller` is refused at once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 
 use mcpd_protocol::{AuditDecision, AuditRecord};
 
+use super::backchannel;
 use super::links::MemberAddress;
 use super::{
     CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access,
@@ -143,7 +145,7 @@ pub(super) async fn send(
     message: &Message<'_>,
     headers: &HeaderMap,
     body: &Bytes,
-    entry: &ServerEntry,
+    entry: &Arc<ServerEntry>,
     member_config: &ServerConfig,
     route: &Route<'_>,
     started: Instant,
@@ -241,6 +243,14 @@ pub(super) async fn send(
             retried = true;
             continue;
         }
+        let answer = backchannel::relay(
+            context,
+            id,
+            backchannel::route(context, headers, entry, member_config, port, link),
+            backchannel::caller_side(context),
+            answer,
+        )
+        .await;
         let answer = finish(context, message, member_config, route, answer, started).await;
         return slots::hold(answer, slot);
     }

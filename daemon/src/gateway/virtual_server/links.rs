@@ -50,6 +50,7 @@ impl Links {
             return Ok(link.clone());
         }
         let link = ProbeClient::new(member.port, member.path)
+            .with_capabilities(super::backchannel::MEMBER_CAPABILITIES)
             .open(member.timeout)
             .await?;
         let mut links = self.lock();

@@ -14,6 +14,7 @@
 //! caller, is answered 404 (session not found), as the protocol says.
 
 mod access;
+mod backchannel;
 mod call;
 mod cancel;
 mod links;
@@ -65,6 +66,8 @@ pub struct VirtualState {
     links: links::Links,
     catalogs: crate::virtuals::CatalogCache,
     slots: slots::Slots,
+    /// Requests of members relayed to callers, waiting for their answers.
+    relays: Arc<backchannel::Relays>,
     /// Sessions their clients ended with DELETE (on this mcpd; bounded).
     ended: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -106,6 +109,9 @@ struct Context<'a> {
     session: u64,
     /// The caller speaks 2026-07-28.
     stateless: bool,
+    /// The caller has a (sealed) session, and what it declared it can answer.
+    has_session: bool,
+    capabilities: crate::stdio::Capabilities,
 }
 
 pub(super) async fn serve(
@@ -185,6 +191,10 @@ pub(super) async fn serve(
         claims,
         session,
         stateless,
+        has_session: facts.is_some(),
+        capabilities: facts.as_ref().map_or_else(Default::default, |facts| {
+            crate::stdio::Capabilities::from_bits(facts.capabilities)
+        }),
     };
     match *request.method() {
         Method::POST => post(&context, key.as_deref(), &principal, request).await,
@@ -270,8 +280,8 @@ async fn post(
     };
     let id = message.id;
     let Some(method) = message.method.as_deref() else {
-        // A response to a request of ours: virtual servers send none.
-        return accepted();
+        // An answer to a member's request relayed to this caller.
+        return backchannel::answer(context, context.has_session, &bytes).await;
     };
     if id.is_none() {
         if method == "notifications/cancelled" {
@@ -372,12 +382,25 @@ fn initialize(
             principal: principal.to_owned(),
             issued_at: seal::unix_secs(SystemTime::now()),
             nonce: rand::random(),
+            capabilities: crate::stdio::Capabilities::of_initialize(
+                initialize_params(body).as_deref(),
+            )
+            .bits(),
         };
         if let Ok(value) = HeaderValue::try_from(key.seal(&config.name, &facts)) {
             answer.headers_mut().insert("mcp-session-id", value);
         }
     }
     answer
+}
+
+/// The raw params of an `initialize` body.
+fn initialize_params(body: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        params: Option<Box<RawValue>>,
+    }
+    serde_json::from_slice::<Request>(body).ok()?.params
 }
 
 fn discover(context: &Context<'_>) -> Value {

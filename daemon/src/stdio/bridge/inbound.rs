@@ -1,6 +1,6 @@
 //! What the child writes: answers mapped back to their callers, progress to the caller
 //! whose token it carries, other notifications to every session, and the child's own
-//! requests (`ping` answered, the rest refused).
+//! requests (`ping` answered, sampling, elicitation and roots relayed by `backchannel`).
 
 use std::sync::atomic::Ordering;
 
@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::super::envelope::{self, Envelope, Kind};
-use super::{Bridge, METHOD_NOT_FOUND, OutputSink, with_newline};
+use super::{Bridge, OutputSink, with_newline};
 
 impl Bridge {
     /// One line from the child of `generation`.
@@ -23,7 +23,7 @@ impl Bridge {
         };
         match message.kind() {
             Ok(Kind::Response) => self.response(&message),
-            Ok(Kind::Notification) => self.notification(&message),
+            Ok(Kind::Notification) => self.notification(generation, &message),
             Ok(Kind::Request) => self.server_request(generation, &message),
             Err(_) => {}
         }
@@ -44,16 +44,20 @@ impl Bridge {
             message.error.map(RawValue::get),
         );
         let _ = pending.done.send(Bytes::from(answer));
+        if let Some(upstream_id) = upstream_id {
+            self.end_relayed(upstream_id, "was answered first");
+        }
     }
 
-    fn notification(&self, message: &Envelope<'_>) {
+    fn notification(&self, generation: u64, message: &Envelope<'_>) {
         let method = message.method.as_deref().unwrap_or_default();
         if method == "notifications/progress" {
             self.progress(message);
             return;
         }
         if method == "notifications/cancelled" {
-            // The child gives up on a request it sent; mcpd relays none, so nothing waits.
+            // The child gives up on a request it sent: its caller is told.
+            self.child_cancelled(generation, message.params);
             return;
         }
         // Logging, list changes, resource updates: every session's stream.
@@ -93,34 +97,16 @@ impl Bridge {
         }
     }
 
-    /// A request from the child: `ping` is answered here; anything else (sampling, roots,
-    /// elicitation) is refused at once, since mcpd declares none of those capabilities.
+    /// A request from the child: `ping` is answered here; sampling, elicitation and roots
+    /// go to the caller they concern (`backchannel`); anything else is refused at once.
     fn server_request(&self, generation: u64, message: &Envelope<'_>) {
         let Some(id) = message.id else { return };
-        let method = message.method.as_deref().unwrap_or_default();
-        let answer = if method == "ping" {
-            envelope::render_response(id.get(), Some("{}"), None)
-        } else {
-            envelope::render_error(
-                id.get(),
-                METHOD_NOT_FOUND,
-                &format!(
-                    "mcpd does not relay {method} from server \"{}\" to its clients",
-                    self.name
-                ),
-            )
-        };
-        let stdin = {
-            let state = self.lock();
-            state
-                .link
-                .as_ref()
-                .filter(|link| link.generation == generation)
-                .map(|link| link.stdin.clone())
-        };
-        if let Some(stdin) = stdin {
-            let _ = stdin.try_send(with_newline(answer));
+        if message.method.as_deref() == Some("ping") {
+            let answer = envelope::render_response(id.get(), Some("{}"), None);
+            self.write_to_child(generation, with_newline(answer));
+            return;
         }
+        self.relay_server_request(generation, message);
     }
 }
 

@@ -26,7 +26,10 @@ use super::envelope::{self, Envelope};
 use super::frame::{Line, LineReader, MAX_LINE};
 use super::sessions::Sessions;
 
+mod backchannel;
 mod inbound;
+
+pub use backchannel::{AnswerRefused, CHILD_CAPABILITIES, Caller, Capabilities};
 
 /// Messages queued for the child's stdin; a caller waits when the child does not read.
 const STDIN_QUEUE: usize = 256;
@@ -66,6 +69,8 @@ struct Pending {
     done: oneshot::Sender<Bytes>,
     /// The child generation it was written to.
     generation: u64,
+    /// Whom the child's requests about it may go to; `None` for mcpd's own requests.
+    asker: Option<backchannel::Asker>,
 }
 
 /// The current child's stdin, if one is attached.
@@ -78,6 +83,8 @@ struct Link {
 struct State {
     link: Option<Link>,
     pending: HashMap<u64, Pending>,
+    /// Requests of the child relayed to callers, by mcpd's id.
+    relayed: HashMap<u64, backchannel::Relayed>,
     /// Why the last child went away, for callers that come while none is attached.
     gone: Option<String>,
 }
@@ -87,6 +94,8 @@ pub struct Bridge {
     name: Arc<str>,
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// Ids of the child's requests as callers see them.
+    next_relay_id: AtomicU64,
     generations: AtomicU64,
     pub sessions: Sessions,
     pub counters: Counters,
@@ -113,6 +122,8 @@ pub struct Call {
     bridge: Arc<Bridge>,
     upstream_id: u64,
     pub progress: mpsc::Receiver<Bytes>,
+    /// The child's requests relayed to this caller (ids already mcpd's).
+    pub requests: mpsc::Receiver<Bytes>,
     pub done: oneshot::Receiver<Bytes>,
     answered: bool,
 }
@@ -148,6 +159,7 @@ impl Bridge {
             name: Arc::from(name),
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
+            next_relay_id: AtomicU64::new(1),
             generations: AtomicU64::new(0),
             sessions: Sessions::default(),
             counters: Counters::default(),
@@ -157,6 +169,10 @@ impl Bridge {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    fn next_relay_id(&self) -> u64 {
+        self.next_relay_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -256,6 +272,7 @@ impl Bridge {
                 .collect()
         };
         let message = format!("server \"{}\" {why}", self.name);
+        self.forget_relayed(generation);
         for pending in failed {
             let _ = pending.done.send(Bytes::from(envelope::render_error(
                 pending.caller_id.get(),
@@ -266,11 +283,14 @@ impl Bridge {
     }
 
     /// Sends a request for a caller: `params` is sent as is except for a progress token,
-    /// rewritten to the upstream id. Fails (with the JSON-RPC error to answer) when no
-    /// child is attached.
+    /// rewritten to the upstream id. `caller` is what the caller declared it can answer
+    /// (`None` for mcpd's own requests); the child's requests about this one reach the
+    /// call's `requests` when the caller has a session. Fails (with the JSON-RPC error to
+    /// answer) when no child is attached.
     pub async fn call(
         self: &Arc<Self>,
         session: Option<Arc<str>>,
+        caller: Option<Caller>,
         caller_id: &RawValue,
         method: &str,
         params: Option<&RawValue>,
@@ -285,6 +305,15 @@ impl Bridge {
         let params = rewritten.as_deref().or(params.map(RawValue::get));
         let line = with_newline(envelope::render_request(Some(&upstream), method, params));
         let (progress_tx, progress) = mpsc::channel(CALLER_QUEUE);
+        let (requests_tx, requests) = mpsc::channel(backchannel::REQUEST_QUEUE);
+        let asker = caller.map(|caller| backchannel::Asker {
+            capabilities: caller.capabilities,
+            requests: match (caller.cannot_take, &session) {
+                (Some(why), _) => Err(why),
+                (None, None) => Err("has no session"),
+                (None, Some(_)) => Ok(requests_tx),
+            },
+        });
         let (done_tx, done) = oneshot::channel();
         let stdin = {
             let mut state = self.lock();
@@ -311,6 +340,7 @@ impl Bridge {
                     progress: progress_tx,
                     done: done_tx,
                     generation,
+                    asker,
                 },
             );
             stdin
@@ -319,6 +349,7 @@ impl Bridge {
             bridge: self.clone(),
             upstream_id,
             progress,
+            requests,
             done,
             answered: false,
         };
@@ -390,6 +421,7 @@ impl Bridge {
                 .map(|link| link.stdin.clone());
             (pending, stdin)
         };
+        self.end_relayed(upstream_id, "was cancelled");
         let _ = pending.done.send(Bytes::from(envelope::render_error(
             pending.caller_id.get(),
             -32800,
@@ -418,7 +450,7 @@ impl Bridge {
         let id = RawValue::from_string("0".to_owned()).map_err(|e| e.to_string())?;
         let params = RawValue::from_string(params.to_owned()).map_err(|e| e.to_string())?;
         let mut call = self
-            .call(None, &id, method, Some(&params))
+            .call(None, None, &id, method, Some(&params))
             .await
             .map_err(|answer| String::from_utf8_lossy(&answer).into_owned())?;
         let answer = tokio::time::timeout(timeout, call.answer())
@@ -434,12 +466,13 @@ impl Bridge {
             .ok_or_else(|| format!("{method}: an answer without a result"))
     }
 
-    /// Initializes the attached child as mcpd (no client capabilities: mcpd relays no
-    /// server-to-client requests), then says `notifications/initialized`.
+    /// Initializes the attached child as mcpd, declaring the client capabilities whose
+    /// requests it relays to callers (`backchannel`), then says `notifications/initialized`.
     pub async fn initialize(self: &Arc<Self>, timeout: Duration) -> Result<(), String> {
         let params = format!(
-            r#"{{"protocolVersion":"{}","capabilities":{{}},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
+            r#"{{"protocolVersion":"{}","capabilities":{},"clientInfo":{{"name":"mcpd","version":"{}"}}}}"#,
             super::CHILD_VERSION,
+            CHILD_CAPABILITIES,
             env!("CARGO_PKG_VERSION")
         );
         let result = self.request("initialize", &params, timeout).await?;

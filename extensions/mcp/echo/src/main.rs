@@ -11,13 +11,14 @@
 //! `MCP_ECHO_REFLECT_HEADERS=1` answers `/mcp?reflect-headers` with the request headers as JSON.
 //! `MCP_ECHO_SESSION_IDLE_MS=N` forgets a session idle for N ms (its next request gets 404).
 //! `MCP_ECHO_EXTRA_TOOLS=a,b` adds tools named `a` and `b` that act like `echo` (tests of tool
-//! names chosen by a server).
+//! names chosen by a server). `MCP_ECHO_ASK=1` adds `ask`, which asks the client's model.
 //!
 //! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
 //! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
 //!
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
+mod ask;
 mod content;
 mod server;
 mod tools;
@@ -155,6 +156,7 @@ fn options_from_env() -> Result<server::Options, String> {
             resources: list_from_env("MCP_ECHO_RESOURCES"),
             templates: list_from_env("MCP_ECHO_TEMPLATES"),
         },
+        ask: std::env::var("MCP_ECHO_ASK").as_deref() == Ok("1"),
     })
 }
 

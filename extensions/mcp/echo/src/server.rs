@@ -61,6 +61,8 @@ pub struct Options {
     pub session_idle: Option<Duration>,
     /// Prompts and resources (none by default).
     pub content: Content,
+    /// Offer `ask` (see `ask.rs`).
+    pub ask: bool,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -85,6 +87,9 @@ impl Echo {
                 route.attr.name = name.clone().into();
                 tool_router.add_route(route);
             }
+        }
+        if options.ask {
+            tool_router.merge(Self::ask_router());
         }
         Echo {
             tool_router,

@@ -1,0 +1,219 @@
+//! Hostile answers to requests a stdio server sent back through mcpd: an answer from another
+//! session, from no session, with an id mcpd never gave, twice, or after the caller left.
+//! Each is refused (400) and the client that was asked still gets its own answer through.
+
+use std::time::Duration;
+
+use mcpd_tests::GatewayUrls;
+use mcpd_tests::gw_support::GwDaemon;
+use mcpd_tests::interop::everything_server;
+use mcpd_tests::stdio_support::{post, status_of};
+use serde_json::{Value, json};
+
+const INITIALIZE_WITH_SAMPLING: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+async fn session_with_sampling(url: &str) -> String {
+    let (status, session, body) = post(url, None, INITIALIZE_WITH_SAMPLING).await;
+    assert_eq!(status, 200, "{body}");
+    session.expect("a session id")
+}
+
+/// A `tools/call` of the sampling tool, its answer read as SSE events.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn call(url: &str, session: &str, id: &str) -> Stream {
+        let arguments = r#"{"prompt":"p","maxTokens":5}"#;
+        Stream::call_tool(url, session, id, "trigger-sampling-request", arguments).await
+    }
+
+    async fn call_tool(url: &str, session: &str, id: &str, tool: &str, arguments: &str) -> Stream {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", session)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 200);
+        let kind = response.headers().get("content-type").cloned();
+        assert!(
+            kind.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream")),
+            "a call the server asks about is answered as a stream"
+        );
+        Stream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next SSE event's JSON (events without data are skipped).
+    async fn next(&mut self) -> Value {
+        let read = async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let event: String = self.buffer.drain(..end + 2).collect();
+                    let data: String = event
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return serde_json::from_str(&data).expect("JSON event");
+                }
+                let chunk = self.response.chunk().await.expect("read").expect("more");
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("an event within 30 s")
+    }
+}
+
+fn answer(id: &Value, text: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": {
+        "role": "assistant", "model": "m", "content": {"type": "text", "text": text},
+    }})
+    .to_string()
+}
+
+#[tokio::test]
+async fn answers_from_anyone_but_the_asked_session_are_refused() {
+    let servers = format!(
+        "mcp_servers:
+  everything:
+    binary: {}
+    args: [stdio]
+    transport: stdio
+",
+        everything_server().display()
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["everything"]).await;
+    let url = daemon.mcp_url("everything");
+    let pid = status_of(&daemon, "everything")["pid"].as_i64();
+    let asked = session_with_sampling(&url).await;
+    let intruder = session_with_sampling(&url).await;
+
+    // Both callers use request id 1: the server's request reaches the one whose call it is.
+    let mut stream = Stream::call(&url, &asked, "1").await;
+    let request = stream.next().await;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let id = request["id"].clone();
+    assert!(id.is_u64(), "mcpd's own id: {request}");
+
+    // Another session, no session, an id never given, a string spelling of it: all refused.
+    let (status, _, body) = post(&url, Some(&intruder), &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("another session"), "{body}");
+    let (status, _, body) = post(&url, None, &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
+        let (status, _, body) = post(&url, Some(&asked), &answer(&unknown, "forged")).await;
+        assert!(matches!(status, 400), "{unknown}: {status} {body}");
+    }
+
+    // The asked session's answer is taken, once.
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "the real one")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "again")).await;
+    assert_eq!(status, 400, "{body}");
+    let result = stream.next().await;
+    assert_eq!(result["id"], 1, "{result}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("the real one"), "{result}");
+    assert!(!text.contains("forged"), "{result}");
+
+    // The intruder's own call, same request id: asked under a new id of mcpd's.
+    let mut theirs = Stream::call(&url, &intruder, "1").await;
+    let request = theirs.next().await;
+    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
+    // It leaves while asked: the server is answered for it and still serves the other.
+    drop(theirs);
+    let mut again = Stream::call(&url, &asked, "2").await;
+    let request = again.next().await;
+    let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
+    assert_eq!(status, 202, "{body}");
+    let result = again.next().await;
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("still here"), "{result}");
+    assert_eq!(status_of(&daemon, "everything")["pid"].as_i64(), pid);
+}
+
+#[tokio::test]
+async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_are_refused() {
+    let servers = "mcp_servers:
+  asker:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_SESSION_ONLY: \"1\", MCP_ECHO_ASK: \"1\"}
+  all:
+    aggregate: [asker]
+";
+    let daemon = GwDaemon::start(servers, "").await;
+    daemon.wait_running(&["asker"]).await;
+    let url = daemon.mcp_url("all");
+    let pid = status_of(&daemon, "asker")["pid"].as_i64();
+    let asked = session_with_sampling(&url).await;
+    let intruder = session_with_sampling(&url).await;
+    let ask = r#"{"prompt":"p"}"#;
+
+    let mut stream = Stream::call_tool(&url, &asked, "1", "asker_ask", ask).await;
+    let request = stream.next().await;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let id = request["id"].clone();
+    assert!(id.is_u64(), "mcpd's own id: {request}");
+
+    let (status, _, body) = post(&url, Some(&intruder), &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("another session"), "{body}");
+    let (status, _, body) = post(&url, None, &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
+        let (status, _, body) = post(&url, Some(&asked), &answer(&unknown, "forged")).await;
+        assert_eq!(status, 400, "{unknown}: {body}");
+    }
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "the real one")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "again")).await;
+    assert_eq!(status, 400, "{body}");
+    let result = stream.next().await;
+    assert_eq!(result["id"], 1, "{result}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("the real one"), "{result}");
+
+    // The other session's call, same request id: asked under another id; it leaves while
+    // asked, and the member keeps serving the first.
+    let mut theirs = Stream::call_tool(&url, &intruder, "1", "asker_ask", ask).await;
+    let request = theirs.next().await;
+    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
+    drop(theirs);
+    let mut again = Stream::call_tool(&url, &asked, "2", "asker_ask", ask).await;
+    let request = again.next().await;
+    let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
+    assert_eq!(status, 202, "{body}");
+    let result = again.next().await;
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("still here"), "{result}");
+    assert_eq!(status_of(&daemon, "asker")["pid"].as_i64(), pid);
+}
