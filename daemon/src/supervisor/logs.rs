@@ -67,18 +67,10 @@ impl LogFiles {
     /// Starts the writer thread for files in `config.dir`.
     pub fn new(config: &LogsConfig) -> std::io::Result<Self> {
         let (jobs, queue) = std_mpsc::sync_channel(FILE_QUEUE);
-        let dir = config.dir.clone();
-        let rotation = match config.rotation {
-            Rotation::Minutely => FileRotation::MINUTELY,
-            Rotation::Hourly => FileRotation::HOURLY,
-            Rotation::Daily => FileRotation::DAILY,
-            Rotation::Never => FileRotation::NEVER,
-        };
-        let keep = config.keep.max(1);
-        let period_of = config.rotation;
+        let files = Files::new(config);
         std::thread::Builder::new()
             .name("mcpd-logs".into())
-            .spawn(move || writer(queue, dir, (rotation, period_of), keep))?;
+            .spawn(move || writer(queue, files))?;
         Ok(LogFiles { jobs })
     }
 
@@ -107,25 +99,9 @@ impl LogFiles {
 /// How long the writer thread lets lines accumulate after the first one arrives. A busy
 /// server's lines are then written in batches, one `write` per file, and its reader does not
 /// wake the writer for every line; the ring (`mcpctl logs`) has each line at once.
-const BATCH_WINDOW: Duration = Duration::from_millis(20);
+pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
-fn writer(
-    queue: std_mpsc::Receiver<FileJob>,
-    dir: PathBuf,
-    (rotation, period_of): (FileRotation, Rotation),
-    keep: usize,
-) {
-    let mut files = Files {
-        period: log_mode::period(period_of, SystemTime::now()),
-        period_of,
-        prepared: HashSet::new(),
-        dir,
-        rotation,
-        keep,
-        open: HashMap::new(),
-        dir_ready: None,
-        pending: HashMap::new(),
-    };
+fn writer(queue: std_mpsc::Receiver<FileJob>, mut files: Files) {
     // Blocks while every server is quiet; then takes what came within the batch window.
     while let Ok(first) = queue.recv() {
         files.handle(first);
@@ -138,8 +114,9 @@ fn writer(
     files.write_pending();
 }
 
-/// The writer thread's state: open files and the lines not yet written to them.
-struct Files {
+/// A writer thread's state: open files and the lines not yet written to them. Owned by the
+/// server logs' thread, and by the audit log's (`crate::audit`).
+pub(crate) struct Files {
     /// The current rotation period, and the servers whose file for it was prepared (created
     /// 0640, see [`log_mode`]); a quiet server gets no file for a period.
     period: String,
@@ -154,13 +131,30 @@ struct Files {
 }
 
 impl Files {
+    /// Files in `config.dir`, rotated and kept as `config` says; nothing is created yet.
+    pub(crate) fn new(config: &LogsConfig) -> Self {
+        let rotation = match config.rotation {
+            Rotation::Minutely => FileRotation::MINUTELY,
+            Rotation::Hourly => FileRotation::HOURLY,
+            Rotation::Daily => FileRotation::DAILY,
+            Rotation::Never => FileRotation::NEVER,
+        };
+        Files {
+            period: log_mode::period(config.rotation, SystemTime::now()),
+            period_of: config.rotation,
+            prepared: HashSet::new(),
+            dir: config.dir.clone(),
+            rotation,
+            keep: config.keep.max(1),
+            open: HashMap::new(),
+            dir_ready: None,
+            pending: HashMap::new(),
+        }
+    }
+
     fn handle(&mut self, job: FileJob) {
         match job {
-            FileJob::Open(name) => {
-                self.write_pending();
-                let appender = self.appender(&name);
-                self.open.insert(name, appender);
-            }
+            FileJob::Open(name) => self.open(name),
             FileJob::Write(name, bytes) => match self.pending.get_mut(&name) {
                 Some(buffer) => buffer.extend_from_slice(&bytes),
                 None => {
@@ -168,12 +162,29 @@ impl Files {
                 }
             },
             FileJob::Flush(done) => {
-                self.write_pending();
-                for file in self.open.values_mut().flatten() {
-                    let _ = file.flush();
-                }
+                self.flush();
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// Opens (creates, 0640) the file for `name`'s lines.
+    pub(crate) fn open(&mut self, name: Arc<str>) {
+        self.write_pending();
+        let appender = self.appender(&name);
+        self.open.insert(name, appender);
+    }
+
+    /// The bytes waiting for `name`'s file: append whole lines.
+    pub(crate) fn pending(&mut self, name: &Arc<str>) -> &mut Vec<u8> {
+        self.pending.entry(name.clone()).or_default()
+    }
+
+    /// Writes everything pending and flushes every file.
+    pub(crate) fn flush(&mut self) {
+        self.write_pending();
+        for file in self.open.values_mut().flatten() {
+            let _ = file.flush();
         }
     }
 
@@ -217,7 +228,7 @@ impl Files {
         }
     }
 
-    fn write_pending(&mut self) {
+    pub(crate) fn write_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }

@@ -9,7 +9,7 @@ mod cgroup;
 mod confine;
 mod lifecycle;
 mod log_mode;
-mod logs;
+pub(crate) mod logs;
 mod plan;
 mod probe;
 mod proc_usage;
