@@ -70,6 +70,9 @@ class Build:
                 cpu=SERVER_CPU, stdout=log_file, stderr=log_file)
         for which in self.dirs:
             def running(which=which):
+                if self.procs[which].poll() is not None:
+                    raise RuntimeError(f"{self.key} build's {which} daemon exited; see "
+                                       f"{self.dirs[which]}/mcpd.log")
                 try:
                     status = json.loads(self.mcpctl(which, "--json", "status"))
                     return all(s["state"] == "running" for s in status["servers"])
@@ -101,6 +104,7 @@ class Build:
 
 def run(bench, rev_bin, rev_label, rounds):
     """Runs the comparison; returns the report (markdown)."""
+    bench.rel = os.path.abspath(bench.rel)  # the daemons' bin_dirs
     ports = [p for gw, bare, echo, bare_echo in PORTS.values()
              for p in [gw, bare, *range(echo, echo + 5), *range(bare_echo, bare_echo + 5)]]
     busy = [p for p in ports if not port_free(p)]

@@ -55,7 +55,8 @@ if [ -n "$compare" ]; then
         || { echo "--compare: no such revision: $compare" >&2; exit 2; }
     dir="$root/target/compare-$(printf '%s' "$compare" | tr -c 'A-Za-z0-9._-' '-')"
     tree="$dir/tree"
-    if git -C "$tree" rev-parse --git-dir >/dev/null 2>&1; then
+    # Only a worktree of its own (inside this one, `git -C` would find this tree instead).
+    if [ -d "$tree" ] && [ "$(git -C "$tree" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$tree" && pwd -P)" ]; then
         git -C "$tree" checkout --quiet --detach --force "$sha"
     else
         rm -rf "$tree"
