@@ -9,7 +9,7 @@
 //! (over [`MAX_HELD`]) is replaced by a JSON-RPC error: a list is never passed on unfiltered.
 
 mod calls;
-mod outcome;
+pub(crate) mod outcome;
 pub(crate) mod sse;
 
 use std::sync::Arc;
