@@ -781,6 +781,10 @@ autorestart=true
                 ("JWT + per-tool rules + audit on / all off throughput >= 0.95x (worst)",
                  f"{authz:.2f}x", authz >= 0.95),
             ]
+            for c in (1, 16, 64):
+                each = ratio(g[("mcpd+authz", c)]["rps"], g[("mcpd all off", c)]["rps"])
+                targets.append((f"- same, {c} connection{'s' if c > 1 else ''}",
+                                f"{each:.2f}x", each >= 0.95))
         if "sse" in r:
             w("## SSE: 500 concurrent `progress` streams (20 events, 50 ms apart)\n")
             w("| target | events | expected | p50 delay us | p99 delay us | failed streams |")
@@ -853,10 +857,31 @@ def main():
     parser.add_argument("--only", choices=["gateway", "scale", "stdio"], help="run one part")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--compare-bin", help="compare the gateway with the mcpd and mcpctl "
+                        "in this dir (bench/run.sh --compare REV builds them); BENCH.md is "
+                        "left as it is")
+    parser.add_argument("--compare-label", default="the other build")
+    parser.add_argument("--compare-report", help="also write the comparison to this file")
+    parser.add_argument("--rounds", type=int, help="rounds of a comparison (default: runs)")
     args = parser.parse_args()
     bench = Bench(args)
     started = time.monotonic()
     machine = bench.machine()
+    if args.compare_bin:
+        import compare
+        try:
+            report = compare.run(bench, os.path.abspath(args.compare_bin), args.compare_label,
+                                 args.rounds or bench.runs)
+        finally:
+            bench.procs.kill_all()
+            if not args.keep:
+                shutil.rmtree(bench.tmp, ignore_errors=True)
+        print(report)
+        if args.compare_report:
+            with open(args.compare_report, "w") as f:
+                f.write(report)
+            log(f"wrote {args.compare_report}")
+        return
     try:
         bench.check_ports(scale=args.only in (None, "scale"))
         if args.only in (None, "gateway"):

@@ -4,6 +4,7 @@
 #
 #   bench/run.sh            # full run (about 15 minutes on 2 cores)
 #   bench/run.sh --quick    # fewer, shorter runs (about 8 minutes)
+#   bench/run.sh --compare REV [--quick]   # the gateway cases, this tree vs REV, alternately
 #
 # Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
 # `bench/run.sh --quick --only gateway`.
@@ -11,6 +12,17 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+# --compare REV (anywhere in the arguments); the rest goes to the harness.
+compare=""
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --compare) compare="${2:?--compare needs a revision}"; shift 2 ;;
+        --compare=*) compare="${1#--compare=}"; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
 
 # The comparison tools come from Debian packages; install only what is missing.
 need=()
@@ -35,4 +47,27 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "building release binaries"
 cargo build --release --quiet -p mcpd -p mcpctl -p mcp-echo -p mcpd-loadgen
 
-exec python3 "$root/bench/harness.py" --root "$root" "$@"
+if [ -n "$compare" ]; then
+    # REV's mcpd and mcpctl, built in a worktree of its own with its own target dir. Both
+    # stay under target/compare-<rev>/ (the worktree is moved to REV's commit, not made
+    # anew), so the next comparison with the same REV builds only what changed.
+    sha=$(git rev-parse --verify --quiet "$compare^{commit}") \
+        || { echo "--compare: no such revision: $compare" >&2; exit 2; }
+    dir="$root/target/compare-$(printf '%s' "$compare" | tr -c 'A-Za-z0-9._-' '-')"
+    tree="$dir/tree"
+    # Only a worktree of its own (inside this one, `git -C` would find this tree instead).
+    if [ -d "$tree" ] && [ "$(git -C "$tree" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$tree" && pwd -P)" ]; then
+        git -C "$tree" checkout --quiet --detach --force "$sha"
+    else
+        rm -rf "$tree"
+        git worktree prune
+        git worktree add --quiet --detach "$tree" "$sha"
+    fi
+    echo "building $compare (${sha:0:12}) into $dir/target"
+    (cd "$tree" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet -p mcpd -p mcpctl)
+    exec python3 "$root/bench/harness.py" --root "$root" --compare-bin "$dir/target/release" \
+        --compare-label "$compare (${sha:0:12})" --compare-report "$dir/report.md" \
+        ${args[@]+"${args[@]}"}
+fi
+
+exec python3 "$root/bench/harness.py" --root "$root" ${args[@]+"${args[@]}"}

@@ -2,6 +2,8 @@
 //! with one authenticated HTTP gateway and a local control socket.
 
 mod accept;
+#[cfg(test)]
+mod alloc_count;
 pub mod audit;
 pub mod authz;
 pub mod check;

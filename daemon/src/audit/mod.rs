@@ -3,35 +3,46 @@
 //!
 //! Recording never blocks a request: records go through the bounded queue of a writer thread
 //! of their own (not the server logs' one, so a chatty server cannot crowd them out); a full
-//! queue drops the record and counts it (`mcpd_audit_dropped_total`). Followers
-//! (`mcpctl audit -f`) get each record as it is made.
+//! queue drops the record and counts it (`mcpd_audit_dropped_total`). The request path only
+//! queues what it knows ([`CallEntry`]: shared config and claims, the time as a `SystemTime`);
+//! the writer renders each record's JSON line into its file buffer and hands it to followers
+//! (`mcpctl audit -f`) as it is written.
 
+mod entry;
 mod reader;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::SystemTime;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::broadcast;
 
 use mcpd_protocol::AuditRecord;
 
+pub use entry::CallEntry;
 pub use reader::{AuditFilter, read_backlog};
 
 use crate::config::AUDIT_LOG_NAME;
 use crate::config::LogsConfig;
-use crate::supervisor::LogFiles;
+use crate::supervisor::logs::Files;
+use writer::{Job, Writer};
 
 /// Records queued for `mcpctl audit -f` followers before a slow one lags.
 const FOLLOW_QUEUE: usize = 1024;
+/// Records queued for the writer before records get dropped. Written every 20 ms, that is
+/// over 400 000 records a second; the queue takes memory only for what it holds.
+const QUEUE: usize = 8 * 1024;
 
 #[derive(Debug)]
 pub struct AuditLog {
-    files: Option<LogFiles>,
-    name: Arc<str>,
+    /// The writer thread's queue; `None` when the thread could not start.
+    jobs: Option<mpsc::Sender<Job>>,
+    queued: Arc<AtomicUsize>,
     followers: broadcast::Sender<Arc<str>>,
     dropped: AtomicU64,
     dropped_metric: Counter,
@@ -42,44 +53,73 @@ impl AuditLog {
     /// Starts the writer for `<config.dir>/audit.log`. Without a writer (the thread could not
     /// start) records still reach followers, and each is counted as dropped.
     pub fn new(config: &LogsConfig, dropped_metric: Counter) -> Arc<Self> {
-        let name: Arc<str> = Arc::from(AUDIT_LOG_NAME);
-        let files = match LogFiles::new(config) {
-            Ok(files) => {
-                files.open(name.clone());
-                Some(files)
-            }
+        let followers = broadcast::Sender::new(FOLLOW_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (jobs, queue) = mpsc::channel();
+        let writer = Writer {
+            files: Files::new(config),
+            name: Arc::from(AUDIT_LOG_NAME),
+            followers: followers.clone(),
+            queued: queued.clone(),
+        };
+        let started = std::thread::Builder::new()
+            .name("mcpd-audit".into())
+            .spawn(move || writer.run(queue));
+        let jobs = match started {
+            Ok(_) => Some(jobs),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the audit log writer; audit records are not written");
                 None
             }
         };
         Arc::new(AuditLog {
-            files,
-            name,
-            followers: broadcast::Sender::new(FOLLOW_QUEUE),
+            jobs,
+            queued,
+            followers,
             dropped: AtomicU64::new(0),
             dropped_metric,
             config: config.clone(),
         })
     }
 
-    /// Queues `record`; never waits.
+    /// Queues `record`; never waits. Rendered on the writer thread.
     pub fn record(&self, record: &AuditRecord) {
-        let Ok(mut line) = serde_json::to_string(record) else {
+        self.queue(Job::Record(Box::new(record.clone())));
+    }
+
+    /// Queues a gateway call's record; never waits, and formats nothing on the caller's
+    /// thread: the writer renders it.
+    pub fn record_call(&self, call: CallEntry) {
+        self.queue(Job::Call(call));
+    }
+
+    fn queue(&self, job: Job) {
+        let Some(jobs) = &self.jobs else {
+            // No writer: followers still get the record.
+            if self.followers.receiver_count() > 0 {
+                let mut line = Vec::new();
+                writer::render(&job, &mut entry::TimeFormat::default(), &mut line);
+                if let Ok(line) = String::from_utf8(line) {
+                    let _ = self.followers.send(Arc::from(line));
+                }
+            }
+            self.drop_one();
             return;
         };
-        if self.followers.receiver_count() > 0 {
-            let _ = self.followers.send(Arc::from(line.as_str()));
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.drop_one();
+            return;
         }
-        line.push('\n');
-        let queued = self
-            .files
-            .as_ref()
-            .is_some_and(|files| files.write(&self.name, line.into_bytes()));
-        if !queued {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.dropped_metric.inc();
+        if jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.drop_one();
         }
+    }
+
+    fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.dropped_metric.inc();
     }
 
     /// Records dropped since start.
@@ -91,11 +131,17 @@ impl AuditLog {
         self.followers.subscribe()
     }
 
-    /// Waits (at most `timeout`) until every record queued so far is written.
+    /// Waits (at most `timeout`) until every record queued so far is written (and sent to
+    /// followers).
     pub async fn flush(&self, timeout: std::time::Duration) {
-        if let Some(files) = &self.files {
-            files.flush(timeout).await;
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        let (done, wait) = mpsc::channel();
+        if jobs.send(Job::Flush(done)).is_err() {
+            return;
         }
+        let _ = tokio::task::spawn_blocking(move || wait.recv_timeout(timeout)).await;
     }
 
     pub fn config(&self) -> &LogsConfig {
@@ -106,8 +152,8 @@ impl AuditLog {
 /// Now, as an audit record's `time` and `ts`.
 pub fn now() -> (String, u64) {
     let at = SystemTime::now();
-    let ts = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    (humantime::format_rfc3339_millis(at).to_string(), ts)
+    (
+        humantime::format_rfc3339_millis(at).to_string(),
+        entry::unix_ms(at),
+    )
 }

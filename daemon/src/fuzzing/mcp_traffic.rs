@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::authz::{self, ToolPattern, ToolRule};
 use crate::config::OAuthConfig;
 use crate::envelope::{self, HeaderCheck, Message};
-use crate::gateway::sse;
+use crate::gateway::{outcome, sse};
 
 /// The per-tool policy `envelope` decides under (the example), and the scope sets it
 /// asks about.
@@ -265,7 +265,8 @@ fn check_stateless_headers(message: &Message<'_>) {
 /// pieces (sizes from the first byte). Both give the same events; the events and what is
 /// left make up the input; each event ends at its first blank line; rewriting an event's
 /// data (as the tap does for events with data) gives one event that carries exactly the new
-/// data and keeps its other fields.
+/// data and keeps its other fields; an event's data read in place is the same as joined; a
+/// call's outcome is read from any data without panicking.
 pub fn sse_split(data: &[u8]) {
     let Some((&first, stream)) = data.split_first() else {
         return;
@@ -299,6 +300,13 @@ pub fn sse_split(data: &[u8]) {
                 .map(<[u8]>::to_vec)
                 .collect()
         };
+        // The tap reads outcomes from the borrowed data, and from a server's bytes.
+        assert_eq!(sse::data_ref(event).map(Cow::into_owned), sse::data(event));
+        if let Some(data) = sse::data_ref(event) {
+            outcome::read(&data, |read| {
+                assert!(read.id.is_none_or(|id| !id.is_empty()))
+            });
+        }
         // Only events with data are rewritten (`tap` filters the JSON-RPC message in them).
         if sse::data(event).is_none() {
             continue;

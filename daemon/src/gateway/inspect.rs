@@ -8,27 +8,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
-use mcpd_protocol::{AuditDecision, AuditRecord};
+use mcpd_protocol::AuditDecision;
 
 use super::auth::Claims;
 use super::conn::ClientBody;
 use super::response::{self, Body};
 use super::tap::{CallAudit, ListFilter, Tap};
-use crate::audit::{self, AuditLog};
+use crate::audit::{AuditLog, CallEntry};
 use crate::authz::{self, Decision};
 use crate::config::ServerConfig;
 use crate::envelope::{self, EnvelopeError, Message};
 
 /// Who is asking, for decisions and audit records.
 pub struct Caller<'a> {
-    pub claims: Option<&'a Claims>,
+    pub claims: Option<&'a Arc<Claims>>,
     pub peer: SocketAddr,
 }
 
@@ -106,11 +106,11 @@ pub fn inspect(
             if let Some(audit) = audit {
                 // The whole body is refused: allowed calls of a batch did not run either.
                 for message in envelope.messages.iter().filter(|m| m.is_tool_call()) {
-                    let mut record = call_record(config, caller, message);
-                    record.status = answer.status().as_u16();
-                    record.decision = AuditDecision::Deny;
-                    record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    audit.record(&record);
+                    let mut call = call_entry(config, caller, message);
+                    call.status = answer.status().as_u16();
+                    call.decision = AuditDecision::Deny;
+                    call.duration = started.elapsed();
+                    audit.record_call(call);
                 }
             }
             return Err(Box::new(answer));
@@ -140,12 +140,7 @@ pub fn inspect(
             .messages
             .iter()
             .filter(|m| m.is_tool_call())
-            .map(|message| CallAudit {
-                id: message
-                    .id
-                    .and_then(|id| serde_json::from_str(id.get()).ok()),
-                record: call_record(config, caller, message),
-            })
+            .map(|message| CallAudit::new(call_entry(config, caller, message)))
             .collect(),
         None => Vec::new(),
     };
@@ -155,31 +150,25 @@ pub fn inspect(
     Ok(Inspected { body, tap })
 }
 
-/// An audit record for `message` (a tools/call), decision allow, outcome not known yet.
-fn call_record(config: &ServerConfig, caller: &Caller<'_>, message: &Message<'_>) -> AuditRecord {
-    let (time, ts) = audit::now();
-    let claims = caller.claims;
-    AuditRecord {
-        time,
-        ts,
-        server: config.name.clone(),
-        member: None,
-        tool: message.name.as_deref().unwrap_or_default().to_owned(),
-        subject: claims.and_then(|c| c.subject.clone()),
-        client_id: claims.and_then(|c| c.client_id.clone()),
-        scopes: claims.map(|c| c.scopes.clone()).unwrap_or_default(),
+/// The audit record of `message` (a tools/call), decision allow, outcome not known yet: only
+/// what the request knows, shared or moved, formatted later by the audit writer.
+fn call_entry(config: &Arc<ServerConfig>, caller: &Caller<'_>, message: &Message<'_>) -> CallEntry {
+    CallEntry {
+        at: SystemTime::now(),
+        server: config.clone(),
+        claims: caller.claims.cloned(),
+        tool: message.name.as_deref().unwrap_or_default().into(),
+        request_id: message.id_text().map(Box::from),
+        peer: caller.peer,
+        arguments: config
+            .audit_arguments
+            .then(|| message.arguments.map(|a| Box::from(a.get())))
+            .flatten(),
         decision: AuditDecision::Allow,
         status: 0,
         error_code: None,
         is_error: None,
-        duration_ms: 0.0,
-        request_id: message.id_text().map(str::to_owned),
-        caller: caller.peer.to_string(),
-        via: "gateway".into(),
-        arguments: config
-            .audit_arguments
-            .then(|| message.arguments.map(|a| a.get().to_owned()))
-            .flatten(),
+        duration: std::time::Duration::ZERO,
     }
 }
 

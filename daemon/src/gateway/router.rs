@@ -274,7 +274,7 @@ async fn mcp(
             Err(answer) => return *answer,
         };
         let caller = Caller {
-            claims: claims.as_deref(),
+            claims: claims.as_ref(),
             peer,
         };
         let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);

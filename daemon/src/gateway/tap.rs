@@ -8,6 +8,8 @@
 //! and, for 2026-07-28, is marked `cacheScope: "private"`. An answer too large to filter
 //! (over [`MAX_HELD`]) is replaced by a JSON-RPC error: a list is never passed on unfiltered.
 
+mod calls;
+pub(crate) mod outcome;
 pub(crate) mod sse;
 
 use std::sync::Arc;
@@ -15,14 +17,15 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use serde::Deserialize;
 use serde_json::Value;
-
-use mcpd_protocol::AuditRecord;
 
 use crate::audit::AuditLog;
 use crate::authz;
 use crate::config::ServerConfig;
+
+pub use calls::CallAudit;
+#[cfg(test)]
+use calls::Pending;
 
 /// Most bytes held to filter one answer (a JSON body, or one SSE event).
 pub const MAX_HELD: usize = 16 << 20;
@@ -37,12 +40,6 @@ pub struct ListFilter {
     pub config: Arc<ServerConfig>,
     /// 2026-07-28: mark filtered answers `cacheScope: "private"`.
     pub stateless: bool,
-}
-
-/// A call whose outcome goes into `record`.
-pub struct CallAudit {
-    pub id: Option<Value>,
-    pub record: AuditRecord,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +58,8 @@ pub struct Tap {
     status: u16,
     format: Format,
     buffer: BytesMut,
+    /// An observed JSON answer's first chunk, kept whole (no copy) until a second one comes.
+    first: Option<Bytes>,
     /// The copy for observing outgrew [`MAX_OBSERVED`].
     overflow: bool,
     recorded: bool,
@@ -81,6 +80,7 @@ impl Tap {
             status: 0,
             format: Format::Other,
             buffer: BytesMut::new(),
+            first: None,
             overflow: false,
             recorded: false,
         }
@@ -104,21 +104,19 @@ impl Tap {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
         let encoded = parts
             .headers
             .get(CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        self.format = match essence.as_str() {
-            _ if encoded => Format::Other,
-            "application/json" => Format::Json,
-            "text/event-stream" => Format::Sse,
-            _ => Format::Other,
+        self.format = if encoded {
+            Format::Other
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Format::Json
+        } else if essence.eq_ignore_ascii_case("text/event-stream") {
+            Format::Sse
+        } else {
+            Format::Other
         };
         if self.filter.is_some() && self.format != Format::Other {
             parts.headers.remove(CONTENT_LENGTH);
@@ -143,39 +141,60 @@ impl Tap {
             }
             (Format::Json, false) => {
                 if !self.overflow && !self.calls.is_empty() {
-                    if self.buffer.len() + chunk.len() > MAX_OBSERVED {
-                        self.overflow = true;
-                        self.buffer = BytesMut::new();
+                    if self.first.is_none() && self.buffer.is_empty() {
+                        self.first = Some(chunk.clone());
                     } else {
-                        self.buffer.extend_from_slice(&chunk);
+                        let first = self.first.take().unwrap_or_default();
+                        if self.buffer.len() + first.len() + chunk.len() > MAX_OBSERVED {
+                            self.overflow = true;
+                            self.buffer = BytesMut::new();
+                        } else {
+                            self.buffer.extend_from_slice(&first);
+                            self.buffer.extend_from_slice(&chunk);
+                        }
                     }
                 }
                 chunk
             }
-            (Format::Sse, holding) => {
-                if !holding && self.calls.iter().all(|call| call.record.status != 0) {
+            (Format::Sse, false) => {
+                if self.calls.iter().all(|call| call.answered) {
                     // Nothing left to learn from this stream.
                     return chunk;
                 }
-                self.buffer.extend_from_slice(&chunk);
-                let mut out = Vec::new();
-                while let Some(event) = sse::next_event(&mut self.buffer) {
-                    let replaced = self.on_sse_event(&event);
-                    if holding {
-                        match replaced {
-                            Some(new) => out.extend_from_slice(&new),
-                            None => out.extend_from_slice(&event),
-                        }
+                if self.buffer.is_empty() {
+                    // Whole events are read in place; only a partial one is copied.
+                    let mut rest = &chunk[..];
+                    while let Some(end) = sse::event_end(rest) {
+                        self.observe_event(&rest[..end]);
+                        rest = &rest[end..];
+                    }
+                    self.buffer.extend_from_slice(rest);
+                } else {
+                    self.buffer.extend_from_slice(&chunk);
+                    while let Some(event) = sse::next_event(&mut self.buffer) {
+                        self.observe_event(&event);
                     }
                 }
                 if self.buffer.len() > MAX_HELD {
                     self.buffer = BytesMut::new();
-                    if holding {
-                        out.extend_from_slice(&sse::event(&too_large()));
-                        self.filter = None;
+                }
+                chunk
+            }
+            (Format::Sse, true) => {
+                self.buffer.extend_from_slice(&chunk);
+                let mut out = Vec::new();
+                while let Some(event) = sse::next_event(&mut self.buffer) {
+                    match self.on_sse_event(&event) {
+                        Some(new) => out.extend_from_slice(&new),
+                        None => out.extend_from_slice(&event),
                     }
                 }
-                if holding { Bytes::from(out) } else { chunk }
+                if self.buffer.len() > MAX_HELD {
+                    self.buffer = BytesMut::new();
+                    out.extend_from_slice(&sse::event(&too_large()));
+                    self.filter = None;
+                }
+                Bytes::from(out)
             }
         }
     }
@@ -196,8 +215,10 @@ impl Tap {
             }
             (Format::Json, false) => {
                 let body = std::mem::take(&mut self.buffer);
-                if !self.overflow && !body.is_empty() {
-                    self.on_json(&body);
+                if let Some(first) = self.first.take() {
+                    self.observe(&first);
+                } else if !self.overflow && !body.is_empty() {
+                    self.observe(&body);
                 }
                 Bytes::new()
             }
@@ -206,19 +227,27 @@ impl Tap {
                 let rest = std::mem::take(&mut self.buffer);
                 if rest.is_empty() {
                     Bytes::new()
-                } else {
-                    let replaced = self.on_sse_event(&rest);
-                    match (holding, replaced) {
-                        (true, Some(new)) => Bytes::from(new),
-                        (true, None) => rest.freeze(),
-                        (false, _) => Bytes::new(),
+                } else if holding {
+                    match self.on_sse_event(&rest) {
+                        Some(new) => Bytes::from(new),
+                        None => rest.freeze(),
                     }
+                } else {
+                    self.observe_event(&rest);
+                    Bytes::new()
                 }
             }
             (Format::Other, _) => Bytes::new(),
         };
         self.record();
         out
+    }
+
+    /// One complete SSE event of an answer only observed: its data read for call outcomes.
+    fn observe_event(&mut self, event: &[u8]) {
+        if let Some(data) = sse::data_ref(event) {
+            self.observe(&data);
+        }
     }
 
     /// One complete SSE event: its data read as a message; `Some` with the event rewritten
@@ -252,13 +281,16 @@ impl Tap {
     /// Records a call's outcome, or filters a list answer; true when it changed `message`.
     fn on_message(&mut self, message: &mut Value) -> bool {
         let id = message.get("id");
-        if let Some(call) = self
-            .calls
-            .iter_mut()
-            .find(|call| call.id.is_some() && call.id.as_ref() == id)
+        let answered = id
+            .filter(|id| !id.is_null())
+            .and_then(|id| serde_json::to_vec(id).ok());
+        if let Some(answered) = answered
+            && self.calls.iter().any(|call| call.is_answered_by(&answered))
         {
-            let outcome = Outcome::deserialize(&*message).ok();
-            settle(call, outcome.as_ref());
+            // The outcome is read from the message's text, as for an answer only observed.
+            if let Ok(text) = serde_json::to_vec(&*message) {
+                self.observe(&text);
+            }
             return false;
         }
         let Some(filter) = &self.filter else {
@@ -287,27 +319,19 @@ impl Tap {
         true
     }
 
-    /// Reads call outcomes without building the whole value.
+    /// Reads call outcomes from `text` (a message or a batch) in place.
     fn observe(&mut self, text: &[u8]) {
         if self.calls.is_empty() {
             return;
         }
-        let outcomes: Vec<Outcome> = match text.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => serde_json::from_slice(text).unwrap_or_default(),
-            Some(b'{') => serde_json::from_slice(text)
-                .map(|o| vec![o])
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        for outcome in &outcomes {
-            if let Some(call) = self
-                .calls
-                .iter_mut()
-                .find(|call| call.id.is_some() && call.id == outcome.id)
+        let calls = &mut self.calls;
+        outcome::read(text, |outcome| {
+            if let Some(id) = outcome.id
+                && let Some(call) = calls.iter_mut().find(|call| call.is_answered_by(id))
             {
-                settle(call, Some(outcome));
+                call.settle(outcome.error_code, outcome.is_error);
             }
-        }
+        });
     }
 
     /// Writes the audit records (once): at the end of the answer, or when it is dropped.
@@ -319,11 +343,9 @@ impl Tap {
         let Some(audit) = &self.audit else {
             return;
         };
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        for call in &mut self.calls {
-            call.record.status = self.status;
-            call.record.duration_ms = duration_ms;
-            audit.record(&call.record);
+        let duration = self.started.elapsed();
+        for call in self.calls.drain(..) {
+            call.write(audit, self.status, duration);
         }
     }
 }
@@ -344,35 +366,6 @@ impl Drop for Tap {
     }
 }
 
-/// What an answer says of a call's outcome.
-#[derive(Deserialize, Default)]
-struct Outcome {
-    id: Option<Value>,
-    result: Option<OutcomeResult>,
-    error: Option<OutcomeError>,
-}
-
-#[derive(Deserialize)]
-struct OutcomeResult {
-    #[serde(rename = "isError")]
-    is_error: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct OutcomeError {
-    code: Option<i64>,
-}
-
-fn settle(call: &mut CallAudit, outcome: Option<&Outcome>) {
-    let Some(outcome) = outcome else {
-        return;
-    };
-    call.record.error_code = outcome.error.as_ref().and_then(|e| e.code);
-    call.record.is_error = outcome.result.as_ref().map(|r| r.is_error.unwrap_or(false));
-    // Marks the call as answered (the real status is set when the record is written).
-    call.record.status = 1;
-}
-
 fn too_large() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "jsonrpc": "2.0",
@@ -385,5 +378,7 @@ fn too_large() -> Vec<u8> {
     .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod allocations;
 #[cfg(test)]
 mod tests;

@@ -65,7 +65,7 @@ impl LogFiles {
     /// Starts the writer thread for files in `config.dir`.
     pub fn new(config: &LogsConfig) -> std::io::Result<Self> {
         let (jobs, queue) = std_mpsc::sync_channel(FILE_QUEUE);
-        let files = RollingFiles::new(config.dir.clone(), config.rotation, config.keep);
+        let files = Files::new(config);
         std::thread::Builder::new()
             .name("mcpd-logs".into())
             .spawn(move || writer(queue, files))?;
@@ -97,50 +97,81 @@ impl LogFiles {
 /// How long the writer thread lets lines accumulate after the first one arrives. A busy
 /// server's lines are then written in batches, one `write` per file, and its reader does not
 /// wake the writer for every line; the ring (`mcpctl logs`) has each line at once.
-const BATCH_WINDOW: Duration = Duration::from_millis(20);
+pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
-fn writer(queue: std_mpsc::Receiver<FileJob>, mut files: RollingFiles) {
-    let mut pending: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
+fn writer(queue: std_mpsc::Receiver<FileJob>, mut files: Files) {
     // Blocks while every server is quiet; then takes what came within the batch window.
     while let Ok(first) = queue.recv() {
-        handle(&mut files, &mut pending, first);
+        files.handle(first);
         std::thread::sleep(BATCH_WINDOW);
         while let Ok(job) = queue.try_recv() {
-            handle(&mut files, &mut pending, job);
+            files.handle(job);
         }
-        write_pending(&mut files, &mut pending);
-        files.prune();
+        files.write_pending();
     }
-    write_pending(&mut files, &mut pending);
+    files.write_pending();
 }
 
-fn handle(files: &mut RollingFiles, pending: &mut HashMap<Arc<str>, Vec<u8>>, job: FileJob) {
-    match job {
-        FileJob::Open(name) => {
-            write_pending(files, pending);
-            files.add(name);
+/// A writer thread's state: the files and the lines not yet written to them. Owned by the
+/// server logs' thread, and by the audit log's (`crate::audit`).
+pub(crate) struct Files {
+    files: RollingFiles,
+    pending: HashMap<Arc<str>, Vec<u8>>,
+}
+
+impl Files {
+    /// Files in `config.dir`, rotated and kept as `config` says; nothing is created yet.
+    pub(crate) fn new(config: &LogsConfig) -> Self {
+        Files {
+            files: RollingFiles::new(config.dir.clone(), config.rotation, config.keep),
+            pending: HashMap::new(),
         }
-        FileJob::Write(name, bytes) => match pending.get_mut(&name) {
-            Some(buffer) => buffer.extend_from_slice(&bytes),
-            None => {
-                pending.insert(name, bytes);
+    }
+
+    fn handle(&mut self, job: FileJob) {
+        match job {
+            FileJob::Open(name) => self.open(name),
+            FileJob::Write(name, bytes) => match self.pending.get_mut(&name) {
+                Some(buffer) => buffer.extend_from_slice(&bytes),
+                None => {
+                    self.pending.insert(name, bytes);
+                }
+            },
+            FileJob::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
             }
-        },
-        FileJob::Flush(done) => {
-            write_pending(files, pending);
-            let _ = done.send(());
         }
     }
-}
 
-/// One `write` per file for the lines of the batch.
-fn write_pending(files: &mut RollingFiles, pending: &mut HashMap<Arc<str>, Vec<u8>>) {
-    if pending.is_empty() {
-        return;
+    /// Starts (creates, 0640) the file for `name`'s lines.
+    pub(crate) fn open(&mut self, name: Arc<str>) {
+        self.write_pending();
+        self.files.add(name);
     }
-    files.roll(SystemTime::now());
-    for (name, bytes) in pending.drain() {
-        files.write(&name, &bytes);
+
+    /// The bytes waiting for `name`'s file: append whole lines.
+    pub(crate) fn pending(&mut self, name: &Arc<str>) -> &mut Vec<u8> {
+        self.pending.entry(name.clone()).or_default()
+    }
+
+    /// Writes everything pending (files are not buffered: written is flushed).
+    pub(crate) fn flush(&mut self) {
+        self.write_pending();
+    }
+
+    /// One `write` per file for the lines of the batch, then the pruning of old files of
+    /// servers started or rolled over since the last batch.
+    pub(crate) fn write_pending(&mut self) {
+        if !self.pending.is_empty() {
+            self.files.roll(SystemTime::now());
+            for (name, bytes) in self.pending.drain() {
+                if !bytes.is_empty() {
+                    self.files.write(&name, &bytes);
+                }
+            }
+        }
+        self.files.prune();
     }
 }
 

@@ -10,7 +10,7 @@ mod confine;
 mod lifecycle;
 mod log_files;
 mod log_mode;
-mod logs;
+pub(crate) mod logs;
 mod plan;
 mod probe;
 mod proc_usage;

@@ -2,6 +2,8 @@
 //! blank line (`\n\n`, `\r\n\r\n` or `\r\r`), `data:` lines join with `\n`, one space after
 //! the colon is not part of the value.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 
 /// Takes the first complete event (with its blank line) off `buffer`.
@@ -11,22 +13,20 @@ pub fn next_event(buffer: &mut BytesMut) -> Option<Bytes> {
 }
 
 /// The index just past the first blank line.
-fn event_end(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\n' => {
-                if bytes.get(i + 1) == Some(&b'\n') {
-                    return Some(i + 2);
-                }
-                if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
-                    return Some(i + 3);
-                }
+pub fn event_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &bytes[from..]) {
+        let at = from + found;
+        let next = bytes.get(at + 1);
+        match bytes[at] {
+            b'\n' if next == Some(&b'\n') => return Some(at + 2),
+            b'\n' if next == Some(&b'\r') && bytes.get(at + 2) == Some(&b'\n') => {
+                return Some(at + 3);
             }
-            b'\r' if bytes.get(i + 1) == Some(&b'\r') => return Some(i + 2),
+            b'\r' if next == Some(&b'\r') => return Some(at + 2),
             _ => {}
         }
-        i += 1;
+        from = at + 1;
     }
     None
 }
@@ -47,6 +47,37 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
             Some(value.strip_prefix(b" ").unwrap_or(value))
         }
         _ => None,
+    }
+}
+
+/// The event's data, borrowed from `event` when it is one `data:` line (the common case);
+/// `None` when it has no `data:` line.
+pub fn data_ref(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut first = None;
+    let mut rest = event;
+    loop {
+        // Lines end at `\r\n`, `\n` or `\r`, as in [`lines`].
+        let (line, next) = match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(at) => {
+                let end = if rest[at..].starts_with(b"\r\n") {
+                    at + 2
+                } else {
+                    at + 1
+                };
+                (&rest[..at], Some(&rest[end..]))
+            }
+            None => (rest, None),
+        };
+        if let Some(value) = data_value(line) {
+            if first.is_some() {
+                return data(event).map(Cow::Owned);
+            }
+            first = Some(value);
+        }
+        match next {
+            Some(next) => rest = next,
+            None => return first.map(Cow::Borrowed),
+        }
     }
 }
 
@@ -113,6 +144,27 @@ mod tests {
         assert_eq!(&buffer[..], b"data: partial");
     }
 
+    /// The byte-by-byte definition [`event_end`] must agree with.
+    fn event_end_reference(bytes: &[u8]) -> Option<usize> {
+        (0..bytes.len()).find_map(|i| match bytes[i] {
+            b'\n' if bytes.get(i + 1) == Some(&b'\n') => Some(i + 2),
+            b'\n' if bytes[i + 1..].starts_with(b"\r\n") => Some(i + 3),
+            b'\r' if bytes.get(i + 1) == Some(&b'\r') => Some(i + 2),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn event_ends_agree_with_the_definition_at_every_offset() {
+        let sample = b"a\r\nb\n\rc\r\n\r\nd\n\ne\r\rf\n\r\ng\r\n\nh\r";
+        for start in 0..sample.len() {
+            for end in start..=sample.len() {
+                let bytes = &sample[start..end];
+                assert_eq!(event_end(bytes), event_end_reference(bytes), "{bytes:?}");
+            }
+        }
+    }
+
     #[test]
     fn data_lines_join() {
         assert_eq!(
@@ -122,6 +174,22 @@ mod tests {
         assert_eq!(data(b"data\n\n").unwrap(), b"");
         assert!(data(b": comment\nid: 3\n\n").is_none());
         assert!(data(b"database: x\n\n").is_none());
+        for event in [
+            &b"event: message\ndata: {\"a\":\ndata:1}\n\n"[..],
+            b"id: 1\r\ndata: {}\r\n\r\n",
+            b"data\n\n",
+            b": comment\n\n",
+            b"data: a\rdata: b\r\r",
+            b"data: a\r\r\ndata: b",
+            b"id: 1\rdata:x",
+            b"",
+        ] {
+            assert_eq!(data_ref(event).map(Cow::into_owned), data(event));
+        }
+        assert!(matches!(
+            data_ref(b"data: {}\n\n"),
+            Some(Cow::Borrowed(b"{}"))
+        ));
     }
 
     #[test]

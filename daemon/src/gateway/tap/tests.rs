@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use mcpd_protocol::AuditRecord;
 use serde_json::{Value, json};
 
 use super::*;
@@ -205,27 +206,33 @@ fn compressed_or_other_answers_pass_through() {
 }
 
 fn call_audit(id: Value) -> CallAudit {
-    CallAudit {
-        id: Some(id),
-        record: AuditRecord {
-            time: String::new(),
-            ts: 0,
-            server: "db".into(),
-            member: None,
-            tool: "echo".into(),
-            subject: None,
-            client_id: None,
-            scopes: vec![],
-            decision: mcpd_protocol::AuditDecision::Allow,
-            status: 0,
-            error_code: None,
-            is_error: None,
-            duration_ms: 0.0,
-            request_id: None,
-            caller: String::new(),
-            via: "gateway".into(),
-            arguments: None,
-        },
+    CallAudit::new(AuditRecord {
+        time: String::new(),
+        ts: 0,
+        server: "db".into(),
+        member: None,
+        tool: "echo".into(),
+        subject: None,
+        client_id: None,
+        scopes: vec![],
+        decision: mcpd_protocol::AuditDecision::Allow,
+        status: 0,
+        error_code: None,
+        is_error: None,
+        duration_ms: 0.0,
+        request_id: Some(id.to_string()),
+        caller: String::new(),
+        via: "gateway".into(),
+        arguments: None,
+    })
+}
+
+/// The outcome recorded for the tap's first call: (answered, error code, isError).
+fn outcome(tap: &Tap) -> (bool, Option<i64>, Option<bool>) {
+    let call = &tap.calls[0];
+    match &call.record {
+        Pending::Record(record) => (call.answered, record.error_code, record.is_error),
+        Pending::Call(entry) => (call.answered, entry.error_code, entry.is_error),
     }
 }
 
@@ -235,7 +242,7 @@ fn call_outcomes_are_read_from_json_and_sse() {
     let body = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#;
     let (out, _) = run(&mut tap, "application/json", &[body]);
     assert_eq!(out, body);
-    assert_eq!(tap.calls[0].record.is_error, Some(true));
+    assert_eq!(outcome(&tap), (true, None, Some(true)));
 
     let mut tap = Tap::new(None, vec![call_audit(json!("a"))], None, Instant::now());
     let stream: &[&[u8]] = &[
@@ -245,6 +252,55 @@ fn call_outcomes_are_read_from_json_and_sse() {
     ];
     let (out, _) = run(&mut tap, "text/event-stream", stream);
     assert_eq!(out, stream.concat());
-    assert_eq!(tap.calls[0].record.error_code, Some(-32602));
-    assert_eq!(tap.calls[0].record.is_error, None);
+    assert_eq!(outcome(&tap), (true, Some(-32602), None));
+}
+
+#[test]
+fn outcomes_are_read_whatever_the_chunking() {
+    let answer = b"event: message\r\nid: 9\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"\\u0061\",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"\\\"isError\\\":true\"}],\"isError\":false}}\r\n\r\n";
+    let priming: &[u8] = b"id: 0\nretry: 100\ndata\n\n";
+    let stream = [priming, &answer[..]].concat();
+    // Every split into two chunks, then one byte at a time.
+    for split in 0..=stream.len() {
+        let mut tap = Tap::new(None, vec![call_audit(json!("a"))], None, Instant::now());
+        let (out, _) = run(
+            &mut tap,
+            "text/event-stream",
+            &[&stream[..split], &stream[split..]],
+        );
+        assert_eq!(out, stream, "{split}");
+        assert_eq!(outcome(&tap), (true, None, Some(false)), "{split}");
+    }
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    let mut tap = Tap::new(None, vec![call_audit(json!("a"))], None, Instant::now());
+    run(&mut tap, "text/event-stream", &bytes);
+    assert_eq!(outcome(&tap), (true, None, Some(false)));
+
+    let json = br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"x"}}"#;
+    for split in 0..=json.len() {
+        let mut tap = Tap::new(None, vec![call_audit(json!(3))], None, Instant::now());
+        let (out, _) = run(
+            &mut tap,
+            "application/json",
+            &[&json[..split], &json[split..]],
+        );
+        assert_eq!(out, json);
+        assert_eq!(outcome(&tap), (true, Some(-32000), None), "{split}");
+    }
+    // A last event without its blank line, and another call's answer.
+    let mut tap = Tap::new(None, vec![call_audit(json!(1))], None, Instant::now());
+    run(
+        &mut tap,
+        "text/event-stream",
+        &[b"data: {\"id\":2,\"result\":{}}\n\ndata: {\"id\":1,\"result\":{\"isError\":true}}"],
+    );
+    assert_eq!(outcome(&tap), (true, None, Some(true)));
+    // A malformed answer leaves the outcome unknown.
+    let mut tap = Tap::new(None, vec![call_audit(json!(1))], None, Instant::now());
+    run(
+        &mut tap,
+        "application/json",
+        &[br#"{"id":1,"result":{"isError":true}"#],
+    );
+    assert_eq!(outcome(&tap), (false, None, None));
 }

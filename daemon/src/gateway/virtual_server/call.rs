@@ -402,10 +402,7 @@ async fn finish(
             }
             if let Some(log) = audit {
                 let record = audit_record(context, message, member, original);
-                let call = CallAudit {
-                    id: id.and_then(|id| serde_json::from_str(id.get()).ok()),
-                    record,
-                };
+                let call = CallAudit::new(record);
                 let mut tap = Tap::new(None, vec![call], Some(log.clone()), started);
                 tap.begin(&mut parts);
                 upstream.set_tap(tap);

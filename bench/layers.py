@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""mcpd CPU per tools/call, layer by layer: all off, JWT, JWT + per-tool rules, and the same
+with the audit log on (plus the audit log alone).
+
+CPU time (utime+stime of the mcpd process, from /proc) per request counted by the daemon, at
+one connection, with the daemons and their echo servers on CPU 0 and the load generator on
+CPU 1. CPU per request survives a loaded machine far better than req/s: other jobs make a
+request wait, not cost more cycles. Cases run interleaved for several rounds; medians shown.
+
+    python3 bench/layers.py --root . [--bin-dir target/release] [--rounds 5] [--duration 3]
+
+With --callgrind the daemons run under valgrind's callgrind and the figure is instructions
+per request (Ir, counted between `callgrind_control --zero` and `--dump` around each case, less the
+daemon's idle rate measured first over 10 s):
+exact and independent of the machine's load, and the dumps (kept with --keep) are a profile
+of each layer (`callgrind_annotate FILE`). Valgrind makes the daemon ~50x slower, so use a
+longer --duration (10 s gives ~1000 requests).
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import SERVER_CPU, TICK, cpu_ticks, median, wait_until  # noqa: E402
+
+OFF_GW, AUDIT_GW = 18086, 18087
+OFF_ECHO, AUDIT_ECHO = 18190, 18195
+
+IDLE_SECS = 10
+RULES = '{"delete_*": [admin], "search": [tools:read, user], "*": [tools:write, user]}'
+
+
+def servers(first_port, names):
+    lines = ["mcp_servers:"]
+    for i, (name, oauth) in enumerate(names):
+        lines.append(f"  {name}:")
+        lines.append("    binary: mcp-echo")
+        lines.append(f"    port: {first_port + i}")
+        if oauth:
+            lines.append(f"    oauth: {oauth}")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--bin-dir", help="mcpd, mcpctl, mcp-echo, mcpd-loadgen (default "
+                        "ROOT/target/release)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count instructions per request under valgrind instead of CPU time")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
+    args = parser.parse_args()
+    bench = harness.Bench(types.SimpleNamespace(root=os.path.abspath(args.root), quick=True))
+    if args.bin_dir:
+        bench.rel = os.path.abspath(args.bin_dir)
+    bench.duration = args.duration
+    try:
+        run(bench, args)
+    finally:
+        bench.procs.kill_all()
+        if args.keep:
+            print(f"kept {bench.tmp}")
+        else:
+            shutil.rmtree(bench.tmp, ignore_errors=True)
+
+
+def run(bench, args):
+    jwt = "{required: true, scopes: [user, tools:read, tools:write]}"
+    rules = f"{{required: true, scopes: [user, tools:read, tools:write], tools: {RULES}}}"
+    daemons = {}
+    secret = os.urandom(32).hex()  # one secret: the token is good on both daemons
+    for label, gw, echo, audit, names in [
+        ("off", OFF_GW, OFF_ECHO, False,
+         [("echo", None), ("echo-jwt", jwt), ("echo-rules", rules)]),
+        ("audit", AUDIT_GW, AUDIT_ECHO, True, [("echo", None), ("echo-rules", rules)]),
+    ]:
+        d = os.path.join(bench.tmp, label)
+        extra = "auth:\n  keys:\n    - {hs256_secret_file: jwt.secret}\n"
+        config = bench.write_daemon_config(d, gw, f"{echo}-{echo + 4}", extra, audit=audit)
+        with open(os.path.join(d, "mcp", "bench.yaml"), "w") as f:
+            f.write(servers(echo, names))
+        with open(os.path.join(d, "jwt.secret"), "w") as f:
+            f.write(secret)
+        daemons[label] = (d, gw)
+    procs = {}
+    for label, (d, gw) in daemons.items():
+        config = os.path.join(d, "mcpd.yaml")
+        if args.callgrind:
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/callgrind.%p",
+                   bench.bin("mcpd"), "--config", config]
+            procs[label] = bench.procs.spawn(cmd, cpu=SERVER_CPU,
+                                             stderr=open(os.path.join(d, "valgrind.log"), "w"))
+        else:
+            procs[label], _ = bench.start_daemon(config, cpu=SERVER_CPU)
+    for label, (d, gw) in daemons.items():
+        sock = os.path.join(d, "mcpd.sock")
+
+        def running(sock=sock):
+            try:
+                return all(s["state"] == "running" for s in bench.status(sock)["servers"])
+            except Exception:
+                return False
+        wait_until(f"{label} daemon's servers running", 60, running)
+    token = bench.mcpctl(os.path.join(daemons["off"][0], "mcpd.sock"), "token", "--scope",
+                         "user", "--ttl", "2h").strip()
+    cases = [
+        ("all off", "off", "echo", None),
+        ("JWT", "off", "echo-jwt", token),
+        ("JWT + rules", "off", "echo-rules", token),
+        ("JWT + rules + audit", "audit", "echo-rules", token),
+        ("audit only", "audit", "echo", None),
+    ]
+    # Under callgrind, what the daemon does by the clock (probes, usage sampling, timers) is
+    # counted at its idle rate and taken off each case, so a slower case is not charged more.
+    idle_rate = {}
+    if args.callgrind:
+        for daemon, proc in procs.items():
+            subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True,
+                           capture_output=True)
+            started = time.monotonic()
+            time.sleep(IDLE_SECS)
+            subprocess.run(["callgrind_control", "--dump=idle", str(proc.pid)], check=True,
+                           capture_output=True)
+            idle_rate[daemon] = latest_ir(daemons[daemon][0]) / (time.monotonic() - started)
+            harness.log(f"{daemon} daemon idle: {idle_rate[daemon]:.0f} Ir/s")
+    unit = "Ir" if args.callgrind else "us"
+    cpu = {c[0]: [] for c in cases}
+    rps = {c[0]: [] for c in cases}
+    for round_ in range(args.rounds):
+        order = cases if round_ % 2 == 0 else list(reversed(cases))
+        for name, daemon, server, tok in order:
+            gw = daemons[daemon][1]
+            url = f"http://127.0.0.1:{gw}/api/v1/mcp/{server}/mcp"
+            pid = procs[daemon].pid
+            before_req = bench.metrics_requests(gw, server)
+            if args.callgrind:
+                subprocess.run(["callgrind_control", "--zero", str(pid)], check=True,
+                               capture_output=True)
+            before_cpu = cpu_ticks(pid)
+            started = time.monotonic()
+            result = bench.loadgen(url, args.connections, tok)
+            ticks = cpu_ticks(pid) - before_cpu
+            if args.callgrind:
+                subprocess.run(["callgrind_control", "--dump=" + name, str(pid)],
+                               check=True, capture_output=True)
+                elapsed = time.monotonic() - started
+                ticks = latest_ir(daemons[daemon][0]) - idle_rate[daemon] * elapsed
+            requests = bench.metrics_requests(gw, server) - before_req
+            per_req = (ticks if args.callgrind else ticks / TICK * 1e6) / max(requests, 1)
+            cpu[name].append(per_req)
+            rps[name].append(result["rps"])
+            harness.log(f"round {round_ + 1}/{args.rounds} {name:20} {per_req:6.1f} {unit}/req "
+                        f"{result['rps']:7.0f} req/s")
+    base = median(cpu["all off"])
+    print(f"\nmcpd CPU per tools/call, {args.connections} connection(s), "
+          f"{args.rounds} rounds of {args.duration:g} s, medians "
+          f"({time.strftime('%Y-%m-%d %H:%M %Z')}, load {os.getloadavg()[0]:.2f}):\n")
+    what = "instructions/req" if args.callgrind else "CPU us/req"
+    print(f"| layers | {what} | over all off | req/s |")
+    print("|---|---:|---:|---:|")
+    for name, *_ in cases:
+        c = median(cpu[name])
+        print(f"| {name} | {c:.{0 if args.callgrind else 1}f} | {c - base:+.{0 if args.callgrind else 1}f} | "
+              f"{median(rps[name]):.0f} |")
+
+
+def latest_ir(directory):
+    """Ir of the newest callgrind dump in `directory` (its `summary:`/`totals:` line)."""
+    dumps = [os.path.join(directory, f) for f in os.listdir(directory)
+             if f.startswith("callgrind.")]
+    newest = max(dumps, key=os.path.getmtime)
+    with open(newest) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {newest}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+//! A gateway call's audit record while its request runs, and the rendering of every record
+//! as its JSON line.
+//!
+//! The request path only gathers what it knows, cheaply: the server's config and the token's
+//! claims are shared (`Arc`), the time is a `SystemTime`, the caller a `SocketAddr`. Formatting
+//! (the RFC 3339 time, the address, the JSON) happens on the audit writer thread, straight
+//! into its file buffer. The line is exactly what serializing [`AuditRecord`] gives (same
+//! fields, same order, same omissions), which `mcpctl audit` reads back.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use mcpd_protocol::{AuditDecision, AuditRecord};
+
+use crate::config::ServerConfig;
+use crate::gateway::auth::Claims;
+
+/// A `tools/call` through the gateway (not a virtual server), as the request path knows it.
+#[derive(Debug)]
+pub struct CallEntry {
+    pub at: SystemTime,
+    /// The server addressed; its name goes into the record.
+    pub server: Arc<ServerConfig>,
+    /// The verified token's claims: subject, client id and scopes.
+    pub claims: Option<Arc<Claims>>,
+    pub tool: Box<str>,
+    /// The JSON-RPC id as the caller wrote it.
+    pub request_id: Option<Box<str>>,
+    pub peer: SocketAddr,
+    /// The call's arguments (JSON text), only with `audit: {arguments: true}`.
+    pub arguments: Option<Box<str>>,
+    pub decision: AuditDecision,
+    pub status: u16,
+    pub error_code: Option<i64>,
+    pub is_error: Option<bool>,
+    /// From the request to the end of the response.
+    pub duration: Duration,
+}
+
+/// Unix milliseconds of `at` (0 before 1970).
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// RFC 3339 times with milliseconds, the date and time of day formatted once per second.
+#[derive(Default)]
+pub struct TimeFormat {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    prefix: [u8; 19],
+}
+
+impl TimeFormat {
+    /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, what `humantime::format_rfc3339_millis` writes.
+    pub fn format(&mut self, at: SystemTime) -> Rfc3339 {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = since.as_secs();
+        if self.second != Some(second) {
+            let whole = UNIX_EPOCH + Duration::from_secs(second);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            let Some(prefix) = text.as_bytes().get(..19) else {
+                // Beyond year 9999: humantime's own text, uncached.
+                return Rfc3339::Other(humantime::format_rfc3339_millis(at).to_string());
+            };
+            self.prefix.copy_from_slice(prefix);
+            self.second = Some(second);
+        }
+        let mut out = [0u8; 24];
+        out[..19].copy_from_slice(&self.prefix);
+        let millis = since.subsec_millis();
+        out[19] = b'.';
+        out[20] = b'0' + (millis / 100) as u8;
+        out[21] = b'0' + (millis / 10 % 10) as u8;
+        out[22] = b'0' + (millis % 10) as u8;
+        out[23] = b'Z';
+        Rfc3339::Short(out)
+    }
+}
+
+/// A formatted time, on the stack in the common case.
+pub enum Rfc3339 {
+    Short([u8; 24]),
+    Other(String),
+}
+
+impl Rfc3339 {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only ASCII digits and separators are written.
+            Rfc3339::Short(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            Rfc3339::Other(text) => text,
+        }
+    }
+}
+
+/// Appends `entry`'s JSON line (without the newline) to `out`: the fields of
+/// [`AuditRecord`] in its order, written by hand (a test holds it to serde's output).
+pub fn render_call(entry: &CallEntry, time: &mut TimeFormat, out: &mut Vec<u8>) {
+    let claims = entry.claims.as_deref();
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(time.format(entry.at).as_str().as_bytes());
+    out.extend_from_slice(b"\",\"ts\":");
+    number(out, unix_ms(entry.at));
+    out.extend_from_slice(b",\"server\":");
+    string(out, &entry.server.name);
+    out.extend_from_slice(b",\"tool\":");
+    string(out, &entry.tool);
+    out.extend_from_slice(b",\"subject\":");
+    optional(out, claims.and_then(|c| c.subject.as_deref()));
+    out.extend_from_slice(b",\"client_id\":");
+    optional(out, claims.and_then(|c| c.client_id.as_deref()));
+    out.extend_from_slice(b",\"scopes\":[");
+    for (i, scope) in claims.map_or(&[][..], |c| &c.scopes).iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, scope);
+    }
+    out.extend_from_slice(match entry.decision {
+        AuditDecision::Allow => b"],\"decision\":\"allow\",\"status\":",
+        AuditDecision::Deny => b"],\"decision\":\"deny\",\"status\":",
+    });
+    number(out, entry.status);
+    if let Some(code) = entry.error_code {
+        out.extend_from_slice(b",\"error_code\":");
+        number(out, code);
+    }
+    if let Some(is_error) = entry.is_error {
+        out.extend_from_slice(b",\"is_error\":");
+        number(out, is_error);
+    }
+    out.extend_from_slice(b",\"duration_ms\":");
+    number(out, entry.duration.as_secs_f64() * 1000.0);
+    out.extend_from_slice(b",\"request_id\":");
+    optional(out, entry.request_id.as_deref());
+    // An address's text needs no escaping.
+    let _ = write!(out, ",\"caller\":\"{}\",\"via\":\"gateway\"", entry.peer);
+    if let Some(arguments) = &entry.arguments {
+        out.extend_from_slice(b",\"arguments\":");
+        string(out, arguments);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string: copied as is when nothing in it needs escaping, else escaped by serde_json.
+fn string(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(out, text);
+    }
+}
+
+fn optional(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => string(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A number or boolean, as serde_json writes it.
+fn number(out: &mut Vec<u8>, value: impl Serialize) {
+    // Writing a number into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &value);
+}
+
+/// Appends `record`'s JSON line (without the newline) to `out`.
+pub fn render_record(record: &AuditRecord, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, record);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_builder::{daemon_config, server_config};
+
+    fn entry(claims: Option<Claims>, arguments: Option<&str>) -> CallEntry {
+        CallEntry {
+            at: UNIX_EPOCH + Duration::from_millis(1_796_000_000_123),
+            server: Arc::new(server_config(
+                &daemon_config(std::path::Path::new("/tmp")),
+                "db",
+            )),
+            claims: claims.map(Arc::new),
+            tool: "del\"ete\u{1b}".into(),
+            request_id: Some("\"a\\u0062\"".into()),
+            peer: "[::1]:40000".parse().unwrap(),
+            arguments: arguments.map(Box::from),
+            decision: AuditDecision::Deny,
+            status: 403,
+            error_code: Some(-32602),
+            is_error: None,
+            duration: Duration::from_micros(1_250),
+        }
+    }
+
+    /// The record an [`AuditRecord`] built the old way would hold.
+    fn as_record(entry: &CallEntry) -> AuditRecord {
+        let claims = entry.claims.as_deref();
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(entry.at).to_string(),
+            ts: unix_ms(entry.at),
+            server: entry.server.name.clone(),
+            member: None,
+            tool: entry.tool.to_string(),
+            subject: claims.and_then(|c| c.subject.clone()),
+            client_id: claims.and_then(|c| c.client_id.clone()),
+            scopes: claims.map(|c| c.scopes.clone()).unwrap_or_default(),
+            decision: entry.decision,
+            status: entry.status,
+            error_code: entry.error_code,
+            is_error: entry.is_error,
+            duration_ms: entry.duration.as_secs_f64() * 1000.0,
+            request_id: entry.request_id.as_deref().map(str::to_owned),
+            caller: entry.peer.to_string(),
+            via: "gateway".into(),
+            arguments: entry.arguments.as_deref().map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_call_renders_exactly_as_its_record_serializes() {
+        let claims = Claims {
+            subject: Some("alice\n".into()),
+            client_id: Some("cli".into()),
+            scopes: vec!["user".into(), "tools:read".into()],
+            ..Claims::default()
+        };
+        let mut allowed = entry(Some(claims.clone()), None);
+        allowed.decision = AuditDecision::Allow;
+        allowed.status = 200;
+        allowed.error_code = None;
+        allowed.is_error = Some(true);
+        allowed.tool = "Übersicht_日本".into();
+        allowed.request_id = Some("17".into());
+        allowed.peer = "10.1.2.3:65535".parse().unwrap();
+        allowed.duration = Duration::from_nanos(123_456_789);
+        let mut unknown = entry(None, Some("{}"));
+        unknown.error_code = None;
+        unknown.request_id = None;
+        unknown.duration = Duration::ZERO;
+        unknown.peer = "[fe80::1%7]:8080".parse().unwrap();
+        for entry in [
+            entry(None, None),
+            entry(Some(claims), Some(r#"{"sql":"drop table x"}"#)),
+            allowed,
+            unknown,
+        ] {
+            let mut out = b"previous line\n".to_vec();
+            render_call(&entry, &mut TimeFormat::default(), &mut out);
+            let line = std::str::from_utf8(&out[b"previous line\n".len()..]).unwrap();
+            let expected = serde_json::to_string(&as_record(&entry)).unwrap();
+            assert_eq!(line, expected);
+            let back: AuditRecord = serde_json::from_str(line).unwrap();
+            assert_eq!(back, as_record(&entry));
+        }
+    }
+
+    #[test]
+    fn times_match_humantime_across_seconds_and_days() {
+        let mut format = TimeFormat::default();
+        for ms in [
+            0,
+            999,
+            1_000,
+            59_999,
+            86_399_999,
+            86_400_000,
+            1_796_000_000_001,
+            1_796_000_000_999,
+            1_796_000_001_000,
+            253_402_300_799_999,
+        ] {
+            let at = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(
+                format.format(at).as_str(),
+                humantime::format_rfc3339_millis(at).to_string(),
+                "{ms}"
+            );
+        }
+    }
+}

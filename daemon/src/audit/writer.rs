@@ -1,0 +1,76 @@
+//! The audit writer thread: takes records off the queue, renders each as its JSON line
+//! straight into the file buffer (one buffer, reused), hands the line to followers when there
+//! are any, and writes the file in batches like the server logs' writer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use tokio::sync::broadcast;
+
+use mcpd_protocol::AuditRecord;
+
+use super::entry::{self, CallEntry, TimeFormat};
+use crate::supervisor::logs::{BATCH_WINDOW, Files};
+
+/// What the writer is asked to do.
+pub enum Job {
+    Call(CallEntry),
+    Record(Box<AuditRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Renders `job`'s record (no newline) into `out`; false for a job that is not a record.
+pub fn render(job: &Job, time: &mut TimeFormat, out: &mut Vec<u8>) -> bool {
+    match job {
+        Job::Call(call) => entry::render_call(call, time, out),
+        Job::Record(record) => entry::render_record(record, out),
+        Job::Flush(_) => return false,
+    }
+    true
+}
+
+pub struct Writer {
+    pub files: Files,
+    pub name: Arc<str>,
+    pub followers: broadcast::Sender<Arc<str>>,
+    /// Records queued and not yet rendered (the queue's bound is kept by the senders).
+    pub queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// Runs until every sender is gone.
+    pub fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        self.files.open(self.name.clone());
+        let mut time = TimeFormat::default();
+        // Blocks while nothing is recorded; then takes what came within the batch window.
+        while let Ok(first) = jobs.recv() {
+            self.handle(first, &mut time);
+            std::thread::sleep(BATCH_WINDOW);
+            while let Ok(job) = jobs.try_recv() {
+                self.handle(job, &mut time);
+            }
+            self.files.write_pending();
+        }
+        self.files.flush();
+    }
+
+    fn handle(&mut self, job: Job, time: &mut TimeFormat) {
+        if let Job::Flush(done) = job {
+            self.files.flush();
+            let _ = done.send(());
+            return;
+        }
+        let out = self.files.pending(&self.name);
+        let start = out.len();
+        render(&job, time, out);
+        if self.followers.receiver_count() > 0
+            && let Ok(line) = std::str::from_utf8(&out[start..])
+        {
+            let _ = self.followers.send(Arc::from(line));
+        }
+        out.push(b'\n');
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        // `job` (its shared config and claims) is released here, off the request path.
+    }
+}
