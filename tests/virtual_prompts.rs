@@ -380,16 +380,28 @@ async fn a_caller_over_its_cap_is_refused_at_once_and_slots_come_back() {
     daemon.wait_running(&["one"]).await;
     let url = daemon.mcp_url("all");
 
-    // Two calls that would run for a long time, dropped (the client goes away) later.
-    let long: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { raw_call(&url, "one_sleep", json!({"ms": 600_000})).await })
-        })
-        .collect();
-    let refused = wait_for_value(GW_START, "a third call refused", || async {
-        let answer = raw_call(&url, "one_echo", json!({"text": "x"})).await;
-        (answer["error"]["code"] == -32012).then_some(answer)
+    // Two calls that would run for a long time, dropped (the client goes away) later. The
+    // round is tried again until the third call was seen refused while both ran (on a loaded
+    // machine they may start late, or fail before the third call is tried).
+    let (refused, long) = wait_for_value(GW_START * 2, "a third call refused", || {
+        let url = url.clone();
+        async move {
+            let long: Vec<_> = (0..2)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        raw_call(&url, "one_sleep", json!({"ms": 600_000})).await
+                    })
+                })
+                .collect();
+            while !long.iter().all(|task| task.is_finished()) {
+                let answer = raw_call(&url, "one_echo", json!({"text": "x"})).await;
+                if answer["error"]["code"] == -32012 {
+                    return Some((answer, long));
+                }
+            }
+            None
+        }
     })
     .await;
     let message = refused["error"]["message"].as_str().unwrap_or_default();
