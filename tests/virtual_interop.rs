@@ -229,3 +229,22 @@ async fn the_python_sdk_session_goes_on_across_a_restart_of_mcpd() {
         "{tools:?}"
     );
 }
+
+/// The README's quick start: `services/`'s `all` virtual server over its `echo` server, listed
+/// by the official Python SDK (`tests/interop/list_tools.py`), offers every tool of the host.
+#[tokio::test]
+async fn the_quick_start_all_server_offers_every_tool_to_an_sdk_client() {
+    mcpd_tests::interop::require_python_sdk();
+    let services = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/mcp");
+    let read = |file: &str| {
+        std::fs::read_to_string(services.join(file))
+            .unwrap_or_else(|e| panic!("services/mcp/{file}: {e}"))
+    };
+    let daemon = GwDaemon::start(&read("echo.yaml"), "").await;
+    daemon.dir.write("mcp/all.yaml", read("all.yaml"));
+    daemon.wait_running(&["echo", "all"]).await;
+    let listed =
+        mcpd_tests::interop::python_json("list_tools.py", &[&daemon.mcp_url("all")], CLIENT).await;
+    assert_eq!(listed["server_name"], "all", "{listed}");
+    assert_eq!(strings(&listed["tools"]), ECHO_TOOLS, "{listed}");
+}
