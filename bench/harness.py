@@ -2,8 +2,9 @@
 """The mcpd benchmarks, driven by bench/run.sh (which builds and installs first).
 
 Runs the gateway (direct, mcpd without and with auth, nginx), SSE streams, restart latency,
-stdio servers (bench/stdio_bench.py) and supervision at scale (mcpd and supervisord with
-1000 servers), then rewrites bench/BENCH.md.
+stdio servers (bench/stdio_bench.py), virtual servers (bench/virtual_bench.py: vs the member's
+route and mcp-proxy, tools/list of 100 members) and supervision at scale (mcpd and supervisord
+with 1000 servers), then rewrites bench/BENCH.md.
 Everything runs in a temp dir on fixed loopback ports (18080-18199 and the range 5000-5999),
 which are checked to be free first; every process started here is killed on exit.
 """
@@ -27,6 +28,7 @@ import urllib.request
 import xmlrpc.client
 
 import stdio_bench
+import virtual_bench
 
 GW_PORT = 18080  # gateway of the small daemon
 GW_BARE_PORT = 18081  # gateway of the all-off daemon (logs.audit: false)
@@ -183,17 +185,23 @@ class Bench:
         args = ["--json", "status"] + ([name] if name else [])
         return json.loads(self.mcpctl(sock, *args))
 
-    def loadgen(self, url, conns, token=None, duration=None, sse=None):
+    def loadgen(self, url, conns, token=None, duration=None, sse=None, tool=None, method=None,
+                min_tools=None):
         cmd = ["taskset", "-c", LOADGEN_CPU, self.bin("mcpd-loadgen"), "--url", url,
                "--connections", str(conns), "--duration", str(duration or self.duration)]
         if token:
             cmd += ["--token", token]
+        if tool:
+            cmd += ["--tool", tool]
+        if method:
+            cmd += ["--method", method, "--min-tools", str(min_tools or 1)]
         if sse:
             cmd += ["--sse-streams", str(sse)]
         self.note_command(" ".join(c if c != token else "$TOKEN" for c in cmd[:3])
                           + " --url URL --connections N --duration "
                           + str(duration or self.duration)
-                          + (f" --sse-streams {sse}" if sse else ""))
+                          + (f" --sse-streams {sse}" if sse else "")
+                          + (f" --method {method}" if method else ""))
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
         if not lines:
@@ -835,6 +843,7 @@ autorestart=true
                  m["status_ms"] < 50),
             ]
         stdio_bench.report(r, w, targets, ratio)
+        targets += virtual_bench.report(w, r)
         w("## Targets\n")
         w("| target | measured | met |")
         w("|---|---:|:---:|")
@@ -854,7 +863,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["gateway", "scale", "stdio"], help="run one part")
+    parser.add_argument("--only", choices=["gateway", "scale", "stdio", "virtual"],
+                        help="run one part")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--compare-bin", help="compare the gateway with the mcpd and mcpctl "
@@ -886,6 +896,8 @@ def main():
         bench.check_ports(scale=args.only in (None, "scale"))
         if args.only in (None, "gateway"):
             bench.gateway()
+        if args.only in (None, "virtual"):
+            virtual_bench.run(bench, sys.modules[__name__])
         if args.only in (None, "scale"):
             bench.scale()
             if not args.no_supervisord:

@@ -7,7 +7,7 @@
 #   bench/run.sh --compare REV [--quick]   # the gateway cases, this tree vs REV, alternately
 #
 # Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
-# `bench/run.sh --quick --only gateway`.
+# `bench/run.sh --quick --only gateway` (or `--only virtual`: the virtual-server rows).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,6 +39,15 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+# The Rust `mcp-proxy` crate, the aggregating MCP proxy the virtual-server rows compare with:
+# built once into target/bench-tools and kept (MCPD_BENCH_MCP_PROXY=PATH uses another binary).
+MCP_PROXY_VERSION=0.6.0
+if [ -z "${MCPD_BENCH_MCP_PROXY:-}" ] && [ ! -x target/bench-tools/bin/mcp-proxy ]; then
+    echo "installing mcp-proxy $MCP_PROXY_VERSION into target/bench-tools (once; a few minutes)"
+    nice cargo install mcp-proxy --version "$MCP_PROXY_VERSION" --locked --root target/bench-tools --quiet ||
+        echo "mcp-proxy did not build: the virtual-server rows leave it out"
 fi
 
 # 1000 servers, each with a few sockets and pipes, plus the gateway's connections.

