@@ -30,7 +30,7 @@ mod stdio_faults;
 mod stdio_interop;
 mod stdio_sessions;
 mod supervision;
-mod virtual_prompts;
 mod virtual_interop;
+mod virtual_prompts;
 mod virtual_servers;
 mod web;

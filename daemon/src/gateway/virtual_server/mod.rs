@@ -306,7 +306,7 @@ async fn post(
             id,
             METHOD_NOT_FOUND,
             &format!(
-                "virtual server {name} does not relay resource updates; subscribe at the member's own endpoint"
+                "virtual server {name} does not offer resource subscriptions (it does not relay resource updates); subscribe at the member's own endpoint"
             ),
         ),
         other => rpc_error(

@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 
 use super::call::{self, Route};
 use super::{
-    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, access,
-    rpc_error, rpc_result,
+    Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, RESOURCE_NOT_FOUND, access, rpc_error, rpc_result,
 };
 use crate::authz::Decision;
 use crate::directory::ServerState;
@@ -27,7 +26,8 @@ use crate::gateway::response::Body;
 use crate::virtuals::offered::{Offered, route_uri};
 
 /// `prompts/list`, `resources/list` or `resources/templates/list`: every entry of a member
-/// that admits the caller, whole (a virtual server does not page).
+/// that admits the caller, whole (a virtual server does not page); empty while no running
+/// member declares them.
 pub(super) fn list(context: &Context<'_>, message: &Message<'_>) -> Response<Body> {
     let catalog = context.catalog();
     let (map, field) = match message.method.as_deref() {
@@ -40,26 +40,13 @@ pub(super) fn list(context: &Context<'_>, message: &Message<'_>) -> Response<Bod
     } else {
         catalog.resources_declared
     };
-    if !declared {
-        // Not declared in the capabilities either.
-        let what = if field == "prompts" {
-            "prompts"
-        } else {
-            "resources"
-        };
-        return rpc_error(
-            message.id,
-            METHOD_NOT_FOUND,
-            &format!(
-                "virtual server {} offers no {what} (no running member declares them)",
-                context.config.name
-            ),
-        );
-    }
     let all = context.shared.directory.all();
     let claims = context.claims.as_deref();
+    // No running member declares them (nor does the virtual server): an empty list, as a
+    // server of tools alone answers.
     let entries: Vec<Value> = map
         .iter()
+        .filter(|_| declared)
         .filter(|(_, offered)| {
             all.get(&offered.member)
                 .is_some_and(|entry| access::admitted(claims, &entry.config.load().oauth))
