@@ -24,6 +24,8 @@ pub enum ServerState {
     Backoff,
     Stopping,
     Failed,
+    /// A remote server (`url:`) that did not answer its last probes.
+    Unreachable,
 }
 
 impl ServerState {
@@ -36,6 +38,7 @@ impl ServerState {
             ServerState::Backoff => "backoff",
             ServerState::Stopping => "stopping",
             ServerState::Failed => "failed",
+            ServerState::Unreachable => "unreachable",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod mcp_client;
 pub mod metrics;
 pub mod ports;
 pub mod probe_client;
+pub mod remote;
 mod run;
 pub mod stdio;
 pub mod supervisor;
