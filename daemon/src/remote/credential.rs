@@ -33,9 +33,7 @@ pub enum CredentialError {
     Empty,
     #[error("the file holds more than one line (a line break inside the value)")]
     LineBreak,
-    #[error(
-        "the file holds a control character or a byte outside printable ASCII (at byte {0})"
-    )]
+    #[error("the file holds a control character or a byte outside printable ASCII (at byte {0})")]
     Control(usize),
     #[error("the value starts or ends with white space")]
     Padded,
@@ -101,10 +99,15 @@ pub fn refused_header_name(name: &str) -> Option<&'static str> {
         return Some("is a forwarding header, set by the gateway");
     }
     match lower {
-        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization"
-        | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade" => {
-            Some("is a hop-by-hop header, which never reaches the server")
-        }
+        "connection"
+        | "keep-alive"
+        | "proxy-authenticate"
+        | "proxy-authorization"
+        | "proxy-connection"
+        | "te"
+        | "trailer"
+        | "transfer-encoding"
+        | "upgrade" => Some("is a hop-by-hop header, which never reaches the server"),
         "host" => Some("is the server's host, set from url"),
         "content-length" | "content-type" | "accept" | "accept-encoding" | "content-encoding" => {
             Some("describes the message itself")
@@ -120,12 +123,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<Credential, CredentialError> {
-        Credential::from_file(
-            http::header::AUTHORIZATION,
-            bytes,
-            true,
-            PathBuf::from("t"),
-        )
+        Credential::from_file(http::header::AUTHORIZATION, bytes, true, PathBuf::from("t"))
     }
 
     #[test]

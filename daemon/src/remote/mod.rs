@@ -45,7 +45,9 @@ impl RemoteTarget {
     ) -> Result<Self, TlsError> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let tls = if url.https {
-            Some(client_config(ca_file.as_ref().map(|(_, pem)| pem.as_slice()))?)
+            Some(client_config(
+                ca_file.as_ref().map(|(_, pem)| pem.as_slice()),
+            )?)
         } else {
             None
         };

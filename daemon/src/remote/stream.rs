@@ -113,7 +113,9 @@ fn tls_reason(err: &io::Error) -> String {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(rustls::Error::InvalidCertificate(why)) => {
-            format!("the server's certificate is not trusted: {why:?} (is its authority in tls.ca_file or the system store?)")
+            format!(
+                "the server's certificate is not trusted: {why:?} (is its authority in tls.ca_file or the system store?)"
+            )
         }
         Some(other) => other.to_string(),
         None => err.to_string(),

@@ -29,9 +29,9 @@ impl RemoteUrl {
                 bad
             ));
         }
-        let uri: Uri = text
-            .parse()
-            .map_err(|err| format!("is not a URL ({err}); write e.g. https://mcp.example.com/mcp"))?;
+        let uri: Uri = text.parse().map_err(|err| {
+            format!("is not a URL ({err}); write e.g. https://mcp.example.com/mcp")
+        })?;
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -52,7 +52,10 @@ impl RemoteUrl {
                     .into(),
             );
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err("has no host".into());
         }
@@ -118,12 +121,12 @@ mod tests {
     fn refuses_what_cannot_be_a_remote_server() {
         for (bad, why) in [
             ("ftp://example.com/mcp", "scheme"),
-            ("example.com/mcp", "scheme"),
+            ("example.com/mcp", "URL"),
             ("https://user:pw@example.com/mcp", "user information"),
             ("https://example.com/mcp#top", "fragment"),
             ("https://example.com/m cp", "visible"),
             ("https://example.com/mcp\r\nX: y", "visible"),
-            ("https://:443/mcp", "URL"),
+            ("https://:443/mcp", "host"),
             ("https://example.com:0/mcp", "port 0"),
         ] {
             let err = RemoteUrl::parse(bad).unwrap_err();

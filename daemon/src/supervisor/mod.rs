@@ -445,10 +445,12 @@ impl Supervisor {
                     }
                     continue;
                 };
-                let remote = |entry: &Arc<ServerEntry>| entry.config.load().kind == ServerKind::Remote;
-                if entries.get(name).is_some_and(|entry| {
-                    remote(entry) != (config.kind == ServerKind::Remote)
-                }) && let Some(handle) = servers.remove(name)
+                let remote =
+                    |entry: &Arc<ServerEntry>| entry.config.load().kind == ServerKind::Remote;
+                if entries
+                    .get(name)
+                    .is_some_and(|entry| remote(entry) != (config.kind == ServerKind::Remote))
+                    && let Some(handle) = servers.remove(name)
                 {
                     // Between a process and a URL: a task of the other kind.
                     removed.push(handle);

@@ -122,10 +122,7 @@ pub fn remote(
             Err(why) => {
                 errors.push(source.error(
                     source.value_pos(&at),
-                    format!(
-                        "tls.ca_file {} of server \"{name}\": {why}",
-                        file.display()
-                    ),
+                    format!("tls.ca_file {} of server \"{name}\": {why}", file.display()),
                     "name a readable PEM file of certificate authorities".to_owned(),
                 ));
                 None
@@ -160,7 +157,9 @@ fn credential(
 ) -> Option<Credential> {
     let at = join(path, [key("upstream_auth")]);
     let context = format!("in server \"{name}\" upstream_auth");
-    let auth = source.block::<RawUpstreamAuth>(&at, &[], &context, errors).value;
+    let auth = source
+        .block::<RawUpstreamAuth>(&at, &[], &context, errors)
+        .value;
     let mut error = |key_name: &str, value: bool, message: String, hint: &str| {
         let key_at = join(&at, [key(key_name)]);
         let pos = if value {
@@ -170,17 +169,15 @@ fn credential(
         };
         errors.push(source.error(pos, message, hint.to_owned()));
     };
-    let (header, file, file_key, bearer) = match (auth.bearer_file, auth.header, auth.value_file)
-    {
+    let (header, file, file_key, bearer) = match (auth.bearer_file, auth.header, auth.value_file) {
         (None, None, None) => return None,
-        (Some(file), None, None) => (
-            http::header::AUTHORIZATION,
-            file,
-            "bearer_file",
-            true,
-        ),
+        (Some(file), None, None) => (http::header::AUTHORIZATION, file, "bearer_file", true),
         (Some(_), _, _) => {
-            let other = if present(source, &at, "header") { "header" } else { "value_file" };
+            let other = if present(source, &at, "header") {
+                "header"
+            } else {
+                "value_file"
+            };
             error(
                 other,
                 false,
@@ -227,7 +224,8 @@ fn credential(
     let read = read_config_file(&file)
         .map_err(|err| err.to_string())
         .and_then(|bytes| {
-            Credential::from_file(header, &bytes, bearer, file.clone()).map_err(|err| err.to_string())
+            Credential::from_file(header, &bytes, bearer, file.clone())
+                .map_err(|err| err.to_string())
         });
     match read {
         Ok(credential) => Some(credential),
