@@ -130,6 +130,20 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
     check(old.stop_timeout != new.stop_timeout, "stop_timeout");
     check(old.limits != new.limits, "limits");
     check(old.run_as != new.run_as, "user");
+    let (old_remote, new_remote) = (old.remote.as_deref(), new.remote.as_deref());
+    check(
+        old_remote.map(|r| &r.url) != new_remote.map(|r| &r.url),
+        "url",
+    );
+    check(
+        old_remote.map(|r| &r.ca_file) != new_remote.map(|r| &r.ca_file),
+        "tls",
+    );
+    // Said without the value: a credential is never shown.
+    check(
+        old_remote.map(|r| &r.credential) != new_remote.map(|r| &r.credential),
+        "upstream_auth",
+    );
     fields
 }
 
