@@ -36,6 +36,9 @@ fn outer_servers(front: u16, secrets: &TestDir) -> String {
     tls: {{ca_file: {ca}}}
     upstream_auth: {{bearer_file: {token}}}
     oauth: {{required: true, scopes: [tools]}}
+  all:
+    aggregate: [remote]
+    oauth: {{required: true, scopes: [tools]}}
 ",
         ca = secrets.path().join("ca.pem").display(),
         token = secrets.path().join("remote.token").display(),
@@ -114,6 +117,18 @@ async fn a_remote_mcpd_over_tls_with_the_operators_credential() {
     assert!(remote["tools_count"].as_u64().unwrap_or(0) >= 1, "{status}");
     assert_eq!(remote["pid"], Value::Null, "{status}");
     assert_eq!(remote["port"], Value::Null, "{status}");
+
+    // A virtual server with the remote as a member lists and calls its tools.
+    let (virtual_client, _) = connect(&outer.mcp_url("all"), Some(&caller), Generation::Session)
+        .await
+        .expect("connect to the virtual server");
+    let tools = virtual_client.list_all_tools().await.expect("tools/list");
+    assert!(
+        tools.iter().any(|tool| tool.name == "remote_echo"),
+        "{tools:?}"
+    );
+    let answer = call_text(&virtual_client, "remote_echo", json!({"text": "via all"})).await;
+    assert_eq!(answer, "via all");
 
     // A caller without a token is refused by the outer; with one, the inner sees the
     // operator's credential (its subject), never the caller's token or cookie.

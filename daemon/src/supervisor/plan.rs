@@ -166,6 +166,44 @@ mod tests {
             .collect()
     }
 
+    /// A remote server at `url` with a bearer credential `token`.
+    fn remote(url: &str, token: &[u8]) -> ServerConfig {
+        use crate::remote::{Credential, RemoteTarget, RemoteUrl};
+        let mut config = server_running("r", "");
+        config.kind = crate::config::ServerKind::Remote;
+        let credential =
+            Credential::from_file(http::header::AUTHORIZATION, token, true, "r.token".into())
+                .unwrap();
+        let target = RemoteTarget::new(RemoteUrl::parse(url).unwrap(), None, Some(credential));
+        config.remote = Some(std::sync::Arc::new(target.unwrap()));
+        config
+    }
+
+    #[test]
+    fn a_remote_servers_credential_and_url_changes_are_seen_without_the_value() {
+        let old = remote("http://127.0.0.1:9/mcp", b"secret-one");
+        let mut cur = current(&[(old.clone(), ServerState::Running, 0)]);
+        cur.get_mut("r").unwrap().port = None;
+        let changed = |new: ServerConfig| {
+            let new = BTreeMap::from([("r".to_owned(), new)]);
+            let plan = plan(&cur, &new, &BTreeMap::new());
+            let change = &plan.changes[0];
+            (change.action, change.reason.clone())
+        };
+        assert_eq!(changed(old.clone()), (PlanAction::Unchanged, String::new()));
+        let (action, reason) = changed(remote("http://127.0.0.1:9/mcp", b"secret-two"));
+        assert_eq!(
+            (action, reason.as_str()),
+            (PlanAction::Update, "upstream_auth changed")
+        );
+        assert!(!reason.contains("secret"));
+        let (action, reason) = changed(remote("http://127.0.0.1:10/mcp", b"secret-one"));
+        assert_eq!(
+            (action, reason.as_str()),
+            (PlanAction::Restart, "url changed")
+        );
+    }
+
     #[test]
     fn every_kind_of_change() {
         let a = server_running("a", "/bin/a");
