@@ -118,6 +118,13 @@ async fn a_remote_mcpd_over_tls_with_the_operators_credential() {
     assert_eq!(remote["pid"], Value::Null, "{status}");
     assert_eq!(remote["port"], Value::Null, "{status}");
 
+    // `mcpctl test` reaches it with its TLS settings and credential.
+    let test = outer.mcpctl(&["--json", "test", "remote"]);
+    assert!(test.status.success(), "{test:?}");
+    let test: Value = serde_json::from_slice(&test.stdout).expect("test JSON");
+    assert_eq!(test["ok"], true, "{test}");
+    assert!(test["tools_count"].as_u64().unwrap_or(0) >= 1, "{test}");
+
     // A virtual server with the remote as a member lists and calls its tools.
     let (virtual_client, _) = connect(&outer.mcp_url("all"), Some(&caller), Generation::Session)
         .await
