@@ -144,8 +144,7 @@ async fn bind(port: u16) -> TcpListener {
     loop {
         match TcpListener::bind(("127.0.0.1", port)).await {
             Ok(listener) => return listener,
-            Err(err) if std::time::Instant::now() < deadline => {
-                let _ = err;
+            Err(_) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Err(err) => panic!("cannot bind 127.0.0.1:{port}: {err}"),

@@ -55,8 +55,7 @@ impl Credential {
         if text.is_empty() {
             return Err(CredentialError::Empty);
         }
-        if let Some(at) = text.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            let _ = at;
+        if text.iter().any(|b| *b == b'\n' || *b == b'\r') {
             return Err(CredentialError::LineBreak);
         }
         if let Some(at) = text.iter().position(|b| !(0x20..0x7f).contains(b)) {
