@@ -53,10 +53,17 @@ pub fn render(
                 .map(|server| {
                     [
                         server.name.clone(),
-                        server
-                            .port
-                            .map_or_else(|| "auto".to_owned(), |port| port.to_string()),
-                        shown(&server.binary),
+                        match &server.remote {
+                            Some(_) => "-".to_owned(),
+                            None => server
+                                .port
+                                .map_or_else(|| "auto".to_owned(), |port| port.to_string()),
+                        },
+                        // A remote server's URL holds no credential (validation refuses one).
+                        match &server.remote {
+                            Some(remote) => remote.url.text.clone(),
+                            None => shown(&server.binary),
+                        },
                         oauth_summary(&server.oauth),
                     ]
                 })

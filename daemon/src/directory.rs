@@ -25,6 +25,8 @@ pub enum ServerState {
     Backoff,
     Stopping,
     Failed,
+    /// A remote server (`url:`) that did not answer its last probes.
+    Unreachable,
 }
 
 impl ServerState {
@@ -37,6 +39,7 @@ impl ServerState {
             ServerState::Backoff => "backoff",
             ServerState::Stopping => "stopping",
             ServerState::Failed => "failed",
+            ServerState::Unreachable => "unreachable",
         }
     }
 }

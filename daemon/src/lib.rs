@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod offers;
 pub mod ports;
 pub mod probe_client;
+pub mod remote;
 mod run;
 pub mod stdio;
 pub mod supervisor;

@@ -194,7 +194,7 @@ struct ServerCollector {
 }
 
 /// Every server state, one `mcpd_server_state` series each (the lifecycle tests walk it too).
-pub(crate) const STATES: [ServerState; 7] = [
+pub(crate) const STATES: [ServerState; 8] = [
     ServerState::Disabled,
     ServerState::Stopped,
     ServerState::Starting,
@@ -202,6 +202,7 @@ pub(crate) const STATES: [ServerState; 7] = [
     ServerState::Backoff,
     ServerState::Stopping,
     ServerState::Failed,
+    ServerState::Unreachable,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -15,10 +15,11 @@ use crate::directory::{Directory, ServerState};
 pub const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The order in which states other than running are counted in the status line.
-const COUNTED: [ServerState; 6] = [
+const COUNTED: [ServerState; 7] = [
     ServerState::Starting,
     ServerState::Backoff,
     ServerState::Failed,
+    ServerState::Unreachable,
     ServerState::Stopping,
     ServerState::Stopped,
     ServerState::Disabled,

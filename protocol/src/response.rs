@@ -82,6 +82,8 @@ pub enum ServerState {
     Backoff,
     Stopping,
     Failed,
+    /// A remote server (`url:`) that does not answer its probes.
+    Unreachable,
 }
 
 impl ServerState {
@@ -94,6 +96,7 @@ impl ServerState {
             ServerState::Backoff => "backoff",
             ServerState::Stopping => "stopping",
             ServerState::Failed => "failed",
+            ServerState::Unreachable => "unreachable",
         }
     }
 }

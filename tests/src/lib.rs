@@ -42,6 +42,7 @@ pub mod gw_support;
 pub mod interop;
 pub mod mcp_support;
 pub mod rel_support;
+pub mod remote_support;
 pub mod sockets;
 pub mod stdio_support;
 

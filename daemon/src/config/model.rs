@@ -331,6 +331,9 @@ pub enum ServerKind {
     /// A child speaking newline-delimited JSON-RPC on stdin/stdout; mcpd is its only client
     /// and bridges it to streamable HTTP (`crate::stdio`). No port.
     Stdio(StdioSessions),
+    /// A server mcpd does not run, reached at `url:` (`ServerConfig::remote`): probed and
+    /// proxied, never spawned.
+    Remote,
 }
 
 /// How the callers of a stdio server share its processes (`sessions:`).
@@ -356,6 +359,7 @@ impl ServerKind {
         match self {
             ServerKind::Http => "http",
             ServerKind::Stdio(_) => "stdio",
+            ServerKind::Remote => "remote",
         }
     }
 
@@ -370,6 +374,7 @@ impl ServerKind {
         matches!(
             (self, other),
             (ServerKind::Http, ServerKind::Http)
+                | (ServerKind::Remote, ServerKind::Remote)
                 | (ServerKind::Stdio(Shared), ServerKind::Stdio(Shared))
                 | (
                     ServerKind::Stdio(PerClient { .. }),
@@ -418,6 +423,8 @@ pub struct ServerConfig {
     pub run_as: Option<RunAs>,
     /// What the process may not see or change (`sandbox:`).
     pub sandbox: Sandbox,
+    /// `url`, `tls` and `upstream_auth` of a remote server (`kind` is `Remote`); else `None`.
+    pub remote: Option<std::sync::Arc<crate::remote::RemoteTarget>>,
 }
 
 /// `sandbox:` of a server, done with a mount namespace of its own (no container runtime).
@@ -449,6 +456,7 @@ impl ServerConfig {
             || self.port != other.port
             || self.run_as != other.run_as
             || self.sandbox != other.sandbox
+            || self.remote.as_ref().map(|r| &r.url) != other.remote.as_ref().map(|r| &r.url)
     }
 }
 

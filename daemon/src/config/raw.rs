@@ -218,6 +218,8 @@ pub struct RawServer {
     pub sessions: Option<RawSessions>,
     pub max_sessions: Option<usize>,
     pub idle_timeout: Option<Dur>,
+    // A remote server (`validate::remote`): `url` instead of `binary`.
+    pub url: Option<String>,
     // A virtual server (`validate::virtual_server`): `aggregate` instead of `binary`.
     pub aggregate: Option<Vec<String>>,
     pub exclude: Option<Vec<String>>,
@@ -241,6 +243,26 @@ pub enum RawSessions {
 pub enum RawTransport {
     Http,
     Stdio,
+}
+
+/// `tls:` of a remote server.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file of extra certificate authorities, trusted beside the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `upstream_auth:` of a remote server: the operator's credential, sent on every request.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamAuth {
+    /// A file holding a token sent as `Authorization: Bearer <token>`.
+    pub bearer_file: Option<PathBuf>,
+    /// A header name (with `value_file`), e.g. `X-Api-Key`.
+    pub header: Option<String>,
+    /// A file holding the value of `header`.
+    pub value_file: Option<PathBuf>,
 }
 
 /// `limits:` of a server or of `defaults`.
@@ -379,8 +401,17 @@ super::schema::nested_blocks! {
     RawRestart {}
     RawHealth {}
     RawServerFile { mcp_servers: super::schema::ServerMap }
-    RawServer { oauth: RawOAuth, restart: RawRestart, health: RawHealth, limits: RawLimits }
+    RawServer {
+        oauth: RawOAuth,
+        restart: RawRestart,
+        health: RawHealth,
+        limits: RawLimits,
+        tls: RawTls,
+        upstream_auth: RawUpstreamAuth,
+    }
     RawOAuth {}
+    RawTls {}
+    RawUpstreamAuth {}
     RawLimits {}
 }
 

@@ -117,6 +117,7 @@ pub(crate) fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
         limits: daemon.defaults.limits,
         run_as: None,
         sandbox: Default::default(),
+        remote: None,
     }
 }
 

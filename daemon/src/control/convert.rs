@@ -26,11 +26,15 @@ pub(super) fn state(state: ServerState) -> proto::ServerState {
         ServerState::Backoff => proto::ServerState::Backoff,
         ServerState::Stopping => proto::ServerState::Stopping,
         ServerState::Failed => proto::ServerState::Failed,
+        ServerState::Unreachable => proto::ServerState::Unreachable,
     }
 }
 
 /// The server's own MCP URL, once it has a port.
 pub(super) fn upstream_url(config: &ServerConfig, status: &ServerStatus) -> Option<String> {
+    if let Some(remote) = &config.remote {
+        return Some(remote.url.text.clone());
+    }
     status
         .port
         .map(|port| format!("http://127.0.0.1:{port}{}", config.path))

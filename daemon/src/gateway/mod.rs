@@ -31,6 +31,7 @@ mod limits;
 mod proxy;
 pub mod query;
 mod registry;
+mod remote;
 mod response;
 mod router;
 mod tap;

@@ -19,7 +19,8 @@ use super::headers::{
     self, Forwarding, X_MCP_CLIENT_ID, X_MCP_SCOPES, X_MCP_SUBJECT, remove_hop_by_hop,
 };
 use super::response::{self, Body, UpstreamBody};
-use super::upstream::{Pool, UpstreamError};
+use super::upstream::{Dest, Pool, UpstreamError};
+use crate::remote::RemoteTarget;
 
 /// Everything the proxy needs about one request besides the request itself.
 pub struct Upstream<'a> {
@@ -40,6 +41,8 @@ pub struct Upstream<'a> {
     pub claims: Option<&'a Claims>,
     /// Woken when the server's port refuses a connection: its supervisor probes it at once.
     pub check_now: &'a Notify,
+    /// A remote server's target (`port` and `path` then unused: the URL says where).
+    pub remote: Option<&'a RemoteTarget>,
 }
 
 /// A request body to forward: read whole already (an inspected POST), or streamed.
@@ -67,9 +70,13 @@ pub async fn forward(
     }
 
     // Origin form: the connection already says which host and port.
+    let path = upstream
+        .remote
+        .map_or(upstream.path, |remote| &remote.url.target);
     let uri = match parts.uri.query() {
-        Some(query) => Uri::try_from(format!("{}?{query}", upstream.path)),
-        None => Uri::try_from(upstream.path),
+        Some(query) if !path.contains('?') => Uri::try_from(format!("{path}?{query}")),
+        Some(query) => Uri::try_from(format!("{path}&{query}")),
+        None => Uri::try_from(path),
     };
     let Ok(uri) = uri else {
         return response::error(
@@ -103,6 +110,9 @@ pub async fn forward(
             }
         }
     }
+    if let Some(remote) = upstream.remote {
+        super::remote::prepare(&mut parts.headers, remote);
+    }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
 
@@ -119,8 +129,11 @@ pub async fn forward(
         ForwardBody::Stream(body) => Either::Right(Limited::new(body, limit)),
     };
     let request = Request::from_parts(parts, body);
-    let result =
-        tokio::time::timeout(upstream.header_timeout, pool.send(upstream.port, request)).await;
+    let dest = match upstream.remote {
+        Some(remote) => Dest::Remote(remote),
+        None => Dest::Port(upstream.port),
+    };
+    let result = tokio::time::timeout(upstream.header_timeout, pool.send(dest, request)).await;
     match result {
         Err(_elapsed) => response::error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -151,11 +164,12 @@ pub async fn forward(
         Ok(Err(err)) if err.is_connect() => {
             upstream.check_now.notify_one();
             tracing::warn!(server, cause = %err, "cannot connect to the upstream");
-            response::error(
-                StatusCode::BAD_GATEWAY,
-                "cannot connect to the upstream",
-                Some(server),
-            )
+            let message = match &err {
+                // A remote's address and TLS failure are the operator's, and say what to fix.
+                UpstreamError::Remote(err) => format!("cannot reach the remote server: {err}"),
+                _ => "cannot connect to the upstream".to_owned(),
+            };
+            response::error(StatusCode::BAD_GATEWAY, &message, Some(server))
         }
         Ok(Err(err)) => {
             tracing::warn!(server, cause = %err, "upstream request failed");
@@ -166,6 +180,11 @@ pub async fn forward(
             )
         }
         Ok(Ok(response)) => {
+            if upstream.remote.is_some()
+                && let Some(refusal) = super::remote::refuse_redirect(server, response.status())
+            {
+                return refusal;
+            }
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Either::Right(UpstreamBody::new(body)))

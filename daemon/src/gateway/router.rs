@@ -320,7 +320,9 @@ async fn mcp(
             super::bridged::forward(&target, name, gateway.max_body, &options, request).await;
         return finish(tap, answer);
     }
-    let Some(port) = status.port.or(config.port) else {
+    // A remote server has no port: the URL in its config says where it is.
+    let remote = config.remote.as_deref();
+    let Some(port) = status.port.or(config.port).or(remote.map(|_| 0)) else {
         return finish(
             tap,
             response::unavailable(
@@ -350,6 +352,7 @@ async fn mcp(
         retry_after_secs: shared.options.retry_after_secs,
         claims: claims.as_deref(),
         check_now: &entry.check_now,
+        remote,
     };
     finish(tap, proxy::forward(pool, upstream, request).await)
 }

@@ -39,16 +39,50 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BoxError, ClientBody, IdleTimer};
+use crate::remote::{ConnectError, RemoteTarget, Stream};
 
 /// What the proxy sends upstream: a body read whole (an inspected POST), or the client's body
 /// streamed and cut off at `gateway.max_body`.
 pub type RequestBody = Either<Full<Bytes>, Limited<ClientBody>>;
 
-type Connection = http1::Connection<TokioIo<TcpStream>, RequestBody>;
+type Connection = http1::Connection<TokioIo<Stream>, RequestBody>;
 type Sender = http1::SendRequest<RequestBody>;
 
 /// Idle connections kept per port; more are closed when they are given back.
 const MAX_IDLE_PER_PORT: usize = 64;
+
+/// Where a request goes: a local server's port on 127.0.0.1, or a remote server (`url:`).
+#[derive(Debug, Clone, Copy)]
+pub enum Dest<'a> {
+    Port(u16),
+    Remote(&'a RemoteTarget),
+}
+
+/// What connections are pooled and capped by: a port, or one remote target (a reload that
+/// changes a remote server makes a new target, so its old connections are not reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Port(u16),
+    Remote(u64),
+}
+
+impl Dest<'_> {
+    fn key(&self) -> Key {
+        match self {
+            Dest::Port(port) => Key::Port(*port),
+            Dest::Remote(target) => Key::Remote(target.id),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Port(port) => write!(f, "127.0.0.1:{port}"),
+            Key::Remote(_) => f.write_str("the remote server"),
+        }
+    }
+}
 
 /// Why a request got no response from upstream.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +91,14 @@ pub enum UpstreamError {
     Connect { port: u16, source: std::io::Error },
     #[error("connecting to 127.0.0.1:{port} took longer than {timeout:?}")]
     ConnectTimeout { port: u16, timeout: Duration },
+    /// A remote server could not be reached (TCP or TLS).
+    #[error(transparent)]
+    Remote(#[from] ConnectError),
     #[error("upstream closed the connection before the request could be sent")]
     Closed,
-    #[error("no upstream connection to 127.0.0.1:{port} came free within {wait:?} ({cap})")]
+    #[error("no upstream connection to {key} came free within {wait:?} ({cap})")]
     Busy {
-        port: u16,
+        key: Key,
         wait: Duration,
         cap: &'static str,
     },
@@ -73,17 +110,21 @@ impl UpstreamError {
     /// True when no connection could be made (nothing listens on the port, or it is full).
     /// The server's port refused the connection (nothing listens there).
     pub fn is_refused(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect { source, .. }
-                if source.kind() == std::io::ErrorKind::ConnectionRefused
-        )
+        match self {
+            UpstreamError::Connect { source, .. } => {
+                source.kind() == std::io::ErrorKind::ConnectionRefused
+            }
+            UpstreamError::Remote(err) => err.is_refused(),
+            _ => false,
+        }
     }
 
     pub fn is_connect(&self) -> bool {
         matches!(
             self,
-            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Remote(_)
         )
     }
 }
@@ -93,7 +134,7 @@ impl UpstreamError {
 pub struct Caps {
     total: Arc<Semaphore>,
     per_server: usize,
-    by_port: Mutex<HashMap<u16, Arc<Semaphore>>>,
+    by_port: Mutex<HashMap<Key, Arc<Semaphore>>>,
     wait: Duration,
     /// Every worker's pool, so a request at a cap can close the idle connections of all.
     pools: Mutex<Vec<std::sync::Weak<Pool>>>,
@@ -129,7 +170,7 @@ impl Caps {
 
     /// Closes the idle connections of every worker (to `port` only, when given), giving their
     /// places back.
-    fn close_idle(&self, port: Option<u16>) {
+    fn close_idle(&self, port: Option<Key>) {
         let pools: Vec<Arc<Pool>> = self
             .pools
             .lock()
@@ -142,7 +183,7 @@ impl Caps {
         }
     }
 
-    fn server(&self, port: u16) -> Arc<Semaphore> {
+    fn server(&self, port: Key) -> Arc<Semaphore> {
         let mut by_port = self
             .by_port
             .lock()
@@ -155,11 +196,11 @@ impl Caps {
 
     /// Places for a new connection to `port`. At a cap, idle connections are closed first,
     /// then the request waits at most `wait`.
-    async fn acquire(&self, port: u16) -> Result<Places, UpstreamError> {
+    async fn acquire(&self, port: Key) -> Result<Places, UpstreamError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         let server = self.server(port);
         let busy = |cap| UpstreamError::Busy {
-            port,
+            key: port,
             wait: self.wait,
             cap,
         };
@@ -204,7 +245,7 @@ struct Idle {
 
 /// The pool: idle connections by port. Cheap to share behind an `Arc`.
 pub struct Pool {
-    idle: Mutex<HashMap<u16, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     body_idle_timeout: Duration,
@@ -238,20 +279,21 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         // The map holds no invariant a panic elsewhere could break.
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sends `request` to `127.0.0.1:<port>` (its URI in origin form, its `Host` set) and
-    /// returns the response head; the body streams from the connection as it is read.
+    /// Sends `request` to `dest` (its URI in origin form, its `Host` set) and returns the
+    /// response head; the body streams from the connection as it is read.
     pub async fn send(
         self: &Arc<Self>,
-        port: u16,
+        dest: Dest<'_>,
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let port = dest.key();
         let mut request = request;
         if let Some(link) = self.take_idle(port) {
             match exchange(link, request).await {
@@ -260,7 +302,7 @@ impl Pool {
                 Err(Failed::Error(err)) => return Err(err.into()),
             }
         }
-        let link = self.connect(port).await?;
+        let link = self.connect(dest).await?;
         match exchange(link, request).await {
             Ok(exchanged) => Ok(self.respond(port, exchanged)),
             Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
@@ -268,7 +310,7 @@ impl Pool {
         }
     }
 
-    fn respond(self: &Arc<Self>, port: u16, (response, link): Exchanged) -> Response<ResponseBody> {
+    fn respond(self: &Arc<Self>, port: Key, (response, link): Exchanged) -> Response<ResponseBody> {
         response.map(|incoming| ResponseBody {
             // A response without a body (202 to a notification) is complete at once: hyper
             // will never poll it, and its connection is free for the next request.
@@ -282,7 +324,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `port` that is still open.
-    fn take_idle(&self, port: u16) -> Option<Link> {
+    fn take_idle(&self, port: Key) -> Option<Link> {
         let now = Instant::now();
         loop {
             // An emptied list stays (no allocation per request when one connection goes
@@ -296,8 +338,15 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, port: u16) -> Result<Link, UpstreamError> {
-        let places = self.caps.acquire(port).await?;
+    async fn connect(&self, dest: Dest<'_>) -> Result<Link, UpstreamError> {
+        let places = self.caps.acquire(dest.key()).await?;
+        let port = match dest {
+            Dest::Port(port) => port,
+            Dest::Remote(target) => {
+                let stream = target.connect(self.connect_timeout).await?;
+                return Self::handshake(stream, places).await;
+            }
+        };
         let connecting = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -313,6 +362,10 @@ impl Pool {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(port, cause = %err, "cannot set TCP_NODELAY on an upstream connection");
         }
+        Self::handshake(Stream::Plain(stream), places).await
+    }
+
+    async fn handshake(stream: Stream, places: Places) -> Result<Link, UpstreamError> {
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
@@ -324,7 +377,7 @@ impl Pool {
     }
 
     /// Closes this pool's idle connections (to `port` only, when given).
-    fn close_idle(&self, port: Option<u16>) {
+    fn close_idle(&self, port: Option<Key>) {
         let closed = match port {
             Some(port) => self.lock().get_mut(&port).map(std::mem::take),
             None => Some(
@@ -337,7 +390,7 @@ impl Pool {
         drop(closed);
     }
 
-    fn give_back(&self, port: u16, link: Link) {
+    fn give_back(&self, port: Key, link: Link) {
         let now = Instant::now();
         let mut pool = self.lock();
         let list = pool.entry(port).or_default();
@@ -434,7 +487,7 @@ pub struct ResponseBody {
     link: Option<Link>,
     finished: bool,
     pool: Arc<Pool>,
-    port: u16,
+    port: Key,
     idle: IdleTimer,
 }
 
@@ -474,7 +527,7 @@ impl HttpBody for ResponseBody {
             Poll::Pending if this.idle.expired(cx) => {
                 // Ends the body; the connection is dropped with it (not finished).
                 tracing::debug!(
-                    port = this.port,
+                    to = %this.port,
                     "response body moved no byte within gateway.body_idle_timeout"
                 );
                 return Poll::Ready(Some(Err(this.idle.error())));
@@ -523,7 +576,12 @@ mod tests {
     /// The TCP_NODELAY flag of `link`'s socket, read back from the kernel (getsockopt).
     fn nodelay(link: Link) -> bool {
         let parts = link.connection.into_parts();
-        parts.io.inner().nodelay().expect("getsockopt TCP_NODELAY")
+        parts
+            .io
+            .inner()
+            .tcp()
+            .nodelay()
+            .expect("getsockopt TCP_NODELAY")
     }
 
     #[tokio::test]
@@ -537,13 +595,13 @@ mod tests {
             Duration::from_secs(60),
             caps,
         ));
-        let fresh = pool.connect(port).await.unwrap();
+        let fresh = pool.connect(Dest::Port(port)).await.unwrap();
         assert!(nodelay(fresh), "a new upstream connection has Nagle on");
         // The same socket after a trip through the idle list.
-        let link = pool.connect(port).await.unwrap();
-        pool.give_back(port, link);
+        let link = pool.connect(Dest::Port(port)).await.unwrap();
+        pool.give_back(Key::Port(port), link);
         let pooled = pool
-            .take_idle(port)
+            .take_idle(Key::Port(port))
             .expect("the idle connection is still open");
         assert!(nodelay(pooled), "a pooled upstream connection has Nagle on");
         drop(listener);

@@ -1,6 +1,7 @@
 //! Why a probe failed, and how a reply that is not the expected result becomes that reason.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::ProbeClient;
@@ -9,41 +10,44 @@ use super::http::{HttpError, Outcome, Reply};
 /// Why a probe failed; the text goes to `mcpctl status` (LAST-ERROR) and the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("cannot connect to 127.0.0.1:{port}: {source}")]
+    #[error("cannot connect to {at}: {source}")]
     Connect {
-        port: u16,
+        at: Arc<str>,
         #[source]
         source: io::Error,
     },
-    #[error("no answer from 127.0.0.1:{port} within {timeout:?}")]
-    Timeout { port: u16, timeout: Duration },
-    #[error("{method} to 127.0.0.1:{port}: {source}")]
+    #[error("no answer from {at} within {timeout:?}")]
+    Timeout { at: Arc<str>, timeout: Duration },
+    #[error("{method} to {at}: {source}")]
     Http {
-        port: u16,
+        at: Arc<str>,
         method: &'static str,
         #[source]
         source: HttpError,
     },
-    #[error("{method} to 127.0.0.1:{port}: HTTP {status}{}", detail(.body))]
+    #[error("{method} to {at}: HTTP {status}{}", detail(.body))]
     Status {
-        port: u16,
+        at: Arc<str>,
         method: &'static str,
         status: u16,
         body: String,
     },
-    #[error("{method} to 127.0.0.1:{port}: JSON-RPC error {code}: {message}")]
+    #[error("{method} to {at}: JSON-RPC error {code}: {message}")]
     Rpc {
-        port: u16,
+        at: Arc<str>,
         method: &'static str,
         code: i64,
         message: String,
     },
-    #[error("{method} to 127.0.0.1:{port}: {reason}")]
+    #[error("{method} to {at}: {reason}")]
     Protocol {
-        port: u16,
+        at: Arc<str>,
         method: &'static str,
         reason: String,
     },
+    /// A remote server could not be reached (TCP or TLS).
+    #[error("{0}")]
+    Unreachable(#[from] crate::remote::ConnectError),
     #[error("{0} (and server/discover failed: {1})")]
     BothFailed(Box<ProbeError>, Box<ProbeError>),
 }
@@ -75,27 +79,27 @@ impl ProbeClient {
         outcome: Outcome<T>,
         method: &'static str,
     ) -> ProbeError {
-        let port = self.port;
+        let at = self.at.clone();
         match outcome {
             Outcome::Error(error) => ProbeError::Rpc {
-                port,
+                at,
                 method,
                 code: error.code,
                 message: error.message,
             },
             Outcome::Status(body) => ProbeError::Status {
-                port,
+                at,
                 method,
                 status,
                 body,
             },
             Outcome::Accepted if (200..300).contains(&status) => ProbeError::Protocol {
-                port,
+                at,
                 method,
                 reason: format!("HTTP {status} with an empty body"),
             },
             Outcome::Accepted | Outcome::Result(_) => ProbeError::Status {
-                port,
+                at,
                 method,
                 status,
                 body: String::new(),

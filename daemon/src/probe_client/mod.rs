@@ -30,12 +30,13 @@ mod wire;
 
 pub(crate) use wire::tools_of;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
-use tokio::net::TcpStream;
 
 use crate::directory::ToolInfo;
+use crate::remote::{RemoteTarget, Stream};
 pub use error::ProbeError;
 use http::Outcome;
 use wire::{Discover, Initialized, ToolWire, ToolsPage};
@@ -83,9 +84,13 @@ pub enum Link {
 /// Probes one process of one server; see the module docs.
 #[derive(Debug)]
 pub struct ProbeClient {
+    /// `127.0.0.1:<port>`, or a remote server's `host:port`: what messages name.
+    at: Arc<str>,
     port: u16,
     path: Box<str>,
-    connection: Option<TcpStream>,
+    /// A remote server's target (address, TLS, credential); `None` for a local port.
+    remote: Option<Arc<RemoteTarget>>,
+    connection: Option<Stream>,
     mode: Mode,
     next_id: u64,
     probes: u32,
@@ -100,8 +105,10 @@ pub struct ProbeClient {
 impl ProbeClient {
     pub fn new(port: u16, path: &str) -> Self {
         ProbeClient {
+            at: Arc::from(format!("127.0.0.1:{port}")),
             port,
             path: Box::from(path),
+            remote: None,
             connection: None,
             mode: Mode::Unknown,
             next_id: 1,
@@ -119,12 +126,21 @@ impl ProbeClient {
         self
     }
 
+    /// A client of the remote server `target`: its URL's path, over TLS for `https:`, with
+    /// the operator's credential on every request.
+    pub fn remote(target: Arc<RemoteTarget>) -> Self {
+        let mut client = ProbeClient::new(target.url.port, &target.url.target);
+        client.at = Arc::from(target.url.address());
+        client.remote = Some(target);
+        client
+    }
+
     /// Learns the protocol generation on a new connection and lists the tools, within
     /// `timeout`.
     pub async fn ready(&mut self, timeout: Duration) -> Result<Vec<ToolInfo>, ProbeError> {
         self.connection = None;
         self.mode = Mode::Unknown;
-        let port = self.port;
+        let at = self.at.clone();
         let work = async {
             self.handshake().await?;
             let tools = self.list_tools().await?;
@@ -133,7 +149,7 @@ impl ProbeClient {
         };
         let outcome = tokio::time::timeout(timeout, work)
             .await
-            .unwrap_or(Err(ProbeError::Timeout { port, timeout }));
+            .unwrap_or(Err(ProbeError::Timeout { at, timeout }));
         if outcome.is_err() {
             self.forget();
         }
@@ -145,10 +161,10 @@ impl ProbeClient {
     pub async fn open(&mut self, timeout: Duration) -> Result<Link, ProbeError> {
         self.connection = None;
         self.mode = Mode::Unknown;
-        let port = self.port;
+        let at = self.at.clone();
         tokio::time::timeout(timeout, self.handshake())
             .await
-            .unwrap_or(Err(ProbeError::Timeout { port, timeout }))?;
+            .unwrap_or(Err(ProbeError::Timeout { at, timeout }))?;
         self.connection = None;
         Ok(match &self.mode {
             Mode::Session { id, version, .. } => Link::Session {
@@ -164,10 +180,10 @@ impl ProbeClient {
     pub async fn alive(&mut self, timeout: Duration) -> Result<Option<Vec<ToolInfo>>, ProbeError> {
         self.probes = self.probes.wrapping_add(1);
         let refresh = self.probes % TOOL_REFRESH_EVERY == 0;
-        let port = self.port;
+        let at = self.at.clone();
         let outcome = tokio::time::timeout(timeout, self.liveness(refresh))
             .await
-            .unwrap_or(Err(ProbeError::Timeout { port, timeout }));
+            .unwrap_or(Err(ProbeError::Timeout { at, timeout }));
         if outcome.is_err() {
             self.forget();
         }
@@ -228,7 +244,11 @@ impl ProbeClient {
             Ok(_) => self.initialize().await,
             // A server that could not be reached, or went quiet, will not do better with
             // `initialize`.
-            Err(error @ (ProbeError::Connect { .. } | ProbeError::Timeout { .. })) => Err(error),
+            Err(
+                error @ (ProbeError::Connect { .. }
+                | ProbeError::Timeout { .. }
+                | ProbeError::Unreachable(_)),
+            ) => Err(error),
             Err(discover) => match self.initialize().await {
                 Ok(()) => Ok(()),
                 Err(error) => Err(ProbeError::BothFailed(Box::new(error), Box::new(discover))),
@@ -257,7 +277,7 @@ impl ProbeClient {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         {
             return Err(ProbeError::Protocol {
-                port: self.port,
+                at: self.at.clone(),
                 method: "initialize",
                 reason: format!("invalid protocolVersion {version:?}"),
             });
@@ -299,7 +319,7 @@ impl ProbeClient {
             }
         }
         Err(ProbeError::Protocol {
-            port: self.port,
+            at: self.at.clone(),
             method: "tools/list",
             reason: format!("more than {MAX_PAGES} pages of tools"),
         })
@@ -318,7 +338,7 @@ impl ProbeClient {
             && matches!(&self.mode, Mode::Session { id: Some(_), .. })
             && !matches!(reply.outcome, Outcome::Error(_));
         if session_gone {
-            tracing::debug!(port = self.port, "MCP session expired; opening a new one");
+            tracing::debug!(at = %self.at, "MCP session expired; opening a new one");
             self.initialize().await?;
             let (reply, method) = self.send::<T>(method, params, limit).await?;
             return self.result(reply, method).map(|(result, _)| result);

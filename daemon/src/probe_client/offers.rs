@@ -100,7 +100,7 @@ impl ProbeClient {
             entries.extend(entries_of(items, key));
             if entries.len() > MAX_ENTRIES {
                 return Err(ProbeError::Protocol {
-                    port: self.port,
+                    at: self.at.clone(),
                     method,
                     reason: format!("more than {MAX_ENTRIES} entries"),
                 });
@@ -115,7 +115,7 @@ impl ProbeClient {
             }
         }
         Err(ProbeError::Protocol {
-            port: self.port,
+            at: self.at.clone(),
             method,
             reason: format!("more than {MAX_PAGES} pages"),
         })

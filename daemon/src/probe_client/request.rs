@@ -2,12 +2,14 @@
 //! connection or a new one, and its reply read by [`super::http`].
 
 use std::fmt::Write as _;
-use std::io;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::http::{self, HttpError, Reply};
+use crate::remote::Stream;
+
 use super::{Mode, ProbeClient, ProbeError, SESSION_VERSION, STATELESS_VERSION};
 
 /// The per-request `_meta` of the stateless generation.
@@ -35,7 +37,7 @@ impl ProbeClient {
         let request = self.render(method, id, params)?;
         // Taken out while in use: if the caller's timeout drops this future midway, no
         // half-read connection is kept.
-        let kept = self.connection.take().filter(still_open);
+        let kept = self.connection.take().filter(Stream::still_open);
         let reused = kept.is_some();
         let mut stream = match kept {
             Some(stream) => stream,
@@ -49,7 +51,7 @@ impl ProbeClient {
             reply = http::exchange::<_, T>(&mut stream, &request, id, limit, want_session).await;
         }
         let reply = reply.map_err(|source| ProbeError::Http {
-            port: self.port,
+            at: self.at.clone(),
             method,
             source,
         })?;
@@ -59,16 +61,20 @@ impl ProbeClient {
         Ok((reply, method))
     }
 
-    async fn connect(&self) -> Result<TcpStream, ProbeError> {
+    async fn connect(&self) -> Result<Stream, ProbeError> {
+        if let Some(remote) = &self.remote {
+            // Bounded by the probe's own timeout, around the whole request.
+            return Ok(remote.connect(Duration::from_secs(3600)).await?);
+        }
         let connect = |source| ProbeError::Connect {
-            port: self.port,
+            at: self.at.clone(),
             source,
         };
         let stream = TcpStream::connect(("127.0.0.1", self.port))
             .await
             .map_err(connect)?;
         stream.set_nodelay(true).map_err(connect)?;
-        Ok(stream)
+        Ok(Stream::Plain(stream))
     }
 
     /// The HTTP request for `method`, head and body in one buffer.
@@ -80,7 +86,7 @@ impl ProbeClient {
     ) -> Result<Vec<u8>, ProbeError> {
         if !self.path.starts_with('/') || !self.path.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ProbeError::Protocol {
-                port: self.port,
+                at: self.at.clone(),
                 method,
                 reason: format!("path {:?} is not a valid HTTP request target", self.path),
             });
@@ -113,12 +119,19 @@ impl ProbeClient {
         let mut request = Vec::with_capacity(body.len() + 320);
         let _ = write!(
             Buffer(&mut request),
-            "POST {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
             self.path,
-            self.port,
+            self.host(),
             body.len()
         );
+        if let Some(credential) = self.remote.as_ref().and_then(|r| r.credential.as_ref()) {
+            // Printable ASCII by construction (`remote::Credential`).
+            request.extend_from_slice(credential.header.as_str().as_bytes());
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(credential.value.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
         if stateless {
             let _ = write!(
                 Buffer(&mut request),
@@ -138,6 +151,16 @@ impl ProbeClient {
     }
 }
 
+impl ProbeClient {
+    /// The `Host` header: the remote URL's authority, else `127.0.0.1:<port>`.
+    fn host(&self) -> &str {
+        match &self.remote {
+            Some(remote) => remote.host_header().to_str().unwrap_or_default(),
+            None => &self.at,
+        }
+    }
+}
+
 /// `fmt::Write` into a byte buffer.
 struct Buffer<'a>(&'a mut Vec<u8>);
 
@@ -146,10 +169,4 @@ impl std::fmt::Write for Buffer<'_> {
         self.0.extend_from_slice(text.as_bytes());
         Ok(())
     }
-}
-
-/// False when a kept connection was closed by the server (or has unexpected bytes waiting).
-fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }

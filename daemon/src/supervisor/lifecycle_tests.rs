@@ -152,7 +152,11 @@ fn expected(state: ServerState, event: &Event) -> (ServerState, Vec<Action>) {
 
 #[tokio::test(start_paused = true)]
 async fn every_event_in_every_state() {
-    for state in ALL_STATES {
+    // `unreachable` belongs to remote servers, which have no lifecycle machine.
+    for state in ALL_STATES
+        .into_iter()
+        .filter(|state| *state != ServerState::Unreachable)
+    {
         for event in all_events() {
             let mut m = in_state(state, RestartPolicy::OnFailure);
             let actions = m.next(event.clone(), now());

@@ -15,6 +15,7 @@ mod plan;
 mod probe;
 mod proc_usage;
 pub mod reaper;
+mod remote;
 mod runner;
 mod server;
 mod spawn;
@@ -34,7 +35,7 @@ pub use logs::LogFiles;
 pub use probe::{McpProber, Probe, ProbeFuture, Prober, TcpProber};
 pub use spawn::SpawnSpec;
 
-use crate::config::{DaemonConfig, PortRange, ServerConfig, Services};
+use crate::config::{DaemonConfig, PortRange, ServerConfig, ServerKind, Services};
 use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus};
 use crate::ports::PortAllocator;
 use logs::LogHub;
@@ -268,8 +269,12 @@ impl Supervisor {
             self.inner.log_files.clone(),
         ));
         let entry = Arc::new(ServerEntry::new(config, status));
-        let (commands, task) =
-            ServerTask::spawn(self.inner.shared.clone(), entry.clone(), logs.clone(), port);
+        let shared = self.inner.shared.clone();
+        let (commands, task) = if entry.config.load().kind == ServerKind::Remote {
+            remote::RemoteTask::spawn(shared, entry.clone(), logs.clone())
+        } else {
+            ServerTask::spawn(shared, entry.clone(), logs.clone(), port)
+        };
         (
             entry,
             ServerHandle {
@@ -441,6 +446,16 @@ impl Supervisor {
                     }
                     continue;
                 };
+                let remote =
+                    |entry: &Arc<ServerEntry>| entry.config.load().kind == ServerKind::Remote;
+                if entries
+                    .get(name)
+                    .is_some_and(|entry| remote(entry) != (config.kind == ServerKind::Remote))
+                    && let Some(handle) = servers.remove(name)
+                {
+                    // Between a process and a URL: a task of the other kind.
+                    removed.push(handle);
+                }
                 match (change.action, servers.get(name)) {
                     (PlanAction::Unchanged, _) => {}
                     (_, Some(handle)) => {

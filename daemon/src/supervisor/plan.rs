@@ -130,6 +130,20 @@ pub fn changed_fields(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
     check(old.stop_timeout != new.stop_timeout, "stop_timeout");
     check(old.limits != new.limits, "limits");
     check(old.run_as != new.run_as, "user");
+    let (old_remote, new_remote) = (old.remote.as_deref(), new.remote.as_deref());
+    check(
+        old_remote.map(|r| &r.url) != new_remote.map(|r| &r.url),
+        "url",
+    );
+    check(
+        old_remote.map(|r| &r.ca_file) != new_remote.map(|r| &r.ca_file),
+        "tls",
+    );
+    // Said without the value: a credential is never shown.
+    check(
+        old_remote.map(|r| &r.credential) != new_remote.map(|r| &r.credential),
+        "upstream_auth",
+    );
     fields
 }
 
@@ -150,6 +164,44 @@ mod tests {
                 (c.name.clone(), cur)
             })
             .collect()
+    }
+
+    /// A remote server at `url` with a bearer credential `token`.
+    fn remote(url: &str, token: &[u8]) -> ServerConfig {
+        use crate::remote::{Credential, RemoteTarget, RemoteUrl};
+        let mut config = server_running("r", "");
+        config.kind = crate::config::ServerKind::Remote;
+        let credential =
+            Credential::from_file(http::header::AUTHORIZATION, token, true, "r.token".into())
+                .unwrap();
+        let target = RemoteTarget::new(RemoteUrl::parse(url).unwrap(), None, Some(credential));
+        config.remote = Some(std::sync::Arc::new(target.unwrap()));
+        config
+    }
+
+    #[test]
+    fn a_remote_servers_credential_and_url_changes_are_seen_without_the_value() {
+        let old = remote("http://127.0.0.1:9/mcp", b"secret-one");
+        let mut cur = current(&[(old.clone(), ServerState::Running, 0)]);
+        cur.get_mut("r").unwrap().port = None;
+        let changed = |new: ServerConfig| {
+            let new = BTreeMap::from([("r".to_owned(), new)]);
+            let plan = plan(&cur, &new, &BTreeMap::new());
+            let change = &plan.changes[0];
+            (change.action, change.reason.clone())
+        };
+        assert_eq!(changed(old.clone()), (PlanAction::Unchanged, String::new()));
+        let (action, reason) = changed(remote("http://127.0.0.1:9/mcp", b"secret-two"));
+        assert_eq!(
+            (action, reason.as_str()),
+            (PlanAction::Update, "upstream_auth changed")
+        );
+        assert!(!reason.contains("secret"));
+        let (action, reason) = changed(remote("http://127.0.0.1:10/mcp", b"secret-one"));
+        assert_eq!(
+            (action, reason.as_str()),
+            (PlanAction::Restart, "url changed")
+        );
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub(super) fn runner_for(
 ) -> Box<dyn Runner> {
     let name = entry.config.load().name.clone();
     match kind {
-        ServerKind::Http => {
+        // A remote server never gets here: it has a task of its own (`remote.rs`).
+        ServerKind::Http | ServerKind::Remote => {
             entry.stdio.store(None);
             Box::new(HttpRunner)
         }

@@ -5,6 +5,7 @@
 
 mod daemon;
 mod limits;
+mod remote;
 mod server;
 mod shared;
 pub mod virtual_server;

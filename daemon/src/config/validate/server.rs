@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::limits;
+use super::remote;
 use super::shared::{audit_arguments, health, oauth_config, positive, restart};
 use super::virtual_server;
 use crate::config::env::{Env, Resolver, absolute};
@@ -137,6 +138,12 @@ fn entries(
             continue;
         }
         virtual_server::refuse_virtual_keys(source, &path, &name, errors);
+        let remote = if raw.url.is_some() {
+            remote::remote(source, &path, &name, &raw, &file_dir, errors)
+        } else {
+            remote::refuse_remote_keys(source, &path, &name, errors);
+            None
+        };
         let restart = restart(
             source,
             &path,
@@ -174,11 +181,11 @@ fn entries(
 
         let binary_name = raw.binary.clone().unwrap_or_default();
         let binary = if raw.binary.is_none() {
-            if !block.failed.contains("binary") {
+            if !block.failed.contains("binary") && raw.url.is_none() {
                 errors.push(source.error(
                     source.key_pos(&path),
                     format!("server \"{name}\" has no binary"),
-                    "add `binary:` with a program name (looked up in bin_dirs, then PATH) or an absolute path"
+                    "add `binary:` with a program name (looked up in bin_dirs, then PATH) or an absolute path, or `url:` for a server mcpd does not run"
                         .to_owned(),
                 ));
             }
@@ -256,7 +263,11 @@ fn entries(
             ));
         }
 
-        let kind = server_kind(source, &path, &name, &raw, errors);
+        let kind = if raw.url.is_some() {
+            ServerKind::Remote
+        } else {
+            server_kind(source, &path, &name, &raw, errors)
+        };
 
         servers.push(ServerConfig {
             kind,
@@ -284,6 +295,7 @@ fn entries(
             limits,
             run_as,
             sandbox,
+            remote,
             name,
         });
     }

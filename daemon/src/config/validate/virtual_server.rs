@@ -23,6 +23,9 @@ const PROCESS_KEYS: &[&str] = &[
     "stop_timeout",
     "restart",
     "health",
+    "url",
+    "tls",
+    "upstream_auth",
 ];
 
 /// Keys only a virtual server has.
@@ -60,7 +63,7 @@ pub fn refuse_virtual_keys(
     }
 }
 
-fn present(source: &Source, path: &[Seg], wanted: &str) -> bool {
+pub(super) fn present(source: &Source, path: &[Seg], wanted: &str) -> bool {
     let mut value = &source.value;
     for seg in path {
         let next = match seg {

@@ -177,6 +177,10 @@ async fn handshake(ctx: &ControlContext, name: &str, entry: &ServerEntry) -> Tes
         stdio_handshake(name, entry, target.bridge(), &mut reply).await;
         return reply;
     }
+    if let Some(remote) = entry.config.load().remote.clone() {
+        remote_handshake(remote, entry.config.load().health.timeout, &mut reply).await;
+        return reply;
+    }
     let url = match running_url(name, entry) {
         Ok(url) => url,
         Err(e) => {
@@ -198,6 +202,30 @@ async fn handshake(ctx: &ControlContext, name: &str, entry: &ServerEntry) -> Tes
         Err(e) => reply.error = Some(e.to_string()),
     }
     reply
+}
+
+/// The handshake of a remote server with the probe client (its TLS settings and the
+/// operator's credential, which the rmcp client of `mcp_client` does not have): reached, and
+/// its tools listed. Whatever state the supervisor shows, it is tried now.
+async fn remote_handshake(
+    remote: Arc<crate::remote::RemoteTarget>,
+    timeout: std::time::Duration,
+    reply: &mut TestReply,
+) {
+    reply.url = Some(remote.url.text.clone());
+    let started = std::time::Instant::now();
+    match crate::probe_client::ProbeClient::remote(remote)
+        .ready(timeout)
+        .await
+    {
+        Ok(tools) => {
+            reply.ok = true;
+            reply.latency_ms =
+                Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            reply.tools_count = Some(u32::try_from(tools.len()).unwrap_or(u32::MAX));
+        }
+        Err(e) => reply.error = Some(e.to_string()),
+    }
 }
 
 /// The handshake of a stdio server, over its pipe: the child's `initialize` answer (kept by

@@ -173,7 +173,8 @@ pub(super) async fn send(
                 &down_message(name, member, status.state, status.last_error.as_deref()),
             );
         }
-        let Some(port) = status.port.or(member_config.port) else {
+        let remote = member_config.remote.as_ref();
+        let Some(port) = status.port.or(member_config.port).or(remote.map(|_| 0)) else {
             return rpc_error(
                 id,
                 MEMBER_UNAVAILABLE,
@@ -186,6 +187,7 @@ pub(super) async fn send(
             path: &member_config.path,
             started_at: status.started_at,
             timeout: member_config.health.timeout,
+            remote,
         };
         let link = match links.get(context.session, &address).await {
             Ok(link) => link,
@@ -229,6 +231,7 @@ pub(super) async fn send(
             retry_after_secs: context.shared.options.retry_after_secs,
             claims,
             check_now: &entry.check_now,
+            remote: remote.map(|remote| &**remote),
         };
         let answer = proxy::forward(context.pool, upstream, request).await;
         let forgotten = answer.status() == StatusCode::NOT_FOUND

@@ -35,7 +35,14 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
         return;
     };
     let member_config = entry.config.load_full();
-    let Some(port) = entry.status.load().port.or(member_config.port) else {
+    let remote = member_config.remote.as_deref();
+    let Some(port) = entry
+        .status
+        .load()
+        .port
+        .or(member_config.port)
+        .or(remote.map(|_| 0))
+    else {
         return;
     };
     let mut request = member_request(headers, &link, "notifications/cancelled", "", body);
@@ -54,6 +61,7 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
         retry_after_secs: context.shared.options.retry_after_secs,
         claims: context.claims.as_deref(),
         check_now: &entry.check_now,
+        remote,
     };
     let answer = proxy::forward(context.pool, upstream, request).await;
     if let Either::Right(body) = answer.into_body() {

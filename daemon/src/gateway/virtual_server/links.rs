@@ -35,6 +35,8 @@ pub struct MemberAddress<'a> {
     /// The member process's start: a link of another process is not used.
     pub started_at: Option<SystemTime>,
     pub timeout: Duration,
+    /// A remote member's target (then `port` and `path` are unused).
+    pub remote: Option<&'a std::sync::Arc<crate::remote::RemoteTarget>>,
 }
 
 impl Links {
@@ -49,7 +51,11 @@ impl Links {
         {
             return Ok(link.clone());
         }
-        let link = ProbeClient::new(member.port, member.path)
+        let client = match member.remote {
+            Some(remote) => ProbeClient::remote(remote.clone()),
+            None => ProbeClient::new(member.port, member.path),
+        };
+        let link = client
             .with_capabilities(super::backchannel::MEMBER_CAPABILITIES)
             .open(member.timeout)
             .await?;

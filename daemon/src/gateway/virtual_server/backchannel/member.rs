@@ -28,6 +28,8 @@ pub(in super::super) struct MemberRoute {
     pub name: String,
     pub port: u16,
     pub path: String,
+    /// A remote member's target (`port` and `path` then unused).
+    pub remote: Option<Arc<crate::remote::RemoteTarget>>,
     pub link: Link,
     pub entry: Arc<ServerEntry>,
     pub pool: Arc<Pool>,
@@ -62,6 +64,7 @@ impl MemberRoute {
             retry_after_secs: self.retry_after_secs,
             claims: self.claims.as_deref(),
             check_now: &self.entry.check_now,
+            remote: self.remote.as_deref(),
         };
         let answer = proxy::forward(&self.pool, upstream, request).await;
         let status = answer.status();
@@ -100,6 +103,7 @@ pub(in super::super) fn route(
         name: member.name.clone(),
         port,
         path: member.path.clone(),
+        remote: member.remote.clone(),
         link,
         entry: entry.clone(),
         pool: context.pool.clone(),
