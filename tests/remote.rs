@@ -124,6 +124,13 @@ async fn a_remote_mcpd_over_tls_with_the_operators_credential() {
     let test: Value = serde_json::from_slice(&test.stdout).expect("test JSON");
     assert_eq!(test["ok"], true, "{test}");
     assert!(test["tools_count"].as_u64().unwrap_or(0) >= 1, "{test}");
+    // `mcpctl call` too, and the call is audited like any other.
+    let call = outer.mcpctl(&["call", "remote", "echo", "--args", r#"{"text": "via ctl"}"#]);
+    assert!(call.status.success(), "{call:?}");
+    assert!(
+        String::from_utf8_lossy(&call.stdout).contains("via ctl"),
+        "{call:?}"
+    );
 
     // A virtual server with the remote as a member lists and calls its tools.
     let (virtual_client, _) = connect(&outer.mcp_url("all"), Some(&caller), Generation::Session)

@@ -46,6 +46,8 @@ use wire::{Discover, Initialized, ToolWire, ToolsPage};
 pub const TOOL_REFRESH_EVERY: u32 = 30;
 /// The largest response body accepted for `tools/list` (and the other lists; per page).
 const MAX_TOOLS_BODY: usize = 1 << 20;
+/// Longest `tools/call` answer `call_tool` reads.
+const MAX_CALL_BODY: usize = 16 << 20;
 /// The largest response body accepted for any other request.
 const MAX_BODY: usize = 64 * 1024;
 /// The most `tools/list` pages followed.
@@ -100,6 +102,8 @@ pub struct ProbeClient {
     offers: Option<crate::offers::Offers>,
     /// The client capabilities its `initialize` declares (JSON).
     capabilities: &'static str,
+    /// The tool a `tools/call` in flight names (its `Mcp-Name` header, 2026-07-28).
+    tool: Option<String>,
 }
 
 impl ProbeClient {
@@ -116,6 +120,7 @@ impl ProbeClient {
             declared: offers::Declared::default(),
             offers: None,
             capabilities: "{}",
+            tool: None,
         }
     }
 
@@ -173,6 +178,33 @@ impl ProbeClient {
             },
             Mode::Stateless | Mode::Unknown => Link::Stateless,
         })
+    }
+
+    /// `tools/call` of `tool` with `arguments` (a JSON object's text) after a handshake, within
+    /// `timeout`: the result as the server sent it. How `mcpctl call` reaches a remote server
+    /// (its TLS settings and the operator's credential are the probe's).
+    pub async fn call_tool(
+        &mut self,
+        tool: &str,
+        arguments: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ProbeError> {
+        let at = self.at.clone();
+        let params = format!(
+            r#""name":{},"arguments":{arguments}"#,
+            serde_json::to_string(tool).unwrap_or_default()
+        );
+        let work = async {
+            self.handshake().await?;
+            self.tool = Some(tool.to_owned());
+            self.request::<serde_json::Value>("tools/call", &params, MAX_CALL_BODY)
+                .await
+        };
+        let outcome = tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or(Err(ProbeError::Timeout { at, timeout }));
+        self.tool = None;
+        outcome
     }
 
     /// One light request (or, every [`TOOL_REFRESH_EVERY`]th time, the tool list), within

@@ -137,6 +137,11 @@ impl ProbeClient {
                 Buffer(&mut request),
                 "Mcp-Method: {method}\r\nMCP-Protocol-Version: {STATELESS_VERSION}\r\n"
             );
+            if let Some(tool) = self.tool.as_deref().filter(|_| method == "tools/call") {
+                // Printable ASCII, or base64 (`header_text`).
+                let name = crate::envelope::header_text(tool);
+                let _ = write!(Buffer(&mut request), "Mcp-Name: {name}\r\n");
+            }
         } else if let Mode::Session { id, version, .. } = &self.mode
             && method != "initialize"
         {

@@ -73,12 +73,29 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
                     })
                 })
         }
-        None => {
-            let url = running_url(&server, &entry)?;
-            ctx.mcp
-                .call_tool(&url, &request.tool, arguments, timeout)
-                .await
-        }
+        None => match entry.config.load().remote.clone() {
+            Some(remote) => {
+                running(&server, &entry)?;
+                let url = remote.url.text.clone();
+                crate::probe_client::ProbeClient::remote(remote)
+                    .call_tool(
+                        &request.tool,
+                        &serde_json::Value::Object(arguments).to_string(),
+                        timeout,
+                    )
+                    .await
+                    .map_err(|e| McpError::Protocol {
+                        url,
+                        reason: e.to_string(),
+                    })
+            }
+            None => {
+                let url = running_url(&server, &entry)?;
+                ctx.mcp
+                    .call_tool(&url, &request.tool, arguments, timeout)
+                    .await
+            }
+        },
     };
     if let Some(log) = &ctx.audit {
         record_call(
