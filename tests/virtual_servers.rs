@@ -728,7 +728,7 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
         &url,
         Some(&session),
         None,
-        json!({"jsonrpc": "2.0", "id": 9, "method": "resources/list"}),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "no/such/method"}),
     )
     .await;
     assert_eq!(body["error"]["code"], -32601, "{body}");
