@@ -79,13 +79,16 @@ def run(bench, h):
   one:
     aggregate: [echo]
     description: one member, prefixed names (echo_echo)
+    # The load generator is one caller with up to 64 calls in flight; the default cap (16)
+    # would refuse the rest.
+    max_calls_per_caller: 128
 """)
     log("virtual: mcpd with mcp-echo and a one-member virtual server; mcp-proxy in front of "
         "the same mcp-echo (servers on CPU 0, loadgen on CPU 1)")
     daemon, _ = bench.start_daemon(config, cpu=server_cpu)
     sock = os.path.join(d, "mcpd.sock")
     bench.note_command(f"taskset -c {server_cpu} mcpd --config virtual/mcpd.yaml   "
-                       "# echo + `one: {aggregate: [echo]}`")
+                       "# echo + `one: {aggregate: [echo], max_calls_per_caller: 128}`")
 
     def running(names):
         def check():
