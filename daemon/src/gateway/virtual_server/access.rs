@@ -30,18 +30,12 @@ pub fn decide_call(
     exposed: &str,
     original: &str,
 ) -> Decision {
-    if !admitted(claims, member) {
-        let mut allowing = vec![authz::ADMIN.to_owned()];
-        allowing.extend(member.scopes.iter().filter(|s| *s != authz::ADMIN).cloned());
-        return Decision::Deny { allowing };
-    }
-    let Some(claims) = claims else {
-        return Decision::Allow;
-    };
-    match authz::decide_call(&claims.scopes, member, original) {
-        Decision::Allow => authz::decide_call(&claims.scopes, &config.oauth, exposed),
-        deny => deny,
-    }
+    under_both(claims, member, |scopes| {
+        match authz::decide_call(scopes, member, original) {
+            Decision::Allow => authz::decide_call(scopes, &config.oauth, exposed),
+            deny => deny,
+        }
+    })
 }
 
 /// May the caller send `message` (a prompt or resource request) to a member? Admission to
@@ -53,17 +47,29 @@ pub fn decide_read(
     member: &OAuthConfig,
     message: &crate::envelope::Message<'_>,
 ) -> Decision {
+    under_both(claims, member, |scopes| {
+        match authz::decide(scopes, member, message) {
+            Decision::Allow => authz::decide(scopes, &config.oauth, message),
+            deny => deny,
+        }
+    })
+}
+
+/// Admission to the member (else the scopes that would admit), then `decide` on the token's
+/// scopes; a caller without a token (no `oauth.required`) is allowed.
+fn under_both(
+    claims: Option<&Claims>,
+    member: &OAuthConfig,
+    decide: impl FnOnce(&[String]) -> Decision,
+) -> Decision {
     if !admitted(claims, member) {
         let mut allowing = vec![authz::ADMIN.to_owned()];
         allowing.extend(member.scopes.iter().filter(|s| *s != authz::ADMIN).cloned());
         return Decision::Deny { allowing };
     }
-    let Some(claims) = claims else {
-        return Decision::Allow;
-    };
-    match authz::decide(&claims.scopes, member, message) {
-        Decision::Allow => authz::decide(&claims.scopes, &config.oauth, message),
-        deny => deny,
+    match claims {
+        Some(claims) => decide(&claims.scopes),
+        None => Decision::Allow,
     }
 }
 
