@@ -122,6 +122,38 @@ fn bad_entries_are_errors_at_their_position() {
 }
 
 #[test]
+fn a_virtual_server_refuses_every_key_of_a_process() {
+    let f = fixture();
+    f.write("mcp/a.yaml", "mcp_servers:\n  echo: {binary: mcp-echo}\n");
+    f.write(
+        "mcp/v.yaml",
+        "mcp_servers:
+  all:
+    aggregate: [echo]
+    limits: {memory: 64MiB}
+    transport: stdio
+    user: nobody
+    sandbox: {private_tmp: true}
+    health: {interval: 5s}
+",
+    );
+    let errors = f.load().unwrap_err();
+    for (key, line) in [
+        ("limits", 4),
+        ("transport", 5),
+        ("user", 6),
+        ("sandbox", 7),
+        ("health", 8),
+    ] {
+        assert_eq!(
+            located(&errors, &format!("`{key}` cannot go with `aggregate`")),
+            (line, 5),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
 fn a_virtual_server_and_a_server_may_not_share_a_name() {
     let f = fixture();
     f.write("mcp/a.yaml", "mcp_servers:\n  echo: {binary: mcp-echo}\n");

@@ -15,27 +15,7 @@ use crate::config::raw::*;
 use crate::config::source::{Seg, Source, join, key};
 use crate::remote::{Credential, RemoteTarget, RemoteUrl, refused_header_name};
 
-/// Keys of a server mcpd runs, refused beside `url`.
-const PROCESS_KEYS: &[&str] = &[
-    "binary",
-    "package",
-    "port",
-    "args",
-    "env",
-    "env_passthrough",
-    "working_dir",
-    "path",
-    "stop_timeout",
-    "restart",
-    "limits",
-    "user",
-    "group",
-    "sandbox",
-    "transport",
-    "sessions",
-    "max_sessions",
-    "idle_timeout",
-];
+use super::shared::PROCESS_KEYS;
 
 /// Errors for `tls` or `upstream_auth` on a server that has no `url`.
 pub fn refuse_remote_keys(

@@ -8,6 +8,30 @@ use crate::config::model::*;
 use crate::config::raw::*;
 use crate::config::source::{Seg, Source, join, key};
 
+/// Keys that only a server mcpd runs as a process can have: refused beside `url` (a remote
+/// server) and beside `aggregate` (a virtual server, which also refuses `health` and the
+/// remote keys).
+pub(super) const PROCESS_KEYS: &[&str] = &[
+    "binary",
+    "package",
+    "port",
+    "args",
+    "env",
+    "env_passthrough",
+    "working_dir",
+    "path",
+    "stop_timeout",
+    "restart",
+    "limits",
+    "user",
+    "group",
+    "sandbox",
+    "transport",
+    "sessions",
+    "max_sessions",
+    "idle_timeout",
+];
+
 pub(super) fn default_restart() -> RestartConfig {
     RestartConfig {
         policy: RestartPolicy::OnFailure,

@@ -10,23 +10,10 @@ use crate::config::model::*;
 use crate::config::raw::*;
 use crate::config::source::{Seg, Source, join, key};
 
-/// Keys of a server with a process, refused on a virtual server.
-const PROCESS_KEYS: &[&str] = &[
-    "binary",
-    "package",
-    "port",
-    "args",
-    "env",
-    "env_passthrough",
-    "working_dir",
-    "path",
-    "stop_timeout",
-    "restart",
-    "health",
-    "url",
-    "tls",
-    "upstream_auth",
-];
+use super::shared::PROCESS_KEYS;
+
+/// Besides the process keys: a virtual server is not probed and is no remote server.
+const NOT_VIRTUAL_KEYS: &[&str] = &["health", "url", "tls", "upstream_auth"];
 
 /// Keys only a virtual server has.
 pub const VIRTUAL_KEYS: &[&str] = &[
@@ -89,7 +76,7 @@ pub fn entry(
     daemon: &DaemonConfig,
     errors: &mut Vec<ConfigError>,
 ) -> VirtualConfig {
-    for refused in PROCESS_KEYS {
+    for refused in PROCESS_KEYS.iter().chain(NOT_VIRTUAL_KEYS) {
         if present(source, path, refused) {
             let hint = if *refused == "binary" {
                 "a server either runs a process (`binary`) or aggregates others (`aggregate`): remove one"
