@@ -47,11 +47,8 @@ fn server_config(daemon: &DaemonConfig, name: &str) -> ServerConfig {
 
 fn tool(name: &str) -> ToolInfo {
     ToolInfo {
-        name: name.into(),
         description: Some("a tool".into()),
-        input_schema: serde_json::value::to_raw_value(&serde_json::json!({"type": "object"}))
-            .unwrap(),
-        extra: None,
+        ..ToolInfo::new(name, &serde_json::json!({"type": "object"}))
     }
 }
 

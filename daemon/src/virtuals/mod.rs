@@ -160,15 +160,7 @@ mod tests {
     fn tools(names: &[&str]) -> Arc<[ToolInfo]> {
         names
             .iter()
-            .map(|name| ToolInfo {
-                name: (*name).into(),
-                description: None,
-                input_schema: serde_json::value::to_raw_value(
-                    &serde_json::json!({"type": "object"}),
-                )
-                .unwrap(),
-                extra: None,
-            })
+            .map(|name| ToolInfo::new(name, &serde_json::json!({"type": "object"})))
             .collect()
     }
 

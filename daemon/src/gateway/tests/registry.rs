@@ -17,13 +17,7 @@ async fn registry_lists_enabled_servers_with_live_status() {
     echo.port = Some(5010);
     echo.display_in_web = false;
     let mut echo_status = status(ServerState::Running, Some(5010));
-    let tool = ToolInfo {
-        name: "echo".into(),
-        description: None,
-        input_schema: serde_json::value::to_raw_value(&serde_json::json!({"type": "object"}))
-            .unwrap(),
-        extra: None,
-    };
+    let tool = ToolInfo::new("echo", &serde_json::json!({"type": "object"}));
     echo_status.tools = Arc::from(vec![
         tool.clone(),
         ToolInfo {

@@ -24,13 +24,11 @@ fn entry(
     edit(&mut config);
     let mut status = ServerStatus::new(state);
     status.tools = Arc::from(vec![ToolInfo {
-        name: format!("{HOSTILE}tool"),
         description: Some(HOSTILE.to_owned()),
-        input_schema: serde_json::value::to_raw_value(
+        ..ToolInfo::new(
+            &format!("{HOSTILE}tool"),
             &json!({"type": "object", "properties": {HOSTILE: {"description": HOSTILE}}}),
         )
-        .unwrap(),
-        extra: None,
     }]);
     (name.to_owned(), Arc::new(ServerEntry::new(config, status)))
 }
