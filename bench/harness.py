@@ -781,10 +781,13 @@ autorestart=true
                       for t in ("mcpd+HS256", "mcpd+RS256") for c in (1, 16, 64))
             authz = min(ratio(g[("mcpd+authz", c)]["rps"], g[("mcpd all off", c)]["rps"])
                         for c in (1, 16, 64))
+            nginx_added = g[("nginx", 1)]["p50_us"] - g[("direct", 1)]["p50_us"]
             targets += [
-                ("Gateway throughput >= nginx (worst of 1/16/64 conns)", f"{worst_ratio:.2f}x",
-                 worst_ratio >= 1.0),
-                ("Added p50 latency over direct, 1 conn <= 60 us", f"{added:.0f} us", added <= 60),
+                ("Gateway tools/call req/s >= 1.05x nginx's (worst of 1/16/64 conns)",
+                 f"{worst_ratio:.2f}x", worst_ratio >= 1.05),
+                ("Added p50 over direct, 1 conn <= 0.9x nginx's added p50",
+                 f"{added:.0f} us vs {nginx_added:.0f} us ({ratio(added, nginx_added):.2f}x)",
+                 added <= 0.9 * nginx_added),
                 ("JWT on / off throughput >= 0.95x (worst)", f"{jwt:.2f}x", jwt >= 0.95),
                 ("JWT + per-tool rules + audit on / all off throughput >= 0.95x (worst)",
                  f"{authz:.2f}x", authz >= 0.95),
@@ -803,6 +806,11 @@ autorestart=true
             w("")
             w("Delay: arrival of event n minus n x 50 ms after the request was sent (includes "
               "session set-up of 500 sessions competing for one CPU).\n")
+            if "direct" in r["sse"] and "mcpd" in r["sse"]:
+                sse_ratio = ratio(r["sse"]["mcpd"]["p50_delay_us"],
+                                  r["sse"]["direct"]["p50_delay_us"])
+                targets.append(("SSE: 500 progress streams, p50 event delay through mcpd / "
+                                "direct <= 1.2x", f"{sse_ratio:.2f}x", sse_ratio <= 1.2))
         if "restart" in r:
             rs_ = r["restart"]
             w("## Restart after kill -9\n")
@@ -835,16 +843,26 @@ autorestart=true
               f"(applied: {m['reload_applied']}) | - |")
             w(f"| stop all (SIGTERM to exit) | {m['stop_s']:.2f} s | {sv('stop_s', '{:.2f} s')} |")
             w("")
+            sup_cpu = s.get("idle_cpu_pct") if s else None
             targets += [
-                ("1000 servers running within 10 s", f"{m['start_s']:.2f} s", m["start_s"] <= 10),
-                ("Daemon RSS <= 48 MB", f"{m['rss_mib']:.1f} MiB", m["rss_mib"] * 1.048576 <= 48),
-                ("Idle daemon CPU < 1%", f"{m['idle_cpu_pct']:.2f}%", m["idle_cpu_pct"] < 1),
-                ("`mcpctl status --json` < 50 ms", f"{m['status_ms']:.1f} ms",
-                 m["status_ms"] < 50),
+                ("1000 HTTP servers: start to all running <= 2 s", f"{m['start_s']:.2f} s",
+                 m["start_s"] <= 2),
+                ("1000 servers: daemon RSS <= 28 MiB", f"{m['rss_mib']:.1f} MiB",
+                 m["rss_mib"] <= 28),
+                ("1000 servers: idle daemon CPU, probes included <= supervisord's (no probes)",
+                 f"{m['idle_cpu_pct']:.2f}% vs "
+                 + (f"{sup_cpu:.2f}%" if sup_cpu is not None else "not measured"),
+                 sup_cpu is not None and m["idle_cpu_pct"] <= sup_cpu),
+                ("1000 servers: `mcpctl status --json` <= 10 ms", f"{m['status_ms']:.1f} ms",
+                 m["status_ms"] <= 10),
+                ("1000 servers: reload of 10 changed files by the watcher <= 300 ms",
+                 f"{m['reload_watch_ms']:.0f} ms", m["reload_watch_ms"] <= 300),
             ]
         stdio_bench.report(r, w, targets, ratio)
         targets += virtual_bench.report(w, r)
         w("## Targets\n")
+        w("The targets of the performance issue, this run. For every miss, the notes below "
+          "(\"Misses: cause and plan\") give the measured cause and the plan.\n")
         w("| target | measured | met |")
         w("|---|---:|:---:|")
         for name, value, ok in targets:
