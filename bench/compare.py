@@ -163,3 +163,52 @@ def run(bench, rev_bin, rev_label, rounds):
         out.append(f"| {conns} | " + " | ".join(cells) + " |")
     out.append("")
     return "\n".join(out)
+
+
+def run_authz(bench, rounds):
+    """`bench/run.sh --authz`: this build only, "mcpd all off" and "mcpd+authz" alternately
+    (the first one swapped each round) at 1, 16 and 64 connections. Reports each round's
+    ratio and CPU per request beside the medians, so the spread of the ratio is visible."""
+    bench.rel = os.path.abspath(bench.rel)
+    gw, bare, echo, bare_echo = PORTS["this"]
+    ports = [gw, bare, *range(echo, echo + 5), *range(bare_echo, bare_echo + 5)]
+    busy = [p for p in ports if not port_free(p)]
+    if busy:
+        raise SystemExit(f"ports in use, stop what holds them first: {busy}")
+    build = Build(bench, "this", bench.rel, os.urandom(32).hex())
+    build.start()
+    cases = ("mcpd all off", "mcpd+authz")
+    raw = {(case, c): [] for case in cases for c in CONNS}
+    started = time.monotonic()
+    for round_ in range(rounds):
+        order = cases if round_ % 2 == 0 else cases[::-1]
+        for conns in CONNS:
+            for case in order:
+                result = build.measure(case, conns)
+                raw[(case, conns)].append(result)
+                log(f"authz round {round_ + 1}/{rounds} {case:12} c={conns:<3} "
+                    f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
+                    f"{result['cpu_us_per_req']:.1f} us CPU/req")
+    for proc in build.procs.values():
+        bench.procs.stop(proc)
+    load = os.getloadavg()
+    out = ["# JWT + per-tool rules + audit on vs all off\n",
+           f"{rounds} rounds of {bench.duration} s per case, the two cases alternated (the first "
+           f"one swapped each round). {time.strftime('%Y-%m-%d %H:%M %Z')}, load average after: "
+           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; took "
+           f"{(time.monotonic() - started) / 60:.1f} min.\n",
+           "| conns | req/s all off | req/s on | on / off (medians) | per-round on / off, "
+           "min - max | CPU us/req off | CPU us/req on | met |",
+           "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    for conns in CONNS:
+        off, on = raw[("mcpd all off", conns)], raw[("mcpd+authz", conns)]
+        per_round = [ratio(a["rps"], b["rps"]) for a, b in zip(on, off)]
+        value = ratio(median([r["rps"] for r in on]), median([r["rps"] for r in off]))
+        out.append(f"| {conns} | {median([r['rps'] for r in off]):.0f} | "
+                   f"{median([r['rps'] for r in on]):.0f} | {value:.3f} | "
+                   f"{min(per_round):.2f} - {max(per_round):.2f} | "
+                   f"{median([r['cpu_us_per_req'] for r in off]):.1f} | "
+                   f"{median([r['cpu_us_per_req'] for r in on]):.1f} | "
+                   f"{'yes' if value >= AUTHZ_TARGET else '**no**'} |")
+    out.append("")
+    return "\n".join(out)

@@ -5,6 +5,7 @@
 #   bench/run.sh            # full run (about 15 minutes on 2 cores)
 #   bench/run.sh --quick    # fewer, shorter runs (about 8 minutes)
 #   bench/run.sh --compare REV [--quick]   # the gateway cases, this tree vs REV, alternately
+#   bench/run.sh --authz [--rounds N]        # JWT + rules + audit on vs all off, alternately
 #
 # Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
 # `bench/run.sh --quick --only gateway` (or `--only virtual`: the virtual-server rows).

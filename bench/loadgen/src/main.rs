@@ -3,6 +3,7 @@
 //! latency percentiles as one JSON line. Used by `bench/run.sh` against a direct backend,
 //! mcpd (servers and virtual servers), nginx and other MCP proxies alike.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -234,14 +235,20 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `streams` concurrent `progress` calls (20 steps, 50 ms apart) and measures, for each
-/// event, how late it arrived relative to the interval the server was asked to keep.
+/// Opens `streams` sessions, then (once every session is open) starts one `progress` call
+/// (20 steps, 50 ms apart) on each at once, and measures, for each event, how late it arrived
+/// relative to the interval the server was asked to keep. Session set-up is kept out of the
+/// figure: 500 `initialize` exchanges competing for the servers' CPU would otherwise delay the
+/// first calls' events by whatever set-up the later sessions still cost, which measures
+/// set-up, not the delivery of events.
 async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
     let t = target(&args.url)?;
     let steps = 20u64;
     let interval_ms = 50u64;
+    let all_open = Arc::new(tokio::sync::Barrier::new(streams));
     let mut tasks = Vec::new();
     for _ in 0..streams {
+        let all_open = all_open.clone();
         let token = args.token.clone();
         let t = Target {
             authority: t.authority.clone(),
@@ -249,7 +256,11 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             addr: t.addr.clone(),
         };
         tasks.push(tokio::spawn(async move {
-            let mut session = Session::open(&t, token).await?;
+            let opened = Session::open(&t, token).await;
+            // Every task reaches the barrier, even one whose session failed, or the rest wait
+            // for ever.
+            all_open.wait().await;
+            let mut session = opened?;
             let call = serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
                 "name":"progress","arguments":{"steps":steps,"interval_ms":interval_ms},"_meta":{"progressToken":"p"}}});
             let mut req = Request::post(&session.path)
