@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mcpd_protocol::terminal::{Keep, is_unsafe};
-use mcpd_tests::ctl_support::{CtlRun, Daemon, DaemonSpec};
+use mcpd_tests::ctl_support::{CtlRun, Daemon, DaemonSpec, assert_no_raw_controls};
 use mcpd_tests::{ChildGuard, TestDir, bin, free_port, lazy, wait_for_value};
 use serde_json::Value;
 
@@ -28,20 +27,6 @@ fn hostile_yaml(name: &str, mode: &str) -> String {
         "mcp_servers:\n  {name}:\n    binary: {script}\n    description: hostile\n    env: {{HOSTILE_MODE: {mode}}}\n",
         script = hostile_script().display()
     )
-}
-
-/// Panics if `text` holds a character a terminal would obey (tab and newline are layout).
-#[track_caller]
-fn assert_no_raw_controls(what: &str, text: &str) {
-    if let Some((at, c)) = text
-        .char_indices()
-        .find(|(_, c)| is_unsafe(*c, Keep::TabsAndNewlines))
-    {
-        panic!(
-            "{what}: raw control U+{:04X} at byte {at}:\n{text:?}",
-            u32::from(c)
-        );
-    }
 }
 
 /// Runs `mcpctl ARGS` and checks that neither stdout nor stderr carries a raw control.

@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcpd_protocol::terminal::{Keep, is_unsafe};
 use rmcp::model::ReadResourceRequestParams;
 use serde_json::json;
 
+use mcpd_tests::ctl_support::assert_no_raw_controls;
 use mcpd_tests::gw_support::{GW_START, GwDaemon};
 use mcpd_tests::mcp_support::{Client, Generation, call_text, connect};
 use mcpd_tests::{GatewayUrls, lazy, wait_for_value};
@@ -27,19 +27,6 @@ fn servers(mode: &str) -> String {
         "mcp_servers:\n  h:\n    binary: {script}\n    env: {{HOSTILE_CATALOG: {mode}}}\n  echo:\n    binary: mcp-echo\n    env: {{RUST_LOG: warn, MCP_ECHO_PROMPTS: greet}}\n  all:\n    aggregate: [h, echo]\n",
         script = hostile_script().display()
     )
-}
-
-#[track_caller]
-fn assert_no_raw_controls(what: &str, text: &str) {
-    if let Some((at, c)) = text
-        .char_indices()
-        .find(|(_, c)| is_unsafe(*c, Keep::TabsAndNewlines))
-    {
-        panic!(
-            "{what}: raw control U+{:04X} at byte {at}:\n{text:?}",
-            u32::from(c)
-        );
-    }
 }
 
 async fn names<T>(

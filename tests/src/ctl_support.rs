@@ -321,3 +321,19 @@ pub fn ctl_command(socket: &Path, args: &[&str]) -> Command {
         .env_remove("MCPD_CONFIG");
     command
 }
+
+/// Panics if `text` (what `mcpctl` printed) holds a character a terminal would obey; tab and
+/// newline are layout and pass.
+#[track_caller]
+pub fn assert_no_raw_controls(what: &str, text: &str) {
+    use mcpd_protocol::terminal::{Keep, is_unsafe};
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|(_, c)| is_unsafe(*c, Keep::TabsAndNewlines))
+    {
+        panic!(
+            "{what}: raw control U+{:04X} at byte {at}:\n{text:?}",
+            u32::from(c)
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpd_protocol as proto;
 
-use crate::config::{ConfigError, RestartPolicy, ServerConfig, VirtualConfig};
+use crate::config::{ConfigError, OAuthConfig, RestartPolicy, ServerConfig, VirtualConfig};
 use crate::directory::{Directory, ServerEntry, ServerState, ServerStatus, ToolInfo};
 use crate::supervisor::{LogLine, LogStream, PlanAction, ReloadPlan};
 
@@ -83,6 +83,18 @@ fn usage(usage: &crate::directory::ServerUsage) -> proto::ServerUsage {
         oom_kills: usage.oom_kills,
         from_cgroup: usage.from_cgroup,
     }
+}
+
+/// A server's (or virtual server's) per-tool rules, in order, as `show` prints them.
+fn tool_rules(oauth: &OAuthConfig) -> Vec<proto::ToolRuleInfo> {
+    oauth
+        .tools
+        .iter()
+        .map(|rule| proto::ToolRuleInfo {
+            pattern: rule.pattern.to_string(),
+            scopes: rule.scopes.clone(),
+        })
+        .collect()
 }
 
 fn limits(config: &ServerConfig) -> proto::LimitsInfo {
@@ -170,15 +182,7 @@ pub(super) fn show_virtual(directory: &Directory, config: &VirtualConfig) -> pro
         health_timeout_ms: 0,
         stop_timeout_ms: 0,
         tools: virtual_tools(config, &catalog, true),
-        tool_rules: config
-            .oauth
-            .tools
-            .iter()
-            .map(|rule| proto::ToolRuleInfo {
-                pattern: rule.pattern.to_string(),
-                scopes: rule.scopes.clone(),
-            })
-            .collect(),
+        tool_rules: tool_rules(&config.oauth),
         audit_arguments: config.audit_arguments,
         limits: proto::LimitsInfo::default(),
         tool_filter: config
@@ -258,15 +262,7 @@ pub(super) fn show(name: &str, entry: &ServerEntry) -> proto::ShowReply {
         health_timeout_ms: millis(config.health.timeout),
         stop_timeout_ms: millis(config.stop_timeout),
         tools: status.tools.iter().map(|t| tool(name, t, true)).collect(),
-        tool_rules: config
-            .oauth
-            .tools
-            .iter()
-            .map(|rule| proto::ToolRuleInfo {
-                pattern: rule.pattern.to_string(),
-                scopes: rule.scopes.clone(),
-            })
-            .collect(),
+        tool_rules: tool_rules(&config.oauth),
         audit_arguments: config.audit_arguments,
         limits: limits(&config),
         tool_filter: Vec::new(),
