@@ -863,7 +863,7 @@ autorestart=true
         targets += virtual_bench.report(w, r)
         w("## Targets\n")
         w("The targets of the performance issue, this run. For every miss, the notes below "
-          "(\"Misses: cause and plan\") give the measured cause and the plan.\n")
+          "(\"Misses that remain: measured cause and plan\") give the measured cause and the plan.\n")
         w("| target | measured | met |")
         w("|---|---:|:---:|")
         for name, value, ok in targets:
