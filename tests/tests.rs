@@ -34,5 +34,6 @@ mod stdio_sessions;
 mod supervision;
 mod virtual_interop;
 mod virtual_prompts;
+mod virtual_sampling;
 mod virtual_servers;
 mod web;
