@@ -55,7 +55,10 @@ impl Probe for Relisting {
     }
 
     fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>> {
-        if self.relist.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self
+            .relist
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
             self.inner.relist_next();
         }
         self.inner.alive(timeout)

@@ -75,7 +75,9 @@ fn view(directory: &Directory, name: &str, claims: Option<&Claims>) -> View {
         for (exposed, offered) in &catalog.prompts {
             if admitted(&offered.member) {
                 exposed.hash(&mut hash);
-                Value::Object(offered.body.clone()).to_string().hash(&mut hash);
+                Value::Object(offered.body.clone())
+                    .to_string()
+                    .hash(&mut hash);
             }
         }
     }
@@ -86,7 +88,9 @@ fn view(directory: &Directory, name: &str, claims: Option<&Claims>) -> View {
             for (key, offered) in map {
                 if admitted(&offered.member) {
                     key.hash(&mut hash);
-                    Value::Object(offered.body.clone()).to_string().hash(&mut hash);
+                    Value::Object(offered.body.clone())
+                        .to_string()
+                        .hash(&mut hash);
                 }
             }
         }

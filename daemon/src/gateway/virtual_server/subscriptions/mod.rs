@@ -317,7 +317,9 @@ pub(super) async fn subscribe(
             Ok(())
         }
         Ok(answer) => {
-            let code = answer["error"]["code"].as_i64().unwrap_or(MEMBER_UNAVAILABLE);
+            let code = answer["error"]["code"]
+                .as_i64()
+                .unwrap_or(MEMBER_UNAVAILABLE);
             let said = answer["error"]["message"].as_str().unwrap_or("no result");
             Err((
                 code,
@@ -402,14 +404,10 @@ pub fn update_event(uri: &str, meta: Option<&Value>) -> bytes::Bytes {
 }
 
 /// A GET (the member session's stream) to the member.
-fn listen_request(route: &super::backchannel::MemberRoute) -> http::Request<crate::gateway::proxy::ForwardBody> {
-    let mut request = member_request(
-        &route.headers,
-        &route.link,
-        "",
-        "",
-        bytes::Bytes::new(),
-    );
+fn listen_request(
+    route: &super::backchannel::MemberRoute,
+) -> http::Request<crate::gateway::proxy::ForwardBody> {
+    let mut request = member_request(&route.headers, &route.link, "", "", bytes::Bytes::new());
     *request.method_mut() = http::Method::GET;
     let headers = request.headers_mut();
     headers.remove("mcp-name");

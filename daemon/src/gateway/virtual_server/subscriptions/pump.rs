@@ -91,14 +91,18 @@ pub(super) async fn request(route: &MemberRoute, message: &Value) -> Result<Valu
     }
     let mut buffer = BytesMut::from(&bytes[..]);
     while let Some(event) = sse::next_event(&mut buffer) {
-        if let Some(value) = sse::data(&event).and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+        if let Some(value) =
+            sse::data(&event).and_then(|d| serde_json::from_slice::<Value>(&d).ok())
             && value.get("id").is_some()
             && value.get("method").is_none()
         {
             return Ok(value);
         }
     }
-    Err(format!("answered {} without a JSON-RPC answer", status.as_u16()))
+    Err(format!(
+        "answered {} without a JSON-RPC answer",
+        status.as_u16()
+    ))
 }
 
 async fn run(
@@ -155,7 +159,11 @@ async fn run(
 }
 
 /// Reads the stream until it ends: updates of subscribed URIs become pending.
-async fn read(scope: &Weak<Scope>, route: &MemberRoute, mut body: crate::gateway::response::UpstreamBody) {
+async fn read(
+    scope: &Weak<Scope>,
+    route: &MemberRoute,
+    mut body: crate::gateway::response::UpstreamBody,
+) {
     let mut buffer = BytesMut::new();
     loop {
         while let Some(event) = sse::next_event(&mut buffer) {
