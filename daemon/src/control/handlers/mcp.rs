@@ -101,7 +101,7 @@ fn virtual_target(
             format!("virtual server {server:?} is disabled"),
         ));
     }
-    let catalog = crate::virtuals::catalog_of(&directory, &config);
+    let catalog = crate::virtuals::catalog_of(directory, &config);
     if let Some(exposed) = catalog.tools.get(tool) {
         return Ok(Some((exposed.member.clone(), exposed.original.clone())));
     }

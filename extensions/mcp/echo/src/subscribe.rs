@@ -26,9 +26,11 @@ const MAX_TIMES: u32 = 10_000;
 /// The URIs one session subscribed to.
 pub type Subscribed = Arc<Mutex<HashSet<String>>>;
 
-/// Every session that subscribed to something, with how to reach it.
-static SESSIONS: Mutex<Vec<(Weak<Mutex<HashSet<String>>>, Peer<RoleServer>)>> =
-    Mutex::new(Vec::new());
+/// A session that subscribed to something: its URIs (gone with the session), and how to
+/// reach it.
+type Subscriber = (Weak<Mutex<HashSet<String>>>, Peer<RoleServer>);
+
+static SESSIONS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
 
 /// Notes `uri` as subscribed by the session of `peer`.
 pub fn subscribe(subscribed: &Subscribed, peer: &Peer<RoleServer>, uri: String) {
