@@ -68,14 +68,6 @@ struct ScopeState {
     pumps: HashMap<String, pump::Pump>,
 }
 
-impl Drop for ScopeState {
-    fn drop(&mut self) {
-        for pump in self.pumps.values() {
-            pump.task.abort();
-        }
-    }
-}
-
 /// A refusal: a JSON-RPC error code and message.
 pub type Refusal = (i64, String);
 
@@ -155,6 +147,14 @@ impl Scope {
         drop(state);
         self.wake.notify_one();
         true
+    }
+
+    /// Ends the member's stream when nothing is subscribed there (a subscription failed).
+    fn drop_idle_pump(&self, member: &str) {
+        let mut state = self.state();
+        if !state.uris.values().any(|m| m == member) {
+            state.pumps.remove(member);
+        }
     }
 
     /// The member's stream ended for good: its subscriptions go.
@@ -297,14 +297,32 @@ pub(super) async fn subscribe(
         link,
     ));
     // The member's stream first, so no update sent right after the subscription is lost.
-    pump::ensure(&scope, route.clone(), member_config.health.timeout)
-        .await
-        .map_err(|why| {
-            (
-                MEMBER_UNAVAILABLE,
-                format!("member server \"{member}\" of virtual server {name}: {why}"),
-            )
-        })?;
+    let take_slot = || {
+        context.shared.virtuals.slots.take(
+            name,
+            context.caller(),
+            context.config.max_calls_per_caller,
+        )
+    };
+    if let Err(why) = pump::ensure(
+        &scope,
+        route.clone(),
+        member_config.health.timeout,
+        take_slot,
+    )
+    .await
+    {
+        scope.drop_idle_pump(member);
+        let code = if why.contains("in flight") {
+            super::CALLER_BUSY
+        } else {
+            MEMBER_UNAVAILABLE
+        };
+        return Err((
+            code,
+            format!("member server \"{member}\" of virtual server {name}: {why}"),
+        ));
+    }
     let request = json!({
         "jsonrpc": "2.0",
         "id": 1,
@@ -317,6 +335,7 @@ pub(super) async fn subscribe(
             Ok(())
         }
         Ok(answer) => {
+            scope.drop_idle_pump(member);
             let code = answer["error"]["code"]
                 .as_i64()
                 .unwrap_or(MEMBER_UNAVAILABLE);
@@ -326,10 +345,13 @@ pub(super) async fn subscribe(
                 format!("member server \"{member}\" refused the subscription: {said}"),
             ))
         }
-        Err(why) => Err((
-            MEMBER_UNAVAILABLE,
-            format!("member server \"{member}\" of virtual server {name}: {why}"),
-        )),
+        Err(why) => {
+            scope.drop_idle_pump(member);
+            Err((
+                MEMBER_UNAVAILABLE,
+                format!("member server \"{member}\" of virtual server {name}: {why}"),
+            ))
+        }
     }
 }
 
@@ -418,4 +440,44 @@ fn listen_request(
         http::HeaderValue::from_static("text/event-stream"),
     );
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_subscribed_uris_of_their_member_are_pending_and_each_once() {
+        let scope = Scope::default();
+        scope.state().uris.insert("docs://a".into(), "docs".into());
+        assert!(!scope.member_updated("docs", "docs://b"), "not subscribed");
+        assert!(!scope.member_updated("other", "docs://a"), "another member");
+        for _ in 0..1000 {
+            assert!(scope.member_updated("docs", "docs://a"));
+        }
+        assert_eq!(scope.take_pending(), ["docs://a"]);
+        assert!(scope.take_pending().is_empty());
+        scope.member_gone("docs");
+        assert!(!scope.member_updated("docs", "docs://a"));
+        assert!(scope.is_empty());
+    }
+
+    #[test]
+    fn scopes_are_bounded_and_idle_ones_make_room() {
+        let subscriptions = Subscriptions::default();
+        for id in 0..MAX_SCOPES as u64 {
+            assert!(subscriptions.scope(id).is_some());
+        }
+        // Every scope is empty and held by nobody else: one more makes room.
+        assert!(subscriptions.scope(u64::MAX).is_some());
+        // Those idle scopes make room for as many held ones.
+        let held: Vec<Arc<Scope>> = (0..MAX_SCOPES as u64)
+            .map(|id| subscriptions.scope(1_000_000 + id).expect("room"))
+            .collect();
+        // Now every scope is held: one more is refused.
+        assert!(subscriptions.scope(2_000_000).is_none());
+        subscriptions.end(1_000_000);
+        drop(held);
+        assert!(subscriptions.scope(2_000_000).is_some());
+    }
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::super::backchannel::MemberRoute;
 use super::super::call::{MAX_REFUSAL, member_request};
+use super::super::slots::Slot;
 use super::{Scope, listen_request};
 use crate::directory::ServerState;
 use crate::gateway::tap::sse;
@@ -31,14 +32,24 @@ pub(super) struct Pump {
     pub(super) route: Arc<MemberRoute>,
     /// `Some(Ok)` once the stream is open, `Some(Err)` when it could not be.
     ready: watch::Receiver<Option<Result<(), String>>>,
+    /// One of the caller's `max_calls_per_caller` slots, held while the stream is: a caller
+    /// cannot tie up more of a member's connections by subscribing than by calling.
+    _slot: Slot,
 }
 
-/// Makes sure the scope reads the member's stream, and waits (at most `timeout`) until it is
-/// open.
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Makes sure the scope reads the member's stream (a new one takes a slot of the caller's
+/// from `take_slot`), and waits (at most `timeout`) until it is open.
 pub(super) async fn ensure(
     scope: &Arc<Scope>,
     route: Arc<MemberRoute>,
     timeout: Duration,
+    take_slot: impl FnOnce() -> Result<Slot, String>,
 ) -> Result<(), String> {
     let mut ready = {
         let mut state = scope.state();
@@ -47,6 +58,9 @@ pub(super) async fn ensure(
             .get(&route.name)
             .is_some_and(|pump| pump.route.link == route.link && !pump.task.is_finished());
         if !reusable {
+            // The old stream (another member process's) goes first, and its slot with it.
+            state.pumps.remove(&route.name);
+            let slot = take_slot()?;
             let (tell, ready) = watch::channel(None);
             let task = tokio::spawn(run(Arc::downgrade(scope), route.clone(), tell));
             state.pumps.insert(
@@ -55,6 +69,7 @@ pub(super) async fn ensure(
                     task,
                     route: route.clone(),
                     ready,
+                    _slot: slot,
                 },
             );
         }
