@@ -185,7 +185,19 @@ async fn read(
             let Some(scope) = scope.upgrade() else {
                 return;
             };
-            handle(&scope, route, &event);
+            if let Some(id) = handle(&scope, route, &event) {
+                // A request on the session's own stream, outside any call: nobody can
+                // answer it, so the member hears so at once instead of waiting.
+                let refusal = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": -32603,
+                        "message": "mcpd does not relay a member's requests sent outside a call",
+                    },
+                });
+                let _ = request(route, &refusal).await;
+            }
         }
         if buffer.len() > MAX_EVENT {
             tracing::info!(member = %route.name, "a member sent an event over {MAX_EVENT} bytes on a subscription's stream; reopening it");
@@ -202,10 +214,13 @@ async fn read(
     }
 }
 
-fn handle(scope: &Scope, route: &MemberRoute, event: &[u8]) {
+/// One event of the member's stream; the id of a request in it (to refuse).
+fn handle(scope: &Scope, route: &MemberRoute, event: &[u8]) -> Option<Value> {
     #[derive(serde::Deserialize)]
     struct Notification {
         method: String,
+        #[serde(default)]
+        id: Option<Value>,
         #[serde(default)]
         params: Option<Params>,
     }
@@ -214,12 +229,11 @@ fn handle(scope: &Scope, route: &MemberRoute, event: &[u8]) {
         #[serde(default)]
         uri: Option<String>,
     }
-    let Some(data) = sse::data(event) else {
-        return;
-    };
-    let Ok(notification) = serde_json::from_slice::<Notification>(&data) else {
-        return;
-    };
+    let data = sse::data(event)?;
+    let notification = serde_json::from_slice::<Notification>(&data).ok()?;
+    if notification.id.is_some() {
+        return notification.id;
+    }
     match notification.method.as_str() {
         "notifications/resources/updated" => {
             let uri = notification.params.and_then(|p| p.uri).unwrap_or_default();
@@ -234,4 +248,5 @@ fn handle(scope: &Scope, route: &MemberRoute, event: &[u8]) {
         }
         _ => {}
     }
+    None
 }
