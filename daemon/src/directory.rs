@@ -173,6 +173,9 @@ pub struct ServerEntry {
     /// said running: the server's liveness loop probes at the next grid point instead of
     /// waiting for its interval.
     pub check_now: Arc<Notify>,
+    /// Set (with `check_now` woken) when the server said its lists changed: its next
+    /// liveness probe lists them.
+    pub relist: Arc<std::sync::atomic::AtomicBool>,
     /// Resource usage, sampled by the supervisor on its usage grid.
     pub usage: ArcSwap<ServerUsage>,
     /// How a stdio server is served (set by its supervisor task); `None` for other kinds.
@@ -202,6 +205,7 @@ impl ServerEntry {
             config: ArcSwap::from_pointee(config),
             status: ArcSwap::from_pointee(status),
             check_now: Arc::default(),
+            relist: Arc::default(),
             usage: ArcSwap::default(),
             stdio: arc_swap::ArcSwapOption::empty(),
         }

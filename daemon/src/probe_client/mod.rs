@@ -222,6 +222,13 @@ impl ProbeClient {
         outcome
     }
 
+    /// The next liveness probe lists the tools (and the rest): the server said they changed.
+    pub fn relist_next(&mut self) {
+        self.probes = self
+            .probes
+            .wrapping_add(TOOL_REFRESH_EVERY - 1 - self.probes % TOOL_REFRESH_EVERY);
+    }
+
     /// After a failure: no connection, and a session is opened afresh next time.
     fn forget(&mut self) {
         self.connection = None;

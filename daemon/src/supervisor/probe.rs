@@ -37,15 +37,52 @@ pub trait Probe: Send + Debug {
     fn take_offers(&mut self) -> Option<Offers> {
         None
     }
+    /// The next `alive` lists the tools (and the rest), when this probe lists them at all.
+    fn relist_next(&mut self) {}
+}
+
+/// A probe whose next liveness probe lists the lists when `relist` is set (the server said
+/// they changed: `ServerEntry::relist`).
+#[derive(Debug)]
+pub struct Relisting {
+    pub inner: Box<dyn Probe>,
+    pub relist: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Probe for Relisting {
+    fn ready(&mut self, timeout: Duration) -> ProbeFuture<'_, Vec<ToolInfo>> {
+        self.inner.ready(timeout)
+    }
+
+    fn alive(&mut self, timeout: Duration) -> ProbeFuture<'_, Option<Vec<ToolInfo>>> {
+        if self
+            .relist
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.inner.relist_next();
+        }
+        self.inner.alive(timeout)
+    }
+
+    fn take_offers(&mut self) -> Option<Offers> {
+        self.inner.take_offers()
+    }
 }
 
 /// The real probe: the light MCP client of [`crate::probe_client`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct McpProber;
 
+/// The client capabilities the probe declares: those of a client that takes sampling and
+/// elicitation, so a server offering some tools only to such clients (the official
+/// `server-everything` does) lists them, and a virtual server, whose member sessions take
+/// them for their callers, can offer them. The probe never calls a tool, so it is never
+/// asked. Not `roots`: a server may ask for them as soon as the session opens.
+pub const PROBE_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{}}"#;
+
 impl Prober for McpProber {
     fn probe(&self, port: u16, path: &str) -> Box<dyn Probe> {
-        Box::new(ProbeClient::new(port, path))
+        Box::new(ProbeClient::new(port, path).with_capabilities(PROBE_CAPABILITIES))
     }
 }
 
@@ -68,6 +105,10 @@ impl Probe for ProbeClient {
 
     fn take_offers(&mut self) -> Option<Offers> {
         ProbeClient::take_offers(self)
+    }
+
+    fn relist_next(&mut self) {
+        ProbeClient::relist_next(self);
     }
 }
 

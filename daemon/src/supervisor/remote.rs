@@ -168,7 +168,7 @@ impl RemoteTask {
         let reports = self.reports.clone();
         let generation = self.generation;
         self.probes = Some(tokio::spawn(probe_loop(
-            ProbeClient::remote(target),
+            ProbeClient::remote(target).with_capabilities(super::probe::PROBE_CAPABILITIES),
             config,
             self.entry.check_now.clone(),
             move |report, took| reports.send((generation, report, took)).is_ok(),

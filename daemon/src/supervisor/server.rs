@@ -407,6 +407,10 @@ impl ServerTask {
                 else {
                     return;
                 };
+                let probe = Box::new(super::probe::Relisting {
+                    inner: probe,
+                    relist: self.entry.relist.clone(),
+                });
                 self.probes = Some(tokio::spawn(liveness(
                     probe,
                     interval,

@@ -122,6 +122,8 @@ pub struct Catalog {
     /// Some running member declared prompts (or resources): the virtual server declares them.
     pub prompts_declared: bool,
     pub resources_declared: bool,
+    /// Some running member declared `resources.subscribe`.
+    pub subscribe_declared: bool,
 }
 
 /// True for `^[a-zA-Z0-9_-]{1,64}$`.

@@ -55,6 +55,7 @@ pub fn add<'a>(
     for (member, offers) in members {
         catalog.prompts_declared |= offers.prompts_declared;
         catalog.resources_declared |= offers.resources_declared;
+        catalog.subscribe_declared |= offers.resources_declared && offers.subscribe;
         for entry in &offers.prompts {
             let exposed = exposed_name(config, member, &entry.key);
             prompts

@@ -132,11 +132,11 @@ impl CallStart {
 pub(super) fn record_call(
     log: &AuditLog,
     peer: &Peer,
-    call: (&str, &str, Option<String>),
+    call: (&str, Option<&str>, &str, Option<String>),
     start: CallStart,
     outcome: &Result<serde_json::Value, McpError>,
 ) {
-    let (server, tool, arguments) = call;
+    let (server, member, tool, arguments) = call;
     let (error_code, is_error) = match outcome {
         Ok(result) => (
             None,
@@ -153,7 +153,7 @@ pub(super) fn record_call(
         time: start.time,
         ts: start.ts,
         server: server.to_owned(),
-        member: None,
+        member: member.map(str::to_owned),
         tool: tool.to_owned(),
         subject: None,
         client_id: None,

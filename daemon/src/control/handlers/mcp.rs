@@ -42,22 +42,114 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
         Some(server) => server,
         None => resolve_tool(ctx, &request.tool)?,
     };
+    // A virtual server's exposed tool is called in its member, under the member's own name.
+    let (server, member, tool) = match virtual_target(ctx, &server, &request.tool)? {
+        Some((member, original)) => (server, Some(member), original),
+        None => (server, None, request.tool.clone()),
+    };
+    let callee = member.as_deref().unwrap_or(&server);
     let entry = ctx
         .supervisor
         .directory()
-        .get(&server)
-        .ok_or_else(|| HandlerError::unknown_server(&server))?;
+        .get(callee)
+        .ok_or_else(|| HandlerError::unknown_server(callee))?;
     let timeout = Duration::from_millis(request.timeout_ms.max(1)).min(MAX_CALL_TIMEOUT);
-    let kept_arguments = entry
-        .config
-        .load()
-        .audit_arguments
-        .then(|| serde_json::Value::Object(arguments.clone()).to_string());
+    let audit_arguments = entry.config.load().audit_arguments
+        || member.is_some()
+            && ctx
+                .supervisor
+                .directory()
+                .get_virtual(&server)
+                .is_some_and(|config| config.audit_arguments);
+    let kept_arguments =
+        audit_arguments.then(|| serde_json::Value::Object(arguments.clone()).to_string());
     let start = CallStart::now();
-    let result = match entry.stdio.load_full() {
+    let result = call_in(ctx, callee, &entry, &tool, arguments, timeout).await?;
+    if let Some(log) = &ctx.audit {
+        record_call(
+            log,
+            peer,
+            (&server, member.as_deref(), &tool, kept_arguments),
+            start,
+            &result,
+        );
+    }
+    let result = result.map_err(|e| HandlerError::new(ErrorCode::McpFailure, e.to_string()))?;
+    Ok(Response::Call(CallReply {
+        server,
+        tool: request.tool,
+        result_json: result.to_string(),
+    })
+    .into())
+}
+
+/// For a virtual server, the member and original name of its exposed tool `tool`; `None`
+/// for any other server. An exposed name it does not offer (unknown, left out by a
+/// conflict, or of a member that is down) is an error naming why.
+fn virtual_target(
+    ctx: &ControlContext,
+    server: &str,
+    tool: &str,
+) -> Result<Option<(String, String)>, HandlerError> {
+    let directory = ctx.supervisor.directory();
+    let Some(config) = directory.get_virtual(server) else {
+        return Ok(None);
+    };
+    if !config.enabled {
+        return Err(HandlerError::new(
+            ErrorCode::NotRunning,
+            format!("virtual server {server:?} is disabled"),
+        ));
+    }
+    let catalog = crate::virtuals::catalog_of(directory, &config);
+    if let Some(exposed) = catalog.tools.get(tool) {
+        return Ok(Some((exposed.member.clone(), exposed.original.clone())));
+    }
+    let all = directory.all();
+    let down = config.members.iter().find_map(|member| {
+        let status = all.get(member)?.status.load();
+        let offered = status
+            .tools
+            .iter()
+            .any(|t| crate::virtuals::catalog::exposed_name(&config, member, &t.name) == tool);
+        (offered && status.state != ServerState::Running).then(|| (member.clone(), status.state))
+    });
+    if let Some((member, state)) = down {
+        return Err(HandlerError::new(
+            ErrorCode::NotRunning,
+            format!(
+                "member server {member:?} of virtual server {server:?} is {state}, not running; start it with `mcpctl start {member}`"
+            ),
+        ));
+    }
+    if let Some(conflict) = catalog.conflicts.iter().find(|c| c.exposed == tool) {
+        return Err(HandlerError::new(
+            ErrorCode::InvalidArgument,
+            conflict.describe(server),
+        ));
+    }
+    Err(HandlerError::new(
+        ErrorCode::InvalidArgument,
+        format!(
+            "virtual server {server:?} offers no tool named {tool:?} now (its running members' tools are listed by `mcpctl tools {server}`)"
+        ),
+    ))
+}
+
+/// `tools/call` of `tool` in the server `server` (not virtual), however it is reached: an
+/// error when it is not running, else the call's outcome.
+async fn call_in(
+    ctx: &ControlContext,
+    server: &str,
+    entry: &ServerEntry,
+    tool: &str,
+    arguments: serde_json::Map<String, serde_json::Value>,
+    timeout: Duration,
+) -> Result<Result<serde_json::Value, McpError>, HandlerError> {
+    Ok(match entry.stdio.load_full() {
         Some(target) => {
-            running(&server, &entry)?;
-            let params = serde_json::json!({ "name": request.tool, "arguments": arguments });
+            running(server, entry)?;
+            let params = serde_json::json!({ "name": tool, "arguments": arguments });
             target
                 .bridge()
                 .request("tools/call", &params.to_string(), timeout)
@@ -75,11 +167,11 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
         }
         None => match entry.config.load().remote.clone() {
             Some(remote) => {
-                running(&server, &entry)?;
+                running(server, entry)?;
                 let url = remote.url.text.clone();
                 crate::probe_client::ProbeClient::remote(remote)
                     .call_tool(
-                        &request.tool,
+                        tool,
                         &serde_json::Value::Object(arguments).to_string(),
                         timeout,
                     )
@@ -90,29 +182,11 @@ pub(super) async fn call(ctx: &ControlContext, peer: &Peer, request: CallRequest
                     })
             }
             None => {
-                let url = running_url(&server, &entry)?;
-                ctx.mcp
-                    .call_tool(&url, &request.tool, arguments, timeout)
-                    .await
+                let url = running_url(server, entry)?;
+                ctx.mcp.call_tool(&url, tool, arguments, timeout).await
             }
         },
-    };
-    if let Some(log) = &ctx.audit {
-        record_call(
-            log,
-            peer,
-            (&server, &request.tool, kept_arguments),
-            start,
-            &result,
-        );
-    }
-    let result = result.map_err(|e| HandlerError::new(ErrorCode::McpFailure, e.to_string()))?;
-    Ok(Response::Call(CallReply {
-        server,
-        tool: request.tool,
-        result_json: result.to_string(),
     })
-    .into())
 }
 
 /// The one server whose cached tool list offers `tool`.

@@ -188,6 +188,7 @@ pub(super) async fn send(
             started_at: status.started_at,
             timeout: member_config.health.timeout,
             remote,
+            roots: context.capabilities.roots,
         };
         let link = match links.get(context.session, &address).await {
             Ok(link) => link,

@@ -37,6 +37,9 @@ pub struct MemberAddress<'a> {
     pub timeout: Duration,
     /// A remote member's target (then `port` and `path` are unused).
     pub remote: Option<&'a std::sync::Arc<crate::remote::RemoteTarget>>,
+    /// The caller declared `roots`: so does its member session (see
+    /// [`super::backchannel::member_capabilities`]).
+    pub roots: bool,
 }
 
 impl Links {
@@ -56,7 +59,7 @@ impl Links {
             None => ProbeClient::new(member.port, member.path),
         };
         let link = client
-            .with_capabilities(super::backchannel::MEMBER_CAPABILITIES)
+            .with_capabilities(super::backchannel::member_capabilities(member.roots))
             .open(member.timeout)
             .await?;
         let mut links = self.lock();

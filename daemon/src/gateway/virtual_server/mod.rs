@@ -20,7 +20,9 @@ mod cancel;
 mod links;
 mod listen;
 mod offered;
+mod refresh;
 mod slots;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -68,6 +70,8 @@ pub struct VirtualState {
     slots: slots::Slots,
     /// Requests of members relayed to callers, waiting for their answers.
     relays: Arc<backchannel::Relays>,
+    /// Resource subscriptions, by session (or 2026-07-28 listen request).
+    subscriptions: Arc<subscriptions::Subscriptions>,
     /// Sessions their clients ended with DELETE (on this mcpd; bounded).
     ended: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -201,6 +205,7 @@ pub(super) async fn serve(
         Method::GET if facts.is_some() => listen::open(&context),
         Method::DELETE if facts.is_some() => {
             shared.virtuals.links.end(session);
+            shared.virtuals.subscriptions.end(session);
             let mut ended = shared.virtuals.ended();
             if ended.len() >= MAX_ENDED {
                 ended.clear();
@@ -295,25 +300,52 @@ async fn post(
         "ping" => rpc_result(id, json!({})),
         "server/discover" => rpc_result(id, discover(context)),
         "tools/list" => rpc_raw_result(id, &list(context)),
-        "subscriptions/listen" => listen::subscribe(context, id, &bytes),
+        "subscriptions/listen" => listen::subscribe(context, message, &bytes).await,
         "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
         "prompts/list" | "resources/list" | "resources/templates/list" => {
             offered::list(context, message)
         }
         "prompts/get" => offered::get_prompt(context, message, &parts.headers, &bytes).await,
         "resources/read" => offered::read(context, message, &parts.headers, &bytes).await,
-        "resources/subscribe" | "resources/unsubscribe" => rpc_error(
-            id,
-            METHOD_NOT_FOUND,
-            &format!(
-                "virtual server {name} does not offer resource subscriptions (it does not relay resource updates); subscribe at the member's own endpoint"
-            ),
-        ),
+        "resources/subscribe" | "resources/unsubscribe" => {
+            subscription(context, message, method == "resources/subscribe").await
+        }
         other => rpc_error(
             id,
             METHOD_NOT_FOUND,
             &format!("virtual server {name} does not offer {other:?}"),
         ),
+    }
+}
+
+/// `resources/subscribe` or `resources/unsubscribe` of a session's caller.
+async fn subscription(
+    context: &Context<'_>,
+    message: &envelope::Message<'_>,
+    subscribe: bool,
+) -> Response<Body> {
+    let id = message.id;
+    let name = context.config.name.as_str();
+    if !context.has_session || context.stateless {
+        return rpc_error(
+            id,
+            INVALID_REQUEST,
+            &format!(
+                "virtual server {name}: resources/subscribe needs a session (initialize first); a 2026-07-28 client subscribes with subscriptions/listen"
+            ),
+        );
+    }
+    let Some(uri) = message.uri.as_deref() else {
+        return rpc_error(id, INVALID_PARAMS, "params.uri is missing");
+    };
+    let done = if subscribe {
+        subscriptions::subscribe(context, message, context.session, uri).await
+    } else {
+        subscriptions::unsubscribe(context, context.session, uri).await
+    };
+    match done {
+        Ok(()) => rpc_result(id, json!({})),
+        Err((code, why)) => rpc_error(id, code, &why),
     }
 }
 
@@ -339,15 +371,20 @@ fn server_info(config: &VirtualConfig) -> Value {
     json!({ "name": config.name, "version": env!("CARGO_PKG_VERSION") })
 }
 
-/// The capabilities: tools always; prompts and resources when a running member offers them.
+/// The capabilities: tools always; prompts and resources when a running member offers them
+/// (their changes are told to listeners), and resource subscriptions when a running member
+/// takes them.
 fn capabilities(context: &Context<'_>) -> Value {
     let catalog = context.catalog();
     let mut capabilities = json!({ "tools": { "listChanged": true } });
     if catalog.prompts_declared {
-        capabilities["prompts"] = json!({});
+        capabilities["prompts"] = json!({ "listChanged": true });
     }
     if catalog.resources_declared {
-        capabilities["resources"] = json!({});
+        capabilities["resources"] = json!({ "listChanged": true });
+        if catalog.subscribe_declared {
+            capabilities["resources"]["subscribe"] = json!(true);
+        }
     }
     capabilities
 }

@@ -12,6 +12,8 @@
 //! `MCP_ECHO_SESSION_IDLE_MS=N` forgets a session idle for N ms (its next request gets 404).
 //! `MCP_ECHO_EXTRA_TOOLS=a,b` adds tools named `a` and `b` that act like `echo` (tests of tool
 //! names chosen by a server). `MCP_ECHO_ASK=1` adds `ask`, which asks the client's model.
+//! `MCP_ECHO_SUBSCRIBE=1` takes resource subscriptions and adds `touch`, which tells the
+//! subscribers that a resource changed.
 //!
 //! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
 //! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
@@ -21,6 +23,7 @@
 mod ask;
 mod content;
 mod server;
+mod subscribe;
 mod tools;
 
 use std::io::IsTerminal;
@@ -157,6 +160,7 @@ fn options_from_env() -> Result<server::Options, String> {
             templates: list_from_env("MCP_ECHO_TEMPLATES"),
         },
         ask: std::env::var("MCP_ECHO_ASK").as_deref() == Ok("1"),
+        subscribe: std::env::var("MCP_ECHO_SUBSCRIBE").as_deref() == Ok("1"),
     })
 }
 

@@ -63,6 +63,8 @@ pub struct Options {
     pub content: Content,
     /// Offer `ask` (see `ask.rs`).
     pub ask: bool,
+    /// Take resource subscriptions and offer `touch` (see `subscribe.rs`).
+    pub subscribe: bool,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -72,6 +74,10 @@ pub struct Echo {
     tool_router: ToolRouter<Self>,
     session_only: bool,
     content: Content,
+    /// Declares `resources.subscribe` (with resources).
+    subscribe: bool,
+    /// This session's subscriptions.
+    subscribed: crate::subscribe::Subscribed,
 }
 
 impl Echo {
@@ -91,10 +97,15 @@ impl Echo {
         if options.ask {
             tool_router.merge(Self::ask_router());
         }
+        if options.subscribe {
+            tool_router.merge(Self::subscribe_router());
+        }
         Echo {
             tool_router,
             session_only: options.session_only,
             content: options.content,
+            subscribe: options.subscribe && options.content.has_resources(),
+            subscribed: Default::default(),
         }
     }
 }
@@ -115,7 +126,11 @@ impl ServerHandler for Echo {
             capabilities.prompts = Some(Default::default());
         }
         if self.content.has_resources() {
-            capabilities.resources = Some(Default::default());
+            let mut resources = rmcp::model::ResourcesCapability::default();
+            if self.subscribe {
+                resources.subscribe = Some(true);
+            }
+            capabilities.resources = Some(resources);
         }
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-echo", env!("CARGO_PKG_VERSION")))
@@ -164,6 +179,42 @@ impl ServerHandler for Echo {
         _context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ReadResourceResponse, ErrorData>> + MaybeSendFuture + '_ {
         std::future::ready(self.content.read(&request).map(Into::into))
+    }
+
+    #[allow(deprecated)]
+    fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(if self.subscribe {
+            crate::subscribe::subscribe(&self.subscribed, &context.peer, request.uri);
+            Ok(())
+        } else {
+            Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "Method not found",
+                None,
+            ))
+        })
+    }
+
+    #[allow(deprecated)]
+    fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(if self.subscribe {
+            crate::subscribe::unsubscribe(&self.subscribed, &request.uri);
+            Ok(())
+        } else {
+            Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "Method not found",
+                None,
+            ))
+        })
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {

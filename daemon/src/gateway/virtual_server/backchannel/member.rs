@@ -51,6 +51,20 @@ impl MemberRoute {
         let mut request = member_request(&self.headers, &self.link, "", "", body);
         request.headers_mut().remove("mcp-name");
         request.headers_mut().remove("mcp-method");
+        let answer = self.forward(request).await;
+        let status = answer.status();
+        if let Either::Right(body) = answer.into_body() {
+            // Read to the end so the connection goes back to the pool.
+            let _ = Limited::new(body, MAX_REFUSAL).collect().await;
+        }
+        status
+    }
+
+    /// Sends `request` to the member over the pool; its answer, streaming.
+    pub(in super::super) async fn forward(
+        &self,
+        request: http::Request<crate::gateway::proxy::ForwardBody>,
+    ) -> Response<Body> {
         let upstream = Upstream {
             server: &self.name,
             port: self.port,
@@ -66,13 +80,7 @@ impl MemberRoute {
             check_now: &self.entry.check_now,
             remote: self.remote.as_deref(),
         };
-        let answer = proxy::forward(&self.pool, upstream, request).await;
-        let status = answer.status();
-        if let Either::Right(body) = answer.into_body() {
-            // Read to the end so the connection goes back to the pool.
-            let _ = Limited::new(body, MAX_REFUSAL).collect().await;
-        }
-        status
+        proxy::forward(&self.pool, upstream, request).await
     }
 
     /// Answers the member's request `id` with a JSON-RPC error.

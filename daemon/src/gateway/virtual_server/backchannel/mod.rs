@@ -48,8 +48,19 @@ const RELAYED: [(&str, &str); 3] = [
     ("roots/list", "roots"),
 ];
 
-/// The capabilities mcpd declares in the member sessions it opens for callers.
-pub const MEMBER_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{},"roots":{}}"#;
+/// The capabilities mcpd declares in the member session it opens for a caller: sampling and
+/// elicitation always (a member's request the caller cannot take is answered for it with an
+/// error naming the missing capability, clearer than a tool the member leaves out), `roots`
+/// only when the caller declared it: a member may ask for the roots as soon as the session
+/// opens, outside any call, and one that waits for the answer (the official
+/// `server-everything` does) would wait in vain.
+pub fn member_capabilities(roots: bool) -> &'static str {
+    if roots {
+        r#"{"sampling":{},"elicitation":{},"roots":{}}"#
+    } else {
+        r#"{"sampling":{},"elicitation":{}}"#
+    }
+}
 
 /// The requests of members relayed to callers, by mcpd's id.
 #[derive(Debug, Default)]
@@ -263,6 +274,14 @@ impl Relaying {
         let Some(message) = envelope.messages.first().filter(|_| !envelope.batch) else {
             return Some(event);
         };
+        if message.id.is_none()
+            && message
+                .method
+                .as_deref()
+                .is_some_and(|m| m.starts_with("notifications/") && m.ends_with("/list_changed"))
+        {
+            super::refresh::member_lists_changed(&self.guard.route.entry);
+        }
         let (Some(method), Some(_)) = (message.method.as_deref(), message.id) else {
             if message.method.is_none()
                 && !self.caller.stateless
