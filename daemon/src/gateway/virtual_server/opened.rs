@@ -14,10 +14,12 @@ use crate::virtuals::seal::{self, SESSION_LIFETIME, SessionFacts, SessionKey};
 /// Most ids remembered.
 const MAX_OPENED: usize = 4096;
 
+/// By the id as the client sent it: the virtual server it opened for, and its facts.
+type Ids = HashMap<Box<str>, (Box<str>, Arc<SessionFacts>)>;
+
 #[derive(Debug, Default)]
 pub struct Opened {
-    /// By the id as the client sent it: the virtual server it opened for, and its facts.
-    ids: Mutex<HashMap<Box<str>, (Box<str>, Arc<SessionFacts>)>>,
+    ids: Mutex<Ids>,
 }
 
 impl Opened {
@@ -43,7 +45,7 @@ impl Opened {
         Some(facts)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Box<str>, Arc<SessionFacts>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ids> {
         self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
