@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """mcpd CPU per tools/call, layer by layer: all off, JWT, JWT + per-tool rules, and the same
-with the audit log on (plus the audit log alone).
+with the audit log on (plus the audit log alone); and the same call through a one-member
+virtual server (`one: {aggregate: [echo]}`, tool `echo_echo`), audit off and on.
 
 CPU time (utime+stime of the mcpd process, from /proc) per request counted by the daemon, at
 one connection, with the daemons and their echo servers on CPU 0 and the load generator on
@@ -44,6 +45,8 @@ def servers(first_port, names):
         lines.append(f"    port: {first_port + i}")
         if oauth:
             lines.append(f"    oauth: {oauth}")
+    # A one-member virtual server over `echo`: the same call through it (tool `echo_echo`).
+    lines.append("  one: {aggregate: [echo], max_calls_per_caller: 128}")
     return "\n".join(lines) + "\n"
 
 
@@ -59,6 +62,8 @@ def main():
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per request under valgrind instead of CPU time")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
+    parser.add_argument("--cases", help="comma-separated case names to run (default: all; "
+                        "`all off` is always run, as the base)")
     args = parser.parse_args()
     bench = harness.Bench(types.SimpleNamespace(root=os.path.abspath(args.root), quick=True))
     if args.bin_dir:
@@ -107,19 +112,28 @@ def run(bench, args):
 
         def running(sock=sock):
             try:
-                return all(s["state"] == "running" for s in bench.status(sock)["servers"])
+                servers = bench.status(sock)["servers"]
+                return len(servers) > 1 and all(s["state"] == "running" for s in servers)
             except Exception:
                 return False
         wait_until(f"{label} daemon's servers running", 60, running)
     token = bench.mcpctl(os.path.join(daemons["off"][0], "mcpd.sock"), "token", "--scope",
                          "user", "--ttl", "2h").strip()
     cases = [
-        ("all off", "off", "echo", None),
-        ("JWT", "off", "echo-jwt", token),
-        ("JWT + rules", "off", "echo-rules", token),
-        ("JWT + rules + audit", "audit", "echo-rules", token),
-        ("audit only", "audit", "echo", None),
+        ("all off", "off", "echo", None, None),
+        ("JWT", "off", "echo-jwt", token, None),
+        ("JWT + rules", "off", "echo-rules", token, None),
+        ("JWT + rules + audit", "audit", "echo-rules", token, None),
+        ("audit only", "audit", "echo", None, None),
+        ("virtual server", "off", "one", None, "echo_echo"),
+        ("virtual server + audit", "audit", "one", None, "echo_echo"),
     ]
+    if args.cases:
+        wanted = {"all off", *(c.strip() for c in args.cases.split(","))}
+        unknown = wanted - {c[0] for c in cases}
+        if unknown:
+            raise SystemExit(f"unknown cases: {sorted(unknown)}")
+        cases = [c for c in cases if c[0] in wanted]
     # Under callgrind, what the daemon does by the clock (probes, usage sampling, timers) is
     # counted at its idle rate and taken off each case, so a slower case is not charged more.
     idle_rate = {}
@@ -138,7 +152,7 @@ def run(bench, args):
     rps = {c[0]: [] for c in cases}
     for round_ in range(args.rounds):
         order = cases if round_ % 2 == 0 else list(reversed(cases))
-        for name, daemon, server, tok in order:
+        for name, daemon, server, tok, tool in order:
             gw = daemons[daemon][1]
             url = f"http://127.0.0.1:{gw}/api/v1/mcp/{server}/mcp"
             pid = procs[daemon].pid
@@ -148,7 +162,7 @@ def run(bench, args):
                                capture_output=True)
             before_cpu = cpu_ticks(pid)
             started = time.monotonic()
-            result = bench.loadgen(url, args.connections, tok)
+            result = bench.loadgen(url, args.connections, tok, tool=tool)
             ticks = cpu_ticks(pid) - before_cpu
             if args.callgrind:
                 subprocess.run(["callgrind_control", "--dump=" + name, str(pid)],

@@ -16,15 +16,18 @@ use serde::Serialize;
 
 use mcpd_protocol::{AuditDecision, AuditRecord};
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, VirtualConfig};
 use crate::gateway::auth::Claims;
 
-/// A `tools/call` through the gateway (not a virtual server), as the request path knows it.
+/// A `tools/call` through the gateway, as the request path knows it.
 #[derive(Debug)]
 pub struct CallEntry {
     pub at: SystemTime,
-    /// The server addressed; its name goes into the record.
+    /// The server addressed; its name goes into the record (as `member` when the call came
+    /// through a virtual server).
     pub server: Arc<ServerConfig>,
+    /// The virtual server the call came through, named as the record's `server`.
+    pub via_virtual: Option<Arc<VirtualConfig>>,
     /// The verified token's claims: subject, client id and scopes.
     pub claims: Option<Arc<Claims>>,
     pub tool: Box<str>,
@@ -107,7 +110,14 @@ pub fn render_call(entry: &CallEntry, time: &mut TimeFormat, out: &mut Vec<u8>) 
     out.extend_from_slice(b"\",\"ts\":");
     number(out, unix_ms(entry.at));
     out.extend_from_slice(b",\"server\":");
-    string(out, &entry.server.name);
+    match &entry.via_virtual {
+        Some(virtual_server) => {
+            string(out, &virtual_server.name);
+            out.extend_from_slice(b",\"member\":");
+            string(out, &entry.server.name);
+        }
+        None => string(out, &entry.server.name),
+    }
     out.extend_from_slice(b",\"tool\":");
     string(out, &entry.tool);
     out.extend_from_slice(b",\"subject\":");
@@ -188,6 +198,7 @@ mod tests {
                 &daemon_config(std::path::Path::new("/tmp")),
                 "db",
             )),
+            via_virtual: None,
             claims: claims.map(Arc::new),
             tool: "del\"ete\u{1b}".into(),
             request_id: Some("\"a\\u0062\"".into()),
@@ -207,8 +218,14 @@ mod tests {
         AuditRecord {
             time: humantime::format_rfc3339_millis(entry.at).to_string(),
             ts: unix_ms(entry.at),
-            server: entry.server.name.clone(),
-            member: None,
+            server: entry
+                .via_virtual
+                .as_ref()
+                .map_or_else(|| entry.server.name.clone(), |v| v.name.clone()),
+            member: entry
+                .via_virtual
+                .as_ref()
+                .map(|_| entry.server.name.clone()),
             tool: entry.tool.to_string(),
             subject: claims.and_then(|c| c.subject.clone()),
             client_id: claims.and_then(|c| c.client_id.clone()),
@@ -247,11 +264,31 @@ mod tests {
         unknown.request_id = None;
         unknown.duration = Duration::ZERO;
         unknown.peer = "[fe80::1%7]:8080".parse().unwrap();
+        let mut through_virtual = entry(None, None);
+        through_virtual.via_virtual = Some(Arc::new(VirtualConfig {
+            name: "all\"v".into(),
+            file: "v.yaml".into(),
+            endpoint: String::new(),
+            enabled: true,
+            display_in_web: true,
+            description: String::new(),
+            oauth: crate::config::test_builder::no_oauth(),
+            audit_arguments: false,
+            aggregate: vec![],
+            exclude: vec![],
+            tools: vec![],
+            separator: "_".into(),
+            prefix: crate::config::PrefixMode::Always,
+            prefix_at: (None, None),
+            members: vec!["db".into()],
+            max_calls_per_caller: 16,
+        }));
         for entry in [
             entry(None, None),
             entry(Some(claims), Some(r#"{"sql":"drop table x"}"#)),
             allowed,
             unknown,
+            through_virtual,
         ] {
             let mut out = b"previous line\n".to_vec();
             render_call(&entry, &mut TimeFormat::default(), &mut out);

@@ -76,6 +76,11 @@ pub struct Message<'a> {
     pub uri: Option<Cow<'a, str>>,
     /// `params.arguments` as written, for audit records that keep them.
     pub arguments: Option<&'a RawValue>,
+    /// `params._meta` as written (the last one when written twice; see `meta_twice`), for a
+    /// virtual server to adjust in place when it forwards the message.
+    pub meta: Option<&'a RawValue>,
+    /// `params._meta` appears more than once.
+    pub meta_twice: bool,
 }
 
 impl Message<'_> {
@@ -379,6 +384,10 @@ impl<'de> Visitor<'de> for ParamsSeed<'_, 'de> {
                     first_time(&mut seen, 4, "params.arguments")?;
                     let arguments: &'de RawValue = map.next_value()?;
                     self.0.arguments = Some(arguments);
+                }
+                "_meta" => {
+                    self.0.meta_twice |= self.0.meta.is_some();
+                    self.0.meta = Some(map.next_value()?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

@@ -140,6 +140,7 @@ fn check_as_serde_reads(message: &Message<'_>, value: &Value) {
         name: text(params.and_then(|p| p.get("name"))).map(Cow::Owned),
         uri: text(params.and_then(|p| p.get("uri"))).map(Cow::Owned),
         arguments: None,
+        ..Message::default()
     };
     assert_eq!(message.method, seen.method, "{value}");
     assert_eq!(message.name, seen.name, "{value}");

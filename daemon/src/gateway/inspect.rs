@@ -156,6 +156,7 @@ fn call_entry(config: &Arc<ServerConfig>, caller: &Caller<'_>, message: &Message
     CallEntry {
         at: SystemTime::now(),
         server: config.clone(),
+        via_virtual: None,
         claims: caller.claims.cloned(),
         tool: message.name.as_deref().unwrap_or_default().into(),
         request_id: message.id_text().map(Box::from),

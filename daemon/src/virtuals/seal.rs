@@ -181,7 +181,13 @@ pub fn principal(subject: Option<&str>, client: Option<&str>) -> String {
     hash.update([0]);
     hash.update(client.unwrap_or("").as_bytes());
     let digest = hash.finalize();
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(24);
+    for byte in &digest[..12] {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -221,6 +227,18 @@ mod tests {
         }
         let later = now + SESSION_LIFETIME + Duration::from_secs(1);
         assert_eq!(key.open("all", &id, later), None, "expired");
+    }
+
+    #[test]
+    fn a_principal_is_the_hex_of_the_first_12_bytes_of_the_hash() {
+        let mut hash = Sha256::new();
+        hash.update(b"alice\0cli");
+        let expected: String = hash.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(principal(Some("alice"), Some("cli")), expected);
+        assert_eq!(principal(None, None).len(), 24);
     }
 
     #[test]

@@ -15,20 +15,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Limited};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use mcpd_protocol::{AuditDecision, AuditRecord};
+use mcpd_protocol::AuditDecision;
+use serde_json::value::RawValue;
 
 use super::backchannel;
 use super::links::MemberAddress;
 use super::{
-    CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access,
-    error_message, json_answer, passed_on, rpc_error, slots,
+    CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access, id_value,
+    json_answer, passed_on, rpc_error, slots, splice,
 };
-use crate::audit;
+use crate::audit::CallEntry;
 use crate::authz::Decision;
 use crate::config::{PrefixMode, ServerConfig, VirtualConfig};
 use crate::directory::{Directory, ServerEntry, ServerState};
@@ -39,9 +40,6 @@ use crate::gateway::registry::resource_metadata_url;
 use crate::gateway::response::Body;
 use crate::gateway::tap::{CallAudit, Tap};
 use crate::probe_client::Link;
-
-/// The keys of the per-request metadata of 2026-07-28.
-const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
 
 /// Most bytes read of a member's refusal to quote it.
 pub(super) const MAX_REFUSAL: usize = 64 * 1024;
@@ -96,11 +94,11 @@ pub(super) async fn call(
         let metadata = resource_metadata_url(&context.live.config.gateway.public_url, name);
         let answer = inspect::insufficient_scope(name, &[(message, allowing)], metadata);
         if let Some(log) = &context.shared.audit {
-            let mut record = audit_record(context, message, &member_config, &tool.original);
-            record.decision = AuditDecision::Deny;
-            record.status = answer.status().as_u16();
-            record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            log.record(&record);
+            let mut entry = call_entry(context, message, &member_config, &tool.original);
+            entry.decision = AuditDecision::Deny;
+            entry.status = answer.status().as_u16();
+            entry.duration = started.elapsed();
+            log.record_call(entry);
         }
         return answer;
     }
@@ -146,7 +144,7 @@ pub(super) async fn send(
     headers: &HeaderMap,
     body: &Bytes,
     entry: &Arc<ServerEntry>,
-    member_config: &ServerConfig,
+    member_config: &Arc<ServerConfig>,
     route: &Route<'_>,
     started: Instant,
 ) -> Response<Body> {
@@ -154,12 +152,12 @@ pub(super) async fn send(
     let id = message.id;
     let member = route.member;
     let claims = context.claims.as_deref();
-    let slot = match context.shared.virtuals.slots.take(
+    let mut slot = match context.shared.virtuals.slots.take(
         name,
         context.caller(),
         context.config.max_calls_per_caller,
     ) {
-        Ok(slot) => slot,
+        Ok(slot) => Some(slot),
         Err(refusal) => return rpc_error(id, CALLER_BUSY, &refusal),
     };
     let links = &context.shared.virtuals.links;
@@ -205,7 +203,8 @@ pub(super) async fn send(
         if let Some(request_id) = message.id_text() {
             links.note_call(context.session, request_id, member, &link);
         }
-        let Some(rewritten) = rewrite(body, route.rename.then_some(route.target), &link) else {
+        let target = route.rename.then_some(route.target);
+        let Some(rewritten) = splice::member_body(body, message, target, &link) else {
             return rpc_error(
                 id,
                 INVALID_PARAMS,
@@ -247,16 +246,23 @@ pub(super) async fn send(
             retried = true;
             continue;
         }
+        let member_is_stateless = link == Link::Stateless;
         let answer = backchannel::relay(
             context,
             id,
-            backchannel::route(context, headers, entry, member_config, port, link),
+            || backchannel::route(context, headers, entry, member_config, port, link),
+            member_is_stateless,
             backchannel::caller_side(context),
             answer,
+            &mut slot,
         )
         .await;
         let answer = finish(context, message, member_config, route, answer, started).await;
-        return slots::hold(answer, slot);
+        return match slot {
+            Some(slot) => slots::hold(answer, slot),
+            // The relayed answer's body holds it.
+            None => answer,
+        };
     }
 }
 
@@ -292,39 +298,10 @@ pub(super) fn member_down(
         .max_by_key(|(member, _)| member.len())
 }
 
-/// The call's body with the member's tool name, and for a 2026-07-28 member the per-request
-/// metadata it needs (kept when the caller sent it).
-fn rewrite(body: &[u8], name: Option<&str>, link: &Link) -> Option<Bytes> {
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    let params = value.get_mut("params")?.as_object_mut()?;
-    if let Some(name) = name {
-        params.insert("name".into(), Value::String(name.to_owned()));
-    }
-    if *link != Link::Stateless {
-        // The per-request metadata of 2026-07-28 would contradict the session's version.
-        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-            meta.retain(|key, _| !key.starts_with(STATELESS_META_PREFIX));
-        }
-    } else {
-        let meta = params.entry("_meta").or_insert_with(|| json!({}));
-        if let Some(meta) = meta.as_object_mut() {
-            for (key, default) in [
-                (
-                    "io.modelcontextprotocol/protocolVersion",
-                    json!(STATELESS_VERSION),
-                ),
-                (
-                    "io.modelcontextprotocol/clientInfo",
-                    json!({ "name": "mcpd", "version": env!("CARGO_PKG_VERSION") }),
-                ),
-                ("io.modelcontextprotocol/clientCapabilities", json!({})),
-            ] {
-                meta.entry(key).or_insert(default);
-            }
-        }
-    }
-    serde_json::to_vec(&value).ok().map(Bytes::from)
-}
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 pub(super) fn member_request(
     headers: &HeaderMap,
@@ -337,6 +314,8 @@ pub(super) fn member_request(
     *request.method_mut() = Method::POST;
     let out = request.headers_mut();
     *out = passed_on(headers);
+    // Room for what follows, taken at once.
+    out.reserve(6);
     out.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     out.insert(
         ACCEPT,
@@ -345,23 +324,23 @@ pub(super) fn member_request(
     match link {
         Link::Stateless => {
             out.insert(
-                "mcp-protocol-version",
+                MCP_PROTOCOL_VERSION,
                 HeaderValue::from_static(STATELESS_VERSION),
             );
-            out.insert("mcp-method", HeaderValue::from_static(method));
+            out.insert(MCP_METHOD, HeaderValue::from_static(method));
             if let Ok(value) = HeaderValue::try_from(crate::envelope::header_text(target).as_ref())
             {
-                out.insert("mcp-name", value);
+                out.insert(MCP_NAME, value);
             }
         }
         Link::Session { id, version } => {
             if let Some(id) = id
                 && let Ok(value) = HeaderValue::try_from(id.as_str())
             {
-                out.insert("mcp-session-id", value);
+                out.insert(MCP_SESSION_ID, value);
             }
             if let Ok(value) = HeaderValue::try_from(version.as_str()) {
-                out.insert("mcp-protocol-version", value);
+                out.insert(MCP_PROTOCOL_VERSION, value);
             }
         }
     }
@@ -374,7 +353,7 @@ pub(super) fn member_request(
 async fn finish(
     context: &Context<'_>,
     message: &Message<'_>,
-    member: &ServerConfig,
+    member: &Arc<ServerConfig>,
     route: &Route<'_>,
     answer: Response<Body>,
     started: Instant,
@@ -392,21 +371,10 @@ async fn finish(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
             if is_sse {
-                let error = error_message(
-                    id,
-                    MEMBER_UNAVAILABLE,
-                    &format!(
-                        "member server \"{}\" of virtual server {name} broke off its answer (it stopped or crashed)",
-                        member.name
-                    ),
-                );
-                upstream.on_cut(Bytes::from(format!(
-                    "\n\nevent: message\ndata: {error}\n\n"
-                )));
+                upstream.on_cut(broke_off_event(id, name, &member.name));
             }
             if let Some(log) = audit {
-                let record = audit_record(context, message, member, original);
-                let call = CallAudit::new(record);
+                let call = CallAudit::new(call_entry(context, message, member, original));
                 let mut tap = Tap::new(None, vec![call], Some(log.clone()), started);
                 tap.begin(&mut parts);
                 upstream.set_tap(tap);
@@ -440,10 +408,10 @@ async fn finish(
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
                 });
             if let Some(log) = audit {
-                let mut record = audit_record(context, message, member, original);
-                record.status = status.as_u16();
-                record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                log.record(&record);
+                let mut entry = call_entry(context, message, member, original);
+                entry.status = status.as_u16();
+                entry.duration = started.elapsed();
+                log.record_call(entry);
             }
             rpc_error(
                 id,
@@ -463,33 +431,105 @@ async fn finish(
     }
 }
 
-fn audit_record(
+/// The SSE event that ends a caller's stream when the member breaks off its answer.
+/// Written for every call that streams (it is sent only if the member breaks off), so in one
+/// buffer of the right size, without formatting.
+fn broke_off_event(id: Option<&RawValue>, name: &str, member: &str) -> Bytes {
+    // An id as written may span lines (`[1,\n2]`); one that does is written again on one.
+    let id = match id.map(RawValue::get) {
+        Some(raw) if !raw.contains(['\n', '\r']) => std::borrow::Cow::Borrowed(raw),
+        _ => std::borrow::Cow::Owned(id_value(id).to_string()),
+    };
+    let member = json_text(member);
+    let name = json_text(name);
+    let pieces: [&[u8]; 9] = [
+        b"\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":",
+        id.as_bytes(),
+        b",\"error\":{\"code\":",
+        MEMBER_UNAVAILABLE_TEXT.as_bytes(),
+        b",\"message\":\"member server \\\"",
+        member.as_bytes(),
+        b"\\\" of virtual server ",
+        name.as_bytes(),
+        b" broke off its answer (it stopped or crashed)\"}}\n\n",
+    ];
+    let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        out.extend_from_slice(piece);
+    }
+    Bytes::from(out)
+}
+
+/// [`MEMBER_UNAVAILABLE`] as JSON.
+const MEMBER_UNAVAILABLE_TEXT: &str = "-32011";
+
+/// `text` as it goes between the quotes of a JSON string.
+fn json_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    std::borrow::Cow::Owned(quoted[1..quoted.len().saturating_sub(1)].to_owned())
+}
+
+/// The audit record of a call through the virtual server to `member` (tool `original`),
+/// decision allow, outcome not known yet: what the request knows, formatted by the audit
+/// writer.
+fn call_entry(
     context: &Context<'_>,
     message: &Message<'_>,
-    member: &ServerConfig,
+    member: &Arc<ServerConfig>,
     original: &str,
-) -> AuditRecord {
-    let (time, ts) = audit::now();
-    let claims = context.claims.as_deref();
-    AuditRecord {
-        time,
-        ts,
-        server: context.config.name.clone(),
-        member: Some(member.name.clone()),
-        tool: original.to_owned(),
-        subject: claims.and_then(|c| c.subject.clone()),
-        client_id: claims.and_then(|c| c.client_id.clone()),
-        scopes: claims.map(|c| c.scopes.clone()).unwrap_or_default(),
+) -> CallEntry {
+    CallEntry {
+        at: std::time::SystemTime::now(),
+        server: member.clone(),
+        via_virtual: Some(context.config.clone()),
+        claims: context.claims.clone(),
+        tool: original.into(),
+        request_id: message.id_text().map(Box::from),
+        peer: context.peer,
+        arguments: (context.config.audit_arguments || member.audit_arguments)
+            .then(|| message.arguments.map(|a| Box::from(a.get())))
+            .flatten(),
         decision: AuditDecision::Allow,
         status: 0,
         error_code: None,
         is_error: None,
-        duration_ms: 0.0,
-        request_id: message.id_text().map(str::to_owned),
-        caller: context.peer.to_string(),
-        via: "gateway".into(),
-        arguments: (context.config.audit_arguments || member.audit_arguments)
-            .then(|| message.arguments.map(|a| a.get().to_owned()))
-            .flatten(),
+        duration: std::time::Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broke_off_event_is_one_json_rpc_error() {
+        assert_eq!(MEMBER_UNAVAILABLE_TEXT, MEMBER_UNAVAILABLE.to_string());
+        for (id, member) in [
+            (Some(r#""a\"b""#), "m"),
+            (Some("17"), "we\"ird\\"),
+            (Some("[1,\n2]"), "m"),
+            (None, "m"),
+        ] {
+            let id: Option<Box<RawValue>> = id.map(|id| RawValue::from_string(id.into()).unwrap());
+            let event = broke_off_event(id.as_deref(), "all", member);
+            let text = std::str::from_utf8(&event).unwrap();
+            let data = text
+                .strip_prefix("\n\nevent: message\ndata: ")
+                .and_then(|rest| rest.strip_suffix("\n\n"))
+                .expect("one event");
+            assert!(!data.contains('\n'), "{data}");
+            let value: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(value["error"]["code"], MEMBER_UNAVAILABLE);
+            assert_eq!(
+                value["error"]["message"],
+                format!(
+                    "member server \"{member}\" of virtual server all broke off its answer (it stopped or crashed)"
+                )
+            );
+            assert_eq!(value["id"], id_value(id.as_deref()));
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::probe_client::{Link, ProbeClient, ProbeError};
@@ -12,16 +13,16 @@ use crate::probe_client::{Link, ProbeClient, ProbeError};
 /// Most member sessions kept; past it the cache starts over (sessions reopen on demand).
 const MAX_LINKS: usize = 10_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct LinkKey {
-    /// The caller's session (or identity, for callers without one).
-    session: u64,
-    member: String,
-}
+/// The links of one caller's session (or identity, for callers without one): per member, the
+/// member process's start and the link. A few members at most, so a list.
+type SessionLinks = Vec<(String, Option<SystemTime>, Link)>;
 
 #[derive(Debug, Default)]
 pub struct Links {
-    links: Mutex<HashMap<LinkKey, (Option<SystemTime>, Link)>>,
+    /// By the caller's session; looked up without making a key.
+    links: Mutex<HashMap<u64, SessionLinks>>,
+    /// Links in `links`, for the bound.
+    count: std::sync::atomic::AtomicUsize,
     /// The member and link of each recent call, by (client session, request id as JSON), so a
     /// client's `notifications/cancelled` reaches the member running the call.
     calls: Mutex<HashMap<(u64, String), (String, Link)>>,
@@ -45,12 +46,10 @@ pub struct MemberAddress<'a> {
 impl Links {
     /// The link of `session` to the member, opened when there is none for its process.
     pub async fn get(&self, session: u64, member: &MemberAddress<'_>) -> Result<Link, ProbeError> {
-        let key = LinkKey {
-            session,
-            member: member.name.to_owned(),
-        };
-        if let Some((started, link)) = self.lock().get(&key)
-            && *started == member.started_at
+        if let Some(links) = self.lock().get(&session)
+            && let Some((_, _, link)) = links
+                .iter()
+                .find(|(name, started, _)| name == member.name && *started == member.started_at)
         {
             return Ok(link.clone());
         }
@@ -63,10 +62,18 @@ impl Links {
             .open(member.timeout)
             .await?;
         let mut links = self.lock();
-        if links.len() >= MAX_LINKS {
+        if self.count.load(Ordering::Relaxed) >= MAX_LINKS {
             links.clear();
+            self.count.store(0, Ordering::Relaxed);
         }
-        links.insert(key, (member.started_at, link.clone()));
+        let of_session = links.entry(session).or_default();
+        let before = of_session.len();
+        // A link of the member's previous process goes.
+        of_session.retain(|(name, _, _)| name != member.name);
+        let removed = before - of_session.len();
+        of_session.push((member.name.to_owned(), member.started_at, link.clone()));
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_sub(removed, Ordering::Relaxed);
         Ok(link)
     }
 
@@ -90,18 +97,26 @@ impl Links {
 
     /// Forgets the link (the member answered 404 to its session).
     pub fn forget(&self, session: u64, member: &str) {
-        self.lock().remove(&LinkKey {
-            session,
-            member: member.to_owned(),
-        });
+        let mut links = self.lock();
+        if let Some(of_session) = links.get_mut(&session) {
+            let before = of_session.len();
+            of_session.retain(|(name, _, _)| name != member);
+            self.count
+                .fetch_sub(before - of_session.len(), Ordering::Relaxed);
+            if of_session.is_empty() {
+                links.remove(&session);
+            }
+        }
     }
 
     /// Forgets every link of `session` (the caller ended it).
     pub fn end(&self, session: u64) {
-        self.lock().retain(|key, _| key.session != session);
+        if let Some(of_session) = self.lock().remove(&session) {
+            self.count.fetch_sub(of_session.len(), Ordering::Relaxed);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LinkKey, (Option<SystemTime>, Link)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionLinks>> {
         self.links.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

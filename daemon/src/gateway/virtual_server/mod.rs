@@ -14,14 +14,18 @@
 //! caller, is answered 404 (session not found), as the protocol says.
 
 mod access;
+#[cfg(test)]
+mod allocations;
 mod backchannel;
 mod call;
 mod cancel;
 mod links;
 mod listen;
 mod offered;
+mod opened;
 mod refresh;
 mod slots;
+mod splice;
 mod subscriptions;
 
 use std::net::SocketAddr;
@@ -65,6 +69,8 @@ const STATELESS_VERSION: &str = "2026-07-28";
 #[derive(Debug, Default)]
 pub struct VirtualState {
     key: OnceLock<Result<Arc<SessionKey>, String>>,
+    /// Session ids that opened, so later requests skip the AEAD.
+    opened: opened::Opened,
     links: links::Links,
     catalogs: crate::virtuals::CatalogCache,
     slots: slots::Slots,
@@ -151,17 +157,17 @@ pub(super) async fn serve(
     } else {
         None
     };
-    let principal = seal::principal(
-        claims.as_ref().and_then(|c| c.subject.as_deref()),
-        claims.as_ref().and_then(|c| c.client_id.as_deref()),
-    );
+    let principal = principal_of(claims.as_deref());
     let key = shared.virtuals.key(live);
     // A session id that does not open is no session of ours: 404, whatever the method.
     let facts = match request.headers().get("mcp-session-id") {
         None => None,
         Some(id) => {
             let opened = key.as_ref().and_then(|key| {
-                key.open(name, id.to_str().ok()?, SystemTime::now())
+                shared
+                    .virtuals
+                    .opened
+                    .open(key, name, id.to_str().ok()?, SystemTime::now())
                     .filter(|facts| facts.principal == principal)
                     .filter(|facts| !shared.virtuals.ended().contains(&facts.nonce))
             });
@@ -231,15 +237,15 @@ pub(super) async fn serve(
 impl Context<'_> {
     /// Who the per-caller cap counts: the token's subject (or client), else the peer's
     /// address.
-    fn caller(&self) -> String {
+    fn caller(&self) -> Caller<'_> {
         let claims = self.claims.as_deref();
         if let Some(subject) = claims.and_then(|c| c.subject.as_deref()) {
-            return format!("sub:{subject}");
+            return Caller::Subject(subject);
         }
         if let Some(client) = claims.and_then(|c| c.client_id.as_deref()) {
-            return format!("client:{client}");
+            return Caller::Client(client);
         }
-        format!("peer:{}", self.peer.ip())
+        Caller::Peer(self.peer.ip())
     }
 
     /// The catalog of the virtual server now.
@@ -249,6 +255,29 @@ impl Context<'_> {
             .catalogs
             .get(&self.shared.directory, &self.config)
     }
+}
+
+/// The principal of `claims` (see [`seal::principal`]); a caller without a token's is worked
+/// out once.
+fn principal_of(claims: Option<&Claims>) -> std::borrow::Cow<'static, str> {
+    static ANONYMOUS: OnceLock<String> = OnceLock::new();
+    match claims {
+        Some(claims) if claims.subject.is_some() || claims.client_id.is_some() => {
+            std::borrow::Cow::Owned(seal::principal(
+                claims.subject.as_deref(),
+                claims.client_id.as_deref(),
+            ))
+        }
+        _ => std::borrow::Cow::Borrowed(ANONYMOUS.get_or_init(|| seal::principal(None, None))),
+    }
+}
+
+/// Whom the per-caller cap counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Caller<'a> {
+    Subject(&'a str),
+    Client(&'a str),
+    Peer(std::net::IpAddr),
 }
 
 /// A number naming a caller without a session (its member sessions are shared).

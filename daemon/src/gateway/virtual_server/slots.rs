@@ -4,8 +4,13 @@
 //! body until it has streamed, so it is given back when the answer ends, when the client goes
 //! away (the body is dropped), and when the member fails (an error answer holds none). A
 //! caller's count is removed at zero: the map holds only callers with requests in flight.
+//!
+//! Counts are kept under a keyed 64-bit hash of (virtual server, caller), never under
+//! strings made for each call; the hash key is random per mcpd, so no one can aim two callers
+//! at one count.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,25 +23,28 @@ use http_body_util::Either;
 use crate::gateway::conn::BoxError;
 use crate::gateway::response::{Body, UpstreamBody};
 
+type Counts = Arc<Mutex<HashMap<u64, u32>>>;
+
 /// The requests in flight per (virtual server, caller).
 #[derive(Debug, Default, Clone)]
 pub struct Slots {
-    counts: Arc<Mutex<HashMap<(String, String), u32>>>,
+    counts: Counts,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// One request in flight; given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
-    counts: Arc<Mutex<HashMap<(String, String), u32>>>,
-    key: (String, String),
+    counts: Counts,
+    key: u64,
 }
 
 impl Slots {
     /// Takes a slot of `caller` on `server`, or says why not (the cap is reached).
-    pub fn take(&self, server: &str, caller: String, cap: u32) -> Result<Slot, String> {
-        let key = (server.to_owned(), caller);
+    pub fn take(&self, server: &str, caller: impl Hash, cap: u32) -> Result<Slot, String> {
+        let key = self.hasher.hash_one((server, caller));
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(key.clone()).or_insert(0);
+        let count = counts.entry(key).or_insert(0);
         if *count >= cap {
             let refusal = format!(
                 "virtual server {server}: this caller already has {count} requests in flight, the most `max_calls_per_caller` allows ({cap}); retry when one has finished"
@@ -117,15 +125,15 @@ mod tests {
     #[test]
     fn a_caller_over_the_cap_is_refused_and_slots_come_back() {
         let slots = Slots::default();
-        let first = slots.take("all", "alice".into(), 2).unwrap();
-        let second = slots.take("all", "alice".into(), 2).unwrap();
-        let refused = slots.take("all", "alice".into(), 2).unwrap_err();
+        let first = slots.take("all", "alice", 2).unwrap();
+        let second = slots.take("all", "alice", 2).unwrap();
+        let refused = slots.take("all", "alice", 2).unwrap_err();
         assert!(refused.contains("(2)"), "{refused}");
         // Another caller, or another virtual server, has its own count.
-        let bob = slots.take("all", "bob".into(), 2).unwrap();
-        let other = slots.take("other", "alice".into(), 2).unwrap();
+        let bob = slots.take("all", "bob", 2).unwrap();
+        let other = slots.take("other", "alice", 2).unwrap();
         drop(first);
-        let third = slots.take("all", "alice".into(), 2).unwrap();
+        let third = slots.take("all", "alice", 2).unwrap();
         drop((second, third, bob, other));
         assert_eq!(slots.callers(), 0, "callers at zero are removed");
     }

@@ -25,11 +25,9 @@ use crate::probe_client::Link;
 /// How to reach the member of a call again, to answer its requests.
 #[derive(Debug)]
 pub(in super::super) struct MemberRoute {
-    pub name: String,
+    /// The member's config (its name, path, remote target) when the call was made.
+    pub member: Arc<ServerConfig>,
     pub port: u16,
-    pub path: String,
-    /// A remote member's target (`port` and `path` then unused).
-    pub remote: Option<Arc<crate::remote::RemoteTarget>>,
     pub link: Link,
     pub entry: Arc<ServerEntry>,
     pub pool: Arc<Pool>,
@@ -66,9 +64,9 @@ impl MemberRoute {
         request: http::Request<crate::gateway::proxy::ForwardBody>,
     ) -> Response<Body> {
         let upstream = Upstream {
-            server: &self.name,
+            server: &self.member.name,
             port: self.port,
-            path: &self.path,
+            path: &self.member.path,
             peer: self.peer,
             host: self.host.clone(),
             trusted_peer: self.trusted_peer,
@@ -78,7 +76,7 @@ impl MemberRoute {
             retry_after_secs: self.retry_after_secs,
             claims: self.claims.as_deref(),
             check_now: &self.entry.check_now,
-            remote: self.remote.as_deref(),
+            remote: self.member.remote.as_deref(),
         };
         proxy::forward(&self.pool, upstream, request).await
     }
@@ -92,7 +90,41 @@ impl MemberRoute {
         });
         let status = self.send(&error).await;
         if !status.is_success() {
-            tracing::debug!(member = %self.name, %status, "the member did not take mcpd's answer to its request");
+            tracing::debug!(member = %self.member.name, %status, "the member did not take mcpd's answer to its request");
+        }
+    }
+}
+
+#[cfg(test)]
+impl MemberRoute {
+    /// A route to a member `m` on port 1 that is never used.
+    pub fn for_tests(link: Link) -> Self {
+        use crate::config::test_builder::{daemon_config, server_config};
+        use crate::directory::{ServerState, ServerStatus};
+        let config = server_config(&daemon_config(std::path::Path::new("/tmp")), "m");
+        let second = Duration::from_secs(1);
+        MemberRoute {
+            member: Arc::new(config.clone()),
+            port: 1,
+            link,
+            entry: Arc::new(ServerEntry::new(
+                config,
+                ServerStatus::new(ServerState::Running),
+            )),
+            pool: Arc::new(Pool::new(
+                second,
+                second,
+                second,
+                Arc::new(crate::gateway::upstream::Caps::new(1, 1, second)),
+            )),
+            peer: "127.0.0.1:1".parse().expect("an address"),
+            host: None,
+            trusted_peer: false,
+            max_body: 1 << 20,
+            header_timeout: second,
+            retry_after_secs: 1,
+            claims: None,
+            headers: HeaderMap::new(),
         }
     }
 }
@@ -102,16 +134,14 @@ pub(in super::super) fn route(
     context: &Context<'_>,
     headers: &HeaderMap,
     entry: &Arc<ServerEntry>,
-    member: &ServerConfig,
+    member: &Arc<ServerConfig>,
     port: u16,
     link: Link,
 ) -> MemberRoute {
     let gateway = &context.live.config.gateway;
     MemberRoute {
-        name: member.name.clone(),
+        member: member.clone(),
         port,
-        path: member.path.clone(),
-        remote: member.remote.clone(),
         link,
         entry: entry.clone(),
         pool: context.pool.clone(),
@@ -168,7 +198,7 @@ pub(in super::super) async fn answer(
             StatusCode::BAD_GATEWAY,
             &format!(
                 "member server \"{}\" refused the answer ({})",
-                relayed.member.name,
+                relayed.member.member.name,
                 status.as_u16()
             ),
             Some(name),

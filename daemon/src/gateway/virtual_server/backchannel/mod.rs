@@ -13,29 +13,28 @@
 //! take it, gets a JSON-RPC error saying so.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
 use http::Response;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http_body::Frame;
-use http_body_util::{BodyExt, Either, Limited, StreamBody};
+use http_body_util::{BodyExt, Either, Limited};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::slots::Slot;
 use super::{Context, error_message};
-use crate::gateway::conn::BoxError;
-use crate::gateway::response::{self, Body, UpstreamBody};
-use crate::gateway::tap::sse;
-use crate::probe_client::Link;
+use crate::gateway::response::{Body, UpstreamBody};
 use crate::stdio::Capabilities;
 
 mod member;
+mod stream;
 
 pub(super) use member::MemberRoute;
 pub(super) use member::{answer, route};
+#[cfg(test)]
+pub(super) use stream::Relaying;
 
 /// Relayed requests waiting for their callers, per mcpd; more are refused to members.
 const MAX_RELAYED: usize = 10_000;
@@ -104,14 +103,18 @@ pub(super) struct CallerSide {
 }
 
 /// The member's answer to a forwarded call, with its requests relayed to the caller: an SSE
-/// answer is read event by event (requests rewritten or refused, anything else as is); a
-/// JSON answer passes as is unless it is an `input_required` result the caller cannot take.
+/// answer is read event by event ([`stream::Relaying`]: events that can be neither a request
+/// nor an answer the caller cannot take pass as they came); a JSON answer passes as is unless
+/// it is an `input_required` result the caller cannot take. An SSE answer's body takes
+/// `slot` along (the caller's slot is held until it ends).
 pub(super) async fn relay(
     context: &Context<'_>,
     id: Option<&RawValue>,
-    route: MemberRoute,
+    route: impl FnOnce() -> MemberRoute,
+    member_is_stateless: bool,
     caller: CallerSide,
     answer: Response<Body>,
+    slot: &mut Option<Slot>,
 ) -> Response<Body> {
     if !answer.status().is_success() {
         return answer;
@@ -126,15 +129,16 @@ pub(super) async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
     if !is_sse {
-        if caller.stateless || route.link != Link::Stateless {
+        if caller.stateless || !member_is_stateless {
             return Response::from_parts(parts, Either::Right(upstream));
         }
+        let route = route();
         // A 2026-07-28 member answering a session caller: look at the answer whole.
         let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
         let checked = match Limited::new(upstream, limit).collect().await {
             Ok(collected) => {
                 let bytes = collected.to_bytes();
-                not_for_session_caller(&bytes, &route.name).unwrap_or(bytes)
+                not_for_session_caller(&bytes, &route.member.name).unwrap_or(bytes)
             }
             Err(err) => {
                 let error = error_message(
@@ -142,39 +146,51 @@ pub(super) async fn relay(
                     super::MEMBER_UNAVAILABLE,
                     &format!(
                         "member server \"{}\" broke off its answer: {err}",
-                        route.name
+                        route.member.name
                     ),
                 );
                 Bytes::from(error.to_string())
             }
         };
         parts.headers.remove(CONTENT_LENGTH);
-        return Response::from_parts(parts, response::full(checked));
+        // Still an upstream answer (a success, audited as one), only read whole.
+        let whole = http_body_util::Full::new(checked).map_err(|never| match never {});
+        return Response::from_parts(parts, Either::Right(UpstreamBody::local(Box::pin(whole))));
     }
-    let relays = context.shared.virtuals.relays.clone();
-    let state = Relaying {
+    let body = stream::Relaying::new(
         upstream,
-        buffer: BytesMut::new(),
-        guard: Guard {
-            relays,
-            route: Arc::new(route),
-            ids: Vec::new(),
-        },
+        context.shared.virtuals.relays.clone(),
+        Arc::new(route()),
         caller,
-        ended: false,
-    };
-    let stream = futures::stream::unfold(state, |mut state| async move {
-        let item = state.next().await?;
-        Some((item, state))
-    });
-    let body = StreamBody::new(stream.map(|item| item.map(Frame::data)));
+        slot.take(),
+    );
     parts.headers.remove(CONTENT_LENGTH);
     Response::from_parts(parts, Either::Right(UpstreamBody::local(Box::pin(body))))
+}
+
+/// Whether the SSE event (as it came, `data:` lines and all) can need anything done: a
+/// request of the member (it has a `method` key), or, when `results` are watched, an
+/// `input_required` result. A key or string written with escapes could hide either, so
+/// `\u` counts too. A JSON token is never split across `data:` lines, so the raw event
+/// shows what the joined data would.
+fn may_need_relaying(event: &[u8], results: bool) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static METHOD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"method\""));
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
+    static INPUT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"input_required"));
+    METHOD.find(event).is_some()
+        || ESCAPE.find(event).is_some()
+        || (results && INPUT.find(event).is_some())
 }
 
 /// The error a session caller gets in place of an `input_required` result, if `message` is
 /// one.
 fn not_for_session_caller(message: &[u8], member: &str) -> Option<Bytes> {
+    let might = |needle: &[u8]| memchr::memmem::find(message, needle).is_some();
+    if !might(b"input_required") && !might(b"\\u") {
+        return None;
+    }
     let value: Value = serde_json::from_slice(message).ok()?;
     if value["result"]["resultType"] != "input_required" {
         return None;
@@ -190,178 +206,25 @@ fn not_for_session_caller(message: &[u8], member: &str) -> Option<Bytes> {
     Some(Bytes::from(error.to_string()))
 }
 
-/// A member's SSE answer being relayed.
-struct Relaying {
-    upstream: UpstreamBody,
-    buffer: BytesMut,
-    guard: Guard,
-    caller: CallerSide,
-    ended: bool,
-}
-
-/// The relayed requests of one call's stream: those still unanswered when it ends are
-/// answered to the member with an error.
-struct Guard {
-    relays: Arc<Relays>,
-    route: Arc<MemberRoute>,
-    ids: Vec<u64>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let left: Vec<Value> = {
-            let mut waiting = self.relays.lock();
-            self.ids
-                .iter()
-                .filter_map(|id| waiting.remove(id))
-                .map(|relayed| relayed.member_id)
-                .collect()
-        };
-        if left.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to answer from (mcpd is stopping): the member's session goes too.
-            return;
-        };
-        let route = self.route.clone();
-        runtime.spawn(async move {
-            for id in left {
-                route
-                    .refuse(&id, "the client did not answer: its call ended first")
-                    .await;
-            }
-        });
-    }
-}
-
-impl Relaying {
-    async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
-        loop {
-            if let Some(event) = sse::next_event(&mut self.buffer) {
-                if let Some(out) = self.event(event).await {
-                    return Some(Ok(out));
-                }
-                continue;
-            }
-            if self.ended {
-                if self.buffer.is_empty() {
-                    return None;
-                }
-                let rest = self.buffer.split().freeze();
-                return Some(Ok(rest));
-            }
-            match self.upstream.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(err)) => return Some(Err(err)),
-                None => self.ended = true,
-            }
-        }
-    }
-
-    /// One event of the member: passed on, rewritten, or (a request refused) dropped.
-    async fn event(&mut self, event: Bytes) -> Option<Bytes> {
-        let Some(data) = sse::data(&event) else {
-            return Some(event);
-        };
-        let Ok(envelope) = crate::envelope::parse(&data) else {
-            return Some(event);
-        };
-        let Some(message) = envelope.messages.first().filter(|_| !envelope.batch) else {
-            return Some(event);
-        };
-        if message.id.is_none()
-            && message
-                .method
-                .as_deref()
-                .is_some_and(|m| m.starts_with("notifications/") && m.ends_with("/list_changed"))
-        {
-            super::refresh::member_lists_changed(&self.guard.route.entry);
-        }
-        let (Some(method), Some(_)) = (message.method.as_deref(), message.id) else {
-            if message.method.is_none()
-                && !self.caller.stateless
-                && self.guard.route.link == Link::Stateless
-                && let Some(error) = not_for_session_caller(&data, &self.guard.route.name)
-            {
-                return Some(Bytes::from(sse::with_data(&event, &error)));
-            }
-            return Some(event);
-        };
-        let method = method.to_owned();
-        let mut request: Value = serde_json::from_slice(&data).ok()?;
-        let member_id = request["id"].take();
-        match self.admit(&method) {
-            Ok(session) => {
-                let id = self.guard.relays.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-                self.guard.relays.lock().insert(
-                    id,
-                    Relayed {
-                        session,
-                        member: self.guard.route.clone(),
-                        member_id,
-                    },
-                );
-                self.guard.ids.push(id);
-                request["id"] = Value::from(id);
-                Some(Bytes::from(sse::with_data(
-                    &event,
-                    request.to_string().as_bytes(),
-                )))
-            }
-            Err(why) => {
-                let route = &self.guard.route;
-                tracing::debug!(member = %route.name, method, reason = %why, "refused a request of a member");
-                if method == "ping" {
-                    let pong = serde_json::json!({"jsonrpc": "2.0", "id": member_id, "result": {}});
-                    route.send(&pong).await;
-                } else {
-                    route.refuse(&member_id, &why).await;
-                }
-                None
-            }
-        }
-    }
-
-    /// The caller's session, when the caller may be asked `method`; else why not.
-    fn admit(&self, method: &str) -> Result<u64, String> {
-        let member = &self.guard.route.name;
-        let Some((_, capability)) = RELAYED.iter().find(|(relayed, _)| *relayed == method) else {
-            return Err(format!(
-                "mcpd does not relay {method} from member server \"{member}\" to its clients"
-            ));
-        };
-        let Some(session) = self.caller.session else {
-            return Err(format!(
-                "mcpd cannot relay {method} from member server \"{member}\": the client has no session to answer in"
-            ));
-        };
-        let declared = match *capability {
-            "sampling" => self.caller.capabilities.sampling,
-            "elicitation" => self.caller.capabilities.elicitation,
-            _ => self.caller.capabilities.roots,
-        };
-        if !declared {
-            return Err(format!(
-                "the client whose call caused {method} did not declare the {capability} capability"
-            ));
-        }
-        if self.guard.relays.lock().len() >= MAX_RELAYED {
-            return Err(format!(
-                "mcpd has {MAX_RELAYED} requests of members waiting for clients"
-            ));
-        }
-        Ok(session)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_events_that_may_be_requests_or_input_required_results_are_read() {
+        let answer = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"say \\\"method\\\"\"}]}}\n\n";
+        assert!(!may_need_relaying(answer, true));
+        for event in [
+            &b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"roots/list\"}\n\n"[..],
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"m\\u0065thod\":\"roots/list\"}\n\n",
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\ndata: \"method\":\"ping\"}\n\n",
+        ] {
+            assert!(may_need_relaying(event, false), "{event:?}");
+        }
+        let asked = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"input_required\"}}\n\n";
+        assert!(may_need_relaying(asked, true));
+        assert!(!may_need_relaying(asked, false));
+    }
 
     #[test]
     fn only_an_input_required_result_becomes_an_error_for_a_session_caller() {

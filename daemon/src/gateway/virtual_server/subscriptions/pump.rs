@@ -55,16 +55,16 @@ pub(super) async fn ensure(
         let mut state = scope.state();
         let reusable = state
             .pumps
-            .get(&route.name)
+            .get(&route.member.name)
             .is_some_and(|pump| pump.route.link == route.link && !pump.task.is_finished());
         if !reusable {
             // The old stream (another member process's) goes first, and its slot with it.
-            state.pumps.remove(&route.name);
+            state.pumps.remove(&route.member.name);
             let slot = take_slot()?;
             let (tell, ready) = watch::channel(None);
             let task = tokio::spawn(run(Arc::downgrade(scope), route.clone(), tell));
             state.pumps.insert(
-                route.name.clone(),
+                route.member.name.clone(),
                 Pump {
                     task,
                     route: route.clone(),
@@ -73,7 +73,7 @@ pub(super) async fn ensure(
                 },
             );
         }
-        state.pumps[&route.name].ready.clone()
+        state.pumps[&route.member.name].ready.clone()
     };
     let opened = tokio::time::timeout(timeout, ready.wait_for(Option::is_some)).await;
     match opened {
@@ -141,7 +141,7 @@ async fn run(
             }
         } else {
             let why = format!("it refused its event stream ({})", status.as_u16());
-            tracing::debug!(member = %route.name, %status, "a member refused the stream of a subscription");
+            tracing::debug!(member = %route.member.name, %status, "a member refused the stream of a subscription");
             tell.send_replace(Some(Err(why)));
             if let Either::Right(body) = answer.into_body() {
                 let _ = Limited::new(body, MAX_REFUSAL).collect().await;
@@ -161,7 +161,7 @@ async fn run(
         let Some(live) = scope.upgrade() else {
             return;
         };
-        let wanted = live.state().uris.values().any(|m| *m == route.name);
+        let wanted = live.state().uris.values().any(|m| *m == route.member.name);
         drop(live);
         if !wanted {
             break;
@@ -169,7 +169,7 @@ async fn run(
         tokio::time::sleep(REOPEN_AFTER).await;
     }
     if let Some(scope) = scope.upgrade() {
-        scope.member_gone(&route.name);
+        scope.member_gone(&route.member.name);
     }
 }
 
@@ -200,7 +200,7 @@ async fn read(
             }
         }
         if buffer.len() > MAX_EVENT {
-            tracing::info!(member = %route.name, "a member sent an event over {MAX_EVENT} bytes on a subscription's stream; reopening it");
+            tracing::info!(member = %route.member.name, "a member sent an event over {MAX_EVENT} bytes on a subscription's stream; reopening it");
             return;
         }
         match body.frame().await {
@@ -237,8 +237,8 @@ fn handle(scope: &Scope, route: &MemberRoute, event: &[u8]) -> Option<Value> {
     match notification.method.as_str() {
         "notifications/resources/updated" => {
             let uri = notification.params.and_then(|p| p.uri).unwrap_or_default();
-            if !scope.member_updated(&route.name, &uri) {
-                tracing::debug!(member = %route.name, "dropped an update of a resource not subscribed to in this scope");
+            if !scope.member_updated(&route.member.name, &uri) {
+                tracing::debug!(member = %route.member.name, "dropped an update of a resource not subscribed to in this scope");
             }
         }
         "notifications/resources/list_changed"
