@@ -312,10 +312,6 @@ unsafe fn run_child(args: &ChildArgs<'_>) -> (Stage, c_int) {
                 return (Stage::Stdio, errno());
             }
         }
-        // Everything else goes, including what the daemon inherited without close-on-exec
-        // (a jobserver pipe, a stray descriptor of whoever started it). Close-on-exec would
-        // close the rest at exec anyway; old kernels without close_range keep that.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         if let Some(dir) = args.working_dir
             && libc::chdir(dir.as_ptr()) == -1
         {
@@ -324,6 +320,11 @@ unsafe fn run_child(args: &ChildArgs<'_>) -> (Stage, c_int) {
         if let Err(err) = args.confine.enter() {
             return (Stage::Confine, err.raw_os_error().unwrap_or(libc::EINVAL));
         }
+        // Everything else goes (the cgroup files were written above), including what the
+        // daemon inherited without close-on-exec (a jobserver pipe, a stray descriptor of
+        // whoever started it). Close-on-exec would close the rest at exec anyway; old
+        // kernels without close_range keep that.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         if let Err(errno) = session(args.daemon_pid) {
             return (Stage::Session, errno);
         }
