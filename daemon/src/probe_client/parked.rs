@@ -119,7 +119,14 @@ impl ProbeClient {
             match stream.read(&mut chunk) {
                 Ok(0) if early.is_empty() => return Err(HttpError::ClosedBeforeResponse),
                 Ok(0) => break,
-                Ok(read) => early.extend_from_slice(&chunk[..read]),
+                Ok(read) => {
+                    early.extend_from_slice(&chunk[..read]);
+                    // Less than asked for: that was all there is for now (saves the recv
+                    // that would say so); anything later is read the usual way.
+                    if read < chunk.len() {
+                        break;
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if early.is_empty() && http::is_reset(&error) => {
