@@ -27,6 +27,7 @@ mod probes;
 mod remote;
 mod scaleout;
 mod schema;
+mod spawn_fds;
 mod stdio;
 mod stdio_faults;
 mod stdio_interop;

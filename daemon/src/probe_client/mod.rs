@@ -25,6 +25,7 @@
 mod error;
 mod http;
 mod offers;
+mod parked;
 mod request;
 mod wire;
 
@@ -44,6 +45,12 @@ use wire::{Discover, Initialized, ToolWire, ToolsPage};
 /// Every this many liveness probes, the probe lists the tools (refreshing the tool cache)
 /// instead of the lighter ping: every 5 minutes at the default 10 s interval.
 pub const TOOL_REFRESH_EVERY: u32 = 30;
+/// How long the light liveness request waits between sending and reading its answer. The
+/// probes due in one step of the shared grid (`supervisor::probe::PROBE_STEP`) go out
+/// together; a server answers a ping in well under this, so their answers are all read on
+/// the one timer tick that ends the wait, instead of waking the daemon once per answer (at
+/// 1000 servers the wake-ups, not the probes' own work, were most of the idle CPU).
+pub const LIVENESS_SETTLE: Duration = Duration::from_millis(2);
 /// The largest response body accepted for `tools/list` (and the other lists; per page).
 const MAX_TOOLS_BODY: usize = 1 << 20;
 /// Longest `tools/call` answer `call_tool` reads.
@@ -104,6 +111,12 @@ pub struct ProbeClient {
     capabilities: &'static str,
     /// The tool a `tools/call` in flight names (its `Mcp-Name` header, 2026-07-28).
     tool: Option<String>,
+    /// How long a request waits between its write and its first read: [`LIVENESS_SETTLE`]
+    /// for the light liveness request, else zero.
+    settle: Duration,
+    /// The kept connection of a local server between liveness probes, not registered with
+    /// the runtime (`parked.rs`); `connection` holds it otherwise.
+    parked: Option<std::net::TcpStream>,
 }
 
 impl ProbeClient {
@@ -121,6 +134,8 @@ impl ProbeClient {
             offers: None,
             capabilities: "{}",
             tool: None,
+            settle: Duration::ZERO,
+            parked: None,
         }
     }
 
@@ -144,6 +159,7 @@ impl ProbeClient {
     /// `timeout`.
     pub async fn ready(&mut self, timeout: Duration) -> Result<Vec<ToolInfo>, ProbeError> {
         self.connection = None;
+        self.parked = None;
         self.mode = Mode::Unknown;
         let at = self.at.clone();
         let work = async {
@@ -165,6 +181,7 @@ impl ProbeClient {
     /// another client to use (virtual servers call members with it), within `timeout`.
     pub async fn open(&mut self, timeout: Duration) -> Result<Link, ProbeError> {
         self.connection = None;
+        self.parked = None;
         self.mode = Mode::Unknown;
         let at = self.at.clone();
         tokio::time::timeout(timeout, self.handshake())
@@ -216,6 +233,7 @@ impl ProbeClient {
         let outcome = tokio::time::timeout(timeout, self.liveness(refresh))
             .await
             .unwrap_or(Err(ProbeError::Timeout { at, timeout }));
+        self.settle = Duration::ZERO;
         if outcome.is_err() {
             self.forget();
         }
@@ -232,6 +250,8 @@ impl ProbeClient {
     /// After a failure: no connection, and a session is opened afresh next time.
     fn forget(&mut self) {
         self.connection = None;
+        self.parked = None;
+        self.settle = Duration::ZERO;
         if let Mode::Session { id, open, .. } = &mut self.mode {
             *id = None;
             *open = false;
@@ -260,7 +280,10 @@ impl ProbeClient {
         } else {
             "ping"
         };
-        self.request::<IgnoredAny>(method, "", MAX_BODY).await?;
+        self.settle = LIVENESS_SETTLE;
+        let answered = self.request::<IgnoredAny>(method, "", MAX_BODY).await;
+        self.settle = Duration::ZERO;
+        answered?;
         Ok(None)
     }
 

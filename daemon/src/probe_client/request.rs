@@ -35,9 +35,20 @@ impl ProbeClient {
             id
         });
         let request = self.render(method, id, params)?;
+        // Only the light request itself: a re-initialization it leads to goes the usual way.
+        if !self.settle.is_zero()
+            && self.remote.is_none()
+            && matches!(method, "ping" | "server/discover")
+        {
+            return self.send_settled::<T>(method, &request, id, limit).await;
+        }
         // Taken out while in use: if the caller's timeout drops this future midway, no
         // half-read connection is kept.
-        let kept = self.connection.take().filter(Stream::still_open);
+        let parked = self
+            .parked
+            .take()
+            .and_then(|parked| TcpStream::from_std(parked).ok().map(Stream::Plain));
+        let kept = self.connection.take().or(parked).filter(Stream::still_open);
         let reused = kept.is_some();
         let mut stream = match kept {
             Some(stream) => stream,
@@ -61,7 +72,7 @@ impl ProbeClient {
         Ok((reply, method))
     }
 
-    async fn connect(&self) -> Result<Stream, ProbeError> {
+    pub(super) async fn connect(&self) -> Result<Stream, ProbeError> {
         if let Some(remote) = &self.remote {
             // Bounded by the probe's own timeout, around the whole request.
             return Ok(remote.connect(Duration::from_secs(3600)).await?);

@@ -75,3 +75,17 @@ impl Target {
 
 /// The protocol version mcpd asks a stdio child for.
 pub const CHILD_VERSION: &str = "2025-11-25";
+
+/// A stdio child's stdin and stdout (the daemon's ends of its pipes) as async pipes.
+pub fn pipes(
+    stdin: std::os::fd::OwnedFd,
+    stdout: std::os::fd::OwnedFd,
+) -> std::io::Result<(
+    tokio::net::unix::pipe::Sender,
+    tokio::net::unix::pipe::Receiver,
+)> {
+    Ok((
+        tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?,
+        tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?,
+    ))
+}

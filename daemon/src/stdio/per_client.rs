@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::supervisor::child::Child;
 use bytes::Bytes;
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Method, Response, StatusCode};
-use tokio::process::Child;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -270,10 +270,19 @@ impl PerClient {
     ) {
         let pid = child.id().unwrap_or_default();
         let bridge = Bridge::new(&self.name);
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = started.send(Err("spawned without pipes".to_owned()));
-            self.kill_and_reap(&mut child, pid).await;
-            return;
+        let pipes = match (child.stdin.take(), child.stdout.take()) {
+            (Some(stdin), Some(stdout)) => {
+                super::pipes(stdin, stdout).map_err(|err| format!("cannot use its pipes: {err}"))
+            }
+            _ => Err("spawned without pipes".to_owned()),
+        };
+        let (stdin, stdout) = match pipes {
+            Ok(pipes) => pipes,
+            Err(why) => {
+                let _ = started.send(Err(why));
+                self.kill_and_reap(&mut child, pid).await;
+                return;
+            }
         };
         bridge.attach(stdin, stdout, self.output.clone());
         let generation = bridge.generation().unwrap_or_default();

@@ -168,9 +168,11 @@ impl Prepared {
                 }
             }
             if let Some((uid, gid)) = self.run_as {
-                if libc::setgroups(1, &gid) == -1
-                    || libc::setgid(gid) == -1
-                    || libc::setuid(uid) == -1
+                // Raw system calls: glibc's wrappers would change every thread's
+                // credentials, and in a vfork child those threads are the daemon's.
+                if libc::syscall(libc::SYS_setgroups, 1usize, &gid as *const libc::gid_t) == -1
+                    || libc::syscall(libc::SYS_setgid, gid) == -1
+                    || libc::syscall(libc::SYS_setuid, uid) == -1
                 {
                     return Err(io::Error::last_os_error());
                 }

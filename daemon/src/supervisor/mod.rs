@@ -6,6 +6,7 @@
 
 mod boxes;
 mod cgroup;
+pub(crate) mod child;
 mod confine;
 mod lifecycle;
 mod log_files;
@@ -21,6 +22,7 @@ mod server;
 mod spawn;
 #[cfg(test)]
 mod tests;
+mod vfork;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::process::Child;
+use super::child::Child;
 use tracing::warn;
 
 use mcpd_protocol::terminal::{Keep, escape};
@@ -131,16 +131,8 @@ impl Runner for HttpRunner {
     }
 
     fn attach(&mut self, child: &mut Child, logs: &Arc<LogHub>) {
-        capture_pipe(
-            child.stdout.take().map(|p| p.into_owned_fd()),
-            LogStream::Stdout,
-            logs,
-        );
-        capture_pipe(
-            child.stderr.take().map(|p| p.into_owned_fd()),
-            LogStream::Stderr,
-            logs,
-        );
+        capture_pipe(child.stdout.take().map(Ok), LogStream::Stdout, logs);
+        capture_pipe(child.stderr.take().map(Ok), LogStream::Stderr, logs);
     }
 
     fn detach(&mut self, _why: &str) {}
@@ -171,11 +163,18 @@ impl Runner for StdioRunner {
     }
 
     fn attach(&mut self, child: &mut Child, logs: &Arc<LogHub>) {
-        let stderr = child.stderr.take().map(|p| p.into_owned_fd());
+        let stderr = child.stderr.take().map(Ok);
         capture_pipe(stderr, LogStream::Stderr, logs);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             warn!(server = %self.bridge.name(), "a stdio server was spawned without pipes");
             return;
+        };
+        let (stdin, stdout) = match crate::stdio::pipes(stdin, stdout) {
+            Ok(pipes) => pipes,
+            Err(err) => {
+                warn!(server = %self.bridge.name(), error = %err, "cannot use the stdio server's pipes");
+                return;
+            }
         };
         self.bridge.attach(stdin, stdout, output_sink(logs));
         self.generation = self.bridge.generation();
@@ -223,7 +222,7 @@ impl Launcher for SessionLauncher {
         Box::pin(async move {
             let spec = SpawnSpec::new(&config, None, |key| std::env::var(key).ok());
             let mut child = shared.spawner.spawn(spec).await?;
-            let stderr = child.stderr.take().map(|p| p.into_owned_fd());
+            let stderr = child.stderr.take().map(Ok);
             capture_pipe(stderr, LogStream::Stderr, &logs);
             Ok(child)
         })

@@ -13,14 +13,14 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::mpsc as std_mpsc;
 
-use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+use super::child::Child;
 use super::confine::Confine;
 use super::reaper::Reaper;
+use super::vfork::{ChildStack, launch};
 use crate::config::ServerConfig;
 
 /// Variables taken from the daemon's own environment when set.
@@ -98,73 +98,6 @@ impl SpawnSpec {
             stdin_pipe: !config.kind.uses_port(),
         }
     }
-
-    fn command(&self, daemon_pid: libc::pid_t) -> io::Result<Command> {
-        let confine = self.confine.prepare()?;
-        let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if self.stdin_pipe {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false);
-        if let Some(dir) = &self.working_dir {
-            cmd.current_dir(dir);
-        }
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (write, setrlimit, setgroups, setgid, setuid, setsid, prctl, getppid,
-        // sigprocmask, sigaction); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                confine.enter()?;
-                child_setup(daemon_pid)
-            });
-        }
-        Ok(cmd)
-    }
-}
-
-/// Runs in the child before exec: own session and process group, die with the daemon,
-/// default signal mask and dispositions.
-fn child_setup(daemon_pid: libc::pid_t) -> io::Result<()> {
-    // SAFETY: plain system calls on the child's own state; see `SpawnSpec::command`.
-    unsafe {
-        if libc::setsid() == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) == -1
-        {
-            return Err(io::Error::last_os_error());
-        }
-        // The daemon may have died between fork and prctl: then nobody would kill us.
-        if libc::getppid() != daemon_pid {
-            return Err(io::Error::other("the daemon exited during spawn"));
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        libc::sigemptyset(&mut default.sa_mask);
-        for signal in 1..libc::SIGRTMAX() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                // Fails harmlessly for the signals libc reserves.
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Expands `{port}` (when there is one) and `{name}` in an argument.
@@ -199,10 +132,17 @@ impl Spawner {
             .spawn(move || {
                 let _runtime = runtime.enter();
                 let mut reaper = Reaper::start();
+                let stack = ChildStack::new();
                 for job in queue {
                     match job {
                         Job::Spawn(spec, reply) => {
-                            let child = spec.command(daemon_pid).and_then(|mut cmd| cmd.spawn());
+                            let child = match &stack {
+                                Ok(stack) => launch(&spec, stack, daemon_pid),
+                                Err(err) => Err(io::Error::new(
+                                    err.kind(),
+                                    format!("no stack for the child: {err}"),
+                                )),
+                            };
                             if let (Ok(child), Some(reaper)) = (&child, reaper.as_mut())
                                 && let Some(pgid) = child.id()
                             {

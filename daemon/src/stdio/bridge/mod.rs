@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{self, Envelope};
@@ -186,7 +185,12 @@ impl Bridge {
 
     /// Takes a new child's pipes: a writer task for stdin and a reader task for stdout, on
     /// the current runtime. Requests still pending for an earlier child are failed.
-    pub fn attach(self: &Arc<Self>, stdin: ChildStdin, stdout: ChildStdout, output: OutputSink) {
+    pub fn attach(
+        self: &Arc<Self>,
+        stdin: impl AsyncWrite + Unpin + Send + 'static,
+        stdout: impl AsyncRead + Unpin + Send + 'static,
+        output: OutputSink,
+    ) {
         let generation = self.generations.fetch_add(1, Ordering::SeqCst) + 1;
         let (queue, mut queued) = mpsc::channel::<Bytes>(STDIN_QUEUE);
         let previous = {
