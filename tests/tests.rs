@@ -3,6 +3,7 @@
 mod abuse;
 mod abuse_backchannel;
 mod abuse_conn;
+mod abuse_fastpath;
 mod abuse_files;
 mod abuse_headers;
 mod abuse_remote;

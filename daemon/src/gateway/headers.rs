@@ -98,57 +98,75 @@ pub struct Forwarding<'a> {
     pub trusted_peer: bool,
 }
 
-/// The values of every `name` header, joined with `, ` (a list header's one value).
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    for value in headers.get_all(name) {
-        let out = out.get_or_insert_with(Vec::new);
-        if !out.is_empty() {
-            out.extend_from_slice(b", ");
+/// Sets `name` to `existing, ours` (or `ours` alone): the values of every `name` header
+/// already there (when `keep`) and the pieces of `ours`, joined with `, `. The value is built
+/// in one buffer of its exact size and handed to the header as it is (one allocation).
+fn append(headers: &mut HeaderMap, name: &HeaderName, ours: &[&[u8]], keep: bool) {
+    let existing = || headers.get_all(name).iter().filter(move |_| keep);
+    // Joined as a list: `, ` between values, none before the first non-empty one.
+    let joined_len = existing().fold(0, |len, value| {
+        len + if len > 0 { 2 } else { 0 } + value.len()
+    });
+    let separator: &[u8] = if joined_len > 0 { b", " } else { b"" };
+    let len = joined_len + separator.len() + ours.iter().map(|piece| piece.len()).sum::<usize>();
+    let mut value = Vec::with_capacity(len);
+    for present in existing() {
+        if !value.is_empty() {
+            value.extend_from_slice(b", ");
         }
-        out.extend_from_slice(value.as_bytes());
+        value.extend_from_slice(present.as_bytes());
     }
-    out
-}
-
-/// Sets `name` to `existing, ours` (or `ours` alone).
-fn append(headers: &mut HeaderMap, name: &HeaderName, ours: &[u8], keep: bool) {
-    let mut value = if keep {
-        joined(headers, name).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    if !value.is_empty() {
-        value.extend_from_slice(b", ");
+    value.extend_from_slice(separator);
+    for piece in ours {
+        value.extend_from_slice(piece);
     }
-    value.extend_from_slice(ours);
-    if let Ok(value) = HeaderValue::from_bytes(&value) {
+    // `len == capacity`: the buffer becomes the value's bytes without a copy.
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, value);
     }
+}
+
+/// `ip` written into `buf`, without an allocation.
+fn write_ip<'a>(ip: &IpAddr, buf: &'a mut [u8; 48]) -> &'a [u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IPv6 address is at most 45 characters.
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    &buf[..len]
 }
 
 /// Sets the forwarding headers for a request already through `filter_request`.
 pub fn set_forwarding(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
     let keep = forwarding.trusted_peer;
     let peer = forwarding.peer.to_canonical();
-    append(headers, &X_FORWARDED_FOR, peer.to_string().as_bytes(), keep);
+    let mut buf = [0u8; 48];
+    let ip = write_ip(&peer, &mut buf);
+    append(headers, &X_FORWARDED_FOR, &[ip], keep);
 
     // RFC 7239: an IPv6 address is bracketed and quoted; the host is quoted (it may hold a
     // colon). A checked host holds no `"` or `\`, so quoting needs no escapes.
-    let mut element = match peer {
-        IpAddr::V4(ip) => format!("for={ip}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
-    }
-    .into_bytes();
-    if let Some(host) = forwarding.host
-        && !host.as_bytes().iter().any(|b| matches!(b, b'"' | b'\\'))
-    {
-        element.extend_from_slice(b";host=\"");
-        element.extend_from_slice(host.as_bytes());
-        element.push(b'"');
-    }
-    element.extend_from_slice(b";proto=");
-    element.extend_from_slice(forwarding.proto.as_bytes());
+    let (open, close): (&[u8], &[u8]) = match peer {
+        IpAddr::V4(_) => (b"for=", b""),
+        IpAddr::V6(_) => (b"for=\"[", b"]\""),
+    };
+    let host = forwarding
+        .host
+        .filter(|host| !host.as_bytes().iter().any(|b| matches!(b, b'"' | b'\\')));
+    let (host_open, host, host_close): (&[u8], &[u8], &[u8]) = match host {
+        Some(host) => (b";host=\"", host.as_bytes(), b"\""),
+        None => (b"", b"", b""),
+    };
+    let element = [
+        open,
+        ip,
+        close,
+        host_open,
+        host,
+        host_close,
+        b";proto=",
+        forwarding.proto.as_bytes(),
+    ];
     append(headers, &header::FORWARDED, &element, keep);
 
     if !(keep && headers.contains_key(&X_FORWARDED_HOST))

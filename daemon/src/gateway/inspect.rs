@@ -12,13 +12,14 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
 use mcpd_protocol::AuditDecision;
 
 use super::auth::Claims;
-use super::conn::ClientBody;
+use super::conn::{BoxError, ClientBody};
 use super::response::{self, Body};
 use super::tap::{CallAudit, ListFilter, Tap};
 use crate::audit::{AuditLog, CallEntry};
@@ -45,8 +46,8 @@ pub async fn read_body(
     server: &str,
 ) -> Result<Bytes, Box<Response>> {
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    match collect(Limited::new(body, limit)).await {
+        Ok(bytes) => Ok(bytes),
         Err(err) if err.is::<LengthLimitError>() => Err(Box::new(response::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body is larger than gateway.max_body",
@@ -61,6 +62,36 @@ pub async fn read_body(
             )))
         }
     }
+}
+
+/// The data of `body`, whole. A body that comes in one frame (a POST read with its head, the
+/// usual case) is returned as that frame, without a copy or a buffer; trailers are dropped.
+async fn collect(mut body: Limited<ClientBody>) -> Result<Bytes, BoxError> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(first), None) => {
+                let mut joined = Vec::with_capacity(first.len() + data.len());
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&data);
+                more = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&data),
+        }
+        if body.is_end_stream() {
+            break;
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(joined)) => Bytes::from(joined),
+        (Some(first), None) => first,
+        (None, None) => Bytes::new(),
+    })
 }
 
 type Response = http::Response<Body>;

@@ -359,10 +359,11 @@ async fn serve_worker(
         .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
+    // Plain HTTP/1.1 has no timer of hyper's: the watchdog holds each connection to one
+    // deadline (`conn`), the header timeout included, instead of a timer armed per request.
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
     builder
@@ -474,6 +475,12 @@ async fn serve_worker(
                 let watch = Arc::new(Watch::new(1));
                 let service = new_service(watch.clone());
                 let connection = watcher.watch(http1.serve_connection(io, service));
+                // Between requests an HTTP/1.1 connection waits for its next head: the
+                // header timeout, not the idle one (which is h2c's, whose pings keep it).
+                let timeouts = Timeouts {
+                    idle: timeouts.header,
+                    ..timeouts
+                };
                 conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             }
         });

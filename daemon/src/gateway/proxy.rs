@@ -96,7 +96,7 @@ pub async fn forward(
             trusted_peer: upstream.trusted_peer,
         },
     );
-    if let Ok(host) = HeaderValue::try_from(format!("127.0.0.1:{}", upstream.port)) {
+    if let Ok(host) = HeaderValue::from_bytes(upstream_host(upstream.port, &mut [0; 16])) {
         headers.insert(header::HOST, host);
     }
     if let Some(claims) = upstream.claims {
@@ -119,11 +119,18 @@ pub async fn forward(
     let limit = usize::try_from(upstream.max_body).unwrap_or(usize::MAX);
     let body = match body {
         ForwardBody::Read(bytes) => {
-            // Sent with its exact length, whatever framing the client used.
+            // Sent with its exact length, whatever framing the client used (a single
+            // `Content-Length` that already says so is kept as it is).
             parts.headers.remove(header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+            let exact = lengths.next().is_some_and(|length| {
+                length.as_bytes() == decimal(bytes.len() as u64, &mut [0; 20])
+            }) && lengths.next().is_none();
+            if !exact {
+                let length = HeaderValue::from_bytes(decimal(bytes.len() as u64, &mut [0; 20]))
+                    .expect("digits are a header value");
+                parts.headers.insert(header::CONTENT_LENGTH, length);
+            }
             Either::Left(Full::new(bytes))
         }
         ForwardBody::Stream(body) => Either::Right(Limited::new(body, limit)),
@@ -192,6 +199,30 @@ pub async fn forward(
     }
 }
 
+/// `n` in decimal, written into `buf` without an allocation.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
+}
+
+/// `127.0.0.1:<port>`, the `Host` of a request to a local server, written into `buf`.
+fn upstream_host(port: u16, buf: &mut [u8; 16]) -> &[u8] {
+    const PREFIX: &[u8] = b"127.0.0.1:";
+    let mut digits = [0; 20];
+    let digits = decimal(u64::from(port), &mut digits);
+    let len = PREFIX.len() + digits.len();
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    buf[PREFIX.len()..len].copy_from_slice(digits);
+    &buf[..len]
+}
+
 fn too_large(server: &str) -> Response<Body> {
     response::error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -209,4 +240,22 @@ fn caused_by_length_limit(err: &(dyn StdError + 'static)) -> bool {
         current = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_without_allocating() {
+        for n in [0, 7, 10, 95, 65_535, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+        for port in [1, 80, 8080, 65_535] {
+            assert_eq!(
+                upstream_host(port, &mut [0; 16]),
+                format!("127.0.0.1:{port}").as_bytes()
+            );
+        }
+    }
 }

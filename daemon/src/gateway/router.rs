@@ -92,8 +92,10 @@ pub(super) async fn handle(
             None,
         );
     }
-    let path = request.uri().path();
-    let route = route(path);
+    // The target shares the buffer hyper read the head into: owning it costs no copy, and
+    // the server's name borrowed from it outlives the request handed on below.
+    let target = request.uri().path_and_query().cloned();
+    let route = route(target.as_ref().map_or("", |target| target.path()));
     let live = shared.live.load_full();
     let server = match route {
         Route::Metadata(name) | Route::Mcp(name) => Some(name),
@@ -139,10 +141,9 @@ pub(super) async fn handle(
             response
         }
         Route::Mcp(name) => {
-            let name = name.to_owned();
             let started = Instant::now();
-            let mut response = mcp(shared, upstream, &live, peer, host, &name, request).await;
-            record(shared, &name, &mut response, started);
+            let mut response = mcp(shared, upstream, &live, peer, host, name, request).await;
+            record(shared, name, &mut response, started);
             response
         }
         Route::NotFound => response::error(StatusCode::NOT_FOUND, "not found", None),
@@ -188,6 +189,12 @@ fn check_rebinding(
             "Origin not allowed (add it to gateway.allowed_origins; send one Origin)",
             server,
         )));
+    }
+    // Usually the client's own `Host` value: a clone of it shares its bytes.
+    if let Some(value) = request.headers().get(http::header::HOST)
+        && value.as_bytes() == host.as_bytes()
+    {
+        return Ok(value.clone());
     }
     HeaderValue::from_str(host).map_err(|_| {
         Box::new(response::error(

@@ -2,6 +2,7 @@
 //! HTTP clients.
 
 mod abuse;
+mod allocations;
 mod auth;
 mod echo;
 mod fuzz;
