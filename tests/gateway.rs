@@ -360,7 +360,11 @@ async fn official_python_client_reaches_the_typescript_everything_server() {
     let registry = daemon.registry().await;
     let entry = &registry["data"][0];
     assert_eq!(entry["name"], "everything");
-    assert_eq!(entry["tools_count"], json!(tools.len()), "{registry}");
+    // The registry counts what the server lists to mcpd's probe, which declares sampling and
+    // elicitation (so members' conditional tools reach virtual servers); this client declares
+    // neither, and server-everything offers it fewer tools.
+    let counted = entry["tools_count"].as_u64().expect("tools_count");
+    assert!(counted >= tools.len() as u64, "{registry} vs {tools:?}");
 }
 
 /// Reads one MCP call's SSE response. `Ok` with the progress values seen when the stream
