@@ -17,21 +17,10 @@ const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"p
 
 /// A daemon with the server `echo`, and `gateway_limits` added to its `gateway:` block.
 fn daemon(gateway_limits: &str) -> (Setup, Daemon, u32) {
-    let setup = Setup::new();
+    let mut setup = Setup::new();
     setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
-    let text = format!(
-        "services_dir: mcp\n\
-         port_range: {}-{}\n\
-         state_dir: state\n\
-         gateway: {{listen: \"127.0.0.1:{}\", {gateway_limits}}}\n\
-         control: {{socket: run/mcpd.sock}}\n\
-         defaults:\n  health: {{interval: 200ms, timeout: 400ms, failures: 2, start_timeout: 5s}}\n  \
-         stop_timeout: 1s\n",
-        setup.ports.port(1),
-        setup.ports.last(),
-        setup.gateway_port,
-    );
-    std::fs::write(&setup.config, text).expect("write mcpd.yaml");
+    setup.gateway_keys = gateway_limits.to_owned();
+    setup.write_config();
     let daemon = setup.start();
     let (echo_pid, _) = setup.wait_running("echo");
     // One request first, so the upstream connection it leaves idle is in the baseline.

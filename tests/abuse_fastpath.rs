@@ -22,21 +22,10 @@ const SMUGGLED: &str = "GET /api/v1/mcp/smuggled/mcp HTTP/1.1\r\nHost: localhost
 
 /// A daemon with the server `echo`, and `gateway` keys added to its `gateway:` block.
 fn daemon(gateway: &str) -> (Setup, Daemon) {
-    let setup = Setup::new();
+    let mut setup = Setup::new();
     setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
-    let text = format!(
-        "services_dir: mcp\n\
-         port_range: {}-{}\n\
-         state_dir: state\n\
-         gateway: {{listen: \"127.0.0.1:{}\", {gateway}}}\n\
-         control: {{socket: run/mcpd.sock}}\n\
-         defaults:\n  health: {{interval: 200ms, timeout: 400ms, failures: 2, start_timeout: 5s}}\n  \
-         stop_timeout: 1s\n",
-        setup.ports.port(1),
-        setup.ports.last(),
-        setup.gateway_port,
-    );
-    std::fs::write(&setup.config, text).expect("write mcpd.yaml");
+    setup.gateway_keys = gateway.to_owned();
+    setup.write_config();
     let daemon = setup.start();
     setup.wait_running("echo");
     assert_eq!(status_code(&post(setup.gateway_port, "")), 200);

@@ -35,6 +35,8 @@ pub struct Setup {
     pub state_dir: String,
     /// Extra top-level lines of mcpd.yaml (e.g. a `logs:` block).
     pub extra: String,
+    /// Keys added to the `gateway:` block after `listen` (e.g. `max_body: 1024`).
+    pub gateway_keys: String,
 }
 
 impl Setup {
@@ -54,6 +56,7 @@ impl Setup {
             ports,
             state_dir: "state".to_owned(),
             extra: String::new(),
+            gateway_keys: String::new(),
         }
     }
 
@@ -68,13 +71,18 @@ impl Setup {
             "services_dir: mcp\n\
              port_range: {}-{}\n\
              state_dir: {:?}\n\
-             gateway: {{listen: \"127.0.0.1:{}\"}}\n\
+             gateway: {{listen: \"127.0.0.1:{}\"{}}}\n\
              control: {{socket: run/mcpd.sock}}\n\
              {DEFAULTS}{}",
             self.ports.port(1),
             self.ports.last(),
             self.state_dir,
             self.gateway_port,
+            if self.gateway_keys.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", self.gateway_keys)
+            },
             self.extra,
         );
         std::fs::write(&self.config, text).expect("write mcpd.yaml");
