@@ -110,27 +110,7 @@ async fn answers_from_anyone_but_the_asked_session_are_refused() {
 
     // Both callers use request id 1: the server's request reaches the one whose call it is.
     let mut stream = Stream::call(&url, &asked, "1").await;
-    let request = stream.next().await;
-    assert_eq!(request["method"], "sampling/createMessage", "{request}");
-    let id = request["id"].clone();
-    assert!(id.is_u64(), "mcpd's own id: {request}");
-
-    // Another session, no session, an id never given, a string spelling of it: all refused.
-    let (status, _, body) = post(&url, Some(&intruder), &answer(&id, "forged")).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("another session"), "{body}");
-    let (status, _, body) = post(&url, None, &answer(&id, "forged")).await;
-    assert_eq!(status, 400, "{body}");
-    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
-        let (status, _, body) = post(&url, Some(&asked), &answer(&unknown, "forged")).await;
-        assert!(matches!(status, 400), "{unknown}: {status} {body}");
-    }
-
-    // The asked session's answer is taken, once.
-    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "the real one")).await;
-    assert_eq!(status, 202, "{body}");
-    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "again")).await;
-    assert_eq!(status, 400, "{body}");
+    let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
     let result = stream.next().await;
     assert_eq!(result["id"], 1, "{result}");
     let text = result["result"]["content"][0]["text"]
@@ -175,24 +155,7 @@ async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_
     let ask = r#"{"prompt":"p"}"#;
 
     let mut stream = Stream::call_tool(&url, &asked, "1", "asker_ask", ask).await;
-    let request = stream.next().await;
-    assert_eq!(request["method"], "sampling/createMessage", "{request}");
-    let id = request["id"].clone();
-    assert!(id.is_u64(), "mcpd's own id: {request}");
-
-    let (status, _, body) = post(&url, Some(&intruder), &answer(&id, "forged")).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("another session"), "{body}");
-    let (status, _, body) = post(&url, None, &answer(&id, "forged")).await;
-    assert_eq!(status, 400, "{body}");
-    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
-        let (status, _, body) = post(&url, Some(&asked), &answer(&unknown, "forged")).await;
-        assert_eq!(status, 400, "{unknown}: {body}");
-    }
-    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "the real one")).await;
-    assert_eq!(status, 202, "{body}");
-    let (status, _, body) = post(&url, Some(&asked), &answer(&id, "again")).await;
-    assert_eq!(status, 400, "{body}");
+    let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
     let result = stream.next().await;
     assert_eq!(result["id"], 1, "{result}");
     let text = result["result"]["content"][0]["text"]
@@ -216,4 +179,33 @@ async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_
         .unwrap_or("");
     assert!(text.contains("still here"), "{result}");
     assert_eq!(status_of(&daemon, "asker")["pid"].as_i64(), pid);
+}
+
+/// Reads the sampling request mcpd relays on `stream` and checks who may answer it: another
+/// session, no session, an id never given and other spellings of ids are refused with 400;
+/// the asked session's answer is taken, once. Returns the id mcpd gave the request.
+async fn answer_only_as_the_asked_session(
+    url: &str,
+    asked: &str,
+    intruder: &str,
+    stream: &mut Stream,
+) -> Value {
+    let request = stream.next().await;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let id = request["id"].clone();
+    assert!(id.is_u64(), "mcpd's own id: {request}");
+    let (status, _, body) = post(url, Some(intruder), &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("another session"), "{body}");
+    let (status, _, body) = post(url, None, &answer(&id, "forged")).await;
+    assert_eq!(status, 400, "{body}");
+    for unknown in [json!(987_654_321u64), json!("x"), json!(-1), json!(null)] {
+        let (status, _, body) = post(url, Some(asked), &answer(&unknown, "forged")).await;
+        assert_eq!(status, 400, "{unknown}: {body}");
+    }
+    let (status, _, body) = post(url, Some(asked), &answer(&id, "the real one")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = post(url, Some(asked), &answer(&id, "again")).await;
+    assert_eq!(status, 400, "{body}");
+    id
 }
