@@ -142,6 +142,18 @@ pub(super) async fn read(
                     .join(" and ")
             ),
         ),
+        Ok(None) if let Some(resource) = sole_member_resource(context, uri) => {
+            forward(
+                context,
+                message,
+                headers,
+                body,
+                &resource,
+                "resources/read",
+                false,
+            )
+            .await
+        }
         Ok(None) => {
             if let Some(conflict) = catalog
                 .conflicts
@@ -168,6 +180,21 @@ pub(super) async fn read(
             });
             super::json_answer(&answer)
         }
+    }
+}
+
+/// A URI no member lists, in a virtual server of one member: that member's to answer. A
+/// single-member virtual server publishes one server under a second name, and servers may
+/// serve (and take subscriptions to) URIs they do not list; with two members or more, an
+/// unlisted URI has no owner and is refused.
+pub(super) fn sole_member_resource(context: &Context<'_>, uri: &str) -> Option<Offered> {
+    match context.config.members.as_slice() {
+        [only] => Some(Offered {
+            member: only.clone(),
+            original: uri.to_owned(),
+            body: serde_json::Map::new(),
+        }),
+        _ => None,
     }
 }
 

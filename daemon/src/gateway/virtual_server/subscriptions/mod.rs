@@ -183,6 +183,9 @@ pub(super) async fn subscribe(
     let catalog = context.catalog();
     let offered = match route_uri(&catalog, uri) {
         Ok(Some(offered)) => offered.clone(),
+        Ok(None) if let Some(offered) = super::offered::sole_member_resource(context, uri) => {
+            offered
+        }
         Ok(None) => {
             return Err((
                 RESOURCE_NOT_FOUND,
