@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
-use mcpd_tests::interop::{everything_server, python_json, require_python_sdk};
+use mcpd_tests::interop::{
+    assert_each_client_got_its_own_answer, everything_server, outcome_text as text, python_json,
+    require_python_sdk,
+};
 use serde_json::{Value, json};
 
 /// Runs tests/interop/backchannel_client.py against `url` with `plan`; its JSON output.
@@ -33,20 +36,6 @@ fn everything(sessions: &str) -> String {
     )
 }
 
-/// The texts of one client's tool result, joined.
-fn text(outcome: &Value) -> String {
-    outcome["texts"]
-        .as_array()
-        .map(|texts| {
-            texts
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 const SAMPLE: &str = "trigger-sampling-request";
 
 #[tokio::test]
@@ -69,22 +58,7 @@ async fn a_shared_stdio_server_asks_the_client_whose_call_caused_the_request() {
     .await;
 
     // Two clients one after the other: each is asked, and each gets its own answer back.
-    for (scenario, mark) in [("sampling", "sampled by "), ("elicitation", "name-of-")] {
-        for (me, other) in [("A", "B"), ("B", "A")] {
-            let outcome = &out[scenario][me];
-            let text = text(outcome);
-            assert_eq!(outcome["is_error"], false, "{scenario} {me}: {out}");
-            assert!(
-                text.contains(&format!("{mark}{me}")),
-                "{scenario} {me}: {out}"
-            );
-            assert!(
-                !text.contains(&format!("{mark}{other}")),
-                "{scenario} {me}: {out}"
-            );
-            assert_eq!(outcome["questions"], json!([scenario]), "{out}");
-        }
-    }
+    assert_each_client_got_its_own_answer(&out);
 
     // A's request pending while B calls too: over stdio mcpd cannot tell whose B's request
     // is, so B's is refused (B's tool reports it, B is never asked) and A's goes on.

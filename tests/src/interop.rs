@@ -120,3 +120,40 @@ pub async fn python_json(script: &str, args: &[&str], limit: Duration) -> serde_
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("{script} printed no JSON ({error}): {stdout}"))
 }
+
+/// The texts of one client's tool result in `backchannel_client.py`'s output, joined.
+pub fn outcome_text(outcome: &serde_json::Value) -> String {
+    outcome["texts"]
+        .as_array()
+        .map(|texts| {
+            texts
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Checks the `sampling` and `elicitation` scenarios of `backchannel_client.py`'s output:
+/// clients A and B, one after the other, were each asked once and each got its own answer
+/// back, never the other's.
+#[track_caller]
+pub fn assert_each_client_got_its_own_answer(out: &serde_json::Value) {
+    for (scenario, mark) in [("sampling", "sampled by "), ("elicitation", "name-of-")] {
+        for (me, other) in [("A", "B"), ("B", "A")] {
+            let outcome = &out[scenario][me];
+            let text = outcome_text(outcome);
+            assert_eq!(outcome["is_error"], false, "{scenario} {me}: {out}");
+            assert!(
+                text.contains(&format!("{mark}{me}")),
+                "{scenario} {me}: {out}"
+            );
+            assert!(
+                !text.contains(&format!("{mark}{other}")),
+                "{scenario} {me}: {out}"
+            );
+            assert_eq!(outcome["questions"], serde_json::json!([scenario]), "{out}");
+        }
+    }
+}
