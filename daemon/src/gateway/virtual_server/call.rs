@@ -172,22 +172,16 @@ pub(super) async fn send(
             );
         }
         let remote = member_config.remote.as_ref();
-        let Some(port) = status.port.or(member_config.port).or(remote.map(|_| 0)) else {
+        let Some(address) =
+            MemberAddress::of(member, member_config, &status, context.capabilities.roots)
+        else {
             return rpc_error(
                 id,
                 MEMBER_UNAVAILABLE,
                 &format!("member server \"{member}\" of virtual server {name} has no port yet"),
             );
         };
-        let address = MemberAddress {
-            name: member,
-            port,
-            path: &member_config.path,
-            started_at: status.started_at,
-            timeout: member_config.health.timeout,
-            remote,
-            roots: context.capabilities.roots,
-        };
+        let port = address.port;
         let link = match links.get(context.session, &address).await {
             Ok(link) => link,
             Err(err) => {

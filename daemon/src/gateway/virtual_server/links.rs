@@ -43,6 +43,27 @@ pub struct MemberAddress<'a> {
     pub roots: bool,
 }
 
+impl<'a> MemberAddress<'a> {
+    /// Where `name` (its config and latest status) runs now; `None` while it has no port yet.
+    pub fn of(
+        name: &'a str,
+        config: &'a crate::config::ServerConfig,
+        status: &crate::directory::ServerStatus,
+        roots: bool,
+    ) -> Option<Self> {
+        let remote = config.remote.as_ref();
+        Some(MemberAddress {
+            name,
+            port: status.port.or(config.port).or(remote.map(|_| 0))?,
+            path: &config.path,
+            started_at: status.started_at,
+            timeout: config.health.timeout,
+            remote,
+            roots,
+        })
+    }
+}
+
 impl Links {
     /// The link of `session` to the member, opened when there is none for its process.
     pub async fn get(&self, session: u64, member: &MemberAddress<'_>) -> Result<Link, ProbeError> {

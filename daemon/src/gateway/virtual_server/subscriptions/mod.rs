@@ -255,21 +255,13 @@ pub(super) async fn subscribe(
             ));
         }
     }
-    let remote = member_config.remote.as_ref();
-    let Some(port) = status.port.or(member_config.port).or(remote.map(|_| 0)) else {
+    let Some(address) =
+        MemberAddress::of(member, &member_config, &status, context.capabilities.roots)
+    else {
         return Err((
             MEMBER_UNAVAILABLE,
             format!("member server \"{member}\" of virtual server {name} has no port yet"),
         ));
-    };
-    let address = MemberAddress {
-        name: member,
-        port,
-        path: &member_config.path,
-        started_at: status.started_at,
-        timeout: member_config.health.timeout,
-        remote,
-        roots: context.capabilities.roots,
     };
     let link = context
         .shared
@@ -296,7 +288,7 @@ pub(super) async fn subscribe(
         &http::HeaderMap::new(),
         &entry,
         &member_config,
-        port,
+        address.port,
         link,
     ));
     // The member's stream first, so no update sent right after the subscription is lost.
