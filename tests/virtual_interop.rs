@@ -6,14 +6,13 @@
 //! error naming it while echo keeps answering; mcpd restarted in the middle of the session
 //! and the SDK's session going on, on the same session id.
 
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use mcpd_tests::gw_support::{GW_START, GwDaemon};
-use mcpd_tests::{ChildGuard, GatewayUrls, TestDir, bin, lazy, server_entry, wait_for};
+use mcpd_tests::{GatewayUrls, TestDir, lazy, server_entry, wait_for};
 
 /// How long one run of the Python client may take.
 const CLIENT: Duration = Duration::from_secs(180);
@@ -172,24 +171,7 @@ async fn the_python_sdk_uses_echo_and_everything_through_one_virtual_server() {
 /// Stops mcpd (its servers go with it) and starts it again on the same configuration and
 /// state directory, then waits for its members.
 async fn restart_mcpd(daemon: &mut GwDaemon) {
-    daemon.process.signal(Signal::SIGTERM);
-    daemon.process.wait_exit(GW_START).await;
-    daemon.process = ChildGuard::spawn(
-        "mcpd, restarted",
-        Command::new(bin("mcpd"))
-            .arg("--config")
-            .arg(&daemon.config)
-            .env("RUST_LOG", "info")
-            .env_remove("MCPD_CONFIG")
-            .env_remove("NOTIFY_SOCKET"),
-    );
-    let health = daemon.url("/healthz");
-    wait_for(GW_START, "the restarted gateway", || async {
-        reqwest::get(&health)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    daemon.restart().await;
     daemon.wait_running(&["echo", "everything"]).await;
 }
 

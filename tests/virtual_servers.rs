@@ -3,7 +3,6 @@
 //! reported, a member killed mid-call, a member added by a new file (with `list_changed` to a
 //! GET stream and to a `subscriptions/listen` stream), mcpd restarted in the middle of a session, and hostile session ids.
 
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 
 use mcpd_tests::gw_support::{GW_START, GwDaemon};
 use mcpd_tests::mcp_support::{BOTH, Client, Generation, arguments, call_text, connect};
-use mcpd_tests::{ChildGuard, GatewayUrls, bin, lazy, server_entry, wait_for, wait_for_value};
+use mcpd_tests::{GatewayUrls, lazy, server_entry, wait_for, wait_for_value};
 
 const CALL: Duration = Duration::from_secs(20);
 
@@ -610,24 +609,7 @@ async fn a_session_continues_across_a_restart_of_mcpd() {
     assert_eq!(answer["result"]["content"][0]["text"], "before", "{answer}");
 
     // Stop mcpd (its servers go with it) and start it again on the same state directory.
-    daemon.process.signal(Signal::SIGTERM);
-    daemon.process.wait_exit(GW_START).await;
-    daemon.process = ChildGuard::spawn(
-        "mcpd, restarted",
-        Command::new(bin("mcpd"))
-            .arg("--config")
-            .arg(&daemon.config)
-            .env("RUST_LOG", "info")
-            .env_remove("MCPD_CONFIG")
-            .env_remove("NOTIFY_SOCKET"),
-    );
-    let health = daemon.url("/healthz");
-    wait_for(GW_START, "the restarted gateway", || async {
-        reqwest::get(&health)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    daemon.restart().await;
     daemon.wait_running(&["one", "two"]).await;
     for tool in ["two_echo", "one_echo"] {
         let (status, _, answer) = post(

@@ -126,6 +126,29 @@ defaults:
         daemon
     }
 
+    /// Stops mcpd with SIGTERM (its servers go with it), starts it again on the same
+    /// configuration and state directory, and waits until its gateway answers.
+    pub async fn restart(&mut self) {
+        self.process.signal(nix::sys::signal::Signal::SIGTERM);
+        self.process.wait_exit(GW_START).await;
+        self.process = ChildGuard::spawn(
+            "mcpd, restarted",
+            Command::new(bin("mcpd"))
+                .arg("--config")
+                .arg(&self.config)
+                .env("RUST_LOG", "info")
+                .env_remove("MCPD_CONFIG")
+                .env_remove("NOTIFY_SOCKET"),
+        );
+        let health = self.url("/healthz");
+        wait_for(GW_START, "the restarted gateway", || async {
+            reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
     /// `GET /api/v1/mcp/registry`, parsed.
     pub async fn registry(&self) -> Value {
         let response = reqwest::get(self.url("/api/v1/mcp/registry"))
