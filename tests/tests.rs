@@ -32,6 +32,7 @@ mod spawn_fds;
 mod stdio;
 mod stdio_faults;
 mod stdio_interop;
+mod stdio_keep_alive;
 mod stdio_sessions;
 mod supervision;
 mod virtual_ctl;

@@ -147,6 +147,14 @@ pub struct Timeouts {
     pub body_idle: Duration,
 }
 
+/// How long an SSE stream that mcpd writes itself (a stdio server's, a virtual server's) may
+/// stay quiet before it carries a `: keep-alive` comment: a third of `body_idle`, at most 30 s.
+/// So the watchdog never ends a stream that is only waiting (on a slow tool, or on a person's
+/// answer to an elicitation), whatever `gateway.body_idle_timeout` is set to.
+pub fn sse_keep_alive(body_idle: Duration) -> Duration {
+    (body_idle / 3).min(Duration::from_secs(30))
+}
+
 /// How a connection driven by [`drive`] ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {

@@ -57,10 +57,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Authenticator, KeyError};
-pub use registry::resource_metadata_url;
-pub use router::{Route, route};
 /// The outcome reader, for the same target.
 #[doc(hidden)]
+pub(crate) use conn::sse_keep_alive;
+pub use registry::resource_metadata_url;
+pub use router::{Route, route};
 pub(crate) use tap::outcome;
 /// The SSE splitter, for the `sse_split` fuzz target (`crate::fuzzing`).
 #[doc(hidden)]

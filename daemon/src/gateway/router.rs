@@ -322,6 +322,7 @@ async fn mcp(
         let options = crate::stdio::Options {
             retry_after_secs: shared.options.retry_after_secs,
             answer_timeout: gateway.limits.body_idle_timeout,
+            keep_alive: super::conn::sse_keep_alive(gateway.limits.body_idle_timeout),
         };
         let answer =
             super::bridged::forward(&target, name, gateway.max_body, &options, request).await;

@@ -10,6 +10,7 @@
 //! [`Bridge`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
@@ -37,7 +38,7 @@ pub async fn serve(
 ) -> Response<BridgeBody> {
     match parts.method {
         Method::POST => post(bridge, parts, body, options).await,
-        Method::GET => get(bridge, parts),
+        Method::GET => get(bridge, parts, options.keep_alive),
         Method::DELETE => delete(bridge, parts),
         _ => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -214,7 +215,7 @@ async fn post(
                 Err(answer) => return json(StatusCode::OK, answer),
             };
             if wants_progress && sse {
-                return stream_call(call, None);
+                return stream_call(call, None, options.keep_alive);
             }
             // Answered as JSON, unless the child asks the caller something first: then the
             // answer becomes an SSE stream that starts with the child's request.
@@ -227,7 +228,7 @@ async fn post(
             })
             .await;
             match first {
-                Ok(Err(request)) => stream_call(call, Some(request)),
+                Ok(Err(request)) => stream_call(call, Some(request), options.keep_alive),
                 Ok(Ok(answer)) => {
                     call.finish();
                     json(StatusCode::OK, answer.unwrap_or_default())
@@ -265,16 +266,25 @@ fn sse_response(stream: BridgeBody) -> Response<BridgeBody> {
     response
 }
 
+/// An SSE comment that keeps a quiet stream from being taken for a stalled one.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
 /// The call's progress notifications and the child's requests to the caller (after `first`,
-/// one already taken), then its answer, as SSE events.
-fn stream_call(call: super::bridge::Call, first: Option<Bytes>) -> Response<BridgeBody> {
+/// one already taken), then its answer, as SSE events; a keep-alive comment whenever nothing
+/// came for `keep_alive` (the child may be waiting on a person's answer).
+fn stream_call(
+    call: super::bridge::Call,
+    first: Option<Bytes>,
+    keep_alive: Duration,
+) -> Response<BridgeBody> {
     let first = futures::stream::iter(first.map(|request| Bytes::from(sse_event(&request))));
-    let events = futures::stream::unfold(Some(call), |call| async move {
+    let events = futures::stream::unfold(Some(call), move |call| async move {
         let mut call = call?;
         tokio::select! {
             biased;
             Some(progress) = call.progress.recv() => Some((Bytes::from(sse_event(&progress)), Some(call))),
             Some(request) = call.requests.recv() => Some((Bytes::from(sse_event(&request)), Some(call))),
+            () = tokio::time::sleep(keep_alive) => Some((Bytes::from_static(KEEP_ALIVE), Some(call))),
             answer = &mut call.done => {
                 call.finish();
                 let answer = answer.unwrap_or_default();
@@ -376,7 +386,11 @@ fn discover(bridge: &Arc<Bridge>, message: &Envelope<'_>) -> Response<BridgeBody
     )
 }
 
-fn get(bridge: &Arc<Bridge>, parts: &http::request::Parts) -> Response<BridgeBody> {
+fn get(
+    bridge: &Arc<Bridge>,
+    parts: &http::request::Parts,
+    keep_alive: Duration,
+) -> Response<BridgeBody> {
     let session = match session(bridge, parts) {
         Ok(session) => session,
         Err(refusal) => return refusal,
@@ -388,9 +402,11 @@ fn get(bridge: &Arc<Bridge>, parts: &http::request::Parts) -> Response<BridgeBod
         );
     }
     let receiver = session.open_stream();
-    let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        let message = receiver.recv().await?;
-        Some((Bytes::from(sse_event(&message)), receiver))
+    let events = futures::stream::unfold(receiver, move |mut receiver| async move {
+        tokio::select! {
+            message = receiver.recv() => Some((Bytes::from(sse_event(&message?)), receiver)),
+            () = tokio::time::sleep(keep_alive) => Some((Bytes::from_static(KEEP_ALIVE), receiver)),
+        }
     });
     sse_response(BridgeBody::Stream(Box::pin(events)))
 }

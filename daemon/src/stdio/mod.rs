@@ -38,6 +38,9 @@ pub struct Options {
     /// How long a request answered as JSON waits for the child (`gateway.body_idle_timeout`:
     /// no byte moves meanwhile); then 504, and the request is cancelled at the child.
     pub answer_timeout: std::time::Duration,
+    /// How long an SSE stream stays quiet before it carries a keep-alive comment
+    /// ([`crate::gateway::sse_keep_alive`]).
+    pub keep_alive: std::time::Duration,
 }
 
 /// What the gateway serves a stdio server's requests with.

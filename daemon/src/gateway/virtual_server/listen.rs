@@ -28,9 +28,6 @@ use crate::gateway::auth::Claims;
 use crate::gateway::conn::BoxError;
 use crate::gateway::response::{Body, UpstreamBody};
 
-/// How often an idle stream gets a comment line.
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
-
 /// Which lists a listener is told about.
 #[derive(Debug, Clone, Copy, Default)]
 struct Wants {
@@ -112,6 +109,8 @@ struct Listener {
     meta: Option<Value>,
     /// The resource subscriptions whose updates this stream carries.
     scope: Option<ScopeGuard>,
+    /// How long the stream stays quiet before it carries a comment line.
+    keep_alive: Duration,
 }
 
 /// A listener's hold on its scope: a 2026-07-28 subscription's ends with its stream; a
@@ -264,6 +263,9 @@ fn stream(
         queue: first.into(),
         meta,
         scope,
+        keep_alive: crate::gateway::sse_keep_alive(
+            context.live.config.gateway.limits.body_idle_timeout,
+        ),
     };
     let stream = futures::stream::unfold(listener, |mut listener| async move {
         loop {
@@ -301,7 +303,7 @@ fn stream(
                         }
                     }
                 }
-                () = tokio::time::sleep(KEEP_ALIVE) => {
+                () = tokio::time::sleep(listener.keep_alive) => {
                     return Some((Bytes::from_static(b": keep-alive\n\n"), listener));
                 }
             }
