@@ -104,6 +104,11 @@ impl SessionKey {
                     Ok(mut file) => {
                         file.write_all(&key)?;
                         file.sync_all()?;
+                        // Said once, where an operator running two instances looks first.
+                        tracing::warn!(
+                            path = %path.display(),
+                            "made a new virtual-session key: sessions of virtual servers opened by another mcpd (or before this key) are unknown here; give every mcpd behind the same load balancer a copy of this file"
+                        );
                         Ok(Self::from_bytes(&key))
                     }
                     // Another worker made it first: use that one.
