@@ -40,6 +40,8 @@ pub enum RunError {
     Keys(#[from] gateway::KeyError),
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] crate::supervisor::SupervisorError),
+    #[error(transparent)]
+    Kernel(#[from] crate::supervisor::kernel::Unsupported),
 }
 
 /// The sockets the daemon serves, bound before anything starts.
@@ -81,6 +83,7 @@ pub async fn run(
     let notifier = Notifier;
     let Config { daemon, services } = config;
     warn_about(&services);
+    crate::supervisor::kernel::check()?;
     let supervisor = Supervisor::start(&daemon, services)?;
     let directory = supervisor.directory().clone();
     let metrics = Arc::new(Metrics::new(directory.clone()));

@@ -8,6 +8,7 @@ mod boxes;
 mod cgroup;
 pub(crate) mod child;
 mod confine;
+pub(crate) mod kernel;
 mod lifecycle;
 mod log_files;
 mod log_mode;
