@@ -25,6 +25,7 @@ pub mod authority;
 mod bridged;
 mod conn;
 mod guard;
+mod head_memo;
 pub mod headers;
 mod inspect;
 mod limits;
