@@ -29,6 +29,7 @@ mod head_memo;
 pub mod headers;
 mod inspect;
 mod limits;
+pub use limits::bind_listener;
 mod proxy;
 pub mod query;
 mod registry;
