@@ -54,9 +54,8 @@ impl Listeners {
     /// Binds `gateway.listen` and `control.socket` as configured.
     pub async fn bind(daemon: &DaemonConfig) -> Result<Listeners, RunError> {
         let addr = daemon.gateway.listen;
-        let gateway = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Gateway { addr, source })?;
+        let gateway =
+            gateway::bind_listener(addr).map_err(|source| RunError::Gateway { addr, source })?;
         let control = ControlListener::bind(&daemon.control)?;
         Ok(Listeners { gateway, control })
     }

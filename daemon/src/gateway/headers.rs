@@ -29,9 +29,35 @@ pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The hop-by-hop headers (besides those `Connection` names), `Connection` first.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
+
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
+///
+/// One pass over the names present finds which of them are hop-by-hop; only those are
+/// removed (a head usually has none, or only `Transfer-Encoding`), rather than a lookup
+/// per hop-by-hop name on every request and response.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            present |= 1 << index;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -43,18 +69,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
-        headers.remove(name);
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(*name);
+        }
     }
 }
 
@@ -220,6 +238,36 @@ mod tests {
             ("Mcp-Session-Id", "s1"),
             ("Content-Type", "application/json"),
         ])
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_is_removed_alone_or_with_the_others() {
+        let hop = [
+            ("Connection", "close, X-Named"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "Basic abc"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "x-t"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+        ];
+        let kept = [("content-type", "application/json"), ("x-other", "1")];
+        for one in &hop {
+            let mut headers = map(&[*one, kept[0], kept[1]]);
+            remove_hop_by_hop(&mut headers);
+            assert_eq!(headers, map(&kept), "{one:?}");
+        }
+        let mut all: Vec<(&str, &str)> = hop.to_vec();
+        all.extend_from_slice(&kept);
+        all.push(("X-Named", "named by Connection"));
+        let mut headers = map(&all);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers, map(&kept));
+        let mut untouched = map(&kept);
+        remove_hop_by_hop(&mut untouched);
+        assert_eq!(untouched, map(&kept));
     }
 
     #[test]

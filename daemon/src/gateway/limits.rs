@@ -6,7 +6,7 @@
 //! stays for the control socket, probes, log files and the servers' pipes, half of the rest
 //! goes to client connections and half to upstream connections. A client over a cap is
 //! answered a short 503 (written only if the socket takes it at once) and closed, so it
-//! holds no descriptor.
+//! holds no descriptor. The listening socket queues [`LISTEN_BACKLOG`] connections.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,6 +50,24 @@ impl Caps {
                 .unwrap_or((upstream / 2).max(1)),
         }
     }
+}
+
+/// Connections the kernel queues on the gateway's socket before a worker accepts them.
+/// The standard library's 128 overflows when a few hundred clients connect at once, and a
+/// connection whose SYN was dropped is retried only after a second (nginx listens with 511).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the gateway's listening socket (`SO_REUSEADDR`, as `TcpListener::bind` does) with a
+/// backlog of [`LISTEN_BACKLOG`].
+pub fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The soft open-file limit of this process (`RLIMIT_NOFILE`).
@@ -191,6 +209,24 @@ content-length: 33\r\n\r\n{\"error\":\"too many connections\"}\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_listener_queues_a_burst_of_connections_nobody_accepts_yet() {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Beyond std's backlog of 128: with it, the 130th connect would never complete while
+        // nothing accepts (its SYNs are dropped) and this would fail at the timeout.
+        let connected = tokio::task::spawn_blocking(move || {
+            (0..300)
+                .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(20)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap()
+        .expect("every connection is queued");
+        assert_eq!(connected.len(), 300);
+        drop(listener);
+    }
 
     #[test]
     fn caps_leave_a_reserve_and_split_the_rest() {

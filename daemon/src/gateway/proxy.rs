@@ -76,7 +76,7 @@ pub async fn forward(
     let uri = match parts.uri.query() {
         Some(query) if !path.contains('?') => Uri::try_from(format!("{path}?{query}")),
         Some(query) => Uri::try_from(format!("{path}&{query}")),
-        None => Uri::try_from(path),
+        None => super::head_memo::target(path),
     };
     let Ok(uri) = uri else {
         return response::error(
@@ -87,7 +87,7 @@ pub async fn forward(
     };
     let headers = &mut parts.headers;
     headers::filter_request(headers, upstream.trusted_peer);
-    headers::set_forwarding(
+    super::head_memo::set_forwarding(
         headers,
         &Forwarding {
             peer: upstream.peer.ip(),
@@ -96,7 +96,7 @@ pub async fn forward(
             trusted_peer: upstream.trusted_peer,
         },
     );
-    if let Ok(host) = HeaderValue::from_bytes(upstream_host(upstream.port, &mut [0; 16])) {
+    if let Some(host) = super::head_memo::upstream_host(upstream.port) {
         headers.insert(header::HOST, host);
     }
     if let Some(claims) = upstream.claims {
@@ -213,7 +213,7 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `127.0.0.1:<port>`, the `Host` of a request to a local server, written into `buf`.
-fn upstream_host(port: u16, buf: &mut [u8; 16]) -> &[u8] {
+pub(super) fn upstream_host(port: u16, buf: &mut [u8; 16]) -> &[u8] {
     const PREFIX: &[u8] = b"127.0.0.1:";
     let mut digits = [0; 20];
     let digits = decimal(u64::from(port), &mut digits);

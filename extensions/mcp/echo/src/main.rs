@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
         }
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = match TcpListener::bind(addr).await {
+    let listener = match listen(addr) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("mcp-echo: cannot listen on {addr}: {error}");
@@ -188,4 +188,14 @@ fn listen_for_signals(shutdown: CancellationToken) -> std::io::Result<tokio::tas
         tracing::info!(signal = name, "shutdown requested");
         shutdown.cancel();
     }))
+}
+
+/// Listens on `addr` with a backlog of 1024 rather than the standard library's 128, which
+/// overflows when a proxy opens a few hundred connections at once (a dropped SYN is retried
+/// only after a second).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
