@@ -24,6 +24,7 @@ mod harness;
 mod legacy;
 mod limits;
 mod ops;
+mod probe_grid;
 mod probes;
 mod remote;
 mod scaleout;

@@ -180,6 +180,9 @@ pub struct ServerEntry {
     pub usage: ArcSwap<ServerUsage>,
     /// How a stdio server is served (set by its supervisor task); `None` for other kinds.
     pub stdio: arc_swap::ArcSwapOption<crate::stdio::Target>,
+    /// How long the last probe took, in nanoseconds plus one (0: none yet), written by the
+    /// probe loop itself: a liveness probe that changes nothing publishes no new status.
+    probe_took: std::sync::atomic::AtomicU64,
 }
 
 /// A server's resource usage at the last sample: from its cgroup, else summed over its
@@ -200,6 +203,21 @@ pub struct ServerUsage {
 }
 
 impl ServerEntry {
+    /// Notes how long the last probe took.
+    pub fn note_probe(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.probe_took
+            .store(nanos + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long the last probe took: as noted, else as published (a remote server's).
+    pub fn last_probe(&self) -> Option<Duration> {
+        match self.probe_took.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.status.load().last_probe,
+            nanos => Some(Duration::from_nanos(nanos - 1)),
+        }
+    }
+
     pub fn new(config: ServerConfig, status: ServerStatus) -> Self {
         ServerEntry {
             config: ArcSwap::from_pointee(config),
@@ -207,6 +225,7 @@ impl ServerEntry {
             check_now: Arc::default(),
             relist: Arc::default(),
             usage: ArcSwap::default(),
+            probe_took: std::sync::atomic::AtomicU64::new(0),
             stdio: arc_swap::ArcSwapOption::empty(),
         }
     }

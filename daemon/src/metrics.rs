@@ -292,7 +292,7 @@ impl Collector for ServerCollector {
             gauge.metric_type(),
         )?;
         for (name, entry) in servers.iter() {
-            let Some(took) = entry.status.load().last_probe else {
+            let Some(took) = entry.last_probe() else {
                 continue;
             };
             let labels = ServerLabel {

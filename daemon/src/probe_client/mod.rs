@@ -27,6 +27,7 @@ mod http;
 mod offers;
 mod parked;
 mod request;
+mod settle;
 mod wire;
 
 pub(crate) use wire::tools_of;
@@ -46,7 +47,7 @@ use wire::{Discover, Initialized, ToolWire, ToolsPage};
 /// instead of the lighter ping: every 5 minutes at the default 10 s interval.
 pub const TOOL_REFRESH_EVERY: u32 = 30;
 /// How long the light liveness request waits between sending and reading its answer. The
-/// probes due in one step of the shared grid (`supervisor::probe::PROBE_STEP`) go out
+/// probes due in one step of the shared grid (`supervisor::probe::PROBE_STEPS`) go out
 /// together; a server answers a ping in well under this, so their answers are all read on
 /// the one timer tick that ends the wait, instead of waking the daemon once per answer (at
 /// 1000 servers the wake-ups, not the probes' own work, were most of the idle CPU).

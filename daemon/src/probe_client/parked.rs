@@ -5,7 +5,8 @@
 //! the one timer tick that ends their wait, instead of each answer waking the daemon's
 //! runtime through epoll. At 1000 servers those wake-ups, not the probes' own work, were most
 //! of the daemon's idle CPU. An answer not complete by then is read the usual way (the socket
-//! is registered for the rest), so a slow server costs time, not correctness.
+//! is registered for the rest), so a slow server costs time, not correctness. The probes that
+//! start together share the settle wait's timer (`settle.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream as ParkedStream;
@@ -112,7 +113,7 @@ impl ProbeClient {
             Err(error) if http::is_reset(&error) => return Err(HttpError::ClosedBeforeResponse),
             Err(error) => return Err(HttpError::Io(error)),
         }
-        tokio::time::sleep(self.settle).await;
+        super::settle::settle(self.settle).await;
         let mut early = Vec::new();
         let mut chunk = [0u8; 2048];
         loop {

@@ -188,26 +188,48 @@ pub async fn readiness(
     }
 }
 
-/// Liveness probes start on a grid of this step, shared by every server: the probes due in
-/// one step go out on one wake-up of the runtime instead of one each. With 1000 servers
-/// probed every 10 s that is 10 probes per wake-up, 10 wake-ups a second.
-pub const PROBE_STEP: Duration = Duration::from_millis(100);
+/// Liveness probes start on a grid shared by every server: the probes due in one step go out
+/// on one wake-up of the runtime instead of one each. With 1000 servers probed every 10 s
+/// that is 50 probes per wake-up, 2 wake-ups a second. A server's step is the longest of
+/// these that fits four times in its interval (none for shorter intervals), and a probe
+/// goes out on the last grid point at or before it is due: never later than the interval.
+pub const PROBE_STEPS: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(100)];
 
-/// The first grid point at or after `at`.
-fn on_grid(at: Instant) -> Instant {
+/// The grid a wake-up of `check_now` waits for: a flood of them costs one probe per step.
+const CHECK_NOW_STEP: Duration = Duration::from_millis(100);
+
+/// The grid step of a server probed every `interval` (zero: no grid).
+fn step_for(interval: Duration) -> Duration {
+    PROBE_STEPS
+        .into_iter()
+        .find(|step| *step * 4 <= interval)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The grid point of `step` at or after `at` (`up`), or at or before it; `at` itself when
+/// `step` is zero.
+fn on_grid(at: Instant, step: Duration, up: bool) -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
-    let step = PROBE_STEP.as_nanos();
+    let step = step.as_nanos();
+    if step == 0 {
+        return at;
+    }
     let since = at.saturating_duration_since(origin).as_nanos();
-    let steps = since.div_ceil(step);
+    let steps = if up {
+        since.div_ceil(step)
+    } else {
+        since / step
+    };
     origin + Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
 }
 
 /// Probes every `interval` (the first one after `first_delay`, spread by the caller so many
-/// servers do not probe in lockstep), each time on the next [`PROBE_STEP`] grid point, and
-/// reports every result with how long it took. A wake-up of `check_now` (the gateway found
-/// the port refusing connections) brings the next probe forward to the next grid point, so a
-/// flood of such wake-ups costs at most one probe per step.
+/// servers do not probe in lockstep), each time on the last point of its grid
+/// ([`PROBE_STEPS`]) before it is due, and reports every result with how long it took. A
+/// wake-up of `check_now` (the gateway found the port refusing connections) brings the next
+/// probe forward to the next 100 ms grid point, so a flood of such wake-ups costs at most one
+/// probe per step.
 pub async fn liveness(
     mut probe: Box<dyn Probe>,
     interval: Duration,
@@ -216,18 +238,19 @@ pub async fn liveness(
     check_now: Arc<Notify>,
     report: impl Fn(ProbeReport, Duration) -> bool + Send,
 ) {
+    let step = step_for(interval);
     let next = |due: Instant| {
         let check_now = &check_now;
         async move {
             tokio::select! {
-                () = tokio::time::sleep_until(on_grid(due)) => {}
+                () = tokio::time::sleep_until(on_grid(due, step, false)) => {}
                 () = check_now.notified() => {
-                    tokio::time::sleep_until(on_grid(Instant::now())).await;
+                    tokio::time::sleep_until(on_grid(Instant::now(), CHECK_NOW_STEP, true)).await;
                 }
             }
         }
     };
-    next(Instant::now() + first_delay).await;
+    next(Instant::now() + first_delay.max(step)).await;
     loop {
         let began = Instant::now();
         let result = match probe.alive(timeout).await {
@@ -238,5 +261,45 @@ pub async fn liveness(
             return;
         }
         next(began + interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_gets_the_longest_step_that_fits_four_times_in_its_interval() {
+        assert_eq!(step_for(Duration::from_secs(10)), PROBE_STEPS[0]);
+        assert_eq!(step_for(Duration::from_secs(2)), PROBE_STEPS[0]);
+        assert_eq!(step_for(Duration::from_millis(1999)), PROBE_STEPS[1]);
+        assert_eq!(step_for(Duration::from_millis(400)), PROBE_STEPS[1]);
+        assert_eq!(step_for(Duration::from_millis(200)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_probe_goes_out_on_the_last_grid_point_before_it_is_due_never_after() {
+        let now = Instant::now();
+        for interval in [
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+        ] {
+            let step = step_for(interval);
+            for offset_ms in [0u64, 1, 99, 250, 499, 777] {
+                let began = now + Duration::from_millis(offset_ms);
+                let due = began + interval;
+                let at = on_grid(due, step, false);
+                assert!(at <= due, "{interval:?} {offset_ms}");
+                assert!(
+                    at + step > due || step.is_zero(),
+                    "{interval:?} {offset_ms}"
+                );
+                assert!(at >= began + interval * 3 / 4, "{interval:?} {offset_ms}");
+                let up = on_grid(due, step, true);
+                assert!(up >= due && up < due + step, "{interval:?} {offset_ms}");
+            }
+        }
+        assert_eq!(on_grid(now, Duration::ZERO, false), now);
     }
 }

@@ -282,6 +282,7 @@ impl ServerTask {
             }
             Report::Probe(ProbeReport::Ready { tools, mut probe }, took) => {
                 self.last_probe = Some(took);
+                self.entry.note_probe(took);
                 self.tools = Arc::from(tools);
                 self.offers = Arc::new(probe.take_offers().unwrap_or_default());
                 self.tools_at = Some(SystemTime::now());
@@ -293,6 +294,7 @@ impl ServerTask {
             }
             Report::Probe(ProbeReport::Alive(tools, offers), took) => {
                 self.last_probe = Some(took);
+                self.entry.note_probe(took);
                 if tools.is_some() {
                     self.tools_at = Some(SystemTime::now());
                 }
@@ -313,6 +315,7 @@ impl ServerTask {
             }
             Report::Probe(ProbeReport::NotAlive(reason), took) => {
                 self.last_probe = Some(took);
+                self.entry.note_probe(took);
                 self.probe_failing_since.get_or_insert_with(SystemTime::now);
                 // The reason can quote the server's answer.
                 debug!(server = %self.name, reason = %Escaped(&reason), "liveness probe failed");
@@ -411,6 +414,11 @@ impl ServerTask {
                     inner: probe,
                     relist: self.entry.relist.clone(),
                 });
+                // A liveness probe that passes after one that passed, and lists nothing,
+                // changes nothing the task knows: only its duration is noted, and the task
+                // is not woken (at 1000 servers, 100 probes a second).
+                let entry = self.entry.clone();
+                let passing = std::sync::atomic::AtomicBool::new(false);
                 self.probes = Some(tokio::spawn(liveness(
                     probe,
                     interval,
@@ -418,6 +426,11 @@ impl ServerTask {
                     first,
                     self.entry.check_now.clone(),
                     move |r, took| {
+                        let routine = matches!(r, ProbeReport::Alive(None, None));
+                        if passing.swap(routine, std::sync::atomic::Ordering::Relaxed) && routine {
+                            entry.note_probe(took);
+                            return !reports.is_closed();
+                        }
                         reports
                             .send(Box::new((generation, Report::Probe(r, took))))
                             .is_ok()
