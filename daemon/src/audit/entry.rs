@@ -2,15 +2,16 @@
 //! as its JSON line.
 //!
 //! The request path only gathers what it knows, cheaply: the server's config and the token's
-//! claims are shared (`Arc`), the time is a `SystemTime`, the caller a `SocketAddr`. Formatting
-//! (the RFC 3339 time, the address, the JSON) happens on the audit writer thread, straight
-//! into its file buffer. The line is exactly what serializing [`AuditRecord`] gives (same
+//! claims are shared (`Arc`), the time is the `Instant` the request already read (the writer
+//! turns it into wall-clock time from one reading of both clocks per batch), the caller a
+//! `SocketAddr`. Formatting (the RFC 3339 time, the address, the JSON) happens on the audit
+//! writer thread, straight into its file buffer. The line is exactly what serializing [`AuditRecord`] gives (same
 //! fields, same order, same omissions), which `mcpctl audit` reads back.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -22,7 +23,8 @@ use crate::gateway::auth::Claims;
 /// A `tools/call` through the gateway, as the request path knows it.
 #[derive(Debug)]
 pub struct CallEntry {
-    pub at: SystemTime,
+    /// When the request was read: the record's `time`.
+    pub started: Instant,
     /// The server addressed; its name goes into the record (as `member` when the call came
     /// through a virtual server).
     pub server: Arc<ServerConfig>,
@@ -50,15 +52,43 @@ pub fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// RFC 3339 times with milliseconds, the date and time of day formatted once per second.
+/// RFC 3339 times with milliseconds, the date and time of day formatted once per second; and
+/// the wall-clock time of an `Instant`, from one reading of both clocks.
 #[derive(Default)]
 pub struct TimeFormat {
     second: Option<u64>,
     /// `YYYY-MM-DDTHH:MM:SS` of `second`.
     prefix: [u8; 19],
+    /// Both clocks read at the same moment.
+    clocks: Option<(Instant, SystemTime)>,
 }
 
 impl TimeFormat {
+    /// Reads both clocks: the wall-clock times of instants are taken from this reading on.
+    pub fn read_clocks(&mut self) {
+        self.clocks = Some((Instant::now(), SystemTime::now()));
+    }
+
+    /// A format whose clocks read `wall` at `instant`.
+    #[cfg(test)]
+    pub fn with_clocks(instant: Instant, wall: SystemTime) -> Self {
+        TimeFormat {
+            clocks: Some((instant, wall)),
+            ..TimeFormat::default()
+        }
+    }
+
+    /// The wall-clock time of `instant` (the clocks are read first if they never were).
+    pub fn wall(&mut self, instant: Instant) -> SystemTime {
+        let (read_at, wall) = *self
+            .clocks
+            .get_or_insert_with(|| (Instant::now(), SystemTime::now()));
+        match read_at.checked_duration_since(instant) {
+            Some(ago) => wall.checked_sub(ago).unwrap_or(UNIX_EPOCH),
+            None => wall + instant.duration_since(read_at),
+        }
+    }
+
     /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, what `humantime::format_rfc3339_millis` writes.
     pub fn format(&mut self, at: SystemTime) -> Rfc3339 {
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -105,10 +135,11 @@ impl Rfc3339 {
 /// [`AuditRecord`] in its order, written by hand (a test holds it to serde's output).
 pub fn render_call(entry: &CallEntry, time: &mut TimeFormat, out: &mut Vec<u8>) {
     let claims = entry.claims.as_deref();
+    let at = time.wall(entry.started);
     out.extend_from_slice(b"{\"time\":\"");
-    out.extend_from_slice(time.format(entry.at).as_str().as_bytes());
+    out.extend_from_slice(time.format(at).as_str().as_bytes());
     out.extend_from_slice(b"\",\"ts\":");
-    number(out, unix_ms(entry.at));
+    decimal(out, unix_ms(at));
     out.extend_from_slice(b",\"server\":");
     match &entry.via_virtual {
         Some(virtual_server) => {
@@ -135,26 +166,66 @@ pub fn render_call(entry: &CallEntry, time: &mut TimeFormat, out: &mut Vec<u8>) 
         AuditDecision::Allow => b"],\"decision\":\"allow\",\"status\":",
         AuditDecision::Deny => b"],\"decision\":\"deny\",\"status\":",
     });
-    number(out, entry.status);
+    decimal(out, u64::from(entry.status));
     if let Some(code) = entry.error_code {
         out.extend_from_slice(b",\"error_code\":");
         number(out, code);
     }
     if let Some(is_error) = entry.is_error {
-        out.extend_from_slice(b",\"is_error\":");
-        number(out, is_error);
+        let text: &[u8] = if is_error {
+            b",\"is_error\":true"
+        } else {
+            b",\"is_error\":false"
+        };
+        out.extend_from_slice(text);
     }
     out.extend_from_slice(b",\"duration_ms\":");
     number(out, entry.duration.as_secs_f64() * 1000.0);
     out.extend_from_slice(b",\"request_id\":");
     optional(out, entry.request_id.as_deref());
-    // An address's text needs no escaping.
-    let _ = write!(out, ",\"caller\":\"{}\",\"via\":\"gateway\"", entry.peer);
+    out.extend_from_slice(b",\"caller\":\"");
+    address(out, entry.peer);
+    out.extend_from_slice(b"\",\"via\":\"gateway\"");
     if let Some(arguments) = &entry.arguments {
         out.extend_from_slice(b",\"arguments\":");
         string(out, arguments);
     }
     out.push(b'}');
+}
+
+/// `peer` as its `Display` writes it (an address's text needs no escaping); an IPv4 one
+/// without the formatting machinery, as it is the common case.
+fn address(out: &mut Vec<u8>, peer: SocketAddr) {
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(out, u64::from(octet));
+            }
+            out.push(b':');
+            decimal(out, u64::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{peer}");
+        }
+    }
+}
+
+/// `value` in decimal.
+fn decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A JSON string: copied as is when nothing in it needs escaping, else escaped by serde_json.
@@ -193,7 +264,7 @@ mod tests {
 
     fn entry(claims: Option<Claims>, arguments: Option<&str>) -> CallEntry {
         CallEntry {
-            at: UNIX_EPOCH + Duration::from_millis(1_796_000_000_123),
+            started: Instant::now(),
             server: Arc::new(server_config(
                 &daemon_config(std::path::Path::new("/tmp")),
                 "db",
@@ -212,12 +283,17 @@ mod tests {
         }
     }
 
+    /// The wall-clock time the tests' clocks give a call.
+    fn at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_796_000_000_123)
+    }
+
     /// The record an [`AuditRecord`] built the old way would hold.
     fn as_record(entry: &CallEntry) -> AuditRecord {
         let claims = entry.claims.as_deref();
         AuditRecord {
-            time: humantime::format_rfc3339_millis(entry.at).to_string(),
-            ts: unix_ms(entry.at),
+            time: humantime::format_rfc3339_millis(at()).to_string(),
+            ts: unix_ms(at()),
             server: entry
                 .via_virtual
                 .as_ref()
@@ -264,6 +340,10 @@ mod tests {
         unknown.request_id = None;
         unknown.duration = Duration::ZERO;
         unknown.peer = "[fe80::1%7]:8080".parse().unwrap();
+        let mut zeros = entry(None, None);
+        zeros.peer = "0.0.0.0:0".parse().unwrap();
+        let mut nines = entry(None, None);
+        nines.peer = "255.199.90.9:10009".parse().unwrap();
         let mut through_virtual = entry(None, None);
         through_virtual.via_virtual = Some(Arc::new(VirtualConfig {
             name: "all\"v".into(),
@@ -289,15 +369,39 @@ mod tests {
             allowed,
             unknown,
             through_virtual,
+            zeros,
+            nines,
         ] {
             let mut out = b"previous line\n".to_vec();
-            render_call(&entry, &mut TimeFormat::default(), &mut out);
+            let mut time = TimeFormat::with_clocks(entry.started, at());
+            render_call(&entry, &mut time, &mut out);
             let line = std::str::from_utf8(&out[b"previous line\n".len()..]).unwrap();
             let expected = serde_json::to_string(&as_record(&entry)).unwrap();
             assert_eq!(line, expected);
             let back: AuditRecord = serde_json::from_str(line).unwrap();
             assert_eq!(back, as_record(&entry));
         }
+    }
+
+    #[test]
+    fn an_instant_is_dated_from_the_clocks_reading() {
+        let read_at = Instant::now();
+        let mut time = TimeFormat::with_clocks(read_at, at());
+        let before = read_at.checked_sub(Duration::from_millis(1_500)).unwrap();
+        assert_eq!(time.wall(before), at() - Duration::from_millis(1_500));
+        assert_eq!(time.wall(read_at), at());
+        let after = read_at + Duration::from_millis(7);
+        assert_eq!(time.wall(after), at() + Duration::from_millis(7));
+        // Before the epoch: written as the epoch.
+        let mut early = TimeFormat::with_clocks(read_at, UNIX_EPOCH);
+        let dated = early.wall(before);
+        assert_eq!(unix_ms(dated), 0);
+        assert_eq!(early.format(dated).as_str(), "1970-01-01T00:00:00.000Z");
+        // Never read: read now, so a just-taken instant is about now.
+        let mut fresh = TimeFormat::default();
+        let now = SystemTime::now();
+        let dated = fresh.wall(Instant::now());
+        assert!(dated.duration_since(now).unwrap_or_default() < Duration::from_secs(60));
     }
 
     #[test]

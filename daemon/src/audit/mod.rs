@@ -9,13 +9,14 @@
 //! (`mcpctl audit -f`) as it is written.
 
 mod entry;
+mod queue;
 mod reader;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::SystemTime;
 
@@ -30,19 +31,19 @@ pub use reader::{AuditFilter, read_backlog};
 use crate::config::AUDIT_LOG_NAME;
 use crate::config::LogsConfig;
 use crate::supervisor::logs::Files;
+use queue::Queue;
 use writer::{Job, Writer};
 
 /// Records queued for `mcpctl audit -f` followers before a slow one lags.
 const FOLLOW_QUEUE: usize = 1024;
-/// Records queued for the writer before records get dropped. Written every 20 ms, that is
-/// over 400 000 records a second; the queue takes memory only for what it holds.
+/// Records queued for the writer in one batch before records get dropped. Taken every 20 ms,
+/// that is over 400 000 records a second; the queue takes memory only for what it holds.
 const QUEUE: usize = 8 * 1024;
 
 #[derive(Debug)]
 pub struct AuditLog {
     /// The writer thread's queue; `None` when the thread could not start.
-    jobs: Option<mpsc::Sender<Job>>,
-    queued: Arc<AtomicUsize>,
+    jobs: Option<Arc<Queue>>,
     followers: broadcast::Sender<Arc<str>>,
     dropped: AtomicU64,
     dropped_metric: Counter,
@@ -54,17 +55,16 @@ impl AuditLog {
     /// start) records still reach followers, and each is counted as dropped.
     pub fn new(config: &LogsConfig, dropped_metric: Counter) -> Arc<Self> {
         let followers = broadcast::Sender::new(FOLLOW_QUEUE);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (jobs, queue) = mpsc::channel();
+        let jobs = Arc::new(Queue::default());
         let writer = Writer {
             files: Files::new(config),
             name: Arc::from(AUDIT_LOG_NAME),
             followers: followers.clone(),
-            queued: queued.clone(),
         };
+        let queue = jobs.clone();
         let started = std::thread::Builder::new()
             .name("mcpd-audit".into())
-            .spawn(move || writer.run(queue));
+            .spawn(move || writer.run(&queue));
         let jobs = match started {
             Ok(_) => Some(jobs),
             Err(err) => {
@@ -74,7 +74,6 @@ impl AuditLog {
         };
         Arc::new(AuditLog {
             jobs,
-            queued,
             followers,
             dropped: AtomicU64::new(0),
             dropped_metric,
@@ -106,13 +105,7 @@ impl AuditLog {
             self.drop_one();
             return;
         };
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.drop_one();
-            return;
-        }
-        if jobs.send(job).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        if !jobs.push_record(job, QUEUE) {
             self.drop_one();
         }
     }
@@ -138,7 +131,7 @@ impl AuditLog {
             return;
         };
         let (done, wait) = mpsc::channel();
-        if jobs.send(Job::Flush(done)).is_err() {
+        if !jobs.push(Job::Flush(done)) {
             return;
         }
         let _ = tokio::task::spawn_blocking(move || wait.recv_timeout(timeout)).await;
@@ -146,6 +139,15 @@ impl AuditLog {
 
     pub fn config(&self) -> &LogsConfig {
         &self.config
+    }
+}
+
+impl Drop for AuditLog {
+    /// The writer writes what is queued and stops.
+    fn drop(&mut self) {
+        if let Some(jobs) = &self.jobs {
+            jobs.close();
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 //! are any, and writes the file in batches like the server logs' writer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::broadcast;
@@ -11,6 +10,7 @@ use tokio::sync::broadcast;
 use mcpd_protocol::AuditRecord;
 
 use super::entry::{self, CallEntry, TimeFormat};
+use super::queue::Queue;
 use crate::supervisor::logs::{BATCH_WINDOW, Files};
 
 /// What the writer is asked to do.
@@ -34,20 +34,21 @@ pub struct Writer {
     pub files: Files,
     pub name: Arc<str>,
     pub followers: broadcast::Sender<Arc<str>>,
-    /// Records queued and not yet rendered (the queue's bound is kept by the senders).
-    pub queued: Arc<AtomicUsize>,
 }
 
 impl Writer {
-    /// Runs until every sender is gone.
-    pub fn run(mut self, jobs: mpsc::Receiver<Job>) {
+    /// Runs until the queue is closed.
+    pub fn run(mut self, queue: &Queue) {
         self.files.open(self.name.clone());
         let mut time = TimeFormat::default();
+        let mut batch = Vec::new();
         // Blocks while nothing is recorded; then takes what came within the batch window.
-        while let Ok(first) = jobs.recv() {
-            self.handle(first, &mut time);
+        while queue.wait() {
             std::thread::sleep(BATCH_WINDOW);
-            while let Ok(job) = jobs.try_recv() {
+            queue.take(&mut batch);
+            // Every record of the batch was queued before this: dated from one reading.
+            time.read_clocks();
+            for job in batch.drain(..) {
                 self.handle(job, &mut time);
             }
             self.files.write_pending();
@@ -70,7 +71,6 @@ impl Writer {
             let _ = self.followers.send(Arc::from(line));
         }
         out.push(b'\n');
-        self.queued.fetch_sub(1, Ordering::Relaxed);
         // `job` (its shared config and claims) is released here, off the request path.
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -137,7 +137,7 @@ pub fn inspect(
             if let Some(audit) = audit {
                 // The whole body is refused: allowed calls of a batch did not run either.
                 for message in envelope.messages.iter().filter(|m| m.is_tool_call()) {
-                    let mut call = call_entry(config, caller, message);
+                    let mut call = call_entry(config, caller, message, started);
                     call.status = answer.status().as_u16();
                     call.decision = AuditDecision::Deny;
                     call.duration = started.elapsed();
@@ -171,7 +171,7 @@ pub fn inspect(
             .messages
             .iter()
             .filter(|m| m.is_tool_call())
-            .map(|message| CallAudit::new(call_entry(config, caller, message)))
+            .map(|message| CallAudit::new(call_entry(config, caller, message, started)))
             .collect(),
         None => Vec::new(),
     };
@@ -183,9 +183,14 @@ pub fn inspect(
 
 /// The audit record of `message` (a tools/call), decision allow, outcome not known yet: only
 /// what the request knows, shared or moved, formatted later by the audit writer.
-fn call_entry(config: &Arc<ServerConfig>, caller: &Caller<'_>, message: &Message<'_>) -> CallEntry {
+fn call_entry(
+    config: &Arc<ServerConfig>,
+    caller: &Caller<'_>,
+    message: &Message<'_>,
+    started: Instant,
+) -> CallEntry {
     CallEntry {
-        at: SystemTime::now(),
+        started,
         server: config.clone(),
         via_virtual: None,
         claims: caller.claims.cloned(),

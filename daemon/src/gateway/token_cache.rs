@@ -3,9 +3,12 @@
 //! its token expires.
 //!
 //! Sharded so that concurrent requests rarely meet on the same shard; a shard's mutex is held
-//! only for one hash-map operation and never across an `await`.
+//! only for one hash-map operation and never across an `await`. The maps hash a key by folding
+//! its words: a key is already a uniform digest, and only tokens that verified are inserted,
+//! so a client cannot crowd a shard with keys of its choosing.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
@@ -21,6 +24,27 @@ pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Hashes a [`TokenHash`] by folding its 8-byte words (no keyed hash needed: see the module
+/// documentation).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for word in bytes.chunks(8) {
+            let mut padded = [0u8; 8];
+            padded[..word.len()].copy_from_slice(word);
+            self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(padded);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Shard = HashMap<TokenHash, Entry, BuildHasherDefault<DigestHasher>>;
+
 #[derive(Debug)]
 struct Entry {
     claims: Arc<Claims>,
@@ -30,7 +54,7 @@ struct Entry {
 
 #[derive(Debug)]
 pub struct TokenCache {
-    shards: Box<[Mutex<HashMap<TokenHash, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
 }
 
@@ -38,11 +62,11 @@ impl TokenCache {
     /// A cache holding at most about `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
         TokenCache { shards, per_shard }
     }
 
-    fn shard(&self, key: &TokenHash) -> &Mutex<HashMap<TokenHash, Entry>> {
+    fn shard(&self, key: &TokenHash) -> &Mutex<Shard> {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 

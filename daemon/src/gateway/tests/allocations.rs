@@ -10,10 +10,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use prometheus_client::metrics::counter::Counter;
+
 use super::support::{Gateway, daemon_config, directory, no_oauth, server_config, status};
 use crate::alloc_count::allocations;
+use crate::audit::AuditLog;
+use crate::authz::{ToolPattern, ToolRule};
+use crate::config::test_builder::oauth;
+use crate::config::{AuthConfig, KeySource};
 use crate::directory::ServerState;
-use crate::gateway::GatewayOptions;
+use crate::gateway::{Authenticator, GatewayContext, GatewayOptions};
 
 const WARM_UP: usize = 50;
 const REQUESTS: u64 = 400;
@@ -28,6 +37,52 @@ const SSE_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r
 /// (the envelope's method); the upstream target, `X-Forwarded-For`, `Forwarded` and `Host`
 /// come from the worker's memo (`gateway/head_memo.rs`). Plus a margin of two.
 const MAX_PER_CALL: u64 = 10;
+/// What JWT (a cached token), per-tool rules and the audit record may add to a call: 4
+/// measured, all the audit record's (its tool name and request id, the list of calls the
+/// answer's tap follows, the tap boxed on the response body); the token and the rules add none.
+/// Plus a margin of one.
+const MAX_ADDED_BY_AUTHZ: u64 = 5;
+
+const HS_SECRET: &str = "a-secret-for-the-allocation-count-test";
+
+/// JWT with per-tool rules and the audit log on, as the bench's `mcpd+authz`; `None`: all off.
+struct Authz {
+    auth: AuthConfig,
+    token: String,
+    logs: crate::config::LogsConfig,
+}
+
+fn authz(dir: &std::path::Path) -> Authz {
+    let secret = dir.join("jwt.secret");
+    std::fs::write(&secret, HS_SECRET).unwrap();
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({
+        "sub": "alice", "aud": "mcp", "scope": "user", "client_id": "cli",
+        "iat": now, "exp": now + 3600,
+    });
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .unwrap();
+    Authz {
+        auth: AuthConfig {
+            issuer: None,
+            authorization_servers: Vec::new(),
+            keys: vec![KeySource::Hs256SecretFile(secret)],
+            leeway: Duration::from_secs(2),
+        },
+        token,
+        logs: crate::config::LogsConfig {
+            dir: dir.join("logs"),
+            rotation: crate::config::Rotation::Never,
+            keep: 1,
+            buffer_lines: 10,
+            audit: true,
+        },
+    }
+}
 
 /// A blocking HTTP/1.1 server answering every request on a connection with `answer`.
 fn upstream(answer: &'static [u8]) -> u16 {
@@ -107,14 +162,46 @@ fn read_response(reader: &mut BufReader<TcpStream>, line: &mut String, body: &mu
 }
 
 /// Allocations on the gateway's thread over `REQUESTS` calls on one kept connection.
-async fn count(answer: &'static [u8]) -> u64 {
+async fn count(answer: &'static [u8], with_authz: bool) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), Default::default());
+    let authz = with_authz.then(|| authz(dir.path()));
+    let auth = authz.as_ref().map(|a| a.auth.clone()).unwrap_or_default();
+    let config = daemon_config(dir.path(), auth);
     let port = upstream(answer);
-    let server = server_config(&config, "echo", "/mcp", no_oauth());
+    let policy = match &authz {
+        Some(_) => {
+            let mut policy = oauth(&["user", "tools:read", "tools:write"]);
+            policy.tools = vec![
+                ToolRule {
+                    pattern: ToolPattern::parse("delete_*").unwrap(),
+                    scopes: vec!["admin".into()],
+                },
+                ToolRule {
+                    pattern: ToolPattern::parse("*").unwrap(),
+                    scopes: vec!["tools:write".into(), "user".into()],
+                },
+            ];
+            policy
+        }
+        None => no_oauth(),
+    };
+    let server = server_config(&config, "echo", "/mcp", policy);
     let directory = directory(vec![(server, status(ServerState::Running, Some(port)))]);
-    let gateway = Gateway::start(directory, config, GatewayOptions::default()).await;
+    let keys = Authenticator::load(&config.auth).expect("test keys load");
+    let mut ctx =
+        GatewayContext::from_parts(directory, config, keys, GatewayOptions::default(), None);
+    let audit = authz
+        .as_ref()
+        .map(|a| AuditLog::new(&a.logs, Counter::default()));
+    if let Some(audit) = &audit {
+        ctx = ctx.with_audit(audit.clone());
+    }
+    let gateway = Gateway::start_with(ctx).await;
     let addr = gateway.addr;
+    let authorization = authz
+        .as_ref()
+        .map(|a| format!("authorization: Bearer {}\r\n", a.token))
+        .unwrap_or_default();
 
     let (warm_tx, warm_rx) = tokio::sync::oneshot::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -126,7 +213,7 @@ async fn count(answer: &'static [u8]) -> u64 {
         let mut reader = BufReader::new(stream);
         let request = format!(
             "POST /api/v1/mcp/echo/mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-             accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n{CALL}",
+             accept: application/json, text/event-stream\r\n{authorization}content-length: {}\r\n\r\n{CALL}",
             CALL.len()
         );
         let (mut line, mut body) = (String::new(), Vec::new());
@@ -150,19 +237,41 @@ async fn count(answer: &'static [u8]) -> u64 {
     done_rx.await.unwrap();
     let made = allocations() - before;
     client.join().unwrap();
+    if let (Some(audit), Some(authz)) = (&audit, &authz) {
+        // Every call was audited, none dropped.
+        audit.flush(Duration::from_secs(10)).await;
+        assert_eq!(audit.dropped(), 0);
+        let written = std::fs::read_to_string(authz.logs.dir.join("audit.log")).unwrap();
+        assert_eq!(written.lines().count(), WARM_UP + REQUESTS as usize);
+    }
     made
 }
 
 #[tokio::test]
 async fn a_proxied_call_makes_a_bounded_number_of_allocations() {
     for (what, answer) in [("JSON", JSON_ANSWER), ("SSE", SSE_ANSWER)] {
-        let made = count(answer).await;
+        let made = count(answer, false).await;
         let per_call = made as f64 / REQUESTS as f64;
         eprintln!("{what}: {per_call:.1} allocations per call");
         assert!(
             made <= MAX_PER_CALL * REQUESTS,
             "{what}: {made} allocations over {REQUESTS} calls ({per_call:.1} a call, at most \
              {MAX_PER_CALL} allowed)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jwt_rules_and_audit_add_a_bounded_number_of_allocations() {
+    for (what, answer) in [("JSON", JSON_ANSWER), ("SSE", SSE_ANSWER)] {
+        let off = count(answer, false).await;
+        let on = count(answer, true).await;
+        let added = on.saturating_sub(off) as f64 / REQUESTS as f64;
+        eprintln!("{what}: JWT + rules + audit add {added:.2} allocations per call");
+        assert!(
+            on <= off + MAX_ADDED_BY_AUTHZ * REQUESTS,
+            "{what}: JWT + rules + audit added {added:.2} allocations a call, at most \
+             {MAX_ADDED_BY_AUTHZ} allowed"
         );
     }
 }

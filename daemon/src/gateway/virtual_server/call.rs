@@ -476,7 +476,7 @@ fn call_entry(
     original: &str,
 ) -> CallEntry {
     CallEntry {
-        at: std::time::SystemTime::now(),
+        started: std::time::Instant::now(),
         server: member.clone(),
         via_virtual: Some(context.config.clone()),
         claims: context.claims.clone(),

@@ -1,0 +1,157 @@
+//! The audit writer's queue: a vector behind a mutex, taken whole by the writer once per
+//! batch, and a condition variable that wakes the writer only when the first job of a batch
+//! arrives.
+//!
+//! Cheaper per record than a channel: queueing is one uncontended lock and a push into a
+//! vector whose capacity is kept between batches (the writer swaps in its emptied one), and
+//! at most one wake-up per batch instead of a channel's per-message bookkeeping.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::writer::Job;
+
+#[derive(Default)]
+pub struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: Vec<Job>,
+    /// Records in `jobs` (flush requests are not counted against the bound).
+    records: usize,
+    /// No more jobs will come: the writer drains what is queued and stops.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a record unless `bound` records are already waiting (or the queue is closed);
+    /// false when it was not queued.
+    pub fn push_record(&self, job: Job, bound: usize) -> bool {
+        let mut state = self.lock();
+        if state.records >= bound || state.closed {
+            return false;
+        }
+        state.records += 1;
+        let first = state.jobs.is_empty();
+        state.jobs.push(job);
+        drop(state);
+        if first {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Queues a job that is not a record (a flush request), whatever the bound; false when
+    /// the queue is closed.
+    pub fn push(&self, job: Job) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let first = state.jobs.is_empty();
+        state.jobs.push(job);
+        drop(state);
+        if first {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Waits until a job is queued; false once the queue is closed and empty.
+    pub fn wait(&self) -> bool {
+        let mut state = self.lock();
+        while state.jobs.is_empty() && !state.closed {
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.jobs.is_empty()
+    }
+
+    /// Takes every queued job into `into` (which must be empty; its capacity is kept for the
+    /// next batch).
+    pub fn take(&self, into: &mut Vec<Job>) {
+        let mut state = self.lock();
+        std::mem::swap(&mut state.jobs, into);
+        state.records = 0;
+    }
+
+    /// No more jobs: the writer stops once it has written what is queued.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Queue")
+            .field("jobs", &state.jobs.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flush() -> Job {
+        Job::Flush(std::sync::mpsc::channel().0)
+    }
+
+    #[test]
+    fn records_beyond_the_bound_are_refused_and_flushes_are_not() {
+        let queue = Queue::default();
+        assert!(queue.push_record(flush(), 2));
+        assert!(queue.push_record(flush(), 2));
+        assert!(!queue.push_record(flush(), 2));
+        assert!(queue.push(flush()));
+        let mut batch = Vec::new();
+        assert!(queue.wait());
+        queue.take(&mut batch);
+        assert_eq!(batch.len(), 3);
+        batch.clear();
+        assert!(queue.push_record(flush(), 2), "the bound is per batch");
+        queue.close();
+        assert!(
+            queue.wait(),
+            "what was queued before closing is still written"
+        );
+        queue.take(&mut batch);
+        assert_eq!(batch.len(), 1);
+        assert!(!queue.wait());
+        assert!(!queue.push(flush()));
+    }
+
+    #[test]
+    fn the_writer_wakes_for_a_job_from_another_thread() {
+        let queue = std::sync::Arc::new(Queue::default());
+        let writer = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                let mut taken = 0;
+                let mut batch = Vec::new();
+                while queue.wait() {
+                    queue.take(&mut batch);
+                    taken += batch.len();
+                    batch.clear();
+                }
+                taken
+            })
+        };
+        for _ in 0..100 {
+            assert!(queue.push_record(flush(), usize::MAX));
+        }
+        queue.close();
+        assert_eq!(writer.join().unwrap(), 100);
+    }
+}
