@@ -34,6 +34,7 @@ mod stdio_faults;
 mod stdio_interop;
 mod stdio_sessions;
 mod supervision;
+mod virtual_changes;
 mod virtual_ctl;
 mod virtual_interop;
 mod virtual_prompts;
