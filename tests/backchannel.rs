@@ -188,17 +188,21 @@ async fn rpc(url: &str, session: Option<&str>, body: &Value) -> Value {
 
 #[tokio::test]
 async fn a_2026_members_input_required_reaches_a_2026_caller_and_is_an_error_for_others() {
-    // mcp-echo speaks 2026-07-28 too, so the virtual server calls it statelessly, and `ask`
-    // asks with an `input_required` result.
+    // `asker` speaks both generations: a 2026-07-28 caller reaches it statelessly, and `ask`
+    // asks with an `input_required` result. `late` speaks only 2026-07-28, so a session
+    // caller reaches it statelessly too and cannot take that result.
     let servers = "mcp_servers:
   asker:
     binary: mcp-echo
     env: {RUST_LOG: warn, MCP_ECHO_ASK: \"1\"}
+  only2026:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_ASK: \"1\", MCP_ECHO_STATELESS_ONLY: \"1\"}
   all:
-    aggregate: [asker]
+    aggregate: [asker, only2026]
 ";
     let daemon = GwDaemon::start(servers, "").await;
-    daemon.wait_running(&["asker"]).await;
+    daemon.wait_running(&["asker", "only2026"]).await;
     let url = daemon.mcp_url("all");
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -239,11 +243,71 @@ async fn a_2026_members_input_required_reaches_a_2026_caller_and_is_an_error_for
     assert_eq!(status, 200, "{body}");
     let session = session.expect("a session id");
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "asker_ask", "arguments": {"prompt": "p"},
+        "name": "only2026_ask", "arguments": {"prompt": "p"},
     }});
     let refused = rpc(&url, Some(&session), &call).await;
     assert_eq!(refused["id"], 3, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains("input_required"), "{refused}");
-    assert!(message.contains("asker"), "{refused}");
+    assert!(message.contains("only2026"), "{refused}");
+
+    // A member that speaks both generations is reached in a member session kept for the
+    // session caller, so it asks with a sampling request on the call's stream, which is
+    // relayed: the session caller answers it and gets the tool's result (before kept member
+    // sessions, this too was the `input_required` error above).
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "asker_ask", "arguments": {"prompt": "p"},
+    }});
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .body(call.to_string())
+        .send()
+        .await
+        .expect("POST");
+    let mut events = Events(response, String::new());
+    let asked = events.next().await;
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "answered by the session caller"},
+    }});
+    let (status, _, body) =
+        mcpd_tests::stdio_support::post(&url, Some(&session), &answer.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let result = events.next().await;
+    assert_eq!(result["id"], 4, "{result}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("answered by the session caller"), "{result}");
+}
+
+/// The JSON-RPC messages of an SSE answer, one at a time.
+struct Events(reqwest::Response, String);
+
+impl Events {
+    async fn next(&mut self) -> Value {
+        loop {
+            while let Some(end) = self.1.find("\n\n") {
+                let event: String = self.1.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                    return value;
+                }
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.0.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream")
+                .expect("more of the stream");
+            self.1.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
 }

@@ -36,6 +36,7 @@ mod stdio_interop;
 mod stdio_keep_alive;
 mod stdio_sessions;
 mod supervision;
+mod virtual_changes;
 mod virtual_ctl;
 mod virtual_interop;
 mod virtual_prompts;

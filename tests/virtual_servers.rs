@@ -437,13 +437,22 @@ async fn a_member_killed_mid_call_gives_an_error_naming_it_and_the_others_answer
   three:
     binary: mcp-echo
     env: {RUST_LOG: warn}
+  four:
+    binary: mcp-echo
+    env: {RUST_LOG: warn, MCP_ECHO_STATELESS_ONLY: "1"}
+    restart: {policy: never}
   all:
     aggregate: ["*"]
 "#;
-    let daemon = start(servers, &["one", "two", "three"]).await;
+    let daemon = start(servers, &["one", "two", "three", "four"]).await;
     let url = daemon.mcp_url("all");
-    // A stateless member under a session client, then a session member under a stateless one.
-    for (generation, victim) in [(Generation::Session, "one"), (Generation::Stateless, "two")] {
+    // A member of both generations under a session client (a kept member session), a
+    // session member under a stateless one, a 2026-07-28 member under a session client.
+    for (generation, victim) in [
+        (Generation::Session, "one"),
+        (Generation::Stateless, "two"),
+        (Generation::Session, "four"),
+    ] {
         let (client, mut progress) = connect(&url, None, generation).await.unwrap();
         let request = ClientRequest::CallToolRequest(Request::new(
             CallToolRequestParams::new(format!("{victim}_progress"))

@@ -88,7 +88,11 @@ pub enum Link {
     /// 2026-07-28: call it statelessly.
     Stateless,
     /// A session opened by `initialize` (`id` is `None` for a server without sessions).
-    Session { id: Option<String>, version: String },
+    /// Shared strings: a link is cloned per call.
+    Session {
+        id: Option<Arc<str>>,
+        version: Arc<str>,
+    },
 }
 
 /// Probes one process of one server; see the module docs.
@@ -180,19 +184,34 @@ impl ProbeClient {
 
     /// Learns how to reach the server and, for a session-based one, opens a session for
     /// another client to use (virtual servers call members with it), within `timeout`.
-    pub async fn open(&mut self, timeout: Duration) -> Result<Link, ProbeError> {
+    /// With `prefer_session`, a server that speaks both generations is given a session
+    /// (`initialize` first, `server/discover` only when the handshake is refused): a kept
+    /// session costs a server less per request than a stateless request does, and lets it
+    /// send requests back on a call's stream.
+    pub async fn open(
+        &mut self,
+        timeout: Duration,
+        prefer_session: bool,
+    ) -> Result<Link, ProbeError> {
         self.connection = None;
         self.parked = None;
         self.mode = Mode::Unknown;
         let at = self.at.clone();
-        tokio::time::timeout(timeout, self.handshake())
+        let work = async {
+            if prefer_session {
+                self.session_handshake().await
+            } else {
+                self.handshake().await
+            }
+        };
+        tokio::time::timeout(timeout, work)
             .await
             .unwrap_or(Err(ProbeError::Timeout { at, timeout }))?;
         self.connection = None;
         Ok(match &self.mode {
             Mode::Session { id, version, .. } => Link::Session {
-                id: id.as_deref().map(str::to_owned),
-                version: version.to_string(),
+                id: id.as_deref().map(Arc::from),
+                version: Arc::from(&**version),
             },
             Mode::Stateless | Mode::Unknown => Link::Stateless,
         })
@@ -316,6 +335,42 @@ impl ProbeClient {
                 Ok(()) => Ok(()),
                 Err(error) => Err(ProbeError::BothFailed(Box::new(error), Box::new(discover))),
             },
+        }
+    }
+
+    /// `initialize` first; a server that refuses it is asked `server/discover` (one that
+    /// speaks only 2026-07-28 is then spoken to statelessly).
+    async fn session_handshake(&mut self) -> Result<(), ProbeError> {
+        match self.initialize().await {
+            Ok(()) => Ok(()),
+            Err(
+                error @ (ProbeError::Connect { .. }
+                | ProbeError::Timeout { .. }
+                | ProbeError::Unreachable(_)),
+            ) => Err(error),
+            Err(initialize) => {
+                self.mode = Mode::Unknown;
+                let discover = self
+                    .request::<Discover>("server/discover", "", MAX_BODY)
+                    .await;
+                match discover {
+                    Ok(result)
+                        if result
+                            .supported_versions
+                            .iter()
+                            .any(|v| v == STATELESS_VERSION) =>
+                    {
+                        self.mode = Mode::Stateless;
+                        self.declared = offers::Declared::from(&result.capabilities);
+                        Ok(())
+                    }
+                    Ok(_) => Err(initialize),
+                    Err(discover) => Err(ProbeError::BothFailed(
+                        Box::new(initialize),
+                        Box::new(discover),
+                    )),
+                }
+            }
         }
     }
 

@@ -182,8 +182,18 @@ pub(super) async fn send(
             );
         };
         let port = address.port;
-        let link = match links.get(context.session, &address).await {
-            Ok(link) => link,
+        let for_session = context.has_session && !context.stateless;
+        let link = match links.get(context.session, &address, for_session).await {
+            Ok((link, fresh)) => {
+                if fresh && matches!(link, Link::Session { id: Some(_), .. }) {
+                    context
+                        .shared
+                        .virtuals
+                        .watches
+                        .ensure(context, entry, member_config, &address);
+                }
+                link
+            }
             Err(err) => {
                 return rpc_error(
                     id,
@@ -194,8 +204,8 @@ pub(super) async fn send(
                 );
             }
         };
-        if let Some(request_id) = message.id_text() {
-            links.note_call(context.session, request_id, member, &link);
+        if let (Some(slot), Some(request_id)) = (&mut slot, message.id_text()) {
+            slot.hold_call(links.note_call(context.session, request_id, entry, &link));
         }
         let target = route.rename.then_some(route.target);
         let Some(rewritten) = splice::member_body(body, message, target, &link) else {
@@ -329,11 +339,11 @@ pub(super) fn member_request(
         }
         Link::Session { id, version } => {
             if let Some(id) = id
-                && let Ok(value) = HeaderValue::try_from(id.as_str())
+                && let Ok(value) = HeaderValue::try_from(&**id)
             {
                 out.insert(MCP_SESSION_ID, value);
             }
-            if let Ok(value) = HeaderValue::try_from(version.as_str()) {
+            if let Ok(value) = HeaderValue::try_from(&**version) {
                 out.insert(MCP_PROTOCOL_VERSION, value);
             }
         }

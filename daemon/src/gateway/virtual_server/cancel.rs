@@ -28,13 +28,11 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
     };
     let request_id = cancelled.params.request_id.to_string();
     let links = &context.shared.virtuals.links;
-    let Some((member, link)) = links.take_call(context.session, &request_id) else {
-        return;
-    };
-    let Some(entry) = context.shared.directory.get(&member) else {
+    let Some((entry, link)) = links.take_call(context.session, &request_id) else {
         return;
     };
     let member_config = entry.config.load_full();
+    let member = member_config.name.as_str();
     let remote = member_config.remote.as_deref();
     let Some(port) = entry
         .status
@@ -49,7 +47,7 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
     request.headers_mut().remove("mcp-name");
     let live = context.live;
     let upstream = Upstream {
-        server: &member,
+        server: member,
         port,
         path: &member_config.path,
         peer: context.peer,

@@ -27,6 +27,7 @@ mod refresh;
 mod slots;
 mod splice;
 mod subscriptions;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -78,6 +79,8 @@ pub struct VirtualState {
     relays: Arc<backchannel::Relays>,
     /// Resource subscriptions, by session (or 2026-07-28 listen request).
     subscriptions: Arc<subscriptions::Subscriptions>,
+    /// Member processes whose session streams are read for their own list changes.
+    watches: watch::Watches,
     /// Sessions their clients ended with DELETE (on this mcpd; bounded).
     ended: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -208,7 +211,10 @@ pub(super) async fn serve(
     };
     match *request.method() {
         Method::POST => post(&context, key.as_deref(), &principal, request).await,
-        Method::GET if facts.is_some() => listen::open(&context),
+        Method::GET if facts.is_some() => {
+            shared.virtuals.watches.ensure_members(&context).await;
+            listen::open(&context)
+        }
         Method::DELETE if facts.is_some() => {
             shared.virtuals.links.end(session);
             shared.virtuals.subscriptions.end(session);
@@ -329,7 +335,15 @@ async fn post(
         "ping" => rpc_result(id, json!({})),
         "server/discover" => rpc_result(id, discover(context)),
         "tools/list" => rpc_raw_result(id, &list(context)),
-        "subscriptions/listen" => listen::subscribe(context, message, &bytes).await,
+        "subscriptions/listen" => {
+            context
+                .shared
+                .virtuals
+                .watches
+                .ensure_members(context)
+                .await;
+            listen::subscribe(context, message, &bytes).await
+        }
         "tools/call" => call::call(context, message, &parts.headers, bytes.clone()).await,
         "prompts/list" | "resources/list" | "resources/templates/list" => {
             offered::list(context, message)

@@ -37,6 +37,8 @@ pub struct Slots {
 pub struct Slot {
     counts: Counts,
     key: u64,
+    /// The call noted for cancellation (`links.rs`), forgotten with the slot.
+    call: Option<super::links::CallNote>,
 }
 
 impl Slots {
@@ -55,6 +57,7 @@ impl Slots {
         Ok(Slot {
             counts: self.counts.clone(),
             key,
+            call: None,
         })
     }
 
@@ -62,6 +65,13 @@ impl Slots {
     #[cfg(test)]
     pub fn callers(&self) -> usize {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Slot {
+    /// Holds `call` (its note is forgotten when the slot is given back).
+    pub fn hold_call(&mut self, call: Option<super::links::CallNote>) {
+        self.call = call;
     }
 }
 

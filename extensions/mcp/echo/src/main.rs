@@ -13,7 +13,9 @@
 //! `MCP_ECHO_EXTRA_TOOLS=a,b` adds tools named `a` and `b` that act like `echo` (tests of tool
 //! names chosen by a server). `MCP_ECHO_ASK=1` adds `ask`, which asks the client's model.
 //! `MCP_ECHO_SUBSCRIBE=1` takes resource subscriptions and adds `touch`, which tells the
-//! subscribers that a resource changed.
+//! subscribers that a resource changed. `MCP_ECHO_STATELESS_ONLY=1` serves only 2026-07-28
+//! (`initialize` refused). `MCP_ECHO_TOOL_CHANGES=1` adds `toggle_late`, which adds or
+//! removes the tool `late` and sends `notifications/tools/list_changed`.
 //!
 //! With the argument `--stdio` it speaks MCP over stdin/stdout instead (newline-delimited JSON-RPC, one
 //! client, no port), logs and announces tool calls on stderr, and exits 0 when stdin closes.
@@ -21,6 +23,7 @@
 //! Exit codes: 0 after shutdown, 1 if it cannot listen, 2 if the port or an option is invalid.
 
 mod ask;
+mod changes;
 mod content;
 mod server;
 mod subscribe;
@@ -115,6 +118,16 @@ fn options_from_env() -> Result<server::Options, String> {
         Ok("1") => true,
         Ok(other) => return Err(format!("MCP_ECHO_SESSION_ONLY={other:?}: use 1 or 0")),
     };
+    let stateless_only = match std::env::var("MCP_ECHO_STATELESS_ONLY").as_deref() {
+        Err(_) | Ok("" | "0") => false,
+        Ok("1") if session_only => {
+            return Err(
+                "MCP_ECHO_STATELESS_ONLY=1 and MCP_ECHO_SESSION_ONLY=1 exclude each other".into(),
+            );
+        }
+        Ok("1") => true,
+        Ok(other) => return Err(format!("MCP_ECHO_STATELESS_ONLY={other:?}: use 1 or 0")),
+    };
     let idle_timeout = match std::env::var("MCP_ECHO_IDLE_TIMEOUT_MS") {
         Err(_) => None,
         Ok(value) => match value.trim().parse::<u64>() {
@@ -161,6 +174,8 @@ fn options_from_env() -> Result<server::Options, String> {
         },
         ask: std::env::var("MCP_ECHO_ASK").as_deref() == Ok("1"),
         subscribe: std::env::var("MCP_ECHO_SUBSCRIBE").as_deref() == Ok("1"),
+        stateless_only,
+        tool_changes: std::env::var("MCP_ECHO_TOOL_CHANGES").as_deref() == Ok("1"),
     })
 }
 

@@ -42,6 +42,9 @@ const SESSION_VERSIONS: &[ProtocolVersion] = &[
     ProtocolVersion::V_2025_11_25,
 ];
 
+/// The stateless generation alone.
+const STATELESS_VERSIONS: &[ProtocolVersion] = &[ProtocolVersion::V_2026_07_28];
+
 /// How the server behaves beyond its tools; the defaults suit production. The other settings
 /// make it act like servers mcpd meets in the wild, for tests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,6 +68,11 @@ pub struct Options {
     pub ask: bool,
     /// Take resource subscriptions and offer `touch` (see `subscribe.rs`).
     pub subscribe: bool,
+    /// Serve only 2026-07-28 (stateless): `initialize` is refused, like a server written for
+    /// that version alone.
+    pub stateless_only: bool,
+    /// Offer `toggle_late`, which changes the tool list at run time (see `changes.rs`).
+    pub tool_changes: bool,
 }
 
 /// The server's state. The tools themselves live in `tools.rs`; `tool_router` is the table of
@@ -73,6 +81,9 @@ pub struct Options {
 pub struct Echo {
     tool_router: ToolRouter<Self>,
     session_only: bool,
+    stateless_only: bool,
+    /// The tool list may change at run time (`changes.rs`).
+    tool_changes: bool,
     content: Content,
     /// Declares `resources.subscribe` (with resources).
     subscribe: bool,
@@ -100,12 +111,32 @@ impl Echo {
         if options.subscribe {
             tool_router.merge(Self::subscribe_router());
         }
+        if options.tool_changes {
+            tool_router.merge(Self::changes_router());
+        }
         Echo {
             tool_router,
             session_only: options.session_only,
+            stateless_only: options.stateless_only,
+            tool_changes: options.tool_changes,
             content: options.content,
             subscribe: options.subscribe && options.content.has_resources(),
             subscribed: Default::default(),
+        }
+    }
+}
+
+impl Echo {
+    /// The tools offered now: the router built for the session, with `late` while
+    /// `toggle_late` has it added.
+    fn tools(&self) -> Cow<'_, ToolRouter<Self>> {
+        match self
+            .tool_changes
+            .then(|| crate::changes::with_late(&self.tool_router))
+            .flatten()
+        {
+            Some(router) => Cow::Owned(router),
+            None => Cow::Borrowed(&self.tool_router),
         }
     }
 }
@@ -118,7 +149,7 @@ impl Default for Echo {
 
 // `#[tool_handler]` implements `tools/list` and `tools/call` from the router (built once per
 // session, in `new`); `get_info` declares the tools, and prompts and resources when configured.
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = self.tools())]
 impl ServerHandler for Echo {
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::builder().enable_tools().build();
@@ -217,9 +248,21 @@ impl ServerHandler for Echo {
         })
     }
 
+    fn on_initialized(
+        &self,
+        context: rmcp::service::NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        if self.tool_changes {
+            crate::changes::session_opened(context.peer);
+        }
+        std::future::ready(())
+    }
+
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         if self.session_only {
             Cow::Borrowed(SESSION_VERSIONS)
+        } else if self.stateless_only {
+            Cow::Borrowed(STATELESS_VERSIONS)
         } else {
             Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
         }

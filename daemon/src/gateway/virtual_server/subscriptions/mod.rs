@@ -14,18 +14,22 @@
 //! costs parsing, never memory or the caller's bandwidth beyond one event per URI per wake.
 //!
 //! Bounded: [`MAX_URIS`] per scope, [`MAX_SCOPES`] scopes per mcpd (refused past them, with
-//! a JSON-RPC error). Only members reached through a session take subscriptions (a
-//! 2026-07-28 member is refused with an error saying so). Subscriptions are held by this
+//! a JSON-RPC error). Only members with sessions take subscriptions: a member that speaks
+//! 2026-07-28 too is given a member session for the scope; one that speaks only 2026-07-28
+//! is refused with an error saying so. Subscriptions are held by this
 //! mcpd: a restarted mcpd, or a restarted member (it forgot them), drops them, and the
 //! caller subscribes again.
 
 mod pump;
+mod scopes;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+pub use scopes::{MAX_SCOPES, MAX_URIS, Scope, Subscriptions};
+
+pub(super) use pump::request;
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::call::member_request;
 use super::links::MemberAddress;
@@ -36,134 +40,13 @@ use crate::envelope::Message;
 use crate::probe_client::Link;
 use crate::virtuals::offered::{MAX_URI, route_uri};
 
-/// Most URIs one scope subscribes to.
-pub const MAX_URIS: usize = 256;
-/// Most scopes with subscriptions per mcpd.
-pub const MAX_SCOPES: usize = 10_000;
 /// JSON-RPC "method not found": the member does not take subscriptions.
 const METHOD_NOT_FOUND: i64 = -32601;
 /// The token may not read the resource (so not subscribe to it either).
 const FORBIDDEN: i64 = -32003;
 
-/// The scopes of this mcpd, by scope id (a session's nonce, or a listen request's own id).
-#[derive(Debug, Default)]
-pub struct Subscriptions {
-    scopes: Mutex<HashMap<u64, Arc<Scope>>>,
-}
-
-/// The subscriptions of one scope and what its listener has not sent yet.
-#[derive(Debug, Default)]
-pub struct Scope {
-    state: Mutex<ScopeState>,
-    wake: Notify,
-}
-
-#[derive(Debug, Default)]
-struct ScopeState {
-    /// Subscribed URIs, with the member that offers each.
-    uris: HashMap<String, String>,
-    /// Updated URIs not yet sent, each once, in the order they came.
-    pending: Vec<String>,
-    /// The task reading each member's stream for this scope.
-    pumps: HashMap<String, pump::Pump>,
-}
-
 /// A refusal: a JSON-RPC error code and message.
 pub type Refusal = (i64, String);
-
-impl Subscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Scope>>> {
-        self.scopes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The scope `id`, made when there is none (`None` when mcpd holds [`MAX_SCOPES`] and
-    /// none of them can go).
-    pub fn scope(&self, id: u64) -> Option<Arc<Scope>> {
-        let mut scopes = self.lock();
-        if let Some(scope) = scopes.get(&id) {
-            return Some(scope.clone());
-        }
-        if scopes.len() >= MAX_SCOPES {
-            // Scopes nobody listens to and with nothing subscribed go first.
-            scopes.retain(|_, scope| Arc::strong_count(scope) > 1 || !scope.is_empty());
-            if scopes.len() >= MAX_SCOPES {
-                return None;
-            }
-        }
-        let scope = Arc::new(Scope::default());
-        scopes.insert(id, scope.clone());
-        Some(scope)
-    }
-
-    /// Forgets the scope `id` (its session ended, or its listen request): its member
-    /// streams end.
-    pub fn end(&self, id: u64) {
-        let scope = self.lock().remove(&id);
-        if let Some(scope) = scope {
-            scope.state().pumps.clear();
-        }
-    }
-
-    /// Forgets the scope `id` if nothing is subscribed in it and nobody listens to it.
-    pub fn release(&self, id: u64) {
-        let mut scopes = self.lock();
-        if scopes
-            .get(&id)
-            .is_some_and(|scope| Arc::strong_count(scope) == 1 && scope.is_empty())
-        {
-            scopes.remove(&id);
-        }
-    }
-}
-
-impl Scope {
-    fn state(&self) -> std::sync::MutexGuard<'_, ScopeState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.state().uris.is_empty()
-    }
-
-    /// Waits for updates to send.
-    pub async fn updated(&self) {
-        self.wake.notified().await;
-    }
-
-    /// The updated URIs not sent yet (each once), and forgets them.
-    pub fn take_pending(&self) -> Vec<String> {
-        std::mem::take(&mut self.state().pending)
-    }
-
-    /// The member `member` says `uri` changed: pending when the scope subscribed to it there.
-    fn member_updated(&self, member: &str, uri: &str) -> bool {
-        let mut state = self.state();
-        if state.uris.get(uri).is_none_or(|m| m != member) {
-            return false;
-        }
-        if !state.pending.iter().any(|pending| pending == uri) {
-            state.pending.push(uri.to_owned());
-        }
-        drop(state);
-        self.wake.notify_one();
-        true
-    }
-
-    /// Ends the member's stream when nothing is subscribed there (a subscription failed).
-    fn drop_idle_pump(&self, member: &str) {
-        let mut state = self.state();
-        if !state.uris.values().any(|m| m == member) {
-            state.pumps.remove(member);
-        }
-    }
-
-    /// The member's stream ended for good: its subscriptions go.
-    fn member_gone(&self, member: &str) {
-        let mut state = self.state();
-        state.uris.retain(|_, m| m != member);
-        state.pumps.remove(member);
-    }
-}
 
 /// Subscribes `scope_id` to `uri`: routed, authorized, subscribed at the member in the
 /// scope's member session, whose stream is then read.
@@ -263,11 +146,13 @@ pub(super) async fn subscribe(
             format!("member server \"{member}\" of virtual server {name} has no port yet"),
         ));
     };
-    let link = context
+    let (link, _) = context
         .shared
         .virtuals
         .links
-        .get(scope_id, &address)
+        // A subscription needs a member session: one is opened even at a member that speaks
+        // 2026-07-28 too.
+        .get(scope_id, &address, true)
         .await
         .map_err(|err| {
             (
@@ -421,7 +306,7 @@ pub fn update_event(uri: &str, meta: Option<&Value>) -> bytes::Bytes {
 }
 
 /// A GET (the member session's stream) to the member.
-fn listen_request(
+pub(super) fn listen_request(
     route: &super::backchannel::MemberRoute,
 ) -> http::Request<crate::gateway::proxy::ForwardBody> {
     let mut request = member_request(&route.headers, &route.link, "", "", bytes::Bytes::new());
@@ -435,44 +320,4 @@ fn listen_request(
         http::HeaderValue::from_static("text/event-stream"),
     );
     request
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_subscribed_uris_of_their_member_are_pending_and_each_once() {
-        let scope = Scope::default();
-        scope.state().uris.insert("docs://a".into(), "docs".into());
-        assert!(!scope.member_updated("docs", "docs://b"), "not subscribed");
-        assert!(!scope.member_updated("other", "docs://a"), "another member");
-        for _ in 0..1000 {
-            assert!(scope.member_updated("docs", "docs://a"));
-        }
-        assert_eq!(scope.take_pending(), ["docs://a"]);
-        assert!(scope.take_pending().is_empty());
-        scope.member_gone("docs");
-        assert!(!scope.member_updated("docs", "docs://a"));
-        assert!(scope.is_empty());
-    }
-
-    #[test]
-    fn scopes_are_bounded_and_idle_ones_make_room() {
-        let subscriptions = Subscriptions::default();
-        for id in 0..MAX_SCOPES as u64 {
-            assert!(subscriptions.scope(id).is_some());
-        }
-        // Every scope is empty and held by nobody else: one more makes room.
-        assert!(subscriptions.scope(u64::MAX).is_some());
-        // Those idle scopes make room for as many held ones.
-        let held: Vec<Arc<Scope>> = (0..MAX_SCOPES as u64)
-            .map(|id| subscriptions.scope(1_000_000 + id).expect("room"))
-            .collect();
-        // Now every scope is held: one more is refused.
-        assert!(subscriptions.scope(2_000_000).is_none());
-        subscriptions.end(1_000_000);
-        drop(held);
-        assert!(subscriptions.scope(2_000_000).is_some());
-    }
 }

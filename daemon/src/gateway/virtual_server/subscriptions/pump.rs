@@ -85,7 +85,10 @@ pub(super) async fn ensure(
 
 /// One request to the member in the route's session: its JSON-RPC answer (read from JSON,
 /// or from the first answer event of an SSE stream).
-pub(super) async fn request(route: &MemberRoute, message: &Value) -> Result<Value, String> {
+pub(in super::super) async fn request(
+    route: &MemberRoute,
+    message: &Value,
+) -> Result<Value, String> {
     let body = bytes::Bytes::from(message.to_string());
     let mut request = member_request(&route.headers, &route.link, "", "", body);
     request.headers_mut().remove("mcp-name");
