@@ -21,18 +21,18 @@ use http_body_util::{BodyExt, Either, Limited};
 use serde_json::Value;
 
 use mcpd_protocol::AuditDecision;
-use serde_json::value::RawValue;
 
 use super::backchannel;
 use super::links::MemberAddress;
+use super::unavailable::{broke_off_event, down_message, member_down};
 use super::{
-    CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access, id_value,
+    CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access,
     json_answer, passed_on, rpc_error, slots, splice,
 };
 use crate::audit::CallEntry;
 use crate::authz::Decision;
-use crate::config::{PrefixMode, ServerConfig, VirtualConfig};
-use crate::directory::{Directory, ServerEntry, ServerState};
+use crate::config::ServerConfig;
+use crate::directory::{ServerEntry, ServerState};
 use crate::envelope::Message;
 use crate::gateway::inspect;
 use crate::gateway::proxy::{self, ForwardBody, Upstream};
@@ -94,7 +94,7 @@ pub(super) async fn call(
         let metadata = resource_metadata_url(&context.live.config.gateway.public_url, name);
         let answer = inspect::insufficient_scope(name, &[(message, allowing)], metadata);
         if let Some(log) = &context.shared.audit {
-            let mut entry = call_entry(context, message, &member_config, &tool.original);
+            let mut entry = call_entry(context, message, &member_config, &tool.original, started);
             entry.decision = AuditDecision::Deny;
             entry.status = answer.status().as_u16();
             entry.duration = started.elapsed();
@@ -270,38 +270,6 @@ pub(super) async fn send(
     }
 }
 
-fn down_message(name: &str, member: &str, state: ServerState, error: Option<&str>) -> String {
-    let mut text = format!("member server \"{member}\" of virtual server {name} is {state}");
-    if let Some(error) = error {
-        text.push_str(": ");
-        text.push_str(error);
-    }
-    text
-}
-
-/// The member (not running) whose tool the exposed name would be, to say so.
-pub(super) fn member_down(
-    directory: &Directory,
-    config: &VirtualConfig,
-    exposed: &str,
-) -> Option<(String, ServerState)> {
-    let all = directory.all();
-    config
-        .members
-        .iter()
-        .filter(|member| match config.prefix {
-            PrefixMode::Always => exposed
-                .strip_prefix(member.as_str())
-                .is_some_and(|rest| rest.starts_with(&config.separator)),
-            PrefixMode::Never => true,
-        })
-        .filter_map(|member| {
-            let state = all.get(member)?.status.load().state;
-            (state != ServerState::Running).then(|| (member.clone(), state))
-        })
-        .max_by_key(|(member, _)| member.len())
-}
-
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
@@ -378,7 +346,7 @@ async fn finish(
                 upstream.on_cut(broke_off_event(id, name, &member.name));
             }
             if let Some(log) = audit {
-                let call = CallAudit::new(call_entry(context, message, member, original));
+                let call = CallAudit::new(call_entry(context, message, member, original, started));
                 let mut tap = Tap::new(None, vec![call], Some(log.clone()), started);
                 tap.begin(&mut parts);
                 upstream.set_tap(tap);
@@ -412,7 +380,7 @@ async fn finish(
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
                 });
             if let Some(log) = audit {
-                let mut entry = call_entry(context, message, member, original);
+                let mut entry = call_entry(context, message, member, original, started);
                 entry.status = status.as_u16();
                 entry.duration = started.elapsed();
                 log.record_call(entry);
@@ -435,58 +403,18 @@ async fn finish(
     }
 }
 
-/// The SSE event that ends a caller's stream when the member breaks off its answer.
-/// Written for every call that streams (it is sent only if the member breaks off), so in one
-/// buffer of the right size, without formatting.
-fn broke_off_event(id: Option<&RawValue>, name: &str, member: &str) -> Bytes {
-    // An id as written may span lines (`[1,\n2]`); one that does is written again on one.
-    let id = match id.map(RawValue::get) {
-        Some(raw) if !raw.contains(['\n', '\r']) => std::borrow::Cow::Borrowed(raw),
-        _ => std::borrow::Cow::Owned(id_value(id).to_string()),
-    };
-    let member = json_text(member);
-    let name = json_text(name);
-    let pieces: [&[u8]; 9] = [
-        b"\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":",
-        id.as_bytes(),
-        b",\"error\":{\"code\":",
-        MEMBER_UNAVAILABLE_TEXT.as_bytes(),
-        b",\"message\":\"member server \\\"",
-        member.as_bytes(),
-        b"\\\" of virtual server ",
-        name.as_bytes(),
-        b" broke off its answer (it stopped or crashed)\"}}\n\n",
-    ];
-    let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for piece in pieces {
-        out.extend_from_slice(piece);
-    }
-    Bytes::from(out)
-}
-
-/// [`MEMBER_UNAVAILABLE`] as JSON.
-const MEMBER_UNAVAILABLE_TEXT: &str = "-32011";
-
-/// `text` as it goes between the quotes of a JSON string.
-fn json_text(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let quoted = serde_json::to_string(text).unwrap_or_default();
-    std::borrow::Cow::Owned(quoted[1..quoted.len().saturating_sub(1)].to_owned())
-}
-
 /// The audit record of a call through the virtual server to `member` (tool `original`),
-/// decision allow, outcome not known yet: what the request knows, formatted by the audit
-/// writer.
+/// decision allow, outcome not known yet: what the request knows (it came at `started`),
+/// formatted by the audit writer.
 fn call_entry(
     context: &Context<'_>,
     message: &Message<'_>,
     member: &Arc<ServerConfig>,
     original: &str,
+    started: Instant,
 ) -> CallEntry {
     CallEntry {
-        started: std::time::Instant::now(),
+        started,
         server: member.clone(),
         via_virtual: Some(context.config.clone()),
         claims: context.claims.clone(),
@@ -501,39 +429,5 @@ fn call_entry(
         error_code: None,
         is_error: None,
         duration: std::time::Duration::ZERO,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_broke_off_event_is_one_json_rpc_error() {
-        assert_eq!(MEMBER_UNAVAILABLE_TEXT, MEMBER_UNAVAILABLE.to_string());
-        for (id, member) in [
-            (Some(r#""a\"b""#), "m"),
-            (Some("17"), "we\"ird\\"),
-            (Some("[1,\n2]"), "m"),
-            (None, "m"),
-        ] {
-            let id: Option<Box<RawValue>> = id.map(|id| RawValue::from_string(id.into()).unwrap());
-            let event = broke_off_event(id.as_deref(), "all", member);
-            let text = std::str::from_utf8(&event).unwrap();
-            let data = text
-                .strip_prefix("\n\nevent: message\ndata: ")
-                .and_then(|rest| rest.strip_suffix("\n\n"))
-                .expect("one event");
-            assert!(!data.contains('\n'), "{data}");
-            let value: Value = serde_json::from_str(data).unwrap();
-            assert_eq!(value["error"]["code"], MEMBER_UNAVAILABLE);
-            assert_eq!(
-                value["error"]["message"],
-                format!(
-                    "member server \"{member}\" of virtual server all broke off its answer (it stopped or crashed)"
-                )
-            );
-            assert_eq!(value["id"], id_value(id.as_deref()));
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! A virtual server's endpoint `/api/v1/mcp/<virtual>/mcp`, served by mcpd itself: the
-//! lifecycle (`initialize`, `ping`, 2026-07-28 `server/discover`) and `tools/list` are
-//! answered here from the members' cached tools (a slow member never delays a list);
+//! lifecycle (`initialize`, `ping`, 2026-07-28 `server/discover`: `handshake`) and
+//! `tools/list` (`listing`) are answered here from the members' cached tools (a slow member
+//! never delays a list);
 //! `tools/call` is authorized against the member's and the virtual server's rules and
 //! forwarded to the member with its own tool name (`call`); a listening GET stream gets
 //! `notifications/tools/list_changed` when the caller's view changes (`listen`). Prompts and
@@ -19,15 +20,20 @@ mod allocations;
 mod backchannel;
 mod call;
 mod cancel;
+mod handshake;
 mod links;
 mod listen;
+mod listing;
 mod offered;
 mod opened;
 mod refresh;
 mod slots;
 mod splice;
 mod subscriptions;
+mod unavailable;
 mod watch;
+
+use listing::visible;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -45,10 +51,9 @@ use super::response::{self, Body};
 use super::upstream::Pool;
 use super::{Live, Shared, inspect};
 use crate::config::VirtualConfig;
-use crate::directory::Directory;
 use crate::envelope::{self, INVALID_REQUEST};
 pub use crate::virtuals::catalog_of;
-use crate::virtuals::seal::{self, SessionFacts, SessionKey};
+use crate::virtuals::seal::{self, SessionKey};
 
 /// JSON-RPC "method not found".
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -331,10 +336,10 @@ async fn post(
         return accepted();
     }
     match method {
-        "initialize" => initialize(context, key, principal, id, &bytes),
+        "initialize" => handshake::initialize(context, key, principal, id, &bytes),
         "ping" => rpc_result(id, json!({})),
-        "server/discover" => rpc_result(id, discover(context)),
-        "tools/list" => rpc_raw_result(id, &list(context)),
+        "server/discover" => rpc_result(id, handshake::discover(context)),
+        "tools/list" => rpc_raw_result(id, &listing::list(context)),
         "subscriptions/listen" => {
             context
                 .shared
@@ -396,160 +401,6 @@ fn accepted() -> Response<Body> {
     let mut answer = Response::new(response::full(Bytes::new()));
     *answer.status_mut() = StatusCode::ACCEPTED;
     answer
-}
-
-#[derive(serde::Deserialize)]
-struct InitializeRequest {
-    #[serde(default)]
-    params: Option<InitializeParams>,
-}
-
-#[derive(serde::Deserialize)]
-struct InitializeParams {
-    #[serde(rename = "protocolVersion", default)]
-    protocol_version: Option<String>,
-}
-
-fn server_info(config: &VirtualConfig) -> Value {
-    json!({ "name": config.name, "version": env!("CARGO_PKG_VERSION") })
-}
-
-/// The capabilities: tools always; prompts and resources when a running member offers them
-/// (their changes are told to listeners), and resource subscriptions when a running member
-/// takes them.
-fn capabilities(context: &Context<'_>) -> Value {
-    let catalog = context.catalog();
-    let mut capabilities = json!({ "tools": { "listChanged": true } });
-    if catalog.prompts_declared {
-        capabilities["prompts"] = json!({ "listChanged": true });
-    }
-    if catalog.resources_declared {
-        capabilities["resources"] = json!({ "listChanged": true });
-        if catalog.subscribe_declared {
-            capabilities["resources"]["subscribe"] = json!(true);
-        }
-    }
-    capabilities
-}
-
-fn initialize(
-    context: &Context<'_>,
-    key: Option<&SessionKey>,
-    principal: &str,
-    id: Option<&RawValue>,
-    body: &Bytes,
-) -> Response<Body> {
-    let config = &context.config;
-    let asked = serde_json::from_slice::<InitializeRequest>(body)
-        .ok()
-        .and_then(|r| r.params)
-        .and_then(|p| p.protocol_version);
-    let version = asked
-        .filter(|v| SESSION_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| SESSION_VERSIONS[0].to_owned());
-    let mut result = json!({
-        "protocolVersion": version,
-        "capabilities": capabilities(context),
-        "serverInfo": server_info(config),
-    });
-    if !config.description.is_empty() {
-        result["instructions"] = Value::String(config.description.clone());
-    }
-    let mut answer = rpc_result(id, result);
-    if let Some(key) = key {
-        let facts = SessionFacts {
-            protocol_version: version,
-            principal: principal.to_owned(),
-            issued_at: seal::unix_secs(SystemTime::now()),
-            nonce: rand::random(),
-            capabilities: crate::stdio::Capabilities::of_initialize(
-                initialize_params(body).as_deref(),
-            )
-            .bits(),
-        };
-        if let Ok(value) = HeaderValue::try_from(key.seal(&config.name, &facts)) {
-            answer.headers_mut().insert("mcp-session-id", value);
-        }
-    }
-    answer
-}
-
-/// The raw params of an `initialize` body.
-fn initialize_params(body: &[u8]) -> Option<Box<RawValue>> {
-    #[derive(serde::Deserialize)]
-    struct Request {
-        params: Option<Box<RawValue>>,
-    }
-    serde_json::from_slice::<Request>(body).ok()?.params
-}
-
-fn discover(context: &Context<'_>) -> Value {
-    let config = &context.config;
-    let mut versions = vec![STATELESS_VERSION];
-    versions.extend_from_slice(SESSION_VERSIONS);
-    let mut result = json!({
-        "resultType": "complete",
-        "supportedVersions": versions,
-        "capabilities": capabilities(context),
-        "ttlMs": 0,
-        "cacheScope": "private",
-        "_meta": { "io.modelcontextprotocol/serverInfo": server_info(config) },
-    });
-    if !config.description.is_empty() {
-        result["instructions"] = Value::String(config.description.clone());
-    }
-    result
-}
-
-/// The tools the caller sees, as `tools/list` gives them.
-fn visible(
-    directory: &Directory,
-    config: &VirtualConfig,
-    catalog: &crate::virtuals::Catalog,
-    claims: Option<&Claims>,
-) -> Vec<(String, crate::virtuals::ExposedTool)> {
-    let all = directory.all();
-    catalog
-        .tools
-        .iter()
-        .filter(|(exposed, tool)| {
-            all.get(&tool.member).is_some_and(|entry| {
-                let member = entry.config.load();
-                access::sees(claims, config, &member.oauth, exposed, &tool.original)
-            })
-        })
-        .map(|(exposed, tool)| (exposed.clone(), tool.clone()))
-        .collect()
-}
-
-/// The `tools/list` result, written as JSON text: the members' schemas are passed on as the
-/// text they sent, never parsed again.
-fn list(context: &Context<'_>) -> String {
-    let directory = &context.shared.directory;
-    let catalog = context
-        .shared
-        .virtuals
-        .catalogs
-        .get(directory, &context.config);
-    let mut result = String::from("{\"tools\":[");
-    let visible = visible(
-        directory,
-        &context.config,
-        &catalog,
-        context.claims.as_deref(),
-    );
-    for (index, (exposed, tool)) in visible.iter().enumerate() {
-        if index > 0 {
-            result.push(',');
-        }
-        tool.info.listed_as(exposed, &mut result);
-    }
-    result.push(']');
-    if context.stateless {
-        result.push_str(",\"resultType\":\"complete\",\"ttlMs\":0,\"cacheScope\":\"private\"");
-    }
-    result.push('}');
-    result
 }
 
 /// A JSON-RPC answer whose result is JSON text already written.

@@ -81,7 +81,9 @@ pub(super) async fn get_prompt(
     let catalog = context.catalog();
     let Some(prompt) = catalog.prompts.get(exposed) else {
         let directory = &context.shared.directory;
-        if let Some((member, state)) = call::member_down(directory, &context.config, exposed) {
+        if let Some((member, state)) =
+            super::unavailable::member_down(directory, &context.config, exposed)
+        {
             return rpc_error(
                 id,
                 MEMBER_UNAVAILABLE,
