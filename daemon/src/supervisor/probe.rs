@@ -167,9 +167,16 @@ pub enum ProbeReport {
     NotAlive(String),
 }
 
+/// The longest pause between two readiness probes. A server is seen ready at most this long
+/// after it is: with 1000 servers starting at once, the last of them sets the time to all
+/// running, and the 500 ms this was added up to that much to it (1000 servers: 2.15 s to all
+/// running with 500 ms, 2.02 s with 200 ms, 1.88-1.90 s with 100 ms). A probe of a port nobody
+/// listens on yet is refused at once, so probing more often costs little.
+const READINESS_RETRY_CAP: Duration = Duration::from_millis(100);
+
 /// Probes until the server answers, retrying quickly at first (`first_retry`, doubling up to
-/// 500 ms); reports `Ready` once, with how long that probe took. The start timeout is the
-/// caller's.
+/// [`READINESS_RETRY_CAP`]); reports `Ready` once, with how long that probe took. The start
+/// timeout is the caller's.
 pub async fn readiness(
     mut probe: Box<dyn Probe>,
     timeout: Duration,
@@ -184,7 +191,7 @@ pub async fn readiness(
             return;
         }
         tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(Duration::from_millis(500)).max(retry);
+        retry = (retry * 2).min(READINESS_RETRY_CAP).max(retry);
     }
 }
 
