@@ -5,16 +5,11 @@
 //! takes them in a member session kept for the subscribing session, one that speaks only
 //! 2026-07-28 is refused with an error saying why.
 
-use std::time::Duration;
-
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::bytes::{Bytes, BytesMut};
 
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
-
-const WAIT: Duration = Duration::from_secs(30);
+use mcpd_tests::sse::Events;
 
 /// A POST of one JSON-RPC message (2026-07-28 headers without a session); the answer (JSON,
 /// or the last event of an SSE answer) and the session id the answer gave.
@@ -75,59 +70,6 @@ async fn tool_names(url: &str, session: &str) -> Vec<String> {
         .iter()
         .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// The JSON-RPC messages of a session's GET stream.
-struct Events {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    buffer: BytesMut,
-}
-
-impl Events {
-    async fn get(url: &str, session: &str) -> Events {
-        let response = reqwest::Client::new()
-            .get(url)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", session)
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(response.status(), 200, "a stream");
-        Events {
-            body: response.bytes_stream().boxed(),
-            buffer: BytesMut::new(),
-        }
-    }
-
-    /// The next message (comments skipped).
-    async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                    let event = self.buffer.split_to(end + 2);
-                    let text = String::from_utf8_lossy(&event);
-                    let data: String = text
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data:"))
-                        .map(str::trim)
-                        .collect();
-                    if !data.is_empty() {
-                        return serde_json::from_str(&data).expect("a JSON message");
-                    }
-                    continue;
-                }
-                let chunk = self
-                    .body
-                    .next()
-                    .await
-                    .expect("the stream goes on")
-                    .expect("the stream reads");
-                self.buffer.extend_from_slice(&chunk);
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
 }
 
 #[tokio::test]

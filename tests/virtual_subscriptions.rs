@@ -9,16 +9,11 @@
 //! Absence is shown by order, never by waiting: after an event that must not come, one that
 //! must is caused, and it has to be the next one on the stream.
 
-use std::time::Duration;
-
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::bytes::{Bytes, BytesMut};
 
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
-
-const WAIT: Duration = Duration::from_secs(30);
+use mcpd_tests::sse::Events;
 
 /// `docs` takes subscriptions (sessions only); `plain` offers a resource without them.
 const SERVERS: &str = r#"mcp_servers:
@@ -84,77 +79,15 @@ fn touch(arguments: Value) -> Value {
         "params": {"name": "docs_touch", "arguments": arguments}})
 }
 
-/// The JSON-RPC messages of an SSE stream, one at a time.
-struct Events {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    buffer: BytesMut,
-}
-
-impl Events {
-    fn new(response: reqwest::Response) -> Events {
-        assert_eq!(response.status(), 200, "a stream");
-        Events {
-            body: response.bytes_stream().boxed(),
-            buffer: BytesMut::new(),
+/// The next message of `events` that is not a list change (those come when members start).
+async fn next_update(events: &mut Events) -> Value {
+    loop {
+        let message = events.next().await;
+        let method = message["method"].as_str().unwrap_or_default();
+        if !method.ends_with("/list_changed") {
+            return message;
         }
     }
-
-    /// The GET stream of a session.
-    async fn get(url: &str, session: &str) -> Events {
-        let response = reqwest::Client::new()
-            .get(url)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", session)
-            .send()
-            .await
-            .expect("GET");
-        Events::new(response)
-    }
-
-    /// The next message (comments and keep-alives skipped).
-    async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(end) = find(&self.buffer, b"\n\n") {
-                    let event = self.buffer.split_to(end + 2);
-                    let text = String::from_utf8_lossy(&event);
-                    let data: String = text
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data:"))
-                        .map(str::trim)
-                        .collect();
-                    if !data.is_empty() {
-                        return serde_json::from_str(&data).expect("a JSON message");
-                    }
-                    continue;
-                }
-                let chunk = self
-                    .body
-                    .next()
-                    .await
-                    .expect("the stream goes on")
-                    .expect("the stream reads");
-                self.buffer.extend_from_slice(&chunk);
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
-
-    /// The next message that is not a list change (those come when members start).
-    async fn next_update(&mut self) -> Value {
-        loop {
-            let message = self.next().await;
-            let method = message["method"].as_str().unwrap_or_default();
-            if !method.ends_with("/list_changed") {
-                return message;
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn updated(message: &Value) -> &str {
@@ -186,9 +119,9 @@ async fn a_sessions_subscription_reaches_that_session_and_no_other() {
 
     // docs://a changes: A hears it; B, which did not subscribe to it, hears docs://b first.
     rpc(&url, Some(&b), touch(json!({"uri": "docs://a"}))).await;
-    assert_eq!(updated(&a_events.next_update().await), "docs://a");
+    assert_eq!(updated(&next_update(&mut a_events).await), "docs://a");
     rpc(&url, Some(&a), touch(json!({"uri": "docs://b"}))).await;
-    assert_eq!(updated(&b_events.next_update().await), "docs://b");
+    assert_eq!(updated(&next_update(&mut b_events).await), "docs://b");
 
     // The member sends an update of a URI nobody subscribed to, to every session with a
     // subscription, many times: dropped. Then a real one is the next event of each.
@@ -212,8 +145,8 @@ async fn a_sessions_subscription_reaches_that_session_and_no_other() {
     )
     .await;
     rpc(&url, Some(&a), touch(json!({"uri": "docs://a"}))).await;
-    assert_eq!(updated(&a_events.next_update().await), "docs://a");
-    assert_eq!(updated(&b_events.next_update().await), "docs://b");
+    assert_eq!(updated(&next_update(&mut a_events).await), "docs://a");
+    assert_eq!(updated(&next_update(&mut b_events).await), "docs://b");
 
     // A flood of updates of a subscribed URI is coalesced and the stream goes on.
     rpc(
@@ -223,9 +156,9 @@ async fn a_sessions_subscription_reaches_that_session_and_no_other() {
     )
     .await;
     rpc(&url, Some(&a), touch(json!({"uri": "docs://a"}))).await;
-    assert_eq!(updated(&a_events.next_update().await), "docs://a");
+    assert_eq!(updated(&next_update(&mut a_events).await), "docs://a");
     // B hears docs://b (coalesced: fewer events than updates), nothing else.
-    assert_eq!(updated(&b_events.next_update().await), "docs://b");
+    assert_eq!(updated(&next_update(&mut b_events).await), "docs://b");
     let (answer, _) = rpc(&url, Some(&b), unsubscribe("docs://b")).await;
     assert_eq!(answer["result"], json!({}), "{answer}");
 
@@ -239,7 +172,7 @@ async fn a_sessions_subscription_reaches_that_session_and_no_other() {
         "{refused}"
     );
     rpc(&url, Some(&b), touch(json!({"uri": "docs://a"}))).await;
-    assert_eq!(updated(&a_events.next_update().await), "docs://a");
+    assert_eq!(updated(&next_update(&mut a_events).await), "docs://a");
 
     // A unsubscribes: docs://a no longer reaches it; docs://b, now subscribed, does.
     let (answer, _) = rpc(&url, Some(&a), unsubscribe("docs://a")).await;
@@ -247,7 +180,7 @@ async fn a_sessions_subscription_reaches_that_session_and_no_other() {
     rpc(&url, Some(&a), subscribe("docs://b")).await;
     rpc(&url, Some(&a), touch(json!({"uri": "docs://a"}))).await;
     rpc(&url, Some(&a), touch(json!({"uri": "docs://b"}))).await;
-    assert_eq!(updated(&a_events.next_update().await), "docs://b");
+    assert_eq!(updated(&next_update(&mut a_events).await), "docs://b");
     assert!(daemon.process.try_status().is_none(), "mcpd still runs");
 }
 
@@ -332,7 +265,7 @@ async fn a_2026_listen_request_gets_the_updates_of_its_own_resources() {
     )
     .await;
     rpc(&url, Some(&session), touch(json!({"uri": "docs://a"}))).await;
-    let update = events.next_update().await;
+    let update = next_update(&mut events).await;
     assert_eq!(updated(&update), "docs://a");
     assert_eq!(
         update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",

@@ -44,6 +44,7 @@ pub mod mcp_support;
 pub mod rel_support;
 pub mod remote_support;
 pub mod sockets;
+pub mod sse;
 pub mod stdio_support;
 
 /// How long a spawned process may live before its watchdog kills it and fails the test.
