@@ -185,6 +185,14 @@ class Bench:
         args = ["--json", "status"] + ([name] if name else [])
         return json.loads(self.mcpctl(sock, *args))
 
+    def all_running(self, sock):
+        """Every server of the daemon at `sock` is running; False while its socket is not
+        there yet or does not answer (a daemon still starting)."""
+        try:
+            return all(s["state"] == "running" for s in self.status(sock)["servers"])
+        except (RuntimeError, ValueError, OSError):
+            return False
+
     def loadgen(self, url, conns, token=None, duration=None, sse=None, tool=None, method=None,
                 min_tools=None):
         cmd = ["taskset", "-c", LOADGEN_CPU, self.bin("mcpd-loadgen"), "--url", url,
@@ -374,15 +382,8 @@ defaults:
         self.note_command(f"taskset -c {SERVER_CPU} nginx -p DIR -c nginx.conf "
                           "(1 worker, keepalive upstream, proxy_buffering off)")
         wait_until("direct echo", 20, lambda: accepts(DIRECT_PORT))
-        wait_until("mcpd servers running", 30, lambda: all(
-            s["state"] == "running" for s in self.status(self.gw_sock)["servers"]))
-
-        def bare_running():
-            try:
-                return all(s["state"] == "running" for s in self.status(bare_sock)["servers"])
-            except (RuntimeError, json.JSONDecodeError):
-                return False
-        wait_until("all-off mcpd's server running", 30, bare_running)
+        wait_until("mcpd servers running", 30, lambda: self.all_running(self.gw_sock))
+        wait_until("all-off mcpd's server running", 30, lambda: self.all_running(bare_sock))
         hs = self.mcpctl(self.gw_sock, "token", "--scope", "bench", "--ttl", "2h").strip()
         rs = self.rs256_token(key)
         user = self.mcpctl(self.gw_sock, "token", "--scope", "user", "--ttl", "2h").strip()

@@ -54,12 +54,7 @@ def gateway(bench, h):
     bench.note_command(f"taskset -c {h.SERVER_CPU} mcpd --config stdio-gw/mcpd.yaml   "
                        "# echo-http (mcp-echo) and echo-stdio (mcp-echo --stdio, shared)")
 
-    def running():
-        try:
-            return all(s["state"] == "running" for s in bench.status(sock)["servers"])
-        except (RuntimeError, json.JSONDecodeError, OSError):
-            return False
-    h.wait_until("stdio gateway servers running", 60, running)
+    h.wait_until("stdio gateway servers running", 60, lambda: bench.all_running(sock))
     gw = f"http://127.0.0.1:{STDIO_GW_PORT}/api/v1/mcp"
     targets = [("http echo", "echo-http"), ("stdio echo", "echo-stdio")]
     raw = {(name, c): [] for name, _ in targets for c in CONNS}
