@@ -11,6 +11,7 @@ use mcpd_tests::interop::{
     assert_each_client_got_its_own_answer, everything_server, outcome_text as text, python_json,
     require_python_sdk,
 };
+use mcpd_tests::sse::Caller;
 use serde_json::{Value, json};
 
 /// Runs tests/interop/backchannel_client.py against `url` with `plan`; its JSON output.
@@ -158,32 +159,10 @@ async fn a_virtual_server_relays_a_members_requests_to_the_caller_of_the_call() 
     assert!(text(&disconnect["E"]).contains("sampled by E"), "{out}");
 }
 
-/// POSTs `body` to `url` (2026-07-28 headers when `session` is `None`) and returns the
-/// JSON-RPC answer, read from JSON or from the last event of an SSE stream.
+/// POSTs `body` to `url` in `session`, or as a 2026-07-28 client without one; the answer.
 async fn rpc(url: &str, session: Option<&str>, body: &Value) -> Value {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    request = match session {
-        Some(session) => request.header("mcp-session-id", session),
-        None => request
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", body["method"].as_str().unwrap_or_default())
-            .header(
-                "mcp-name",
-                body["params"]["name"].as_str().unwrap_or_default(),
-            ),
-    };
-    let response = request.body(body.to_string()).send().await.expect("POST");
-    let text = response.text().await.expect("body");
-    let json = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim)
-        .rfind(|data| !data.is_empty())
-        .unwrap_or(text.as_str());
-    serde_json::from_str(json).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+    let caller = session.map_or(Caller::Stateless, Caller::Session);
+    mcpd_tests::sse::rpc(url, caller, body).await.0
 }
 
 #[tokio::test]

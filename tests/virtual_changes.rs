@@ -9,40 +9,12 @@ use serde_json::{Value, json};
 
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
-use mcpd_tests::sse::Events;
+use mcpd_tests::sse::{self, Caller, Events};
 
-/// A POST of one JSON-RPC message (2026-07-28 headers without a session); the answer (JSON,
-/// or the last event of an SSE answer) and the session id the answer gave.
+/// A POST of one JSON-RPC message: in `session`, or as a 2026-07-28 client without one.
 async fn rpc(url: &str, session: Option<&str>, body: Value) -> (Value, Option<String>) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    request = match session {
-        Some(session) => request.header("mcp-session-id", session),
-        None => request
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", body["method"].as_str().unwrap_or_default())
-            .header(
-                "mcp-name",
-                body["params"]["name"].as_str().unwrap_or_default(),
-            ),
-    };
-    let response = request.send().await.expect("POST");
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().expect("ASCII").to_owned());
-    let text = response.text().await.expect("body");
-    let json = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim)
-        .rfind(|data| !data.is_empty())
-        .unwrap_or(text.as_str());
-    let value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (value, session)
+    let caller = session.map_or(Caller::Stateless, Caller::Session);
+    sse::rpc(url, caller, &body).await
 }
 
 /// A 2026-07-28 `tools/call`.

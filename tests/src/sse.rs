@@ -1,5 +1,5 @@
-//! The JSON-RPC messages of an SSE response, read one at a time: comments (keep-alives) and
-//! events without data are skipped.
+//! SSE answers in the end-to-end tests: a response read message by message ([`Events`]), and
+//! one JSON-RPC POST whose answer may come as JSON or as SSE ([`rpc`]).
 
 use std::time::Duration;
 
@@ -65,4 +65,49 @@ impl Events {
         .await
         .expect("an event in time")
     }
+}
+
+/// Whom a POST of [`rpc`] speaks as.
+pub enum Caller<'a> {
+    /// A 2025-11-25 client in this session.
+    Session(&'a str),
+    /// A 2026-07-28 client: no session, the routing headers taken from the body.
+    Stateless,
+    /// A client opening a session (`initialize`): no session yet, no 2026-07-28 headers.
+    Opening,
+}
+
+/// A POST of one JSON-RPC message; the answer (JSON, or the last event of an SSE answer) and
+/// the session id the answer gave.
+pub async fn rpc(url: &str, caller: Caller<'_>, body: &Value) -> (Value, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    request = match caller {
+        Caller::Session(session) => request.header("mcp-session-id", session),
+        Caller::Stateless => request
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", body["method"].as_str().unwrap_or_default())
+            .header(
+                "mcp-name",
+                body["params"]["name"].as_str().unwrap_or_default(),
+            ),
+        Caller::Opening => request,
+    };
+    let response = request.send().await.expect("POST");
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().expect("ASCII").to_owned());
+    let text = response.text().await.expect("body");
+    let json = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|data| !data.is_empty())
+        .unwrap_or(text.as_str());
+    let value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (value, session)
 }
