@@ -52,6 +52,16 @@ pub enum ProbeError {
     BothFailed(Box<ProbeError>, Box<ProbeError>),
 }
 
+impl ProbeError {
+    /// The server could not be reached or went quiet: asking it another way will not help.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::Connect { .. } | ProbeError::Timeout { .. } | ProbeError::Unreachable(_)
+        )
+    }
+}
+
 fn detail(body: &str) -> String {
     if body.is_empty() {
         String::new()

@@ -309,28 +309,12 @@ impl ProbeClient {
 
     /// Learns the generation: `server/discover`, else `initialize`.
     async fn handshake(&mut self) -> Result<(), ProbeError> {
-        let discover = self
-            .request::<Discover>("server/discover", "", MAX_BODY)
-            .await;
-        match discover {
-            Ok(result)
-                if result
-                    .supported_versions
-                    .iter()
-                    .any(|v| v == STATELESS_VERSION) =>
-            {
-                self.mode = Mode::Stateless;
-                self.declared = offers::Declared::from(&result.capabilities);
-                Ok(())
-            }
-            Ok(_) => self.initialize().await,
+        match self.discover_stateless().await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.initialize().await,
             // A server that could not be reached, or went quiet, will not do better with
             // `initialize`.
-            Err(
-                error @ (ProbeError::Connect { .. }
-                | ProbeError::Timeout { .. }
-                | ProbeError::Unreachable(_)),
-            ) => Err(error),
+            Err(error) if error.is_unreachable() => Err(error),
             Err(discover) => match self.initialize().await {
                 Ok(()) => Ok(()),
                 Err(error) => Err(ProbeError::BothFailed(Box::new(error), Box::new(discover))),
@@ -343,28 +327,12 @@ impl ProbeClient {
     async fn session_handshake(&mut self) -> Result<(), ProbeError> {
         match self.initialize().await {
             Ok(()) => Ok(()),
-            Err(
-                error @ (ProbeError::Connect { .. }
-                | ProbeError::Timeout { .. }
-                | ProbeError::Unreachable(_)),
-            ) => Err(error),
+            Err(error) if error.is_unreachable() => Err(error),
             Err(initialize) => {
                 self.mode = Mode::Unknown;
-                let discover = self
-                    .request::<Discover>("server/discover", "", MAX_BODY)
-                    .await;
-                match discover {
-                    Ok(result)
-                        if result
-                            .supported_versions
-                            .iter()
-                            .any(|v| v == STATELESS_VERSION) =>
-                    {
-                        self.mode = Mode::Stateless;
-                        self.declared = offers::Declared::from(&result.capabilities);
-                        Ok(())
-                    }
-                    Ok(_) => Err(initialize),
+                match self.discover_stateless().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(initialize),
                     Err(discover) => Err(ProbeError::BothFailed(
                         Box::new(initialize),
                         Box::new(discover),
@@ -372,6 +340,24 @@ impl ProbeClient {
                 }
             }
         }
+    }
+
+    /// Asks `server/discover`; true (and the server is spoken to statelessly from now on)
+    /// when it speaks 2026-07-28.
+    async fn discover_stateless(&mut self) -> Result<bool, ProbeError> {
+        let result = self
+            .request::<Discover>("server/discover", "", MAX_BODY)
+            .await?;
+        if !result
+            .supported_versions
+            .iter()
+            .any(|v| v == STATELESS_VERSION)
+        {
+            return Ok(false);
+        }
+        self.mode = Mode::Stateless;
+        self.declared = offers::Declared::from(&result.capabilities);
+        Ok(true)
     }
 
     /// The session-based handshake: `initialize`, then `notifications/initialized`.
