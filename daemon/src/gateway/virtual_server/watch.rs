@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use bytes::BytesMut;
 use http_body_util::{BodyExt, Either, Limited};
 
 use super::Context;
@@ -33,8 +32,6 @@ use crate::probe_client::{Link, ProbeClient};
 
 /// Most members watched at once.
 const MAX_WATCHES: usize = 4096;
-/// Most bytes of one event; a longer one ends the stream (it is opened again).
-const MAX_EVENT: usize = 1 << 20;
 /// Pause before opening a broken stream or a refused session again.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
@@ -210,34 +207,9 @@ impl Drop for ReadyOnDrop<'_> {
 }
 
 /// Reads the stream until it ends.
-async fn read(route: &MemberRoute, mut body: crate::gateway::response::UpstreamBody) {
-    let mut buffer = BytesMut::new();
-    loop {
-        while let Some(event) = sse::next_event(&mut buffer) {
-            if let Some(id) = handle(route, &event) {
-                let refusal = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": {
-                        "code": -32603,
-                        "message": "mcpd does not relay a member's requests sent outside a call",
-                    },
-                });
-                let _ = super::subscriptions::request(route, &refusal).await;
-            }
-        }
-        if buffer.len() > MAX_EVENT {
-            return;
-        }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
-                }
-            }
-            Some(Err(_)) | None => return,
-        }
-    }
+async fn read(route: &MemberRoute, body: crate::gateway::response::UpstreamBody) {
+    let on_event = |event: &[u8]| std::ops::ControlFlow::Continue(handle(route, event));
+    super::subscriptions::read_events(route, body, "its watched stream", on_event).await;
 }
 
 /// One event: a list change brings the member's probe forward; the id of a request (to

@@ -25,7 +25,7 @@ mod scopes;
 
 pub use scopes::{MAX_SCOPES, MAX_URIS, Scope, Subscriptions};
 
-pub(super) use pump::request;
+pub(super) use pump::read_events;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! the same process; when the member's session is gone (404, or another process), the
 //! scope's subscriptions to it go with it.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -180,17 +181,37 @@ async fn run(
 async fn read(
     scope: &Weak<Scope>,
     route: &MemberRoute,
+    body: crate::gateway::response::UpstreamBody,
+) {
+    read_events(
+        route,
+        body,
+        "a subscription's stream",
+        |event| match scope.upgrade() {
+            Some(scope) => ControlFlow::Continue(handle(&scope, route, event)),
+            None => ControlFlow::Break(()),
+        },
+    )
+    .await;
+}
+
+/// Reads a member session's GET stream until it ends, `on_event` says stop, or an event
+/// grows over [`MAX_EVENT`]. Each event goes to `on_event`; a request it finds (its id) is
+/// refused at once: outside a call nobody can answer it, so the member hears so instead of
+/// waiting.
+pub(in super::super) async fn read_events(
+    route: &MemberRoute,
     mut body: crate::gateway::response::UpstreamBody,
+    stream: &str,
+    mut on_event: impl FnMut(&[u8]) -> ControlFlow<(), Option<Value>>,
 ) {
     let mut buffer = BytesMut::new();
     loop {
         while let Some(event) = sse::next_event(&mut buffer) {
-            let Some(scope) = scope.upgrade() else {
+            let ControlFlow::Continue(asked) = on_event(&event) else {
                 return;
             };
-            if let Some(id) = handle(&scope, route, &event) {
-                // A request on the session's own stream, outside any call: nobody can
-                // answer it, so the member hears so at once instead of waiting.
+            if let Some(id) = asked {
                 let refusal = serde_json::json!({
                     "jsonrpc": "2.0",
                     "id": id,
@@ -203,7 +224,7 @@ async fn read(
             }
         }
         if buffer.len() > MAX_EVENT {
-            tracing::info!(member = %route.member.name, "a member sent an event over {MAX_EVENT} bytes on a subscription's stream; reopening it");
+            tracing::info!(member = %route.member.name, "a member sent an event over {MAX_EVENT} bytes on {stream}; reopening it");
             return;
         }
         match body.frame().await {
