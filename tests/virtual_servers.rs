@@ -833,3 +833,59 @@ async fn a_member_session_the_member_forgot_is_opened_again() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn ending_a_session_ends_its_member_sessions() {
+    // `two` keeps sessions until they are ended, and logs each one it opens and ends.
+    let servers = r#"mcp_servers:
+  two:
+    binary: mcp-echo
+    env:
+      MCP_ECHO_SESSION_ONLY: "1"
+      RUST_LOG: "warn,rmcp::transport::streamable_http_server::session::local=info,rmcp::transport::worker=debug"
+  all:
+    aggregate: [two]
+"#;
+    let daemon = start(servers, &["two"]).await;
+    let url = daemon.mcp_url("all");
+    let (_, session, _) = post(&url, None, None, initialize_body()).await;
+    let session = session.expect("a session id");
+    let opened_before = log_lines(&daemon, "two", "create new session");
+    let (status, _, answer) = post(
+        &url,
+        Some(&session),
+        None,
+        call_body("two_echo", json!({"text": "hello"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    wait_for(GW_START, "the member session the call opened", || async {
+        log_lines(&daemon, "two", "create new session") > opened_before
+    })
+    .await;
+    let ended_before = log_lines(&daemon, "two", "worker quit");
+
+    let response = reqwest::Client::new()
+        .delete(&url)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The member ended the session the call used (its probe's and the watch's live on).
+    wait_for(
+        GW_START,
+        "the member to end the caller's session",
+        || async { log_lines(&daemon, "two", "worker quit") > ended_before },
+    )
+    .await;
+    // Ending it twice is a 404 and tells the member nothing more.
+    let response = reqwest::Client::new()
+        .delete(&url)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(daemon.process.try_status().is_none(), "mcpd still runs");
+}

@@ -151,7 +151,6 @@ pub(super) async fn send(
     let name = context.config.name.as_str();
     let id = message.id;
     let member = route.member;
-    let claims = context.claims.as_deref();
     let mut slot = match context.shared.virtuals.slots.take(
         name,
         context.caller(),
@@ -171,7 +170,6 @@ pub(super) async fn send(
                 &down_message(name, member, status.state, status.last_error.as_deref()),
             );
         }
-        let remote = member_config.remote.as_ref();
         let Some(address) =
             MemberAddress::of(member, member_config, &status, context.capabilities.roots)
         else {
@@ -216,27 +214,7 @@ pub(super) async fn send(
             );
         };
         let request = member_request(headers, &link, route.method, route.target, rewritten);
-        let live = context.live;
-        let public_url = &live.config.gateway.public_url;
-        let upstream = Upstream {
-            server: member,
-            port,
-            path: &member_config.path,
-            peer: context.peer,
-            host: context.host.clone(),
-            trusted_peer: live.config.gateway.trusts(context.peer.ip()),
-            proto: if public_url.starts_with("https:") {
-                "https"
-            } else {
-                "http"
-            },
-            max_body: live.config.gateway.max_body,
-            header_timeout: context.shared.options.upstream_header_timeout,
-            retry_after_secs: context.shared.options.retry_after_secs,
-            claims,
-            check_now: &entry.check_now,
-            remote: remote.map(|remote| &**remote),
-        };
+        let upstream = context.member_upstream(&member_config, entry, port);
         let answer = proxy::forward(context.pool, upstream, request).await;
         let forgotten = answer.status() == StatusCode::NOT_FOUND
             && matches!(link, Link::Session { id: Some(_), .. });
@@ -267,6 +245,37 @@ pub(super) async fn send(
             // The relayed answer's body holds it.
             None => answer,
         };
+    }
+}
+
+impl Context<'_> {
+    /// How the proxy reaches `member` (on `port`, or its remote URL) for this caller.
+    pub(super) fn member_upstream<'u>(
+        &'u self,
+        member: &'u ServerConfig,
+        entry: &'u ServerEntry,
+        port: u16,
+    ) -> Upstream<'u> {
+        let gateway = &self.live.config.gateway;
+        Upstream {
+            server: &member.name,
+            port,
+            path: &member.path,
+            peer: self.peer,
+            host: self.host.clone(),
+            trusted_peer: gateway.trusts(self.peer.ip()),
+            proto: if gateway.public_url.starts_with("https:") {
+                "https"
+            } else {
+                "http"
+            },
+            max_body: gateway.max_body,
+            header_timeout: self.shared.options.upstream_header_timeout,
+            retry_after_secs: self.shared.options.retry_after_secs,
+            claims: self.claims.as_deref(),
+            check_now: &entry.check_now,
+            remote: member.remote.as_deref(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Context;
 use super::call::{MAX_REFUSAL, member_request};
-use crate::gateway::proxy::{self, Upstream};
+use crate::gateway::proxy;
 
 /// Passes a client's `notifications/cancelled` on to the member running the call it names
 /// (request ids are the client's own: a member session serves one client session). Anything
@@ -32,7 +32,6 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
         return;
     };
     let member_config = entry.config.load_full();
-    let member = member_config.name.as_str();
     let remote = member_config.remote.as_deref();
     let Some(port) = entry
         .status
@@ -45,22 +44,7 @@ pub(super) async fn cancel(context: &Context<'_>, headers: &HeaderMap, body: Byt
     };
     let mut request = member_request(headers, &link, "notifications/cancelled", "", body);
     request.headers_mut().remove("mcp-name");
-    let live = context.live;
-    let upstream = Upstream {
-        server: member,
-        port,
-        path: &member_config.path,
-        peer: context.peer,
-        host: context.host.clone(),
-        trusted_peer: live.config.gateway.trusts(context.peer.ip()),
-        proto: "http",
-        max_body: live.config.gateway.max_body,
-        header_timeout: context.shared.options.upstream_header_timeout,
-        retry_after_secs: context.shared.options.retry_after_secs,
-        claims: context.claims.as_deref(),
-        check_now: &entry.check_now,
-        remote,
-    };
+    let upstream = context.member_upstream(&member_config, &entry, port);
     let answer = proxy::forward(context.pool, upstream, request).await;
     if let Either::Right(body) = answer.into_body() {
         // Read to the end so the connection goes back to the pool.

@@ -37,6 +37,16 @@ struct Kept {
     link: Link,
 }
 
+/// A member session of a caller that ended its own: where it was opened, and its id.
+#[derive(Debug)]
+pub struct MemberSession {
+    pub member: String,
+    /// The member process it was opened in.
+    pub started_at: Option<SystemTime>,
+    /// A `Link::Session` with an id.
+    pub link: Link,
+}
+
 /// The links of one caller's session (or identity, for callers without one). A few members
 /// at most, so a list.
 type SessionLinks = Vec<Kept>;
@@ -213,11 +223,22 @@ impl Links {
         }
     }
 
-    /// Forgets every link of `session` (the caller ended it).
-    pub fn end(&self, session: u64) {
-        if let Some(of_session) = self.lock().remove(&session) {
-            self.count.fetch_sub(of_session.len(), Ordering::Relaxed);
-        }
+    /// Forgets every link of `session` (the caller ended it); returns its member sessions,
+    /// for the members to be told.
+    pub fn end(&self, session: u64) -> Vec<MemberSession> {
+        let Some(of_session) = self.lock().remove(&session) else {
+            return Vec::new();
+        };
+        self.count.fetch_sub(of_session.len(), Ordering::Relaxed);
+        of_session
+            .into_iter()
+            .filter(|kept| matches!(kept.link, Link::Session { id: Some(_), .. }))
+            .map(|kept| MemberSession {
+                member: kept.member,
+                started_at: kept.started_at,
+                link: kept.link,
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionLinks>> {

@@ -20,6 +20,7 @@ mod allocations;
 mod backchannel;
 mod call;
 mod cancel;
+mod ended;
 mod handshake;
 mod links;
 mod listen;
@@ -221,14 +222,16 @@ pub(super) async fn serve(
             listen::open(&context)
         }
         Method::DELETE if facts.is_some() => {
-            shared.virtuals.links.end(session);
+            let member_sessions = shared.virtuals.links.end(session);
             shared.virtuals.subscriptions.end(session);
-            let mut ended = shared.virtuals.ended();
-            if ended.len() >= MAX_ENDED {
-                ended.clear();
+            {
+                let mut ended = shared.virtuals.ended();
+                if ended.len() >= MAX_ENDED {
+                    ended.clear();
+                }
+                ended.insert(session);
             }
-            ended.insert(session);
-            drop(ended);
+            ended::end_member_sessions(&context, request.headers(), member_sessions).await;
             Response::new(response::full(Bytes::new()))
         }
         _ => {
