@@ -214,7 +214,7 @@ pub(super) async fn send(
             );
         };
         let request = member_request(headers, &link, route.method, route.target, rewritten);
-        let upstream = context.member_upstream(&member_config, entry, port);
+        let upstream = context.member_upstream(member_config, entry, port);
         let answer = proxy::forward(context.pool, upstream, request).await;
         let forgotten = answer.status() == StatusCode::NOT_FOUND
             && matches!(link, Link::Session { id: Some(_), .. });
