@@ -779,23 +779,32 @@ fn log_lines(daemon: &GwDaemon, name: &str, needle: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_member_session_the_member_forgot_is_opened_again() {
-    // `two` forgets a session idle for 300 ms and logs each session it opens and ends.
-    let servers = r#"mcp_servers:
+/// A daemon with a session-only member `two` (`extra_env` added to its `env:`) that logs each
+/// session it opens and ends, under a virtual server `all`; its URL, and a session opened on
+/// it.
+async fn session_logging_member(extra_env: &str) -> (GwDaemon, String, String) {
+    let servers = format!(
+        r#"mcp_servers:
   two:
     binary: mcp-echo
     env:
       MCP_ECHO_SESSION_ONLY: "1"
-      MCP_ECHO_SESSION_IDLE_MS: "300"
       RUST_LOG: "warn,rmcp::transport::streamable_http_server::session::local=info,rmcp::transport::worker=debug"
+      {extra_env}
   all:
     aggregate: [two]
-"#;
-    let daemon = start(servers, &["two"]).await;
+"#
+    );
+    let daemon = start(&servers, &["two"]).await;
     let url = daemon.mcp_url("all");
     let (_, session, _) = post(&url, None, None, initialize_body()).await;
-    let session = session.expect("a session id");
+    (daemon, url, session.expect("a session id"))
+}
+
+#[tokio::test]
+async fn a_member_session_the_member_forgot_is_opened_again() {
+    // `two` forgets a session idle for 300 ms.
+    let (daemon, url, session) = session_logging_member(r#"MCP_ECHO_SESSION_IDLE_MS: "300""#).await;
     for round in 0..2 {
         let opened_before = log_lines(&daemon, "two", "create new session");
         let (status, _, answer) = post(
@@ -836,20 +845,8 @@ async fn a_member_session_the_member_forgot_is_opened_again() {
 
 #[tokio::test]
 async fn ending_a_session_ends_its_member_sessions() {
-    // `two` keeps sessions until they are ended, and logs each one it opens and ends.
-    let servers = r#"mcp_servers:
-  two:
-    binary: mcp-echo
-    env:
-      MCP_ECHO_SESSION_ONLY: "1"
-      RUST_LOG: "warn,rmcp::transport::streamable_http_server::session::local=info,rmcp::transport::worker=debug"
-  all:
-    aggregate: [two]
-"#;
-    let daemon = start(servers, &["two"]).await;
-    let url = daemon.mcp_url("all");
-    let (_, session, _) = post(&url, None, None, initialize_body()).await;
-    let session = session.expect("a session id");
+    // `two` keeps sessions until they are ended.
+    let (daemon, url, session) = session_logging_member("").await;
     let opened_before = log_lines(&daemon, "two", "create new session");
     let (status, _, answer) = post(
         &url,
