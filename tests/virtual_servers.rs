@@ -608,14 +608,7 @@ async fn a_session_continues_across_a_restart_of_mcpd() {
     let (status, session, _) = post(&url, None, None, initialize_body()).await;
     assert_eq!(status, 200);
     let session = session.expect("a sealed session id");
-    let (_, _, answer) = post(
-        &url,
-        Some(&session),
-        None,
-        call_body("two_echo", json!({"text": "before"})),
-    )
-    .await;
-    assert_eq!(answer["result"]["content"][0]["text"], "before", "{answer}");
+    echoed(&url, &session, "two_echo", "before").await;
 
     // Stop mcpd (its servers go with it) and start it again on the same state directory.
     daemon.restart().await;
@@ -641,14 +634,7 @@ async fn a_session_continues_across_a_restart_of_mcpd() {
     })
     .await;
     daemon.wait_running(&["two"]).await;
-    let (_, _, answer) = post(
-        &url,
-        Some(&session),
-        None,
-        call_body("two_echo", json!({"text": "again"})),
-    )
-    .await;
-    assert_eq!(answer["result"]["content"][0]["text"], "again", "{answer}");
+    echoed(&url, &session, "two_echo", "again").await;
 }
 
 #[tokio::test]
@@ -779,6 +765,19 @@ fn log_lines(daemon: &GwDaemon, name: &str, needle: &str) -> usize {
         .count()
 }
 
+/// Calls `tool` (an echo) with `text` in `session` and checks the answer says it back.
+async fn echoed(url: &str, session: &str, tool: &str, text: &str) {
+    let (status, _, answer) = post(
+        url,
+        Some(session),
+        None,
+        call_body(tool, json!({ "text": text })),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], text, "{answer}");
+}
+
 /// A daemon with a session-only member `two` (`extra_env` added to its `env:`) that logs each
 /// session it opens and ends, under a virtual server `all`; its URL, and a session opened on
 /// it.
@@ -807,19 +806,7 @@ async fn a_member_session_the_member_forgot_is_opened_again() {
     let (daemon, url, session) = session_logging_member(r#"MCP_ECHO_SESSION_IDLE_MS: "300""#).await;
     for round in 0..2 {
         let opened_before = log_lines(&daemon, "two", "create new session");
-        let (status, _, answer) = post(
-            &url,
-            Some(&session),
-            None,
-            call_body("two_echo", json!({"text": format!("round {round}")})),
-        )
-        .await;
-        assert_eq!(status, 200, "{answer}");
-        assert_eq!(
-            answer["result"]["content"][0]["text"],
-            format!("round {round}"),
-            "{answer}"
-        );
+        echoed(&url, &session, "two_echo", &format!("round {round}")).await;
         // Each call opened a member session: the first had none, the second found its
         // session forgotten (404) and opened a new one.
         wait_for(
@@ -848,14 +835,7 @@ async fn ending_a_session_ends_its_member_sessions() {
     // `two` keeps sessions until they are ended.
     let (daemon, url, session) = session_logging_member("").await;
     let opened_before = log_lines(&daemon, "two", "create new session");
-    let (status, _, answer) = post(
-        &url,
-        Some(&session),
-        None,
-        call_body("two_echo", json!({"text": "hello"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    echoed(&url, &session, "two_echo", "hello").await;
     wait_for(GW_START, "the member session the call opened", || async {
         log_lines(&daemon, "two", "create new session") > opened_before
     })
