@@ -710,13 +710,7 @@ async fn hostile_session_ids_and_bodies_get_clear_answers() {
     .await;
     assert_eq!(body["error"]["code"], -32601, "{body}");
     // A session its client ended is gone.
-    let response = reqwest::Client::new()
-        .delete(&url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(end_session(&url, &session).await, 200);
     let (status, _, _) = post(&url, Some(&session), None, list.clone()).await;
     assert_eq!(status, 404);
     // A GET without a session is not a stream.
@@ -763,6 +757,18 @@ fn log_lines(daemon: &GwDaemon, name: &str, needle: &str) -> usize {
         .lines()
         .filter(|line| line.contains(needle))
         .count()
+}
+
+/// Ends `session` with DELETE; the answer's status.
+async fn end_session(url: &str, session: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(url)
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .expect("DELETE answered")
+        .status()
+        .as_u16()
 }
 
 /// Calls `tool` (an echo) with `text` in `session` and checks the answer says it back.
@@ -842,13 +848,7 @@ async fn ending_a_session_ends_its_member_sessions() {
     .await;
     let ended_before = log_lines(&daemon, "two", "worker quit");
 
-    let response = reqwest::Client::new()
-        .delete(&url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(end_session(&url, &session).await, 200);
     // The member ended the session the call used (its probe's and the watch's live on).
     wait_for(
         GW_START,
@@ -857,12 +857,6 @@ async fn ending_a_session_ends_its_member_sessions() {
     )
     .await;
     // Ending it twice is a 404 and tells the member nothing more.
-    let response = reqwest::Client::new()
-        .delete(&url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(end_session(&url, &session).await, 404);
     assert!(daemon.process.try_status().is_none(), "mcpd still runs");
 }
