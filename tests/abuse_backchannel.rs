@@ -2,11 +2,10 @@
 //! session, from no session, with an id mcpd never gave, twice, or after the caller left.
 //! Each is refused (400) and the client that was asked still gets its own answer through.
 
-use std::time::Duration;
-
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
-use mcpd_tests::interop::everything_server;
+use mcpd_tests::interop::everything_over_stdio;
+use mcpd_tests::sse::{Events, tool_call_stream};
 use mcpd_tests::stdio_support::{post, status_of};
 use serde_json::{Value, json};
 
@@ -18,69 +17,10 @@ async fn session_with_sampling(url: &str) -> String {
     session.expect("a session id")
 }
 
-/// A `tools/call` of the sampling tool, its answer read as SSE events.
-struct Stream {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Stream {
-    async fn call(url: &str, session: &str, id: &str) -> Stream {
-        let arguments = r#"{"prompt":"p","maxTokens":5}"#;
-        Stream::call_tool(url, session, id, "trigger-sampling-request", arguments).await
-    }
-
-    async fn call_tool(url: &str, session: &str, id: &str, tool: &str, arguments: &str) -> Stream {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
-        );
-        let response = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", session)
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(response.status().as_u16(), 200);
-        let kind = response.headers().get("content-type").cloned();
-        assert!(
-            kind.as_ref()
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream")),
-            "a call the server asks about is answered as a stream"
-        );
-        Stream {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next SSE event's JSON (events without data are skipped).
-    async fn next(&mut self) -> Value {
-        let read = async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let event: String = self.buffer.drain(..end + 2).collect();
-                    let data: String = event
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("data:"))
-                        .map(str::trim_start)
-                        .collect();
-                    if data.is_empty() {
-                        continue;
-                    }
-                    return serde_json::from_str(&data).expect("JSON event");
-                }
-                let chunk = self.response.chunk().await.expect("read").expect("more");
-                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .expect("an event within 30 s")
-    }
+/// A `tools/call` of the sampling tool: a call the server asks about is answered as a stream.
+async fn call(url: &str, session: &str, id: &str) -> Events {
+    let arguments = r#"{"prompt":"p","maxTokens":5}"#;
+    tool_call_stream(url, session, id, "trigger-sampling-request", arguments).await
 }
 
 fn answer(id: &Value, text: &str) -> String {
@@ -92,16 +32,7 @@ fn answer(id: &Value, text: &str) -> String {
 
 #[tokio::test]
 async fn answers_from_anyone_but_the_asked_session_are_refused() {
-    let servers = format!(
-        "mcp_servers:
-  everything:
-    binary: {}
-    args: [stdio]
-    transport: stdio
-",
-        everything_server().display()
-    );
-    let daemon = GwDaemon::start(&servers, "").await;
+    let daemon = GwDaemon::start(&everything_over_stdio(""), "").await;
     daemon.wait_running(&["everything"]).await;
     let url = daemon.mcp_url("everything");
     let pid = status_of(&daemon, "everything")["pid"].as_i64();
@@ -109,7 +40,7 @@ async fn answers_from_anyone_but_the_asked_session_are_refused() {
     let intruder = session_with_sampling(&url).await;
 
     // Both callers use request id 1: the server's request reaches the one whose call it is.
-    let mut stream = Stream::call(&url, &asked, "1").await;
+    let mut stream = call(&url, &asked, "1").await;
     let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
     let result = stream.next().await;
     assert_eq!(result["id"], 1, "{result}");
@@ -120,12 +51,12 @@ async fn answers_from_anyone_but_the_asked_session_are_refused() {
     assert!(!text.contains("forged"), "{result}");
 
     // The intruder's own call, same request id: asked under a new id of mcpd's.
-    let mut theirs = Stream::call(&url, &intruder, "1").await;
+    let mut theirs = call(&url, &intruder, "1").await;
     let request = theirs.next().await;
     assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
     // It leaves while asked: the server is answered for it and still serves the other.
     drop(theirs);
-    let mut again = Stream::call(&url, &asked, "2").await;
+    let mut again = call(&url, &asked, "2").await;
     let request = again.next().await;
     let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
     assert_eq!(status, 202, "{body}");
@@ -154,7 +85,7 @@ async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_
     let intruder = session_with_sampling(&url).await;
     let ask = r#"{"prompt":"p"}"#;
 
-    let mut stream = Stream::call_tool(&url, &asked, "1", "asker_ask", ask).await;
+    let mut stream = tool_call_stream(&url, &asked, "1", "asker_ask", ask).await;
     let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
     let result = stream.next().await;
     assert_eq!(result["id"], 1, "{result}");
@@ -165,11 +96,11 @@ async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_
 
     // The other session's call, same request id: asked under another id; it leaves while
     // asked, and the member keeps serving the first.
-    let mut theirs = Stream::call_tool(&url, &intruder, "1", "asker_ask", ask).await;
+    let mut theirs = tool_call_stream(&url, &intruder, "1", "asker_ask", ask).await;
     let request = theirs.next().await;
     assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
     drop(theirs);
-    let mut again = Stream::call_tool(&url, &asked, "2", "asker_ask", ask).await;
+    let mut again = tool_call_stream(&url, &asked, "2", "asker_ask", ask).await;
     let request = again.next().await;
     let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
     assert_eq!(status, 202, "{body}");
@@ -188,7 +119,7 @@ async fn answer_only_as_the_asked_session(
     url: &str,
     asked: &str,
     intruder: &str,
-    stream: &mut Stream,
+    stream: &mut Events,
 ) -> Value {
     let request = stream.next().await;
     assert_eq!(request["method"], "sampling/createMessage", "{request}");

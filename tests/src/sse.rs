@@ -10,9 +10,12 @@ use tokio_util::bytes::{Bytes, BytesMut};
 /// How long one message may take to come.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// An SSE response read message by message; `: keep-alive` comments are counted, not
+/// returned.
 pub struct Events {
     body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     buffer: BytesMut,
+    keep_alives: usize,
 }
 
 impl Events {
@@ -21,7 +24,20 @@ impl Events {
         Events {
             body: response.bytes_stream().boxed(),
             buffer: BytesMut::new(),
+            keep_alives: 0,
         }
+    }
+
+    /// A response that must be an SSE stream: 200 and `text/event-stream`.
+    pub fn stream(response: reqwest::Response) -> Events {
+        let kind = response.headers().get("content-type").cloned();
+        assert!(
+            kind.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream")),
+            "an SSE stream: {kind:?}"
+        );
+        Events::new(response)
     }
 
     /// The GET stream of a session.
@@ -38,10 +54,31 @@ impl Events {
 
     /// The next message.
     pub async fn next(&mut self) -> Value {
+        self.read(None).await.expect("a message")
+    }
+
+    /// The next message, or `None` once `keep_alives` keep-alive comments have come in all.
+    pub async fn next_or_keep_alives(&mut self, keep_alives: usize) -> Option<Value> {
+        self.read(Some(keep_alives)).await
+    }
+
+    /// Keep-alive comments seen so far.
+    pub fn keep_alives(&self) -> usize {
+        self.keep_alives
+    }
+
+    async fn read(&mut self, until_keep_alives: Option<usize>) -> Option<Value> {
         tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
                     let event = self.buffer.split_to(end + 2);
+                    if event.starts_with(b": keep-alive") {
+                        self.keep_alives += 1;
+                        if until_keep_alives.is_some_and(|wanted| self.keep_alives >= wanted) {
+                            return None;
+                        }
+                        continue;
+                    }
                     let text = String::from_utf8_lossy(&event);
                     let data: String = text
                         .lines()
@@ -49,9 +86,8 @@ impl Events {
                         .map(str::trim)
                         .collect();
                     if !data.is_empty() {
-                        return serde_json::from_str(&data).expect("a JSON message");
+                        return Some(serde_json::from_str(&data).expect("a JSON message"));
                     }
-                    continue;
                 }
                 let chunk = self
                     .body
@@ -63,8 +99,32 @@ impl Events {
             }
         })
         .await
-        .expect("an event in time")
+        .expect("a message or keep-alive in time")
     }
+}
+
+/// A `tools/call` of `tool` with `arguments` (a JSON object's text) in `session`, whose
+/// answer must be an SSE stream.
+pub async fn tool_call_stream(
+    url: &str,
+    session: &str,
+    id: &str,
+    tool: &str,
+    arguments: &str,
+) -> Events {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    Events::stream(response)
 }
 
 /// Whom a POST of [`rpc`] speaks as.
