@@ -6,13 +6,12 @@
 //! `/proc`. The probe client alone meets an in-process rmcp server that forgets its sessions.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcpd::probe_client::ProbeClient;
 use mcpd_tests::mcp_support::serve_session_only;
 use mcpd_tests::sup_support::SupDaemon;
-use mcpd_tests::{free_port, lazy, pid_of, port_of, wait_for_value};
+use mcpd_tests::{free_port, pid_of, port_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rmcp::model::ProtocolVersion;
@@ -54,48 +53,6 @@ fn connections_to(pid: u32, port: u16) -> BTreeSet<u64> {
         .collect()
 }
 
-/// The `mcpd_server_probe_seconds` value of `server`, as printed.
-async fn probe_gauge(gateway: u16, server: &str) -> Option<String> {
-    let text = reqwest::get(format!("http://127.0.0.1:{gateway}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let label = format!("server=\"{server}\"");
-    text.lines()
-        .find(|line| line.contains("server_probe_seconds{") && line.contains(&label))
-        .and_then(|line| line.rsplit(' ').next())
-        .map(str::to_owned)
-}
-
-/// Waits until each of `servers` has been probed `probes` more times (distinct gauge values),
-/// calling `check` before every look.
-async fn wait_probes(daemon: &SupDaemon, servers: &[&str], probes: usize, mut check: impl FnMut()) {
-    let gateway = daemon.ports.port(0);
-    let seen = Arc::new(Mutex::new(vec![BTreeSet::<String>::new(); servers.len()]));
-    let what = lazy(|| {
-        let counts: Vec<usize> = seen.lock().unwrap().iter().map(BTreeSet::len).collect();
-        format!("{probes} probes of each of {servers:?}; seen {counts:?}")
-    });
-    wait_for_value(Duration::from_secs(20), what, || {
-        check();
-        let seen = seen.clone();
-        async move {
-            let mut values = Vec::new();
-            for server in servers {
-                values.push(probe_gauge(gateway, server).await);
-            }
-            let mut seen = seen.lock().unwrap();
-            for (set, value) in seen.iter_mut().zip(values) {
-                set.extend(value);
-            }
-            seen.iter().all(|set| set.len() > probes).then_some(())
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn both_generations_run_with_their_tools_on_one_kept_connection() {
     let mut daemon = SupDaemon::new(4);
@@ -114,18 +71,19 @@ async fn both_generations_run_with_their_tools_on_one_kept_connection() {
     // Readiness opened a connection; liveness keeps using it, probe after probe.
     let pid = daemon.pid();
     let mut kept: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); ports.len()];
-    wait_probes(&daemon, &["fresh", "old"], 6, || {
-        for (port, kept) in ports.iter().zip(kept.iter_mut()) {
-            let now = connections_to(pid, *port);
-            assert!(
-                now.len() <= 1,
-                "port {port}: {} connections at once",
-                now.len()
-            );
-            kept.extend(now);
-        }
-    })
-    .await;
+    daemon
+        .wait_probes(&["fresh", "old"], 6, || {
+            for (port, kept) in ports.iter().zip(kept.iter_mut()) {
+                let now = connections_to(pid, *port);
+                assert!(
+                    now.len() <= 1,
+                    "port {port}: {} connections at once",
+                    now.len()
+                );
+                kept.extend(now);
+            }
+        })
+        .await;
     for (port, kept) in ports.iter().zip(&kept) {
         assert_eq!(kept.len(), 1, "port {port}: connections seen: {kept:?}");
     }
@@ -154,7 +112,7 @@ async fn a_hung_server_of_either_generation_fails_liveness_and_is_restarted() {
         pids.push(pid_of(&status));
     }
     // Liveness has its connection open before the server stops answering.
-    wait_probes(&daemon, &["fresh", "old"], 2, || {}).await;
+    daemon.wait_probes(&["fresh", "old"], 2, || {}).await;
     for pid in &pids {
         kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
     }
@@ -194,7 +152,7 @@ async fn a_server_closing_idle_connections_stays_running() {
     for name in ["fresh", "old"] {
         daemon.wait_state(name, "running", UP).await;
     }
-    wait_probes(&daemon, &["fresh", "old"], 6, || {}).await;
+    daemon.wait_probes(&["fresh", "old"], 6, || {}).await;
     for name in ["fresh", "old"] {
         let status = daemon.status(name).await;
         assert_eq!(status["state"], "running", "{status}");

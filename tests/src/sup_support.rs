@@ -360,3 +360,47 @@ pub fn read_pids(path: &Path) -> Option<Vec<u32>> {
         .collect();
     (!pids.is_empty()).then_some(pids)
 }
+
+impl SupDaemon {
+    /// The `mcpd_server_probe_seconds` value of `server`, as the gateway's `/metrics` prints it.
+    pub async fn probe_gauge(&self, server: &str) -> Option<String> {
+        let gateway = self.ports.port(0);
+        let text = reqwest::get(format!("http://127.0.0.1:{gateway}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let label = format!("server=\"{server}\"");
+        text.lines()
+            .find(|line| line.contains("server_probe_seconds{") && line.contains(&label))
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    }
+
+    /// Waits until each of `servers` has been probed `probes` more times (distinct gauge
+    /// values), calling `check` before every look.
+    pub async fn wait_probes(&self, servers: &[&str], probes: usize, mut check: impl FnMut()) {
+        let seen = std::sync::Arc::new(Mutex::new(vec![BTreeSet::<String>::new(); servers.len()]));
+        let what = lazy(|| {
+            let counts: Vec<usize> = seen.lock().unwrap().iter().map(BTreeSet::len).collect();
+            format!("{probes} probes of each of {servers:?}; seen {counts:?}")
+        });
+        wait_for_value(Duration::from_secs(30), what, || {
+            check();
+            let seen = seen.clone();
+            async move {
+                let mut values = Vec::new();
+                for server in servers {
+                    values.push(self.probe_gauge(server).await);
+                }
+                let mut seen = seen.lock().unwrap();
+                for (set, value) in seen.iter_mut().zip(values) {
+                    set.extend(value);
+                }
+                seen.iter().all(|set| set.len() > probes).then_some(())
+            }
+        })
+        .await;
+    }
+}
