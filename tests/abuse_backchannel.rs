@@ -17,12 +17,6 @@ async fn session_with_sampling(url: &str) -> String {
     session.expect("a session id")
 }
 
-/// A `tools/call` of the sampling tool: a call the server asks about is answered as a stream.
-async fn call(url: &str, session: &str, id: &str) -> Events {
-    let arguments = r#"{"prompt":"p","maxTokens":5}"#;
-    tool_call_stream(url, session, id, "trigger-sampling-request", arguments).await
-}
-
 fn answer(id: &Value, text: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "result": {
         "role": "assistant", "model": "m", "content": {"type": "text", "text": text},
@@ -30,42 +24,64 @@ fn answer(id: &Value, text: &str) -> String {
     .to_string()
 }
 
+/// The text of a call's result.
+fn result_text(result: &Value) -> &str {
+    result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// Two sessions of `url` call `tool` (which asks the caller's model) with the same request
+/// id: only the asked session may answer each request, a caller that leaves while asked
+/// leaves the server serving the other, and `server` keeps its process throughout.
+async fn only_the_asked_session_answers(
+    daemon: &GwDaemon,
+    server: &str,
+    url: &str,
+    tool: &str,
+    arguments: &str,
+) {
+    let pid = status_of(daemon, server)["pid"].as_i64();
+    let asked = session_with_sampling(url).await;
+    let intruder = session_with_sampling(url).await;
+
+    // Both callers use request id 1: the server's request reaches the one whose call it is.
+    let mut stream = tool_call_stream(url, &asked, "1", tool, arguments).await;
+    let id = answer_only_as_the_asked_session(url, &asked, &intruder, &mut stream).await;
+    let result = stream.next().await;
+    assert_eq!(result["id"], 1, "{result}");
+    assert!(result_text(&result).contains("the real one"), "{result}");
+    assert!(!result_text(&result).contains("forged"), "{result}");
+
+    // The intruder's own call, same request id: asked under a new id of mcpd's.
+    let mut theirs = tool_call_stream(url, &intruder, "1", tool, arguments).await;
+    let request = theirs.next().await;
+    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
+    // It leaves while asked: the server is answered for it and still serves the other.
+    drop(theirs);
+    let mut again = tool_call_stream(url, &asked, "2", tool, arguments).await;
+    let request = again.next().await;
+    let (status, _, body) = post(url, Some(&asked), &answer(&request["id"], "still here")).await;
+    assert_eq!(status, 202, "{body}");
+    let result = again.next().await;
+    assert!(result_text(&result).contains("still here"), "{result}");
+    assert_eq!(status_of(daemon, server)["pid"].as_i64(), pid);
+}
+
 #[tokio::test]
 async fn answers_from_anyone_but_the_asked_session_are_refused() {
     let daemon = GwDaemon::start(&everything_over_stdio(""), "").await;
     daemon.wait_running(&["everything"]).await;
     let url = daemon.mcp_url("everything");
-    let pid = status_of(&daemon, "everything")["pid"].as_i64();
-    let asked = session_with_sampling(&url).await;
-    let intruder = session_with_sampling(&url).await;
-
-    // Both callers use request id 1: the server's request reaches the one whose call it is.
-    let mut stream = call(&url, &asked, "1").await;
-    let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
-    let result = stream.next().await;
-    assert_eq!(result["id"], 1, "{result}");
-    let text = result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    assert!(text.contains("the real one"), "{result}");
-    assert!(!text.contains("forged"), "{result}");
-
-    // The intruder's own call, same request id: asked under a new id of mcpd's.
-    let mut theirs = call(&url, &intruder, "1").await;
-    let request = theirs.next().await;
-    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
-    // It leaves while asked: the server is answered for it and still serves the other.
-    drop(theirs);
-    let mut again = call(&url, &asked, "2").await;
-    let request = again.next().await;
-    let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
-    assert_eq!(status, 202, "{body}");
-    let result = again.next().await;
-    let text = result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    assert!(text.contains("still here"), "{result}");
-    assert_eq!(status_of(&daemon, "everything")["pid"].as_i64(), pid);
+    let arguments = r#"{"prompt":"p","maxTokens":5}"#;
+    only_the_asked_session_answers(
+        &daemon,
+        "everything",
+        &url,
+        "trigger-sampling-request",
+        arguments,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -80,36 +96,7 @@ async fn answers_to_a_members_request_from_anyone_but_the_asked_virtual_session_
     let daemon = GwDaemon::start(servers, "").await;
     daemon.wait_running(&["asker"]).await;
     let url = daemon.mcp_url("all");
-    let pid = status_of(&daemon, "asker")["pid"].as_i64();
-    let asked = session_with_sampling(&url).await;
-    let intruder = session_with_sampling(&url).await;
-    let ask = r#"{"prompt":"p"}"#;
-
-    let mut stream = tool_call_stream(&url, &asked, "1", "asker_ask", ask).await;
-    let id = answer_only_as_the_asked_session(&url, &asked, &intruder, &mut stream).await;
-    let result = stream.next().await;
-    assert_eq!(result["id"], 1, "{result}");
-    let text = result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    assert!(text.contains("the real one"), "{result}");
-
-    // The other session's call, same request id: asked under another id; it leaves while
-    // asked, and the member keeps serving the first.
-    let mut theirs = tool_call_stream(&url, &intruder, "1", "asker_ask", ask).await;
-    let request = theirs.next().await;
-    assert_ne!(request["id"], id, "mcpd's ids are never reused: {request}");
-    drop(theirs);
-    let mut again = tool_call_stream(&url, &asked, "2", "asker_ask", ask).await;
-    let request = again.next().await;
-    let (status, _, body) = post(&url, Some(&asked), &answer(&request["id"], "still here")).await;
-    assert_eq!(status, 202, "{body}");
-    let result = again.next().await;
-    let text = result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    assert!(text.contains("still here"), "{result}");
-    assert_eq!(status_of(&daemon, "asker")["pid"].as_i64(), pid);
+    only_the_asked_session_answers(&daemon, "asker", &url, "asker_ask", r#"{"prompt":"p"}"#).await;
 }
 
 /// Reads the sampling request mcpd relays on `stream` and checks who may answer it: another
