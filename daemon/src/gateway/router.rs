@@ -251,24 +251,16 @@ async fn mcp(
     if !config.enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
-    if let Some(refusal) = refuse_query_token(shared, live, name, config.oauth.required, &request) {
-        return refusal;
-    }
-
-    let claims = if config.oauth.required {
-        match authenticate(
-            shared,
-            live,
-            name,
-            &config.oauth,
-            &config.endpoint,
-            request.headers(),
-        ) {
-            Ok(claims) => Some(claims),
-            Err(refusal) => return *refusal,
-        }
-    } else {
-        None
+    let claims = match admit(
+        shared,
+        live,
+        name,
+        &config.oauth,
+        &config.endpoint,
+        &request,
+    ) {
+        Ok(claims) => claims,
+        Err(refusal) => return *refusal,
     };
 
     // A POST carries JSON-RPC: read it, check it and decide on it before anything is sent.
@@ -386,9 +378,28 @@ fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
     }
 }
 
+/// Who may send `request` to `name`: no access token in the query string, and, when the
+/// server requires OAuth, a valid bearer token for it (its claims). `Err`: the refusal.
+pub(super) fn admit(
+    shared: &Shared,
+    live: &Live,
+    name: &str,
+    oauth: &OAuthConfig,
+    endpoint: &str,
+    request: &Request<ClientBody>,
+) -> Result<Option<Arc<Claims>>, Box<Response<Body>>> {
+    if let Some(refusal) = refuse_query_token(shared, live, name, oauth.required, request) {
+        return Err(Box::new(refusal));
+    }
+    if !oauth.required {
+        return Ok(None);
+    }
+    authenticate(shared, live, name, oauth, endpoint, request.headers()).map(Some)
+}
+
 /// 400 for a request with an access token in its query string (with the OAuth challenge when
 /// the server requires a token); counted as an auth failure.
-pub(super) fn refuse_query_token(
+fn refuse_query_token(
     shared: &Shared,
     live: &Live,
     name: &str,
@@ -426,7 +437,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Verifies the bearer token and checks it against the server: 401 without a valid token,
 /// 403 when the token is valid but not for this server.
-pub(super) fn authenticate(
+fn authenticate(
     shared: &Shared,
     live: &Live,
     name: &str,

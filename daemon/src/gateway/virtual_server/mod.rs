@@ -146,25 +146,16 @@ pub(super) async fn serve(
     if !config.enabled {
         return response::error(StatusCode::NOT_FOUND, "server is disabled", Some(name));
     }
-    if let Some(refusal) =
-        super::router::refuse_query_token(shared, live, name, config.oauth.required, &request)
-    {
-        return refusal;
-    }
-    let claims = if config.oauth.required {
-        match super::router::authenticate(
-            shared,
-            live,
-            name,
-            &config.oauth,
-            &config.endpoint,
-            request.headers(),
-        ) {
-            Ok(claims) => Some(claims),
-            Err(refusal) => return *refusal,
-        }
-    } else {
-        None
+    let claims = match super::router::admit(
+        shared,
+        live,
+        name,
+        &config.oauth,
+        &config.endpoint,
+        &request,
+    ) {
+        Ok(claims) => claims,
+        Err(refusal) => return *refusal,
     };
     let principal = principal_of(claims.as_deref());
     let key = shared.virtuals.key(live);
