@@ -62,6 +62,9 @@ def main():
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per request under valgrind instead of CPU time")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
+    parser.add_argument("--strace", action="store_true",
+                        help="also count the daemon's syscalls per request (strace -f -c "
+                        "attached during each case; slows the daemon, so CPU figures are off)")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all; "
                         "`all off` is always run, as the base)")
     args = parser.parse_args()
@@ -116,7 +119,7 @@ def run(bench, args):
                 return len(servers) > 1 and all(s["state"] == "running" for s in servers)
             except Exception:
                 return False
-        wait_until(f"{label} daemon's servers running", 60, running)
+        wait_until(f"{label} daemon's servers running", 240 if args.callgrind else 60, running)
     token = bench.mcpctl(os.path.join(daemons["off"][0], "mcpd.sock"), "token", "--scope",
                          "user", "--ttl", "2h").strip()
     cases = [
@@ -150,6 +153,8 @@ def run(bench, args):
     unit = "Ir" if args.callgrind else "us"
     cpu = {c[0]: [] for c in cases}
     rps = {c[0]: [] for c in cases}
+    switches = {c[0]: [] for c in cases}
+    syscalls = {c[0]: [] for c in cases}
     for round_ in range(args.rounds):
         order = cases if round_ % 2 == 0 else list(reversed(cases))
         for name, daemon, server, tok, tool in order:
@@ -160,10 +165,24 @@ def run(bench, args):
             if args.callgrind:
                 subprocess.run(["callgrind_control", "--zero", str(pid)], check=True,
                                capture_output=True)
+            tracer = None
+            if args.strace:
+                trace_out = os.path.join(bench.tmp, "strace.out")
+                tracer = subprocess.Popen(["strace", "-f", "-c", "-o", trace_out, "-p",
+                                           str(pid)], stderr=subprocess.DEVNULL)
+                time.sleep(1)  # attached to every thread before the load starts
+                before_req = bench.metrics_requests(gw, server)
+            before_switches = context_switches(pid)
             before_cpu = cpu_ticks(pid)
             started = time.monotonic()
             result = bench.loadgen(url, args.connections, tok, tool=tool)
             ticks = cpu_ticks(pid) - before_cpu
+            switched = context_switches(pid) - before_switches
+            if tracer:
+                traced_requests = bench.metrics_requests(gw, server) - before_req
+                tracer.send_signal(2)
+                tracer.wait()
+                syscalls[name].append(strace_total(trace_out) / max(traced_requests, 1))
             if args.callgrind:
                 subprocess.run(["callgrind_control", "--dump=" + name, str(pid)],
                                check=True, capture_output=True)
@@ -173,19 +192,46 @@ def run(bench, args):
             per_req = (ticks if args.callgrind else ticks / TICK * 1e6) / max(requests, 1)
             cpu[name].append(per_req)
             rps[name].append(result["rps"])
+            switches[name].append(switched / max(requests, 1))
             harness.log(f"round {round_ + 1}/{args.rounds} {name:20} {per_req:6.1f} {unit}/req "
-                        f"{result['rps']:7.0f} req/s")
+                        f"{result['rps']:7.0f} req/s {switches[name][-1]:5.2f} switches/req")
     base = median(cpu["all off"])
     print(f"\nmcpd CPU per tools/call, {args.connections} connection(s), "
           f"{args.rounds} rounds of {args.duration:g} s, medians "
           f"({time.strftime('%Y-%m-%d %H:%M %Z')}, load {os.getloadavg()[0]:.2f}):\n")
     what = "instructions/req" if args.callgrind else "CPU us/req"
-    print(f"| layers | {what} | over all off | req/s |")
-    print("|---|---:|---:|---:|")
+    traced = " syscalls/req |" if args.strace else ""
+    print(f"| layers | {what} | over all off | req/s | context switches/req |{traced}")
+    print("|---|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
     for name, *_ in cases:
         c = median(cpu[name])
+        calls = f" {median(syscalls[name]):.2f} |" if args.strace else ""
         print(f"| {name} | {c:.{0 if args.callgrind else 1}f} | {c - base:+.{0 if args.callgrind else 1}f} | "
-              f"{median(rps[name]):.0f} |")
+              f"{median(rps[name]):.0f} | {median(switches[name]):.2f} |{calls}")
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of `pid` so far."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def strace_total(path):
+    """The call count of `strace -c`'s total line."""
+    with open(path) as f:
+        for line in f:
+            if line.split()[-1:] == ["total"]:
+                return int(line.split()[3])
+    raise RuntimeError(f"no total in {path}")
 
 
 def latest_ir(directory):

@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 
 use mcpd_protocol::AuditRecord;
 
-pub use entry::CallEntry;
+pub use entry::{CallEntry, CallNames};
 pub use reader::{AuditFilter, read_backlog};
 
 use crate::config::AUDIT_LOG_NAME;
