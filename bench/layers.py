@@ -7,6 +7,10 @@ CPU time (utime+stime of the mcpd process, from /proc) per request counted by th
 one connection, with the daemons and their echo servers on CPU 0 and the load generator on
 CPU 1. CPU per request survives a loaded machine far better than req/s: other jobs make a
 request wait, not cost more cycles. Cases run interleaved for several rounds; medians shown.
+Beside it: context switches per request (every thread of the daemon), the audit writer
+thread's CPU per request, and each daemon's idle CPU; `--strace` adds syscalls per request
+(strace attached during each case: the CPU figures are then off), `--perf DIR` a flat
+`perf record -e cpu-clock` of each case's first round (`perf report -i DIR/CASE.data`).
 
     python3 bench/layers.py --root . [--bin-dir target/release] [--rounds 5] [--duration 3]
 
@@ -62,6 +66,9 @@ def main():
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per request under valgrind instead of CPU time")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
+    parser.add_argument("--perf", metavar="DIR",
+                        help="also profile the daemon during each case of the first round "
+                        "(perf record -e cpu-clock, flat) into DIR/<case>.data")
     parser.add_argument("--strace", action="store_true",
                         help="also count the daemon's syscalls per request (strace -f -c "
                         "attached during each case; slows the daemon, so CPU figures are off)")
@@ -150,10 +157,19 @@ def run(bench, args):
                            capture_output=True)
             idle_rate[daemon] = latest_ir(daemons[daemon][0]) / (time.monotonic() - started)
             harness.log(f"{daemon} daemon idle: {idle_rate[daemon]:.0f} Ir/s")
+    if not args.callgrind:
+        # What each daemon spends with no traffic (probes, timers): charged to every request
+        # of a case, more per request at a lower rate.
+        for daemon, proc in procs.items():
+            before, started = thread_cpu_ns(proc.pid), time.monotonic()
+            time.sleep(IDLE_SECS / 2)
+            idle = (thread_cpu_ns(proc.pid) - before) / 1e6 / (time.monotonic() - started)
+            harness.log(f"{daemon} daemon idle: {idle:.2f} ms CPU/s")
     unit = "Ir" if args.callgrind else "us"
     cpu = {c[0]: [] for c in cases}
     rps = {c[0]: [] for c in cases}
     switches = {c[0]: [] for c in cases}
+    writer = {c[0]: [] for c in cases}
     syscalls = {c[0]: [] for c in cases}
     for round_ in range(args.rounds):
         order = cases if round_ % 2 == 0 else list(reversed(cases))
@@ -172,12 +188,24 @@ def run(bench, args):
                                            str(pid)], stderr=subprocess.DEVNULL)
                 time.sleep(1)  # attached to every thread before the load starts
                 before_req = bench.metrics_requests(gw, server)
+            profiler = None
+            if args.perf and round_ == 0:
+                os.makedirs(args.perf, exist_ok=True)
+                data = os.path.join(args.perf, name.replace(" ", "_").replace("+", "") + ".data")
+                profiler = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F",
+                                             "4000", "-p", str(pid), "-o", data],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             before_switches = context_switches(pid)
+            before_writer = thread_cpu_ns(pid, "mcpd-audit")
             before_cpu = cpu_ticks(pid)
             started = time.monotonic()
             result = bench.loadgen(url, args.connections, tok, tool=tool)
             ticks = cpu_ticks(pid) - before_cpu
             switched = context_switches(pid) - before_switches
+            if profiler:
+                profiler.send_signal(2)
+                profiler.wait()
+            writer_ns = thread_cpu_ns(pid, "mcpd-audit") - before_writer
             if tracer:
                 traced_requests = bench.metrics_requests(gw, server) - before_req
                 tracer.send_signal(2)
@@ -193,6 +221,7 @@ def run(bench, args):
             cpu[name].append(per_req)
             rps[name].append(result["rps"])
             switches[name].append(switched / max(requests, 1))
+            writer[name].append(writer_ns / 1000 / max(requests, 1))
             harness.log(f"round {round_ + 1}/{args.rounds} {name:20} {per_req:6.1f} {unit}/req "
                         f"{result['rps']:7.0f} req/s {switches[name][-1]:5.2f} switches/req")
     base = median(cpu["all off"])
@@ -201,13 +230,15 @@ def run(bench, args):
           f"({time.strftime('%Y-%m-%d %H:%M %Z')}, load {os.getloadavg()[0]:.2f}):\n")
     what = "instructions/req" if args.callgrind else "CPU us/req"
     traced = " syscalls/req |" if args.strace else ""
-    print(f"| layers | {what} | over all off | req/s | context switches/req |{traced}")
-    print("|---|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
+    print(f"| layers | {what} | over all off | req/s | context switches/req | audit writer "
+          f"thread CPU us/req |{traced}")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
     for name, *_ in cases:
         c = median(cpu[name])
         calls = f" {median(syscalls[name]):.2f} |" if args.strace else ""
         print(f"| {name} | {c:.{0 if args.callgrind else 1}f} | {c - base:+.{0 if args.callgrind else 1}f} | "
-              f"{median(rps[name]):.0f} | {median(switches[name]):.2f} |{calls}")
+              f"{median(rps[name]):.0f} | {median(switches[name]):.2f} | "
+              f"{median(writer[name]):.2f} |{calls}")
 
 
 def context_switches(pid):
@@ -222,6 +253,22 @@ def context_switches(pid):
                         total += int(line.split()[1])
         except FileNotFoundError:
             pass  # a thread that ended meanwhile
+    return total
+
+
+def thread_cpu_ns(pid, name=None):
+    """CPU time (ns, from schedstat) of the threads of `pid` (those named `name`) so far."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/comm") as f:
+                if name is not None and f.read().strip() != name:
+                    continue
+            with open(f"{task_dir}/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
     return total
 
 
