@@ -69,6 +69,10 @@ def main():
     parser.add_argument("--perf", metavar="DIR",
                         help="also profile the daemon during each case of the first round "
                         "(perf record -e cpu-clock, flat) into DIR/<case>.data")
+    parser.add_argument("--audit-off", action="store_true",
+                        help="the second daemon's audit log off too: its cases then measure "
+                        "the spread between two daemons set up alike (`audit only` vs "
+                        "`all off` is an A/A check)")
     parser.add_argument("--strace", action="store_true",
                         help="also count the daemon's syscalls per request (strace -f -c "
                         "attached during each case; slows the daemon, so CPU figures are off)")
@@ -97,7 +101,7 @@ def run(bench, args):
     for label, gw, echo, audit, names in [
         ("off", OFF_GW, OFF_ECHO, False,
          [("echo", None), ("echo-jwt", jwt), ("echo-rules", rules)]),
-        ("audit", AUDIT_GW, AUDIT_ECHO, True, [("echo", None), ("echo-rules", rules)]),
+        ("audit", AUDIT_GW, AUDIT_ECHO, not args.audit_off, [("echo", None), ("echo-rules", rules)]),
     ]:
         d = os.path.join(bench.tmp, label)
         extra = "auth:\n  keys:\n    - {hs256_secret_file: jwt.secret}\n"
