@@ -7,6 +7,10 @@ CPU time (utime+stime of the mcpd process, from /proc) per request counted by th
 one connection, with the daemons and their echo servers on CPU 0 and the load generator on
 CPU 1. CPU per request survives a loaded machine far better than req/s: other jobs make a
 request wait, not cost more cycles. Cases run interleaved for several rounds; medians shown.
+Beside it: context switches per request (every thread of the daemon), the audit writer
+thread's CPU per request, and each daemon's idle CPU; `--strace` adds syscalls per request
+(strace attached during each case: the CPU figures are then off), `--perf DIR` a flat
+`perf record -e cpu-clock` of each case's first round (`perf report -i DIR/CASE.data`).
 
     python3 bench/layers.py --root . [--bin-dir target/release] [--rounds 5] [--duration 3]
 
@@ -62,6 +66,16 @@ def main():
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per request under valgrind instead of CPU time")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
+    parser.add_argument("--perf", metavar="DIR",
+                        help="also profile the daemon during each case of the first round "
+                        "(perf record -e cpu-clock, flat) into DIR/<case>.data")
+    parser.add_argument("--audit-off", action="store_true",
+                        help="the second daemon's audit log off too: its cases then measure "
+                        "the spread between two daemons set up alike (`audit only` vs "
+                        "`all off` is an A/A check)")
+    parser.add_argument("--strace", action="store_true",
+                        help="also count the daemon's syscalls per request (strace -f -c "
+                        "attached during each case; slows the daemon, so CPU figures are off)")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all; "
                         "`all off` is always run, as the base)")
     args = parser.parse_args()
@@ -87,7 +101,7 @@ def run(bench, args):
     for label, gw, echo, audit, names in [
         ("off", OFF_GW, OFF_ECHO, False,
          [("echo", None), ("echo-jwt", jwt), ("echo-rules", rules)]),
-        ("audit", AUDIT_GW, AUDIT_ECHO, True, [("echo", None), ("echo-rules", rules)]),
+        ("audit", AUDIT_GW, AUDIT_ECHO, not args.audit_off, [("echo", None), ("echo-rules", rules)]),
     ]:
         d = os.path.join(bench.tmp, label)
         extra = "auth:\n  keys:\n    - {hs256_secret_file: jwt.secret}\n"
@@ -116,7 +130,7 @@ def run(bench, args):
                 return len(servers) > 1 and all(s["state"] == "running" for s in servers)
             except Exception:
                 return False
-        wait_until(f"{label} daemon's servers running", 60, running)
+        wait_until(f"{label} daemon's servers running", 240 if args.callgrind else 60, running)
     token = bench.mcpctl(os.path.join(daemons["off"][0], "mcpd.sock"), "token", "--scope",
                          "user", "--ttl", "2h").strip()
     cases = [
@@ -147,9 +161,20 @@ def run(bench, args):
                            capture_output=True)
             idle_rate[daemon] = latest_ir(daemons[daemon][0]) / (time.monotonic() - started)
             harness.log(f"{daemon} daemon idle: {idle_rate[daemon]:.0f} Ir/s")
+    if not args.callgrind:
+        # What each daemon spends with no traffic (probes, timers): charged to every request
+        # of a case, more per request at a lower rate.
+        for daemon, proc in procs.items():
+            before, started = thread_cpu_ns(proc.pid), time.monotonic()
+            time.sleep(IDLE_SECS / 2)
+            idle = (thread_cpu_ns(proc.pid) - before) / 1e6 / (time.monotonic() - started)
+            harness.log(f"{daemon} daemon idle: {idle:.2f} ms CPU/s")
     unit = "Ir" if args.callgrind else "us"
     cpu = {c[0]: [] for c in cases}
     rps = {c[0]: [] for c in cases}
+    switches = {c[0]: [] for c in cases}
+    writer = {c[0]: [] for c in cases}
+    syscalls = {c[0]: [] for c in cases}
     for round_ in range(args.rounds):
         order = cases if round_ % 2 == 0 else list(reversed(cases))
         for name, daemon, server, tok, tool in order:
@@ -160,10 +185,36 @@ def run(bench, args):
             if args.callgrind:
                 subprocess.run(["callgrind_control", "--zero", str(pid)], check=True,
                                capture_output=True)
+            tracer = None
+            if args.strace:
+                trace_out = os.path.join(bench.tmp, "strace.out")
+                tracer = subprocess.Popen(["strace", "-f", "-c", "-o", trace_out, "-p",
+                                           str(pid)], stderr=subprocess.DEVNULL)
+                time.sleep(1)  # attached to every thread before the load starts
+                before_req = bench.metrics_requests(gw, server)
+            profiler = None
+            if args.perf and round_ == 0:
+                os.makedirs(args.perf, exist_ok=True)
+                data = os.path.join(args.perf, name.replace(" ", "_").replace("+", "") + ".data")
+                profiler = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F",
+                                             "4000", "-p", str(pid), "-o", data],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            before_switches = context_switches(pid)
+            before_writer = thread_cpu_ns(pid, "mcpd-audit")
             before_cpu = cpu_ticks(pid)
             started = time.monotonic()
             result = bench.loadgen(url, args.connections, tok, tool=tool)
             ticks = cpu_ticks(pid) - before_cpu
+            switched = context_switches(pid) - before_switches
+            if profiler:
+                profiler.send_signal(2)
+                profiler.wait()
+            writer_ns = thread_cpu_ns(pid, "mcpd-audit") - before_writer
+            if tracer:
+                traced_requests = bench.metrics_requests(gw, server) - before_req
+                tracer.send_signal(2)
+                tracer.wait()
+                syscalls[name].append(strace_total(trace_out) / max(traced_requests, 1))
             if args.callgrind:
                 subprocess.run(["callgrind_control", "--dump=" + name, str(pid)],
                                check=True, capture_output=True)
@@ -173,19 +224,65 @@ def run(bench, args):
             per_req = (ticks if args.callgrind else ticks / TICK * 1e6) / max(requests, 1)
             cpu[name].append(per_req)
             rps[name].append(result["rps"])
+            switches[name].append(switched / max(requests, 1))
+            writer[name].append(writer_ns / 1000 / max(requests, 1))
             harness.log(f"round {round_ + 1}/{args.rounds} {name:20} {per_req:6.1f} {unit}/req "
-                        f"{result['rps']:7.0f} req/s")
+                        f"{result['rps']:7.0f} req/s {switches[name][-1]:5.2f} switches/req")
     base = median(cpu["all off"])
     print(f"\nmcpd CPU per tools/call, {args.connections} connection(s), "
           f"{args.rounds} rounds of {args.duration:g} s, medians "
           f"({time.strftime('%Y-%m-%d %H:%M %Z')}, load {os.getloadavg()[0]:.2f}):\n")
     what = "instructions/req" if args.callgrind else "CPU us/req"
-    print(f"| layers | {what} | over all off | req/s |")
-    print("|---|---:|---:|---:|")
+    traced = " syscalls/req |" if args.strace else ""
+    print(f"| layers | {what} | over all off | req/s | context switches/req | audit writer "
+          f"thread CPU us/req |{traced}")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
     for name, *_ in cases:
         c = median(cpu[name])
+        calls = f" {median(syscalls[name]):.2f} |" if args.strace else ""
         print(f"| {name} | {c:.{0 if args.callgrind else 1}f} | {c - base:+.{0 if args.callgrind else 1}f} | "
-              f"{median(rps[name]):.0f} |")
+              f"{median(rps[name]):.0f} | {median(switches[name]):.2f} | "
+              f"{median(writer[name]):.2f} |{calls}")
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of `pid` so far."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def thread_cpu_ns(pid, name=None):
+    """CPU time (ns, from schedstat) of the threads of `pid` (those named `name`) so far."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/comm") as f:
+                if name is not None and f.read().strip() != name:
+                    continue
+            with open(f"{task_dir}/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def strace_total(path):
+    """The call count of `strace -c`'s total line."""
+    with open(path) as f:
+        for line in f:
+            if line.split()[-1:] == ["total"]:
+                return int(line.split()[3])
+    raise RuntimeError(f"no total in {path}")
 
 
 def latest_ir(directory):

@@ -352,6 +352,39 @@ fn audit_records(daemon: &GwDaemon) -> Vec<Value> {
         .collect()
 }
 
+/// Records of calls made just before the daemon is told to stop are in the file once it has
+/// stopped: the audit writer's batch window is cut short by the stop, never lost to it.
+#[tokio::test]
+async fn calls_just_before_a_stop_are_in_the_audit_file_after_it() {
+    let daemon = start().await;
+    let url = daemon.mcp_url("guarded");
+    let user = daemon.token(&["user"]);
+    let (status, _, _) = post(&url, &user, &call(51, "echo"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = post(&url, &user, &call(52, "add"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // At once: no wait for the records to reach the file.
+    daemon.process.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = daemon.process.wait_exit(CALL).await;
+    assert!(exit.success(), "mcpd stopped with {exit:?}");
+    let records = audit_records(&daemon);
+    let calls: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_str().unwrap_or_default(),
+                r["tool"].as_str().unwrap_or_default(),
+                r["decision"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [("51", "echo", "allow"), ("52", "add", "deny")],
+        "{records:?}"
+    );
+}
+
 #[tokio::test]
 async fn every_call_leaves_one_audit_record_and_no_token() {
     let daemon = start().await;

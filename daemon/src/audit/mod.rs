@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 
 use mcpd_protocol::AuditRecord;
 
-pub use entry::CallEntry;
+pub use entry::{CallEntry, CallNames};
 pub use reader::{AuditFilter, read_backlog};
 
 use crate::config::AUDIT_LOG_NAME;
@@ -36,9 +36,10 @@ use writer::{Job, Writer};
 
 /// Records queued for `mcpctl audit -f` followers before a slow one lags.
 const FOLLOW_QUEUE: usize = 1024;
-/// Records queued for the writer in one batch before records get dropped. Taken every 20 ms,
-/// that is over 400 000 records a second; the queue takes memory only for what it holds.
-const QUEUE: usize = 8 * 1024;
+/// Records queued for the writer in one batch before records get dropped. Taken every 50 ms
+/// ([`writer::WINDOW`]), that is over 320 000 records a second; the queue takes memory only
+/// for what it holds.
+const QUEUE: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct AuditLog {

@@ -21,8 +21,8 @@ use mcpd_protocol::AuditDecision;
 use super::auth::Claims;
 use super::conn::{BoxError, ClientBody};
 use super::response::{self, Body};
-use super::tap::{CallAudit, ListFilter, Tap};
-use crate::audit::{AuditLog, CallEntry};
+use super::tap::{CallAudit, Calls, ListFilter, Tap};
+use crate::audit::{AuditLog, CallEntry, CallNames};
 use crate::authz::{self, Decision};
 use crate::config::ServerConfig;
 use crate::envelope::{self, EnvelopeError, Message};
@@ -166,14 +166,14 @@ pub fn inspect(
             config: config.clone(),
             stateless,
         });
-    let calls: Vec<CallAudit> = match audit {
+    let calls: Calls = match audit {
         Some(_) => envelope
             .messages
             .iter()
             .filter(|m| m.is_tool_call())
             .map(|message| CallAudit::new(call_entry(config, caller, message, started)))
             .collect(),
-        None => Vec::new(),
+        None => Calls::default(),
     };
     let tap = (filter.is_some() || !calls.is_empty())
         .then(|| Tap::new(filter, calls, audit.cloned(), started));
@@ -194,8 +194,10 @@ fn call_entry(
         server: config.clone(),
         via_virtual: None,
         claims: caller.claims.cloned(),
-        tool: message.name.as_deref().unwrap_or_default().into(),
-        request_id: message.id_text().map(Box::from),
+        names: CallNames::new(
+            message.name.as_deref().unwrap_or_default(),
+            message.id_text(),
+        ),
         peer: caller.peer,
         arguments: config
             .audit_arguments

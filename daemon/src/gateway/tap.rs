@@ -23,9 +23,9 @@ use crate::audit::AuditLog;
 use crate::authz;
 use crate::config::ServerConfig;
 
-pub use calls::CallAudit;
 #[cfg(test)]
 use calls::Pending;
+pub use calls::{CallAudit, Calls};
 
 /// Most bytes held to filter one answer (a JSON body, or one SSE event).
 pub const MAX_HELD: usize = 16 << 20;
@@ -52,7 +52,7 @@ enum Format {
 
 pub struct Tap {
     filter: Option<ListFilter>,
-    calls: Vec<CallAudit>,
+    calls: Calls,
     audit: Option<Arc<AuditLog>>,
     started: Instant,
     status: u16,
@@ -68,13 +68,13 @@ pub struct Tap {
 impl Tap {
     pub fn new(
         filter: Option<ListFilter>,
-        calls: Vec<CallAudit>,
+        calls: impl Into<Calls>,
         audit: Option<Arc<AuditLog>>,
         started: Instant,
     ) -> Self {
         Tap {
             filter,
-            calls,
+            calls: calls.into(),
             audit,
             started,
             status: 0,
@@ -344,7 +344,7 @@ impl Tap {
             return;
         };
         let duration = self.started.elapsed();
-        for call in self.calls.drain(..) {
+        for call in std::mem::take(&mut self.calls) {
             call.write(audit, self.status, duration);
         }
     }

@@ -1,4 +1,5 @@
-//! The calls a tap follows: each call's pending audit record (the gateway's compact
+//! The calls a tap follows (the first inline, so a single call costs no list): each call's
+//! pending audit record (the gateway's compact
 //! [`CallEntry`], or a whole [`AuditRecord`] for virtual servers), how an answer is matched to
 //! it by id, its outcome, and its writing when the answer ends.
 
@@ -7,6 +8,72 @@ use serde_json::Value;
 use mcpd_protocol::AuditRecord;
 
 use crate::audit::{AuditLog, CallEntry};
+
+/// The calls of one request that a tap follows: the first held inline (a request is one
+/// call but for a batch, and then this costs no allocation), the rest of a batch in a vector.
+#[derive(Default)]
+pub struct Calls {
+    first: Option<CallAudit>,
+    /// Empty unless `first` is there.
+    rest: Vec<CallAudit>,
+}
+
+impl Calls {
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CallAudit> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut CallAudit> {
+        self.first.iter_mut().chain(&mut self.rest)
+    }
+}
+
+impl IntoIterator for Calls {
+    type Item = CallAudit;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<CallAudit>, std::vec::IntoIter<CallAudit>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl FromIterator<CallAudit> for Calls {
+    fn from_iter<I: IntoIterator<Item = CallAudit>>(calls: I) -> Self {
+        let mut calls = calls.into_iter();
+        let first = calls.next();
+        // Collecting nothing allocates nothing.
+        let rest = if first.is_some() {
+            calls.collect()
+        } else {
+            Vec::new()
+        };
+        Calls { first, rest }
+    }
+}
+
+impl From<CallAudit> for Calls {
+    fn from(call: CallAudit) -> Self {
+        Calls {
+            first: Some(call),
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl From<Vec<CallAudit>> for Calls {
+    fn from(calls: Vec<CallAudit>) -> Self {
+        calls.into_iter().collect()
+    }
+}
 
 /// A call whose outcome goes into its record.
 pub struct CallAudit {
@@ -30,7 +97,7 @@ impl CallAudit {
     /// The call's JSON-RPC id as the caller wrote it.
     fn id(&self) -> Option<&str> {
         match &self.record {
-            Pending::Call(call) => call.request_id.as_deref(),
+            Pending::Call(call) => call.names.request_id(),
             Pending::Record(record) => record.request_id.as_deref(),
         }
     }

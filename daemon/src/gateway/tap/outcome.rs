@@ -235,15 +235,18 @@ impl<'a> Reader<'a> {
         let mut at = start;
         let mut escaped = false;
         loop {
-            match *self.text.get(at)? {
-                b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    at += 2;
-                }
-                byte if byte < 0x20 => return None,
-                _ => at += 1,
+            // The next quote or backslash, found with memchr; the bytes skipped must hold no
+            // raw control character.
+            let found = at + memchr::memchr2(b'"', b'\\', self.text.get(at..)?)?;
+            if self.text[at..found].iter().any(|&byte| byte < 0x20) {
+                return None;
             }
+            if self.text[found] == b'"' {
+                at = found;
+                break;
+            }
+            escaped = true;
+            at = found + 2;
         }
         self.at = at + 1;
         Some(((start, at), escaped))
@@ -415,6 +418,29 @@ mod tests {
             r#"{"id":1 "result":{}}"#,
         ] {
             assert_eq!(outcomes(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn long_strings_are_skipped_whatever_lies_where() {
+        // Strings longer than memchr's vector width, with an escape or a raw control
+        // character at every offset: escapes are skipped, control characters refused, as
+        // serde refuses them.
+        for at in 0..80 {
+            let mut text = "y".repeat(80);
+            text.replace_range(at..at + 1, "\\\"");
+            let message =
+                format!(r#"{{"id":"{text}","result":{{"content":[{{"text":"{text}"}}]}}}}"#);
+            assert_eq!(
+                outcomes(&message),
+                one(&format!("\"{text}\""), None, Some(false)),
+                "escape at {at}"
+            );
+            let mut raw = "y".repeat(80);
+            raw.replace_range(at..at + 1, "\u{1}");
+            let message = format!(r#"{{"id":1,"result":{{"content":[{{"text":"{raw}"}}]}}}}"#);
+            assert_eq!(outcomes(&message), vec![], "control character at {at}");
+            assert!(serde_json::from_str::<serde_json::Value>(&message).is_err());
         }
     }
 

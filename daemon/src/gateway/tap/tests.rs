@@ -229,7 +229,7 @@ fn call_audit(id: Value) -> CallAudit {
 
 /// The outcome recorded for the tap's first call: (answered, error code, isError).
 fn outcome(tap: &Tap) -> (bool, Option<i64>, Option<bool>) {
-    let call = &tap.calls[0];
+    let call = tap.calls.iter().next().unwrap();
     match &call.record {
         Pending::Record(record) => (call.answered, record.error_code, record.is_error),
         Pending::Call(entry) => (call.answered, entry.error_code, entry.is_error),

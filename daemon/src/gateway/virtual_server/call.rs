@@ -29,7 +29,7 @@ use super::{
     CALLER_BUSY, Context, INVALID_PARAMS, MEMBER_UNAVAILABLE, STATELESS_VERSION, access,
     json_answer, passed_on, rpc_error, slots, splice,
 };
-use crate::audit::CallEntry;
+use crate::audit::{CallEntry, CallNames};
 use crate::authz::Decision;
 use crate::config::ServerConfig;
 use crate::directory::{ServerEntry, ServerState};
@@ -356,7 +356,7 @@ async fn finish(
             }
             if let Some(log) = audit {
                 let call = CallAudit::new(call_entry(context, message, member, original, started));
-                let mut tap = Tap::new(None, vec![call], Some(log.clone()), started);
+                let mut tap = Tap::new(None, call, Some(log.clone()), started);
                 tap.begin(&mut parts);
                 upstream.set_tap(tap);
             }
@@ -427,8 +427,7 @@ fn call_entry(
         server: member.clone(),
         via_virtual: Some(context.config.clone()),
         claims: context.claims.clone(),
-        tool: original.into(),
-        request_id: message.id_text().map(Box::from),
+        names: CallNames::new(original, message.id_text()),
         peer: context.peer,
         arguments: (context.config.audit_arguments || member.audit_arguments)
             .then(|| message.arguments.map(|a| Box::from(a.get())))
