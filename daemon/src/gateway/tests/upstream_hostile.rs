@@ -623,3 +623,93 @@ fn chunked_bodies_are_decoded_strictly() {
     let long_line = format!("1;{}\r\na\r\n0\r\n\r\n", "x".repeat(5000));
     assert!(decode(Framing::Chunked, long_line.as_bytes()).is_err());
 }
+
+/// Writes `request` on a connection of its own and returns the JSON of a 200 answer.
+async fn raw_call(gateway: &Gateway, request: &str) -> serde_json::Value {
+    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let (mut length, mut status) = (0, String::new());
+    reader.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.unwrap();
+    json(&body)
+}
+
+/// A body of `pieces` sent as they come (chunked by the test's client: no length).
+fn streamed(pieces: &[&'static str]) -> TestBody {
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = pieces
+        .iter()
+        .map(|piece| Ok(http_body::Frame::data(Bytes::from_static(piece.as_bytes()))))
+        .collect();
+    http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed()
+}
+
+#[tokio::test]
+async fn streamed_request_bodies_go_upstream_whole_chunked_or_with_their_length() {
+    let upstream = Upstream::start().await;
+    let (_dir, gateway) = gateway_to(upstream.port, GatewayOptions::default()).await;
+    for method in ["GET", "DELETE"] {
+        // No length (chunked from the client): sent upstream chunked, as it comes.
+        let seen = raw_call(
+            &gateway,
+            &format!(
+                "{method} /api/v1/mcp/echo/mcp HTTP/1.1\r\nhost: {}\r\ntransfer-encoding: chunked\r\n\r\n\
+                 3\r\nabc\r\n4;x=y\r\ndefg\r\n1\r\nh\r\n0\r\n\r\n",
+                gateway.addr
+            ),
+        )
+        .await;
+        assert_eq!(seen["method"], method);
+        assert_eq!(seen["body_len"], 8, "{seen}");
+        assert_eq!(seen["headers"]["transfer-encoding"][0], "chunked");
+        // With the client's length: sent with it.
+        let request = Request::builder()
+            .method(method)
+            .uri(gateway.url("/api/v1/mcp/echo/mcp"))
+            .header("content-length", "5")
+            .body(body("12345"))
+            .unwrap();
+        let (status, _, bytes) = send(&client(), request).await;
+        assert_ok(status, &bytes);
+        let seen = json(&bytes);
+        assert_eq!(seen["body_len"], 5);
+        assert_eq!(seen["headers"]["content-length"][0], "5");
+        // Without a body: neither header.
+        let request = Request::builder()
+            .method(method)
+            .uri(gateway.url("/api/v1/mcp/echo/mcp"))
+            .body(empty())
+            .unwrap();
+        let (status, _, bytes) = send(&client(), request).await;
+        assert_ok(status, &bytes);
+        let seen = json(&bytes);
+        assert!(seen["headers"].get("transfer-encoding").is_none(), "{seen}");
+        assert!(seen["body_len"] == 0, "{seen}");
+    }
+    // Over gateway.max_body (1 KiB here) while streaming: 413, and the gateway goes on.
+    let big: &'static str = Box::leak("x".repeat(700).into_boxed_str());
+    let request = Request::builder()
+        .method("DELETE")
+        .uri(gateway.url("/api/v1/mcp/echo/mcp"))
+        .body(streamed(&[big, big]))
+        .unwrap();
+    let (status, _, _) = send(&client(), request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let request = Request::get(gateway.url("/api/v1/mcp/echo/mcp"))
+        .body(empty())
+        .unwrap();
+    let (status, _, bytes) = send(&client(), request).await;
+    assert_ok(status, &bytes);
+}

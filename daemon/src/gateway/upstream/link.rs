@@ -25,8 +25,8 @@ use super::body::Decoder;
 use super::response_head::{self, H1Error, Head};
 use crate::gateway::MAX_HEAD_BYTES;
 
-/// Spare room made in the read buffer before each read.
-const READ_SIZE: usize = 16 * 1024;
+/// Spare room made in the read buffer before a read that would find less than a quarter.
+const READ_SIZE: usize = 8 * 1024;
 
 /// A connection and its buffers.
 #[derive(Debug)]
@@ -255,6 +255,10 @@ impl Exchange<'_> {
             let Either::Right(stream) = &mut self.body else {
                 return Poll::Ready(Ok(()));
             };
+            if self.framing == BodyWrite::None {
+                // The last chunk is out.
+                return Poll::Ready(Ok(()));
+            }
             if self.framing == BodyWrite::Length(0) && stream.is_end_stream() {
                 return Poll::Ready(Ok(()));
             }
@@ -295,7 +299,9 @@ impl Exchange<'_> {
                         BodyWrite::Chunked => {
                             self.out.tail = b"0\r\n\r\n";
                             self.framing = BodyWrite::None;
-                            continue;
+                            return self
+                                .poll_write_out(cx)
+                                .map_err(|err| Failed::Error(H1Error::Io(err)));
                         }
                     }
                     return Poll::Ready(Ok(()));
