@@ -18,6 +18,7 @@ use http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use http::{Method, Request};
 use http_body::Body as HttpBody;
 use http_body_util::Either;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::RequestBody;
@@ -69,10 +70,21 @@ impl H1Link {
         if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
             self.read.reserve(READ_SIZE);
         }
+        let room = self.read.capacity() - self.read.len();
         loop {
             match self.stream.try_read_buf(&mut self.read) {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
                     ready!(self.stream.poll_read_ready(cx))?;
+                }
+                Ok(read) if read > 0 && read < room => {
+                    // A short read emptied the socket: forget its readiness (as tokio's own
+                    // `poll_read` does), so the next read and the idle check wait for the
+                    // reactor's next event instead of asking the kernel for an EAGAIN.
+                    // Bytes that arrive later raise a new event.
+                    let _ = self.stream.try_io(Interest::READABLE, || {
+                        Err::<(), _>(std::io::Error::from(ErrorKind::WouldBlock))
+                    });
+                    return Poll::Ready(Ok(read));
                 }
                 other => return Poll::Ready(other),
             }
