@@ -68,6 +68,9 @@ pub(crate) use tap::outcome;
 /// The SSE splitter, for the `sse_split` fuzz target (`crate::fuzzing`).
 #[doc(hidden)]
 pub(crate) use tap::sse;
+/// The gateway's own HTTP/1.1 client's parsers, for the `h1_response` fuzz target.
+#[doc(hidden)]
+pub(crate) use upstream::{Decoder, Framing, parse_response_head};
 pub use web::WebRoute;
 
 use crate::accept::{self, AcceptErrors};

@@ -147,7 +147,7 @@ pub async fn forward(
             "upstream did not answer in time",
             Some(server),
         ),
-        Ok(Err(UpstreamError::Http(err))) if caused_by_length_limit(&err) => too_large(server),
+        Ok(Err(err)) if caused_by_length_limit(&err) => too_large(server),
         Ok(Err(err)) if err.is_refused() => {
             // The server died (or closed its listener) and its supervisor has not noticed
             // yet: the same answer as for any server that is not running, and a nudge so the

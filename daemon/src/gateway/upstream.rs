@@ -19,6 +19,14 @@
 //! first closes this worker's idle connections, then waits for one at most
 //! `gateway.upstream_wait` (then `UpstreamError::Busy`, a 503). A response body that moves no
 //! byte for `gateway.body_idle_timeout` ends with an error and closes its connection.
+//!
+//! Local servers (plain TCP to 127.0.0.1) are spoken to by this gateway's own HTTP/1.1
+//! client (`link`, `response_head`, `body`): the request head and a whole body in one
+//! `writev`, the response head parsed with `httparse` out of a buffer the connection keeps,
+//! the body split off that buffer without copying. A connection goes back to the pool only
+//! when its body was read to the end, the response did not say `Connection: close` nor was
+//! framed by the close or by `Transfer-Encoding` next to `Content-Length`, and the server
+//! sent nothing beyond it. Remote servers (`url:`, maybe TLS) go through hyper's client.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -30,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -38,8 +46,20 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conn::{BoxError, ClientBody, IdleTimer};
+mod body;
+mod link;
+mod response_body;
+mod response_head;
+
+pub use response_body::ResponseBody;
+use response_body::Source;
+
+pub(crate) use body::{Decoder, Framing};
+pub(crate) use response_head::{H1Error, parse as parse_response_head};
+
+use super::conn::{ClientBody, IdleTimer};
 use crate::remote::{ConnectError, RemoteTarget, Stream};
+use link::H1Link;
 
 /// What the proxy sends upstream: a body read whole (an inspected POST), or the client's body
 /// streamed and cut off at `gateway.max_body`.
@@ -47,9 +67,6 @@ pub type RequestBody = Either<Full<Bytes>, Limited<ClientBody>>;
 
 type Connection = http1::Connection<TokioIo<Stream>, RequestBody>;
 type Sender = http1::SendRequest<RequestBody>;
-
-/// Idle connections kept per port; more are closed when they are given back.
-const MAX_IDLE_PER_PORT: usize = 64;
 
 /// Where a request goes: a local server's port on 127.0.0.1, or a remote server (`url:`).
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +121,9 @@ pub enum UpstreamError {
     },
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// A local server's connection failed or its response broke the rules of HTTP/1.1.
+    #[error(transparent)]
+    H1(#[from] H1Error),
 }
 
 impl UpstreamError {
@@ -231,11 +251,22 @@ impl Caps {
     }
 }
 
-/// One connection with the handle to send on it.
+/// One connection, with the places it holds under the caps.
 struct Link {
+    conn: Conn,
+    _places: Places,
+}
+
+enum Conn {
+    /// A remote server's connection, through hyper's client.
+    Hyper(Box<HyperConn>),
+    /// A local server's connection, through this gateway's own client.
+    H1(H1Link),
+}
+
+struct HyperConn {
     sender: Sender,
     connection: Connection,
-    _places: Places,
 }
 
 struct Idle {
@@ -299,28 +330,54 @@ impl Pool {
             match exchange(link, request).await {
                 Ok(exchanged) => return Ok(self.respond(port, exchanged)),
                 Err(Failed::NotSent(unsent)) => request = *unsent,
-                Err(Failed::Error(err)) => return Err(err.into()),
+                Err(Failed::Error(err)) => return Err(err),
             }
         }
         let link = self.connect(dest).await?;
         match exchange(link, request).await {
             Ok(exchanged) => Ok(self.respond(port, exchanged)),
             Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
-            Err(Failed::Error(err)) => Err(err.into()),
+            Err(Failed::Error(err)) => Err(err),
         }
     }
 
-    fn respond(self: &Arc<Self>, port: Key, (response, link): Exchanged) -> Response<ResponseBody> {
-        response.map(|incoming| ResponseBody {
-            // A response without a body (202 to a notification) is complete at once: hyper
-            // will never poll it, and its connection is free for the next request.
-            finished: incoming.is_end_stream(),
-            incoming,
-            link,
-            pool: Arc::clone(self),
-            port,
-            idle: IdleTimer::new(self.body_idle_timeout),
-        })
+    fn respond(self: &Arc<Self>, port: Key, exchanged: Exchanged) -> Response<ResponseBody> {
+        let idle = IdleTimer::new(self.body_idle_timeout);
+        match exchanged {
+            Exchanged::Hyper(response, link) => response.map(|incoming| ResponseBody {
+                // A response without a body (202 to a notification) is complete at once:
+                // hyper will never poll it, and its connection is free for the next request.
+                finished: incoming.is_end_stream(),
+                source: Source::Hyper(incoming),
+                link,
+                pool: Arc::clone(self),
+                port,
+                idle,
+            }),
+            Exchanged::H1(head, link) => {
+                let decoder = Decoder::new(head.framing);
+                let mut body = ResponseBody {
+                    source: Source::H1 {
+                        decoder,
+                        keep_alive: head.keep_alive,
+                    },
+                    link: Some(link),
+                    finished: false,
+                    pool: Arc::clone(self),
+                    port,
+                    idle,
+                };
+                if decoder.is_done() {
+                    // Nothing to read (HEAD, 204, 304, a 202 without a body): the caller may
+                    // never poll, and the connection is free now.
+                    body.end_h1();
+                }
+                let mut response = Response::new(body);
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
+                response
+            }
+        }
     }
 
     /// The most recently used idle connection to `port` that is still open.
@@ -362,7 +419,10 @@ impl Pool {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(port, cause = %err, "cannot set TCP_NODELAY on an upstream connection");
         }
-        Self::handshake(Stream::Plain(stream), places).await
+        Ok(Link {
+            conn: Conn::H1(H1Link::new(stream)),
+            _places: places,
+        })
     }
 
     async fn handshake(stream: Stream, places: Places) -> Result<Link, UpstreamError> {
@@ -370,8 +430,7 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await?;
         Ok(Link {
-            sender,
-            connection,
+            conn: Conn::Hyper(Box::new(HyperConn { sender, connection })),
             _places: places,
         })
     }
@@ -390,12 +449,15 @@ impl Pool {
         drop(closed);
     }
 
+    /// Keeps `link` for the next request to `port`. At most as many are kept as the port may
+    /// have connections at all (`gateway.max_upstream_per_server`), so a burst of concurrent
+    /// calls finds its connections open the next time instead of opening most of them again.
     fn give_back(&self, port: Key, link: Link) {
         let now = Instant::now();
         let mut pool = self.lock();
         let list = pool.entry(port).or_default();
         list.retain(|idle| now.duration_since(idle.since) < self.idle_timeout);
-        if list.len() < MAX_IDLE_PER_PORT {
+        if list.len() < self.caps.per_server {
             list.push(Idle { link, since: now });
         }
     }
@@ -421,37 +483,73 @@ impl Pool {
 }
 
 impl Link {
-    /// Polls an idle connection once, without a task to wake: returns it when it can take a
-    /// request, `None` when the server closed it (or it is otherwise finished).
+    /// Checks an idle connection without a task to wake: returns it when it can take a
+    /// request, `None` when the server closed it, sent something unasked, or it is otherwise
+    /// finished.
     fn usable(mut self) -> Option<Link> {
-        let mut cx = Context::from_waker(Waker::noop());
-        if Pin::new(&mut self.connection).poll(&mut cx).is_ready() {
-            return None;
-        }
-        match self.sender.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => Some(self),
-            Poll::Ready(Err(_)) | Poll::Pending => None,
+        match &mut self.conn {
+            Conn::H1(link) => link.is_idle_open().then_some(self),
+            Conn::Hyper(conn) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                if Pin::new(&mut conn.connection).poll(&mut cx).is_ready() {
+                    return None;
+                }
+                match conn.sender.poll_ready(&mut cx) {
+                    Poll::Ready(Ok(())) => Some(self),
+                    Poll::Ready(Err(_)) | Poll::Pending => None,
+                }
+            }
         }
     }
 }
 
-/// The response head, and the connection unless it already ended (the whole response was
-/// read and the server closed it).
-type Exchanged = (Response<Incoming>, Option<Link>);
+/// The response head, and the connection unless it already ended (hyper: the whole response
+/// was read and the server closed it).
+enum Exchanged {
+    Hyper(Response<Incoming>, Option<Link>),
+    H1(response_head::Head, Link),
+}
 
 enum Failed {
     /// The connection was closed before the request was written; here it is back.
     NotSent(Box<Request<RequestBody>>),
-    Error(hyper::Error),
+    Error(UpstreamError),
 }
 
-/// Writes `request` on `link` and reads the response head, polling the connection meanwhile.
+/// Writes `request` on `link` and reads the response head.
 async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged, Failed> {
     let Link {
-        mut sender,
-        connection,
+        conn,
         _places: places,
     } = link;
+    let conn = match conn {
+        Conn::Hyper(conn) => return exchange_hyper(*conn, places, request).await,
+        Conn::H1(conn) => conn,
+    };
+    let mut link = Link {
+        conn: Conn::H1(conn),
+        _places: places,
+    };
+    let Conn::H1(conn) = &mut link.conn else {
+        unreachable!("built just above");
+    };
+    match conn.exchange(request).await {
+        Ok(head) => Ok(Exchanged::H1(head, link)),
+        Err(link::Failed::NotSent(request)) => Err(Failed::NotSent(request)),
+        Err(link::Failed::Error(err)) => Err(Failed::Error(err.into())),
+    }
+}
+
+/// Sends on a hyper connection, polling the connection while it waits for the response head.
+async fn exchange_hyper(
+    conn: HyperConn,
+    places: Places,
+    request: Request<RequestBody>,
+) -> Result<Exchanged, Failed> {
+    let HyperConn {
+        mut sender,
+        connection,
+    } = conn;
     let mut connection = Some(connection);
     let mut response = pin!(sender.try_send_request(request));
     let result = poll_fn(|cx| {
@@ -467,103 +565,15 @@ async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged
     match result {
         Ok(response) => {
             let link = connection.map(|connection| Link {
-                sender,
-                connection,
+                conn: Conn::Hyper(Box::new(HyperConn { sender, connection })),
                 _places: places,
             });
-            Ok((response, link))
+            Ok(Exchanged::Hyper(response, link))
         }
         Err(mut err) => match err.take_message() {
             Some(request) => Err(Failed::NotSent(Box::new(request))),
-            None => Err(Failed::Error(err.into_error())),
+            None => Err(Failed::Error(err.into_error().into())),
         },
-    }
-}
-
-/// An upstream response body. Reading it drives the connection; reading it to the end gives
-/// the connection back to the pool.
-pub struct ResponseBody {
-    incoming: Incoming,
-    link: Option<Link>,
-    finished: bool,
-    pool: Arc<Pool>,
-    port: Key,
-    idle: IdleTimer,
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("port", &self.port)
-            .field("finished", &self.finished)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ResponseBody {
-    /// Polls the connection so it reads and hands over what the server sent.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(link) = self.link.as_mut()
-            && Pin::new(&mut link.connection).poll(cx).is_ready()
-        {
-            // The connection ended; the body sees its end or its error.
-            self.link = None;
-        }
-    }
-}
-
-impl HttpBody for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        this.drive(cx);
-        let frame = match Pin::new(&mut this.incoming).poll_frame(cx) {
-            Poll::Ready(frame) => frame,
-            Poll::Pending if this.idle.expired(cx) => {
-                // Ends the body; the connection is dropped with it (not finished).
-                tracing::debug!(
-                    to = %this.port,
-                    "response body moved no byte within gateway.body_idle_timeout"
-                );
-                return Poll::Ready(Some(Err(this.idle.error())));
-            }
-            Poll::Pending => return Poll::Pending,
-        };
-        this.idle.moved();
-        match &frame {
-            None => this.finished = true,
-            Some(Ok(_)) if this.incoming.is_end_stream() => {
-                // A body of known length that is complete: the caller may not poll again, so
-                // let the connection finish the message now.
-                this.finished = true;
-                this.drive(cx);
-            }
-            Some(_) => {}
-        }
-        Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        if self.finished
-            && let Some(link) = self.link.take()
-        {
-            self.pool.give_back(self.port, link);
-        }
     }
 }
 
@@ -575,13 +585,10 @@ mod tests {
 
     /// The TCP_NODELAY flag of `link`'s socket, read back from the kernel (getsockopt).
     fn nodelay(link: Link) -> bool {
-        let parts = link.connection.into_parts();
-        parts
-            .io
-            .inner()
-            .tcp()
-            .nodelay()
-            .expect("getsockopt TCP_NODELAY")
+        let Conn::H1(conn) = link.conn else {
+            panic!("a local server's connection goes through the gateway's own client");
+        };
+        conn.stream.nodelay().expect("getsockopt TCP_NODELAY")
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! Replays the committed corpora of the gateway's fuzz targets (`auth_header`,
-//! `gateway_route`, `host_authority`, `query_token`, `header_filter`: seeds and every input
+//! `gateway_route`, `host_authority`, `query_token`, `header_filter`, `h1_response`: seeds and every input
 //! that once crashed them, in daemon/tests-data/fuzz/) through the targets' own checks
 //! (`crate::fuzzing`), so CI guards against regressions without a nightly toolchain; and
 //! checks that the named seeds mean what they say.
@@ -152,6 +152,13 @@ fn replays_the_envelope_corpus() {
             "response",
         ]
     );
+}
+
+#[test]
+fn replays_the_h1_response_corpus() {
+    for (_, data) in corpus("h1_response") {
+        fuzzing::h1_response(&data);
+    }
 }
 
 #[test]

@@ -10,3 +10,4 @@ mod proxy;
 mod registry;
 mod support;
 mod upstream;
+mod upstream_hostile;
