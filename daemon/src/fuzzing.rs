@@ -4,6 +4,7 @@
 //! through the same functions, so CI guards against regressions without a nightly toolchain.
 //! Each function panics when a property does not hold; refusing an input is fine.
 
+mod h1_head;
 mod mcp_traffic;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::time::Duration;
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+pub use h1_head::h1_head;
 pub use mcp_traffic::{envelope, sse_split};
 
 use crate::config::{self, AuthConfig, Env, KeySource, valid_server_name};

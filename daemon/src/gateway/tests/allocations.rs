@@ -32,11 +32,13 @@ const JSON_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r
 const SSE_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n76\r\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":17,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hello\"}],\"isError\":false}}\n\n\r\n0\r\n\r\n";
 
 /// Most allocations the gateway's thread may make per proxied call (JSON or SSE answer, no
-/// token, no audit): 8 measured. Seven are hyper's (on each side the head's buffer made
-/// shared, the body channel and the read buffer; the client's response oneshot), one ours
-/// (the envelope's method); the upstream target, `X-Forwarded-For`, `Forwarded` and `Host`
-/// come from the worker's memo (`gateway/head_memo.rs`). Plus a margin of two.
-const MAX_PER_CALL: u64 = 10;
+/// token, no audit): 6 measured. Four are hyper's client side (the head's buffer made
+/// shared, the body channel, the read buffer, the response oneshot), one the hand HTTP/1.1
+/// server's (`gateway/h1`: its read buffer, shared with the request's head and body), one
+/// ours (the envelope's method); the request's header map is the previous response's, and
+/// the upstream target, `X-Forwarded-For`, `Forwarded` and `Host` come from the worker's
+/// memo (`gateway/head_memo.rs`). Plus a margin of two.
+const MAX_PER_CALL: u64 = 8;
 /// What JWT (a cached token), per-tool rules and the audit record may add to a call: 4
 /// measured, all the audit record's (its tool name and request id, the list of calls the
 /// answer's tap follows, the tap boxed on the response body); the token and the rules add none.

@@ -1,0 +1,147 @@
+//! The hand HTTP/1.1 connection loop: the common exchange (a plainly framed request, its body
+//! read whole, answered through `router::handle`) without hyper's server dispatcher.
+//!
+//! Each head is read into one reused per-connection buffer and judged by `head::parse`. A
+//! request that is not plainly framed (anything in doubt: chunked, duplicate or odd
+//! `Content-Length`, `Upgrade`, `Expect`, HTTP/1.0, a bare LF, a head too large, ...) hands
+//! the whole connection to hyper's HTTP/1.1 server through `Replay`, every byte read so far
+//! first. That is safe at every request boundary: nothing of the pending request has been
+//! answered, and every earlier response was written whole.
+//!
+//! Deadlines are the watchdog's (`conn::drive`), as for hyper's connections: an exchange is an
+//! `OpenStream` from its head until its response is written, and each body read or response
+//! frame is progress, so a stalled body or a client that stops reading is closed at the body
+//! idle timeout, and a connection waiting for its next head at the header timeout. On
+//! shutdown the exchange in flight finishes (with `connection: close`), and no new one starts.
+
+pub(crate) mod head;
+mod replay;
+mod write;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Method, Request};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+pub use replay::Replay;
+
+use super::conn::{BoxError, ClientBody, OpenStream, Watch};
+use super::upstream::Pool;
+use super::{GatewayContext, MAX_HEAD_BYTES, router};
+use head::Verdict;
+
+/// The least room made in the buffer before each read.
+const READ_AT_LEAST: usize = 8 * 1024;
+/// The most room made at once for a body (a large declared length is not allocated up front).
+const BODY_STEP: usize = 64 * 1024;
+
+/// What the exchanges of one connection need.
+pub struct Exchange {
+    pub ctx: GatewayContext,
+    pub upstream: Arc<Pool>,
+    pub bound: SocketAddr,
+    pub peer: SocketAddr,
+    pub watch: Arc<Watch>,
+    pub body_idle: Duration,
+    /// Cancelled when the gateway stops accepting: finish the exchange in flight, then close.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves `socket` by hand until it closes, or hands it to `fallback` (hyper's HTTP/1.1
+/// server) at the first request that is not plainly framed.
+pub async fn serve<F, Fut, E>(
+    mut socket: TcpStream,
+    exchange: Exchange,
+    fallback: F,
+) -> Result<(), BoxError>
+where
+    F: FnOnce(Replay<TcpStream>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    let shared = &exchange.ctx.shared;
+    let mut buf = BytesMut::with_capacity(READ_AT_LEAST);
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    let mut spare = http::HeaderMap::new();
+    loop {
+        if exchange.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let max_body = shared.live.load().config.gateway.max_body;
+        let head = loop {
+            if !buf.is_empty() {
+                match head::parse(&buf, max_body, &mut fields) {
+                    Verdict::Fast(head) => break head,
+                    Verdict::Partial if buf.len() < MAX_HEAD_BYTES => {}
+                    verdict => {
+                        tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
+                        return fallback(Replay::new(buf, socket)).await.map_err(Into::into);
+                    }
+                }
+            }
+            buf.reserve(READ_AT_LEAST);
+            let read = tokio::select! {
+                biased;
+                read = socket.read_buf(&mut buf) => read?,
+                () = exchange.shutdown.cancelled() => return Ok(()),
+            };
+            if read == 0 {
+                return Ok(());
+            }
+        };
+
+        let open = OpenStream::new(&exchange.watch);
+        let progress = open.progress();
+        let frozen = buf.split_to(head.len).freeze();
+        let (uri, headers) = head.build(&frozen, &mut fields, std::mem::take(&mut spare));
+        let length = usize::try_from(head.content_length)?;
+        while buf.len() < length {
+            buf.reserve((length - buf.len()).min(BODY_STEP));
+            if socket.read_buf(&mut buf).await? == 0 {
+                tracing::debug!(peer = %exchange.peer, "client closed the connection inside a request body");
+                return Ok(());
+            }
+            progress.moved();
+        }
+        let body = ClientBody::read(buf.split_to(length).freeze(), progress, exchange.body_idle);
+        let head_request = head.method == Method::HEAD;
+        let mut request = Request::new(body);
+        *request.method_mut() = head.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        drop(frozen);
+
+        let response = router::handle(
+            shared,
+            &exchange.upstream,
+            exchange.bound,
+            exchange.peer,
+            request,
+        )
+        .await;
+        open.moved();
+        let close = head.close || exchange.shutdown.is_cancelled();
+        let keep = write::respond(
+            &mut socket,
+            &mut out,
+            response,
+            &mut spare,
+            head_request,
+            close,
+            &open,
+        )
+        .await?;
+        drop(open);
+        if !keep {
+            let _ = socket.shutdown().await;
+            return Ok(());
+        }
+    }
+}
