@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{Method, Request};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -118,18 +118,28 @@ where
         *request.headers_mut() = headers;
         drop(frozen);
 
-        let response = router::handle(
+        let handled = router::handle(
             shared,
             &exchange.upstream,
             exchange.bound,
             exchange.peer,
             request,
-        )
-        .await;
+        );
+        // A client that goes away while its request is handled cancels it (as with hyper).
+        let response = tokio::select! {
+            biased;
+            response = handled => response,
+            gone = client_gone(&mut socket, &mut buf) => {
+                gone?;
+                tracing::debug!(peer = %exchange.peer, "client closed the connection before its answer");
+                return Ok(());
+            }
+        };
         open.moved();
         let close = head.close || exchange.shutdown.is_cancelled();
         let keep = write::respond(
             &mut socket,
+            &mut buf,
             &mut out,
             response,
             &mut spare,
@@ -143,5 +153,26 @@ where
             let _ = socket.shutdown().await;
             return Ok(());
         }
+    }
+}
+
+/// Returns when the client closes its side while an exchange is in flight (hyper's dispatcher
+/// does the same: a request whose client is gone is cancelled). Bytes that arrive meanwhile
+/// (a pipelined request) are kept in `buf`, and once there are some nothing more is read.
+pub(super) async fn client_gone<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
+    loop {
+        if !buf.is_empty() {
+            return std::future::pending().await;
+        }
+        // A small buffer of its own: the connection's may still be shared with the request.
+        let mut probe = [0u8; 1024];
+        let read = socket.read(&mut probe).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&probe[..read]);
     }
 }

@@ -6,12 +6,13 @@ use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use futures::FutureExt as _;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 use crate::gateway::conn::{BoxError, OpenStream};
 
@@ -28,13 +29,15 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response` to `io` through `out` (emptied, then reused), and leaves its header map
+/// Writes `response` to `io` through `out` (emptied, then reused), keeping what the client
+/// sends meanwhile in `buf` (`client_gone`), and leaves its header map
 /// in `spare` for the next request's headers (as hyper does). `head_request`: the
 /// request was HEAD; `close`: the connection closes after this exchange. Returns whether the
 /// connection may carry another request; an error means it must be closed at once (a body
 /// that failed mid-way goes out truncated: no final chunk, or fewer bytes than its length).
-pub async fn respond<W, B>(
-    io: &mut W,
+pub async fn respond<S, B>(
+    io: &mut S,
+    buf: &mut BytesMut,
     out: &mut Vec<u8>,
     response: Response<B>,
     spare: &mut http::HeaderMap,
@@ -43,7 +46,7 @@ pub async fn respond<W, B>(
     stream: &OpenStream,
 ) -> Result<bool, BoxError>
 where
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
     B: HttpBody<Data = bytes::Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
@@ -60,7 +63,15 @@ where
                     // Nothing ready: what is gathered (the head at least) goes out first, so
                     // an SSE client sees the head before the first event.
                     flush(io, out).await?;
-                    body.frame().await
+                    // A client that goes away ends the body (an SSE stream held open).
+                    tokio::select! {
+                        biased;
+                        frame = body.frame() => frame,
+                        gone = super::client_gone(io, buf) => {
+                            gone?;
+                            return Err("the client closed the connection".into());
+                        }
+                    }
                 }
             };
             let data = match next {
