@@ -35,6 +35,7 @@ use super::conn::{BoxError, ClientBody, OpenStream, Watch};
 use super::upstream::Pool;
 use super::{GatewayContext, MAX_HEAD_BYTES, router};
 use head::Verdict;
+use write::Buffers;
 
 /// The least room made in the buffer before each read.
 const READ_AT_LEAST: usize = 8 * 1024;
@@ -66,30 +67,33 @@ where
     E: Into<BoxError>,
 {
     let shared = &exchange.ctx.shared;
-    let mut buf = BytesMut::with_capacity(READ_AT_LEAST);
-    let mut out = Vec::new();
+    let mut buffers = Buffers {
+        read: BytesMut::with_capacity(READ_AT_LEAST),
+        ..Buffers::default()
+    };
     let mut fields = Vec::new();
-    let mut spare = http::HeaderMap::new();
     loop {
         if exchange.shutdown.is_cancelled() {
             return Ok(());
         }
         let max_body = shared.live.load().config.gateway.max_body;
         let head = loop {
-            if !buf.is_empty() {
-                match head::parse(&buf, max_body, &mut fields) {
+            if !buffers.read.is_empty() {
+                match head::parse(&buffers.read, max_body, &mut fields) {
                     Verdict::Fast(head) => break head,
-                    Verdict::Partial if buf.len() < MAX_HEAD_BYTES => {}
+                    Verdict::Partial if buffers.read.len() < MAX_HEAD_BYTES => {}
                     verdict => {
                         tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
-                        return fallback(Replay::new(buf, socket)).await.map_err(Into::into);
+                        return fallback(Replay::new(buffers.read, socket))
+                            .await
+                            .map_err(Into::into);
                     }
                 }
             }
-            buf.reserve(READ_AT_LEAST);
+            buffers.read.reserve(READ_AT_LEAST);
             let read = tokio::select! {
                 biased;
-                read = socket.read_buf(&mut buf) => read?,
+                read = socket.read_buf(&mut buffers.read) => read?,
                 () = exchange.shutdown.cancelled() => return Ok(()),
             };
             if read == 0 {
@@ -99,18 +103,24 @@ where
 
         let open = OpenStream::new(&exchange.watch);
         let progress = open.progress();
-        let frozen = buf.split_to(head.len).freeze();
-        let (uri, headers) = head.build(&frozen, &mut fields, std::mem::take(&mut spare));
+        let frozen = buffers.read.split_to(head.len).freeze();
+        let (uri, headers) = head.build(&frozen, &mut fields, std::mem::take(&mut buffers.spare));
         let length = usize::try_from(head.content_length)?;
-        while buf.len() < length {
-            buf.reserve((length - buf.len()).min(BODY_STEP));
-            if socket.read_buf(&mut buf).await? == 0 {
+        while buffers.read.len() < length {
+            buffers
+                .read
+                .reserve((length - buffers.read.len()).min(BODY_STEP));
+            if socket.read_buf(&mut buffers.read).await? == 0 {
                 tracing::debug!(peer = %exchange.peer, "client closed the connection inside a request body");
                 return Ok(());
             }
             progress.moved();
         }
-        let body = ClientBody::read(buf.split_to(length).freeze(), progress, exchange.body_idle);
+        let body = ClientBody::read(
+            buffers.read.split_to(length).freeze(),
+            progress,
+            exchange.body_idle,
+        );
         let head_request = head.method == Method::HEAD;
         let mut request = Request::new(body);
         *request.method_mut() = head.method;
@@ -129,7 +139,7 @@ where
         let response = tokio::select! {
             biased;
             response = handled => response,
-            gone = client_gone(&mut socket, &mut buf) => {
+            gone = client_gone(&mut socket, &mut buffers.read) => {
                 gone?;
                 tracing::debug!(peer = %exchange.peer, "client closed the connection before its answer");
                 return Ok(());
@@ -139,10 +149,8 @@ where
         let close = head.close || exchange.shutdown.is_cancelled();
         let keep = write::respond(
             &mut socket,
-            &mut buf,
-            &mut out,
+            &mut buffers,
             response,
-            &mut spare,
             head_request,
             close,
             &open,

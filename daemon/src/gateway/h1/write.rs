@@ -21,6 +21,17 @@ const FLUSH_AT: usize = 64 * 1024;
 /// A data frame at least this large is written from its own buffer, not copied.
 const DIRECT_AT: usize = 16 * 1024;
 
+/// The buffers one connection reuses from exchange to exchange.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    /// What was read from the client and not consumed yet.
+    pub read: BytesMut,
+    /// The response being gathered for one write.
+    pub out: Vec<u8>,
+    /// The last response's header map, emptied, for the next request's headers.
+    pub spare: http::HeaderMap,
+}
+
 /// How the body goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -29,18 +40,16 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response` to `io` through `out` (emptied, then reused), keeping what the client
-/// sends meanwhile in `buf` (`client_gone`), and leaves its header map
-/// in `spare` for the next request's headers (as hyper does). `head_request`: the
+/// Writes `response` to `io` through `buffers.out`, keeping what the client sends meanwhile
+/// in `buffers.read` (`client_gone`), and leaves its header map in `buffers.spare` for the
+/// next request's headers (as hyper does). `head_request`: the
 /// request was HEAD; `close`: the connection closes after this exchange. Returns whether the
 /// connection may carry another request; an error means it must be closed at once (a body
 /// that failed mid-way goes out truncated: no final chunk, or fewer bytes than its length).
 pub async fn respond<S, B>(
     io: &mut S,
-    buf: &mut BytesMut,
-    out: &mut Vec<u8>,
+    buffers: &mut Buffers,
     response: Response<B>,
-    spare: &mut http::HeaderMap,
     head_request: bool,
     close: bool,
     stream: &OpenStream,
@@ -50,6 +59,11 @@ where
     B: HttpBody<Data = bytes::Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let Buffers {
+        read: buf,
+        out,
+        spare,
+    } = buffers;
     let (mut parts, mut body) = response.into_parts();
     out.clear();
     let (framing, closes) = write_head(out, &parts, &body, head_request, close);
