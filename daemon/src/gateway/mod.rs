@@ -471,6 +471,8 @@ async fn serve_worker(
             let peeked = tokio::select! {
                 peeked = tokio::time::timeout_at(accepted + timeouts.header, stream.peek(&mut first)) => peeked,
                 () = force_close.cancelled() => return,
+                // Nothing sent yet: nothing to drain (the drain waits for every task).
+                () = hand.shutdown.cancelled() => return,
             };
             let Ok(Ok(n @ 1..)) = peeked else {
                 tracing::debug!(%peer, "client sent nothing within the header timeout; closing");
