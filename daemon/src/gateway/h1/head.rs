@@ -75,7 +75,8 @@ pub fn parse(buf: &[u8], max_body: u64, fields: &mut Vec<Field>) -> Verdict {
     if method == Method::CONNECT {
         return Verdict::Fallback("CONNECT");
     }
-    if !path.starts_with('/') || Uri::try_from(path).is_err() {
+    // A `#` would be dropped by `Uri` (as hyper does): hyper's to judge.
+    if !path.starts_with('/') || path.contains('#') || Uri::try_from(path).is_err() {
         return Verdict::Fallback("not an origin-form target");
     }
     let target = offset_of(buf, path.as_bytes());
@@ -255,6 +256,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nX : a\r\n\r\n",
             b"GET http://a/ HTTP/1.1\r\n\r\n",
             b"GET * HTTP/1.1\r\n\r\n",
+            b"GET /a#b HTTP/1.1\r\n\r\n",
             b"CONNECT a:443 HTTP/1.1\r\n\r\n",
             b"\r\nGET / HTTP/1.1\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
