@@ -75,8 +75,10 @@ pub fn parse(buf: &[u8], max_body: u64, fields: &mut Vec<Field>) -> Verdict {
     if method == Method::CONNECT {
         return Verdict::Fallback("CONNECT");
     }
-    // A `#` would be dropped by `Uri` (as hyper does): hyper's to judge.
-    if !path.starts_with('/') || path.contains('#') || Uri::try_from(path).is_err() {
+    // Visible ASCII only (httparse and `Uri` take bytes past 0x7f too), and no `#` (`Uri`
+    // drops a fragment): anything else is hyper's to judge.
+    let visible = path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#');
+    if !path.starts_with('/') || !visible || Uri::try_from(path).is_err() {
         return Verdict::Fallback("not an origin-form target");
     }
     let target = offset_of(buf, path.as_bytes());
@@ -257,6 +259,7 @@ mod tests {
             b"GET http://a/ HTTP/1.1\r\n\r\n",
             b"GET * HTTP/1.1\r\n\r\n",
             b"GET /a#b HTTP/1.1\r\n\r\n",
+            b"GET /\xd1\x90 HTTP/1.1\r\n\r\n",
             b"CONNECT a:443 HTTP/1.1\r\n\r\n",
             b"\r\nGET / HTTP/1.1\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
