@@ -5,6 +5,7 @@ mod abuse_backchannel;
 mod abuse_conn;
 mod abuse_fastpath;
 mod abuse_files;
+mod abuse_h1;
 mod abuse_headers;
 mod abuse_remote;
 mod abuse_stdio;

@@ -4,6 +4,7 @@
 //! through the same functions, so CI guards against regressions without a nightly toolchain.
 //! Each function panics when a property does not hold; refusing an input is fine.
 
+mod h1_head;
 mod h1_response;
 mod mcp_traffic;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+pub use h1_head::h1_head;
 pub use h1_response::h1_response;
 pub use mcp_traffic::{envelope, sse_split};
 

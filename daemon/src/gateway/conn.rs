@@ -277,15 +277,31 @@ impl IdleTimer {
 /// when it moves no byte for the body idle timeout.
 #[derive(Debug)]
 pub struct ClientBody {
-    incoming: Incoming,
+    source: Source,
     progress: StreamProgress,
     timer: IdleTimer,
+}
+
+#[derive(Debug)]
+enum Source {
+    Incoming(Incoming),
+    /// A body the hand HTTP/1.1 path (`h1`) read whole, yielded as one frame.
+    Read(Option<Bytes>),
 }
 
 impl ClientBody {
     pub fn new(incoming: Incoming, progress: StreamProgress, idle: Duration) -> Self {
         ClientBody {
-            incoming,
+            source: Source::Incoming(incoming),
+            progress,
+            timer: IdleTimer::new(idle),
+        }
+    }
+
+    /// A body already read whole (its progress was reported as it was read).
+    pub fn read(body: Bytes, progress: StreamProgress, idle: Duration) -> Self {
+        ClientBody {
+            source: Source::Read(Some(body).filter(|body| !body.is_empty())),
             progress,
             timer: IdleTimer::new(idle),
         }
@@ -301,7 +317,13 @@ impl HttpBody for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.incoming).poll_frame(cx) {
+        let incoming = match &mut this.source {
+            Source::Incoming(incoming) => incoming,
+            Source::Read(read) => {
+                return Poll::Ready(read.take().map(|data| Ok(Frame::data(data))));
+            }
+        };
+        match Pin::new(incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.progress.moved();
                 this.timer.moved();
@@ -318,11 +340,19 @@ impl HttpBody for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
+        match &self.source {
+            Source::Incoming(incoming) => incoming.is_end_stream(),
+            Source::Read(read) => read.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
+        match &self.source {
+            Source::Incoming(incoming) => incoming.size_hint(),
+            Source::Read(read) => {
+                SizeHint::with_exact(read.as_ref().map_or(0, |data| data.len() as u64))
+            }
+        }
     }
 }
 

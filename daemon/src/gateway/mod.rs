@@ -25,6 +25,7 @@ pub mod authority;
 mod bridged;
 mod conn;
 mod guard;
+mod h1;
 mod head_memo;
 pub mod headers;
 mod inspect;
@@ -62,6 +63,9 @@ pub use auth::{Authenticator, KeyError};
 /// The outcome reader, for the same target.
 #[doc(hidden)]
 pub(crate) use conn::sse_keep_alive;
+/// The hand HTTP/1.1 head parser, for the `h1_head` fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub(crate) use h1::head as h1_head;
 pub use registry::resource_metadata_url;
 pub use router::{Route, route};
 pub(crate) use tap::outcome;
@@ -445,6 +449,15 @@ async fn serve_worker(
                 }
             })
         };
+        let hand = h1::Exchange {
+            ctx: ctx.clone(),
+            upstream: upstream.clone(),
+            bound,
+            peer,
+            watch: Arc::new(Watch::new(1)),
+            body_idle: timeouts.body_idle,
+            shutdown: shutdown.clone(),
+        };
         let builder = builder.clone();
         let http1 = http1.clone();
         let max_streams = usize::try_from(shared.max_streams)
@@ -461,26 +474,33 @@ async fn serve_worker(
             let peeked = tokio::select! {
                 peeked = tokio::time::timeout_at(accepted + timeouts.header, stream.peek(&mut first)) => peeked,
                 () = force_close.cancelled() => return,
+                // Nothing sent yet: nothing to drain (the drain waits for every task).
+                () = hand.shutdown.cancelled() => return,
             };
             let Ok(Ok(n @ 1..)) = peeked else {
                 tracing::debug!(%peer, "client sent nothing within the header timeout; closing");
                 return;
             };
-            let io = TokioIo::new(stream);
             // Either way the watchdog holds the connection to its deadlines (`conn`): hyper's
             // preface detection and HTTP/2 have no timeout of their own.
             if H2_PREFACE.starts_with(&first[..n]) {
                 // h2c, or too few bytes yet to tell: let hyper read the preface.
                 let watch = Arc::new(Watch::new(max_streams));
                 let service = new_service(watch.clone());
-                let connection = builder.serve_connection(io, service).into_owned();
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 let connection = watcher.watch(connection);
                 conn::drive(connection, &force_close, &watch, timeouts, accepted, peer).await;
             } else {
-                // Plain HTTP/1.1, the common case: no preface detection on every read.
-                let watch = Arc::new(Watch::new(1));
+                // Plain HTTP/1.1, the common case: no preface detection on every read, and
+                // plainly framed requests handled by hand (`h1`), the rest by hyper.
+                let watch = hand.watch.clone();
                 let service = new_service(watch.clone());
-                let connection = watcher.watch(http1.serve_connection(io, service));
+                let fallback = move |io| {
+                    watcher.watch(http1.serve_connection(TokioIo::new(io), service))
+                };
+                let connection = h1::serve(stream, hand, fallback);
                 // Between requests an HTTP/1.1 connection waits for its next head: the
                 // header timeout, not the idle one (which is h2c's, whose pings keep it).
                 let timeouts = Timeouts {
@@ -498,7 +518,13 @@ async fn serve_worker(
         connections = tracker.len(),
         "gateway worker stopped accepting; draining"
     );
-    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+    // Hand HTTP/1.1 connections are not hyper's: they stop at `shutdown` themselves, and
+    // the tracker waits for them.
+    let drained = async {
+        graceful.shutdown().await;
+        tracker.wait().await;
+    };
+    if tokio::time::timeout(options.drain_timeout, drained)
         .await
         .is_err()
     {

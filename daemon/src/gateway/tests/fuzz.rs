@@ -1,5 +1,5 @@
 //! Replays the committed corpora of the gateway's fuzz targets (`auth_header`,
-//! `gateway_route`, `host_authority`, `query_token`, `header_filter`, `h1_response`: seeds and every input
+//! `gateway_route`, `host_authority`, `query_token`, `header_filter`, `h1_response`, `h1_head`: seeds and every input
 //! that once crashed them, in daemon/tests-data/fuzz/) through the targets' own checks
 //! (`crate::fuzzing`), so CI guards against regressions without a nightly toolchain; and
 //! checks that the named seeds mean what they say.
@@ -165,5 +165,18 @@ fn replays_the_h1_response_corpus() {
 fn replays_the_sse_split_corpus() {
     for (_, data) in corpus("sse_split") {
         fuzzing::sse_split(&data);
+    }
+}
+
+#[test]
+fn replays_the_h1_head_corpus() {
+    use crate::gateway::h1_head::{Verdict, parse};
+    for (path, data) in corpus("h1_head") {
+        fuzzing::h1_head(&data);
+        // The named seeds mean what they say: only the plain ones are handled by hand.
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let fast = matches!(parse(&data, 1024, &mut Vec::new()), Verdict::Fast(_));
+        let plain = ["post", "get-sse", "obs-text-two-hosts"].contains(&name.as_str());
+        assert_eq!(fast, plain, "{name}");
     }
 }
