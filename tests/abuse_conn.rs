@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Instant;
 
-use mcpd_tests::rel_support::{Daemon, PATIENCE, Setup, raw_request, status_code};
+use mcpd_tests::rel_support::{Daemon, PATIENCE, Setup, raw_request, status_code, wait_closed};
 use mcpd_tests::{bin, lazy, wait_for_sync};
 
 /// An MCP `initialize`: the normal request a client makes first.
@@ -78,26 +78,6 @@ fn connect_from(source: Ipv4Addr, port: u16) -> TcpStream {
         let connected = libc::connect(raw, (&raw const remote).cast(), len);
         assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
         TcpStream::from(fd)
-    }
-}
-
-/// Reads until the server closes `stream` (EOF or reset) and returns what it sent; panics
-/// if it is still open after a generous limit.
-fn wait_closed(stream: &mut TcpStream, what: &str) -> Vec<u8> {
-    let limit = Instant::now() + PATIENCE * 2;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "{what}: still open");
-        stream.set_read_timeout(Some(left)).expect("read timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return seen,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(err) if matches!(err.kind(), ErrorKind::ConnectionReset) => return seen,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(err) => panic!("{what}: {err}"),
-        }
     }
 }
 

@@ -7,12 +7,13 @@
 //! hostile one was well framed (only too large), it must never be answered. Results are
 //! summarised in tests/RELIABILITY.md.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mcpd_tests::bin;
-use mcpd_tests::rel_support::{Daemon, PATIENCE, Setup, raw_request, status_code};
+use mcpd_tests::rel_support::{
+    Daemon, PATIENCE, Setup, echo_daemon, raw_request, status_code, wait_closed,
+};
 
 /// An MCP `initialize`: the normal request a client makes first.
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"abuse","version":"1"}}}"#;
@@ -22,12 +23,7 @@ const SMUGGLED: &str = "GET /api/v1/mcp/smuggled/mcp HTTP/1.1\r\nHost: localhost
 
 /// A daemon with the server `echo`, and `gateway` keys added to its `gateway:` block.
 fn daemon(gateway: &str) -> (Setup, Daemon) {
-    let mut setup = Setup::new();
-    setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
-    setup.gateway_keys = gateway.to_owned();
-    setup.write_config();
-    let daemon = setup.start();
-    setup.wait_running("echo");
+    let (setup, daemon) = echo_daemon(gateway);
     assert_eq!(status_code(&post(setup.gateway_port, "")), 200);
     (setup, daemon)
 }
@@ -220,24 +216,6 @@ fn read_answer(stream: &mut TcpStream) -> String {
         let n = stream.read(&mut buf).expect("an answer");
         assert!(n > 0, "closed before the answer was whole: {text:?}");
         seen.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Waits until the gateway closes `stream`, for at most twice the test patience.
-fn wait_closed(stream: &mut TcpStream, what: &str) {
-    let limit = Instant::now() + PATIENCE * 2;
-    let mut buf = [0u8; 1024];
-    loop {
-        let left = limit.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "{what}: still open");
-        stream.set_read_timeout(Some(left)).expect("read timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => return,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(err) => panic!("{what}: {err}"),
-        }
     }
 }
 

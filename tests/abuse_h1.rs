@@ -10,17 +10,13 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use mcpd_tests::bin;
-use mcpd_tests::rel_support::{Daemon, PATIENCE, Setup, raw_request, status_code};
+use mcpd_tests::rel_support::{
+    Daemon, PATIENCE, Setup, echo_daemon, raw_request, status_code, wait_closed,
+};
 
 /// A daemon with the server `echo`, and `gateway` keys added to its `gateway:` block.
 fn daemon(gateway: &str) -> (Setup, Daemon) {
-    let mut setup = Setup::new();
-    setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
-    setup.gateway_keys = gateway.to_owned();
-    setup.write_config();
-    let daemon = setup.start();
-    setup.wait_running("echo");
+    let (setup, daemon) = echo_daemon(gateway);
     assert_serving(setup.gateway_port);
     (setup, daemon)
 }
@@ -113,25 +109,6 @@ fn response(reader: &mut BufReader<TcpStream>, bodiless: bool) -> (u16, String, 
         reader.read_to_end(&mut body).expect("a body to the close");
     }
     (status, lower, body)
-}
-
-/// Waits until the server closes `stream`; returns what it sent before.
-fn wait_closed(stream: &mut TcpStream, what: &str) -> Vec<u8> {
-    let limit = Instant::now() + PATIENCE * 2;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "{what}: still open");
-        stream.set_read_timeout(Some(left)).expect("read timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return seen,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => return seen,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(err) => panic!("{what}: {err}"),
-        }
-    }
 }
 
 fn has_id(body: &[u8], id: u32) -> bool {

@@ -349,3 +349,36 @@ pub fn group_leading_children(parent: u32, except: &[u32]) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Reads until the gateway closes `stream` (EOF or reset) and returns what it sent before;
+/// panics if it is still open after twice [`PATIENCE`].
+pub fn wait_closed(stream: &mut std::net::TcpStream, what: &str) -> Vec<u8> {
+    use std::io::{ErrorKind, Read as _};
+    let limit = std::time::Instant::now() + PATIENCE * 2;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "{what}: still open");
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => return seen,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(err) => panic!("{what}: {err}"),
+        }
+    }
+}
+
+/// A started daemon with the one server `echo` (mcp-echo) running, `gateway_keys` added to its
+/// `gateway:` block.
+pub fn echo_daemon(gateway_keys: &str) -> (Setup, Daemon) {
+    let mut setup = Setup::new();
+    setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
+    setup.gateway_keys = gateway_keys.to_owned();
+    setup.write_config();
+    let daemon = setup.start();
+    setup.wait_running("echo");
+    (setup, daemon)
+}
