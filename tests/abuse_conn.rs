@@ -103,14 +103,44 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// What the daemon's descriptors point at, with the TCP connections' ports, for a failure's
+/// message.
+fn fd_targets(pid: u32) -> String {
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+                .map(|target| target.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let sockets: Vec<&str> = tcp
+        .lines()
+        .skip(1)
+        .filter(|line| targets.iter().any(|t| line.contains(&format!(" {} ", socket_inode(t)))))
+        .collect();
+    format!("{targets:?}; tcp: {sockets:#?}")
+}
+
+/// The inode of a `socket:[N]` link target (empty for anything else).
+fn socket_inode(target: &str) -> &str {
+    target
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or("-")
+}
+
 /// Waits until the daemon holds no more descriptors than `baseline`.
 fn wait_fds_back(pid: u32, baseline: usize) {
     wait_for_sync(
         PATIENCE,
         lazy(|| {
             format!(
-                "the daemon's descriptors back to {baseline}; now {}",
-                fd_count(pid)
+                "the daemon's descriptors back to {baseline}; now {}: {}",
+                fd_count(pid),
+                fd_targets(pid)
             )
         }),
         || fd_count(pid) <= baseline,

@@ -77,17 +77,26 @@ where
             return Ok(());
         }
         let max_body = shared.live.load().config.gateway.max_body;
+        // Bytes at the start of the buffer known not to end a head. A head ends with a line
+        // feed, so it is parsed again (from its start) only once a new one has come: a head
+        // trickled a byte at a time costs a parse per line, not one per byte.
+        let mut seen = 0;
         let head = loop {
-            if !buffers.read.is_empty() {
-                match head::parse(&buffers.read, max_body, &mut fields) {
-                    Verdict::Fast(head) => break head,
-                    Verdict::Partial if buffers.read.len() < MAX_HEAD_BYTES => {}
-                    verdict => {
-                        tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
-                        return fallback(Replay::new(buffers.read, socket))
-                            .await
-                            .map_err(Into::into);
-                    }
+            let verdict = if memchr::memchr(b'\n', &buffers.read[seen..]).is_some() {
+                head::parse(&buffers.read, max_body, &mut fields)
+            } else {
+                Verdict::Partial
+            };
+            match verdict {
+                Verdict::Fast(head) => break head,
+                Verdict::Partial if buffers.read.len() < MAX_HEAD_BYTES => {
+                    seen = buffers.read.len();
+                }
+                verdict => {
+                    tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
+                    return fallback(Replay::new(buffers.read, socket))
+                        .await
+                        .map_err(Into::into);
                 }
             }
             buffers.read.reserve(READ_AT_LEAST);
