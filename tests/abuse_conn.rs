@@ -122,7 +122,11 @@ fn fd_targets(pid: u32) -> String {
     let sockets: Vec<&str> = tcp
         .lines()
         .skip(1)
-        .filter(|line| targets.iter().any(|t| line.contains(&format!(" {} ", socket_inode(t)))))
+        .filter(|line| {
+            targets
+                .iter()
+                .any(|t| line.contains(&format!(" {} ", socket_inode(t))))
+        })
         .collect();
     format!("{targets:?}; tcp: {sockets:#?}")
 }
