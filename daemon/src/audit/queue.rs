@@ -33,26 +33,24 @@ impl Queue {
     /// Queues a record unless `bound` records are already waiting (or the queue is closed);
     /// false when it was not queued.
     pub fn push_record(&self, job: Job, bound: usize) -> bool {
-        let mut state = self.lock();
-        if state.records >= bound || state.closed {
-            return false;
-        }
-        state.records += 1;
-        let first = state.jobs.is_empty();
-        state.jobs.push(job);
-        drop(state);
-        if first {
-            self.ready.notify_one();
-        }
-        true
+        self.enqueue(job, Some(bound))
     }
 
     /// Queues a job that is not a record (a flush request), whatever the bound; false when
     /// the queue is closed.
     pub fn push(&self, job: Job) -> bool {
+        self.enqueue(job, None)
+    }
+
+    /// Queues `job` (a record when `record_bound` is given); only a batch's first job wakes
+    /// the writer.
+    fn enqueue(&self, job: Job, record_bound: Option<usize>) -> bool {
         let mut state = self.lock();
-        if state.closed {
+        if state.closed || record_bound.is_some_and(|bound| state.records >= bound) {
             return false;
+        }
+        if record_bound.is_some() {
+            state.records += 1;
         }
         let first = state.jobs.is_empty();
         state.jobs.push(job);
