@@ -44,10 +44,16 @@ const FILE_QUEUE: usize = 8 * 1024;
 const FOLLOW_QUEUE: usize = 1024;
 /// Read buffer per pipe. Longer lines are assembled across reads (up to [`MAX_LINE`]).
 const READ_BUFFER: usize = 4 * 1024;
-/// Pause before each read of a pipe. A server that logs a line per request then costs the
-/// daemon one wake-up per pause rather than one per line; a pipe holds 64 KiB, so a child
-/// would have to write over 30 MB/s to find it full.
+/// Most read in one turn before the reader pauses again: a pipe's capacity.
+const TURN_BYTES: usize = 64 * 1024;
+/// First pause between turns once output flows. A server that logs a line per request then
+/// costs the daemon one wake-up per pause rather than one per line.
 const READ_PAUSE: Duration = Duration::from_millis(2);
+/// Longest pause: while every turn finds output the pause doubles up to this, so a server
+/// that logs steadily costs ~60 wake-ups a second whatever its rate (a line reaches the ring
+/// and `mcpctl logs -f` within it). A pipe holds 64 KiB: a child would have to write over
+/// 4 MB/s to find it full.
+const READ_PAUSE_MAX: Duration = Duration::from_millis(16);
 
 enum FileJob {
     Open(Arc<str>),
@@ -206,19 +212,34 @@ impl LogHub {
 
     /// Records one line.
     pub fn push(&self, line: LogLine) {
+        let (at, stream) = (line.at, line.stream);
+        self.push_lines(at, stream, &mut vec![line.text]);
+    }
+
+    /// Records `texts` (taken, leaving the vector empty), lines of one stream read at `at`:
+    /// one stamp, one file job and one lock of the ring for them all.
+    pub fn push_lines(&self, at: SystemTime, stream: LogStream, texts: &mut Vec<String>) {
+        if texts.is_empty() {
+            return;
+        }
         if let Some(files) = &self.files {
-            self.queue_for_file(files, &line);
+            self.queue_for_file(files, at, stream, texts);
         }
-        if let Some(followers) = self.followers.get()
-            && followers.receiver_count() > 0
-        {
-            let _ = followers.send(line.clone());
-        }
+        let followers = self
+            .followers
+            .get()
+            .filter(|followers| followers.receiver_count() > 0);
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() >= self.capacity {
-            ring.pop_front();
+        for text in texts.drain(..) {
+            let line = LogLine { at, stream, text };
+            if let Some(followers) = followers {
+                let _ = followers.send(line.clone());
+            }
+            if ring.len() >= self.capacity {
+                ring.pop_front();
+            }
+            ring.push_back(line);
         }
-        ring.push_back(line);
     }
 
     /// A line of the daemon's own about this server (e.g. why it restarted), kept with its
@@ -236,28 +257,47 @@ impl LogHub {
         });
     }
 
-    fn queue_for_file(&self, files: &LogFiles, line: &LogLine) {
-        let mut bytes = Vec::with_capacity(line.text.len() + 40);
+    fn queue_for_file(
+        &self,
+        files: &LogFiles,
+        at: SystemTime,
+        stream: LogStream,
+        texts: &[String],
+    ) {
+        let stamp = humantime::format_rfc3339_millis(at).to_string();
+        let stream = match stream {
+            LogStream::Stdout => "out",
+            LogStream::Stderr => "err",
+            LogStream::Daemon => "mcpd",
+        };
+        let size: usize = texts.iter().map(|text| text.len()).sum();
+        let mut bytes = Vec::with_capacity(size + texts.len() * (stamp.len() + 6) + 64);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        let stamp = humantime::format_rfc3339_millis(line.at);
         if dropped > 0 {
             let _ = writeln!(
                 bytes,
                 "{stamp} mcpd {dropped} lines dropped (disk too slow)"
             );
         }
-        let stream = match line.stream {
-            LogStream::Stdout => "out",
-            LogStream::Stderr => "err",
-            LogStream::Daemon => "mcpd",
-        };
-        let _ = writeln!(bytes, "{stamp} {stream} {}", line.text);
+        for text in texts {
+            for part in [
+                stamp.as_bytes(),
+                b" ",
+                stream.as_bytes(),
+                b" ",
+                text.as_bytes(),
+                b"\n",
+            ] {
+                bytes.extend_from_slice(part);
+            }
+        }
         if files
             .jobs
             .try_send(FileJob::Write(self.name.clone(), bytes))
             .is_err()
         {
-            self.dropped.fetch_add(dropped + 1, Ordering::Relaxed);
+            self.dropped
+                .fetch_add(dropped + texts.len() as u64, Ordering::Relaxed);
         }
     }
 
@@ -280,10 +320,12 @@ impl LogHub {
 /// Reads a child's pipe until EOF, pushing each line (capped at [`MAX_LINE`]) into `hub`.
 ///
 /// While the pipe is quiet the task waits for it in the runtime's epoll set. Once output
-/// flows it leaves the set and reads every [`READ_PAUSE`] until a read finds nothing: a server
-/// that logs a line per request then costs one read per pause, where an epoll registration
-/// would wake the daemon for every line written. The read buffer exists only while output
-/// flows.
+/// flows it leaves the set and reads what the pipe holds in turns, [`READ_PAUSE`] apart at
+/// first and up to [`READ_PAUSE_MAX`] while output keeps coming, until a turn finds nothing:
+/// a server that logs a line per request then costs a wake-up per pause, where an epoll
+/// registration would wake the daemon for every line written. A turn's lines reach the
+/// ring, the followers and the file queue together. The read buffer exists only while
+/// output flows.
 pub async fn capture(pipe: OwnedFd, stream: LogStream, hub: Arc<LogHub>) {
     let mut lines = Lines::new(stream, hub);
     let mut pipe = File::from(pipe);
@@ -310,24 +352,57 @@ pub async fn capture(pipe: OwnedFd, stream: LogStream, hub: Arc<LogHub>) {
             }
         };
         let mut buf = vec![0u8; READ_BUFFER];
+        let mut pause = READ_PAUSE;
         loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => {
-                    lines.finish();
-                    return;
-                }
-                Ok(n) => lines.feed(&buf[..n]),
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    tracing::debug!(server = %lines.hub.name, error = %err, "log pipe read failed");
+            match read_turn(&mut pipe, &mut buf, &mut lines) {
+                Turn::Output => {}
+                Turn::Empty => break,
+                Turn::End => {
                     lines.finish();
                     return;
                 }
             }
-            tokio::time::sleep(READ_PAUSE).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(READ_PAUSE_MAX);
         }
     }
+}
+
+/// What one turn of reads found.
+enum Turn {
+    /// Output, now in the hub.
+    Output,
+    /// Nothing to read: the pipe is quiet.
+    Empty,
+    /// The end of the pipe (or an error reading it).
+    End,
+}
+
+/// Reads what the pipe holds (at most [`TURN_BYTES`]) and pushes its lines to the hub at once.
+fn read_turn(pipe: &mut File, buf: &mut [u8], lines: &mut Lines) -> Turn {
+    let mut read = 0;
+    let turn = loop {
+        match pipe.read(buf) {
+            Ok(0) => break Turn::End,
+            Ok(n) => {
+                lines.feed(&buf[..n]);
+                read += n;
+                if read >= TURN_BYTES {
+                    break Turn::Output;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                break if read > 0 { Turn::Output } else { Turn::Empty };
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                tracing::debug!(server = %lines.hub.name, error = %err, "log pipe read failed");
+                break Turn::End;
+            }
+        }
+    };
+    lines.publish();
+    turn
 }
 
 fn set_nonblocking(file: &File) -> std::io::Result<()> {
@@ -351,6 +426,8 @@ struct Lines {
     hub: Arc<LogHub>,
     line: Vec<u8>,
     truncated: bool,
+    /// Whole lines of this turn, not yet in the hub.
+    done: Vec<String>,
 }
 
 impl Lines {
@@ -360,12 +437,13 @@ impl Lines {
             hub,
             line: Vec::new(),
             truncated: false,
+            done: Vec::new(),
         }
     }
 
     fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let (chunk, rest) = match bytes.iter().position(|b| *b == b'\n') {
+            let (chunk, rest) = match memchr::memchr(b'\n', bytes) {
                 Some(pos) => (&bytes[..pos], Some(&bytes[pos + 1..])),
                 None => (bytes, None),
             };
@@ -376,7 +454,7 @@ impl Lines {
             self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
             match rest {
                 Some(rest) => {
-                    self.emit();
+                    self.end_line();
                     bytes = rest;
                 }
                 None => break,
@@ -387,12 +465,13 @@ impl Lines {
     /// The end of the pipe: a last line without a newline is still a line.
     fn finish(&mut self) {
         if !self.line.is_empty() {
-            self.emit();
+            self.end_line();
         }
+        self.publish();
         self.line = Vec::new();
     }
 
-    fn emit(&mut self) {
+    fn end_line(&mut self) {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
@@ -400,13 +479,17 @@ impl Lines {
         if self.truncated {
             text.push_str(" [truncated]");
         }
-        self.hub.push(LogLine {
-            at: SystemTime::now(),
-            stream: self.stream,
-            text,
-        });
+        self.done.push(text);
         self.line.clear();
         self.truncated = false;
+    }
+
+    /// Hands this turn's whole lines to the hub, stamped with one reading of the clock.
+    fn publish(&mut self) {
+        if !self.done.is_empty() {
+            self.hub
+                .push_lines(SystemTime::now(), self.stream, &mut self.done);
+        }
     }
 }
 
