@@ -140,15 +140,15 @@ pub async fn forward(
         Some(remote) => Dest::Remote(remote),
         None => Dest::Port(upstream.port),
     };
-    let result = tokio::time::timeout(upstream.header_timeout, pool.send(dest, request)).await;
-    match result {
-        Err(_elapsed) => response::error(
+    let deadline = tokio::time::Instant::now() + upstream.header_timeout;
+    match pool.send(dest, request, deadline).await {
+        Err(err) if err.is_head_timeout() => response::error(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream did not answer in time",
             Some(server),
         ),
-        Ok(Err(err)) if caused_by_length_limit(&err) => too_large(server),
-        Ok(Err(err)) if err.is_refused() => {
+        Err(err) if caused_by_length_limit(&err) => too_large(server),
+        Err(err) if err.is_refused() => {
             // The server died (or closed its listener) and its supervisor has not noticed
             // yet: the same answer as for any server that is not running, and a nudge so the
             // supervisor checks now rather than at the next probe.
@@ -160,7 +160,7 @@ pub async fn forward(
                 upstream.retry_after_secs,
             )
         }
-        Ok(Err(err @ UpstreamError::Busy { .. })) => {
+        Err(err @ UpstreamError::Busy { .. }) => {
             tracing::warn!(server, cause = %err, "no upstream connection available");
             response::unavailable(
                 "too many upstream connections; try again",
@@ -168,7 +168,7 @@ pub async fn forward(
                 upstream.retry_after_secs,
             )
         }
-        Ok(Err(err)) if err.is_connect() => {
+        Err(err) if err.is_connect() => {
             upstream.check_now.notify_one();
             tracing::warn!(server, cause = %err, "cannot connect to the upstream");
             let message = match &err {
@@ -178,7 +178,7 @@ pub async fn forward(
             };
             response::error(StatusCode::BAD_GATEWAY, &message, Some(server))
         }
-        Ok(Err(err)) => {
+        Err(err) => {
             tracing::warn!(server, cause = %err, "upstream request failed");
             response::error(
                 StatusCode::BAD_GATEWAY,
@@ -186,7 +186,7 @@ pub async fn forward(
                 Some(server),
             )
         }
-        Ok(Ok(response)) => {
+        Ok(response) => {
             if upstream.remote.is_some()
                 && let Some(refusal) = super::remote::refuse_redirect(server, response.status())
             {
@@ -200,7 +200,7 @@ pub async fn forward(
 }
 
 /// `n` in decimal, written into `buf` without an allocation.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut start = buf.len();
     loop {
         start -= 1;

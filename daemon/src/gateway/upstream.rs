@@ -121,6 +121,8 @@ pub enum UpstreamError {
         wait: Duration,
         cap: &'static str,
     },
+    #[error("upstream did not send its response head in time")]
+    HeadTimeout,
     #[error(transparent)]
     Http(#[from] hyper::Error),
     /// A local server's connection failed or its response broke the rules of HTTP/1.1.
@@ -139,6 +141,14 @@ impl UpstreamError {
             UpstreamError::Remote(err) => err.is_refused(),
             _ => false,
         }
+    }
+
+    /// True when the response head did not come by the request's deadline.
+    pub fn is_head_timeout(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::HeadTimeout | UpstreamError::H1(H1Error::HeadTimeout)
+        )
     }
 
     pub fn is_connect(&self) -> bool {
@@ -218,23 +228,31 @@ impl Pool {
     }
 
     /// Sends `request` to `dest` (its URI in origin form, its `Host` set) and returns the
-    /// response head; the body streams from the connection as it is read.
+    /// response head, or [`UpstreamError::is_head_timeout`] when it has not come by
+    /// `deadline`; the body streams from the connection as it is read.
+    ///
+    /// A kept connection carries its own timer from request to request, moved to each new
+    /// deadline (which costs no timer-wheel operation while the deadline only moves later):
+    /// no timer is made per request.
     pub async fn send(
         self: &Arc<Self>,
         dest: Dest<'_>,
         request: Request<RequestBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let port = dest.key();
         let mut request = request;
         if let Some(link) = self.take_idle(port) {
-            match exchange(link, request).await {
+            match exchange(link, request, deadline).await {
                 Ok(exchanged) => return Ok(self.respond(port, exchanged)),
                 Err(Failed::NotSent(unsent)) => request = *unsent,
                 Err(Failed::Error(err)) => return Err(err),
             }
         }
-        let link = self.connect(dest).await?;
-        match exchange(link, request).await {
+        let link = tokio::time::timeout_at(deadline, self.connect(dest))
+            .await
+            .map_err(|_elapsed| UpstreamError::HeadTimeout)??;
+        match exchange(link, request, deadline).await {
             Ok(exchanged) => Ok(self.respond(port, exchanged)),
             Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
             Err(Failed::Error(err)) => Err(err),
@@ -416,15 +434,23 @@ enum Failed {
     Error(UpstreamError),
 }
 
-/// Writes `request` on `link` and reads the response head.
-async fn exchange(link: Link, request: Request<RequestBody>) -> Result<Exchanged, Failed> {
+/// Writes `request` on `link` and reads the response head, by `deadline`.
+async fn exchange(
+    link: Link,
+    request: Request<RequestBody>,
+    deadline: tokio::time::Instant,
+) -> Result<Exchanged, Failed> {
     let Link {
         conn,
         _places: places,
     } = link;
     match conn {
-        Conn::Hyper(conn) => exchange_hyper(*conn, places, request).await,
-        Conn::H1(mut conn) => match conn.exchange(request).await {
+        Conn::Hyper(conn) => {
+            tokio::time::timeout_at(deadline, exchange_hyper(*conn, places, request))
+                .await
+                .unwrap_or(Err(Failed::Error(UpstreamError::HeadTimeout)))
+        }
+        Conn::H1(mut conn) => match conn.exchange(request, deadline).await {
             Ok(head) => {
                 let link = Link {
                     conn: Conn::H1(conn),

@@ -145,11 +145,8 @@ impl Head {
 }
 
 /// True when `bytes` hold a `\n` not preceded by `\r`.
-fn has_bare_lf(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .enumerate()
-        .any(|(at, &b)| b == b'\n' && (at == 0 || bytes[at - 1] != b'\r'))
+pub(crate) fn has_bare_lf(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', bytes).any(|at| at == 0 || bytes[at - 1] != b'\r')
 }
 
 /// The rule of `http::HeaderValue`: visible ASCII, space, tab and obs-text.

@@ -443,6 +443,49 @@ async fn a_server_that_never_answers_times_out() {
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
 }
 
+/// A kept connection carries one response-head timer from request to request: moved to each
+/// request's deadline, it cuts neither a request after the connection sat idle past the
+/// timeout (the timer ran out meanwhile) nor quick answers, and still cuts a late one.
+#[tokio::test]
+async fn the_kept_connection_s_timer_cuts_only_a_late_answer() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    const ANSWERED: usize = 3;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut requests = 0;
+                while read_request(&mut stream).await {
+                    requests += 1;
+                    if requests <= ANSWERED && stream.write_all(good().as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let options = GatewayOptions {
+        upstream_header_timeout: TIMEOUT,
+        ..GatewayOptions::default()
+    };
+    let (_dir, gateway) = gateway_to(port, options).await;
+    next_is_served(&gateway).await;
+    // The condition under test is the passing of the timeout while the connection is idle.
+    tokio::time::sleep(TIMEOUT * 2).await;
+    next_is_served(&gateway).await;
+    next_is_served(&gateway).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one kept connection");
+    let (status, body) = call(&gateway).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(json(&body)["error"], "upstream did not answer in time");
+    server.abort();
+}
+
 #[tokio::test]
 async fn a_204_or_304_with_a_content_length_has_no_body() {
     for status_line in ["HTTP/1.1 204 No Content", "HTTP/1.1 304 Not Modified"] {

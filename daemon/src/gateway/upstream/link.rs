@@ -20,11 +20,13 @@ use http_body::Body as HttpBody;
 use http_body_util::Either;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::RequestBody;
 use super::body::Decoder;
 use super::response_head::{self, H1Error, Head};
 use crate::gateway::MAX_HEAD_BYTES;
+use crate::gateway::proxy::decimal;
 
 /// Spare room made in the read buffer before a read that would find less than a quarter.
 const READ_SIZE: usize = 8 * 1024;
@@ -37,6 +39,9 @@ pub struct H1Link {
     pub(super) read: BytesMut,
     /// The request head being written (then chunk-size lines).
     write: Vec<u8>,
+    /// The response head's deadline, kept from exchange to exchange and moved to each new
+    /// one (made by the first exchange; `None` while one is in flight).
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// The request could not be sent at all; here it is back.
@@ -51,6 +56,7 @@ impl H1Link {
             stream,
             read: BytesMut::new(),
             write: Vec::new(),
+            deadline: None,
         }
     }
 
@@ -91,8 +97,29 @@ impl H1Link {
         }
     }
 
-    /// Writes `request` and reads the final response head.
-    pub async fn exchange(&mut self, request: Request<RequestBody>) -> Result<Head, Failed> {
+    /// Writes `request` and reads the final response head, by `deadline`.
+    pub async fn exchange(
+        &mut self,
+        request: Request<RequestBody>,
+        deadline: Instant,
+    ) -> Result<Head, Failed> {
+        let mut timer = match self.deadline.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let result = self.exchange_until(request, &mut timer).await;
+        self.deadline = Some(timer);
+        result
+    }
+
+    async fn exchange_until(
+        &mut self,
+        request: Request<RequestBody>,
+        timer: &mut Pin<Box<Sleep>>,
+    ) -> Result<Head, Failed> {
         let head_request = request.method() == Method::HEAD;
         let (parts, mut body) = request.into_parts();
 
@@ -117,7 +144,10 @@ impl H1Link {
         match &mut body {
             Either::Left(full) => {
                 let data = poll_now(full).unwrap_or_default();
-                let _ = write!(self.write, "content-length: {}\r\n", data.len());
+                self.write.extend_from_slice(b"content-length: ");
+                self.write
+                    .extend_from_slice(decimal(data.len() as u64, &mut [0; 20]));
+                self.write.extend_from_slice(b"\r\n");
                 out.data = data;
             }
             Either::Right(stream) => {
@@ -158,7 +188,13 @@ impl H1Link {
             write_error: None,
             scanned: 0,
         };
-        poll_fn(|cx| exchange.poll(cx, head_request)).await
+        poll_fn(|cx| match exchange.poll(cx, head_request) {
+            Poll::Pending if timer.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(Failed::Error(H1Error::HeadTimeout)))
+            }
+            polled => polled,
+        })
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::body::Framing;
 use crate::gateway::conn::BoxError;
+use crate::gateway::h1::head::has_bare_lf;
 use crate::gateway::{MAX_HEAD_BYTES, MAX_HEADERS};
 
 /// Why an exchange on a hand-parsed upstream connection failed.
@@ -41,6 +42,8 @@ pub enum H1Error {
     RequestBody(#[source] BoxError),
     #[error("the request body is shorter or longer than its Content-Length")]
     RequestLength,
+    #[error("upstream did not send its response head in time")]
+    HeadTimeout,
 }
 
 /// A final response head.
@@ -221,12 +224,6 @@ fn decimal(value: &[u8]) -> Result<u64, H1Error> {
 }
 
 /// A LF not preceded by CR (httparse accepts them; this gateway does not).
-fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(at, &byte)| byte == b'\n' && (at == 0 || head[at - 1] != b'\r'))
-}
-
 /// Whether `buf` (of which the first `scanned` bytes were searched before) now holds the
 /// blank line that ends a head, so parsing it is worthwhile: a head trickled in one byte at
 /// a time is then parsed once, not once per byte.
