@@ -44,6 +44,9 @@ const FILE_QUEUE: usize = 8 * 1024;
 const FOLLOW_QUEUE: usize = 1024;
 /// Read buffer per pipe. Longer lines are assembled across reads (up to [`MAX_LINE`]).
 const READ_BUFFER: usize = 4 * 1024;
+/// Room for lines of one turn kept between turns (a turn of a flood of short lines may need
+/// far more, and gives it back).
+const KEPT_LINE_SLOTS: usize = 256;
 /// Most read in one turn before the reader pauses again: a pipe's capacity.
 const TURN_BYTES: usize = 64 * 1024;
 /// First pause between turns once output flows. A server that logs a line per request then
@@ -489,6 +492,10 @@ impl Lines {
         if !self.done.is_empty() {
             self.hub
                 .push_lines(SystemTime::now(), self.stream, &mut self.done);
+        }
+        // A flood of short lines made the list long: let its room go with the flood.
+        if self.done.capacity() > KEPT_LINE_SLOTS {
+            self.done = Vec::new();
         }
     }
 }
