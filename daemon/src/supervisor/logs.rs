@@ -627,4 +627,32 @@ mod tests {
                 .all(|(i, line)| line.text == format!("line {i}"))
         );
     }
+
+    /// Lines already in the pipe when it is read are one turn: one stamp, one file job.
+    #[tokio::test]
+    async fn lines_read_together_share_a_stamp_and_a_file_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::new(&logs_config(dir.path().join("logs"))).unwrap();
+        let hub = Arc::new(LogHub::new("turn", 100, Some(files.clone())));
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"a\nb\nc\n").unwrap();
+        drop(writer);
+        capture(OwnedFd::from(reader), LogStream::Stderr, hub.clone()).await;
+        let lines = hub.tail(10);
+        let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+        assert!(lines.iter().all(|line| line.at == lines[0].at));
+        files.flush(std::time::Duration::from_secs(5)).await;
+        let written = std::fs::read_to_string(dir.path().join("logs/turn.log")).unwrap();
+        let stamps: Vec<&str> = written
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(written.lines().count(), 3, "{written}");
+        assert!(stamps.iter().all(|stamp| *stamp == stamps[0]), "{written}");
+        assert!(
+            written.lines().all(|line| line.contains(" err ")),
+            "{written}"
+        );
+    }
 }
