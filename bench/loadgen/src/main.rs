@@ -274,6 +274,7 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             session.sender.ready().await?;
             let started = Instant::now();
             let resp = session.sender.send_request(req.body(Full::new(Bytes::from(call.to_string())))?).await?;
+            let head_us = started.elapsed().as_micros() as u32;
             let mut body = resp.into_body();
             let mut delays = Vec::new();
             let mut events = 0u64;
@@ -288,17 +289,25 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
                     }
                 }
             }
-            anyhow::Ok((events, delays))
+            anyhow::Ok((events, delays, head_us))
         }));
     }
     let mut events = 0;
     let mut delays = Vec::new();
+    let mut by_event: Vec<Vec<u32>> = vec![Vec::new(); steps as usize];
+    let mut heads = Vec::new();
     let mut failed = 0;
     for task in tasks {
         match task.await? {
-            Ok((e, d)) => {
+            Ok((e, d, head_us)) => {
                 events += e;
+                for (n, delay) in d.iter().enumerate() {
+                    if let Some(slot) = by_event.get_mut(n) {
+                        slot.push(*delay);
+                    }
+                }
                 delays.extend(d);
+                heads.push(head_us);
             }
             Err(error) => {
                 failed += 1;
@@ -307,11 +316,22 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
         }
     }
     delays.sort_unstable();
+    heads.sort_unstable();
+    // Where the delay builds up: the answer's head (the call's own latency, which every event
+    // of the stream inherits) and the median delay of event 1, 2, ... 20.
+    let by_event: Vec<u32> = by_event
+        .iter_mut()
+        .map(|slot| {
+            slot.sort_unstable();
+            percentile(slot, 50.0)
+        })
+        .collect();
     println!(
         "{}",
         serde_json::json!({"url": args.url, "streams": streams, "events": events,
             "expected_events": steps * streams as u64, "p50_delay_us": percentile(&delays, 50.0),
-            "p99_delay_us": percentile(&delays, 99.0), "failed_streams": failed})
+            "p99_delay_us": percentile(&delays, 99.0), "failed_streams": failed,
+            "p50_head_us": percentile(&heads, 50.0), "p50_delay_by_event_us": by_event})
     );
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! idle timeout, and a connection waiting for its next head at the header timeout. On
 //! shutdown the exchange in flight finishes (with `connection: close`), and no new one starts.
 
+mod body_out;
 pub(crate) mod head;
 mod replay;
 mod write;

@@ -1,25 +1,19 @@
 //! The response writer of the hand HTTP/1.1 path: the head as hyper writes it (lowercase
 //! names, a `date`, `content-length` for a body of known size, else chunked), and the body
-//! frames, those ready together in one write.
+//! frames, those ready together in one write (`body_out`).
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use futures::FutureExt as _;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body as HttpBody;
-use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
+use super::body_out::{self, Sent, Wire};
 use crate::gateway::conn::{BoxError, OpenStream};
-
-/// Gathered output is written once it reaches this size.
-const FLUSH_AT: usize = 64 * 1024;
-/// A data frame at least this large is written from its own buffer, not copied.
-const DIRECT_AT: usize = 16 * 1024;
 
 /// The buffers one connection reuses from exchange to exchange.
 #[derive(Debug, Default)]
@@ -68,70 +62,26 @@ where
     out.clear();
     let (framing, closes) = write_head(out, &parts, &body, head_request, close);
     *spare = std::mem::take(&mut parts.headers);
-    if framing != Framing::None {
-        let mut sent = 0u64;
-        loop {
-            let next = match body.frame().now_or_never() {
-                Some(next) => next,
-                None => {
-                    // Nothing ready: what is gathered (the head at least) goes out first, so
-                    // an SSE client sees the head before the first event.
-                    flush(io, out).await?;
-                    // A client that goes away ends the body (an SSE stream held open).
-                    tokio::select! {
-                        biased;
-                        frame = body.frame() => frame,
-                        gone = super::client_gone(io, buf) => {
-                            gone?;
-                            return Err("the client closed the connection".into());
-                        }
-                    }
-                }
-            };
-            let data = match next {
-                None => break,
-                Some(Err(err)) => {
+    let wire = match framing {
+        Framing::None => None,
+        Framing::Length(length) => Some(Wire::Length(length)),
+        Framing::Chunked => Some(Wire::Chunked),
+    };
+    if let Some(wire) = wire {
+        match body_out::send(io, buf, out, &mut body, wire, stream).await {
+            Sent::Ended(sent) => match framing {
+                Framing::Length(length) if sent != length => {
                     let _ = flush(io, out).await;
-                    return Err(err.into());
+                    return Err(format!("response body shorter than its length {length}").into());
                 }
-                Some(Ok(frame)) => {
-                    stream.moved();
-                    match frame.into_data() {
-                        Ok(data) if !data.is_empty() => data,
-                        _ => continue,
-                    }
-                }
-            };
-            sent += data.len() as u64;
-            if let Framing::Length(length) = framing
-                && sent > length
-            {
+                Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+                _ => {}
+            },
+            Sent::Failed(err) => {
                 let _ = flush(io, out).await;
-                return Err(format!("response body longer than its length {length}").into());
+                return Err(err);
             }
-            if framing == Framing::Chunked {
-                write!(out, "{:x}\r\n", data.len())?;
-            }
-            if data.len() >= DIRECT_AT {
-                flush(io, out).await?;
-                io.write_all(&data).await?;
-            } else {
-                out.extend_from_slice(&data);
-            }
-            if framing == Framing::Chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            if out.len() >= FLUSH_AT {
-                flush(io, out).await?;
-            }
-        }
-        match framing {
-            Framing::Length(length) if sent != length => {
-                let _ = flush(io, out).await;
-                return Err(format!("response body shorter than its length {length}").into());
-            }
-            Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-            _ => {}
+            Sent::ClientGone(err) => return Err(err),
         }
     }
     flush(io, out).await?;
