@@ -176,9 +176,7 @@ pub fn launch(
         .chain(confine.procs())
         .collect();
     // Too many cgroup files for the slots: the child copies the whole table, as a fork does.
-    let placed = slots
-        .and_then(|slots| slots.place(&needed))
-        .transpose()?;
+    let placed = slots.and_then(|slots| slots.place(&needed)).transpose()?;
     let (at, unshare_below) = match (&placed, slots) {
         (Some(placed), Some(slots)) => (placed.at.as_slice(), Some(slots.bound())),
         _ => (needed.as_slice(), None),
