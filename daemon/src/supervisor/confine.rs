@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -145,13 +145,18 @@ impl Mounts {
 }
 
 impl Prepared {
+    /// The open `cgroup.procs` files, in order.
+    pub fn procs(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.procs.iter().map(AsRawFd::as_raw_fd)
+    }
+
     /// Runs in the child between fork and exec: only async-signal-safe system calls, no
-    /// allocation.
-    pub fn enter(&self) -> io::Result<()> {
+    /// allocation. `procs` are the numbers the child has [`Prepared::procs`] at.
+    pub fn enter(&self, procs: &[RawFd]) -> io::Result<()> {
         // SAFETY: plain system calls on the child's own state, with buffers that live here.
         unsafe {
-            for fd in &self.procs {
-                if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+            for fd in procs {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
             }

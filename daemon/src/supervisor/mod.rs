@@ -8,6 +8,7 @@ mod boxes;
 mod cgroup;
 pub(crate) mod child;
 mod confine;
+mod fd_slots;
 pub(crate) mod kernel;
 mod lifecycle;
 mod log_files;

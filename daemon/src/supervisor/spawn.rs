@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::child::Child;
 use super::confine::Confine;
+use super::fd_slots::Slots;
 use super::reaper::Reaper;
 use super::vfork::{ChildStack, launch};
 use crate::config::ServerConfig;
@@ -127,6 +128,11 @@ impl Spawner {
     pub fn new(runtime: tokio::runtime::Handle) -> io::Result<Self> {
         let (jobs, queue) = std_mpsc::channel::<Job>();
         let daemon_pid = std::process::id() as libc::pid_t;
+        // Taken here, before the daemon opens its servers' descriptors, so they are low.
+        // Without them a spawn copies the daemon's descriptor table, as a fork does.
+        let slots = Slots::new()
+            .inspect_err(|err| tracing::warn!(error = %err, "no descriptor slots for spawning"))
+            .ok();
         std::thread::Builder::new()
             .name("mcpd-spawner".into())
             .spawn(move || {
@@ -137,7 +143,7 @@ impl Spawner {
                     match job {
                         Job::Spawn(spec, reply) => {
                             let child = match &stack {
-                                Ok(stack) => launch(&spec, stack, daemon_pid),
+                                Ok(stack) => launch(&spec, stack, slots.as_ref(), daemon_pid),
                                 Err(err) => Err(io::Error::new(
                                     err.kind(),
                                     format!("no stack for the child: {err}"),

@@ -14,6 +14,11 @@
 //! server speaks stdio); it closes every other descriptor before exec (`close_range`), so
 //! the server starts with exactly 0, 1 and 2, even when the daemon itself inherited a
 //! descriptor without close-on-exec.
+//!
+//! The child does not copy the daemon's descriptor table either: its descriptors are put in
+//! low reserved numbers (`fd_slots.rs`), it is cloned sharing the table (`CLONE_FILES`) and
+//! its first system call takes a private table of only the numbers below the slots' bound
+//! (`CLOSE_RANGE_UNSHARE`; a full `unshare(CLONE_FILES)` on kernels without it).
 
 use std::ffi::{CStr, CString, c_int, c_void};
 use std::io;
@@ -24,6 +29,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::child::Child;
 use super::confine::Prepared;
+use super::fd_slots::Slots;
 use super::spawn::SpawnSpec;
 
 /// The child's stack: its own mapping, with a guard page below it.
@@ -119,14 +125,24 @@ struct ChildArgs<'a> {
     working_dir: Option<&'a CStr>,
     /// The child's stdin, stdout and stderr, in the daemon's descriptor table.
     stdio: [RawFd; 3],
+    /// The cgroup files it writes itself into, in the same table.
+    procs: &'a [RawFd],
+    /// Cloned sharing the daemon's table: keep only the descriptors below this number.
+    unshare_below: Option<RawFd>,
     confine: &'a Prepared,
     daemon_pid: libc::pid_t,
     /// `stage << 32 | errno` when the child failed before exec; written by the child.
     failure: AtomicI64,
 }
 
-/// Starts `spec` as a child of the calling thread (`PR_SET_PDEATHSIG` is tied to it).
-pub fn launch(spec: &SpawnSpec, stack: &ChildStack, daemon_pid: libc::pid_t) -> io::Result<Child> {
+/// Starts `spec` as a child of the calling thread (`PR_SET_PDEATHSIG` is tied to it); with
+/// `slots`, without copying the daemon's descriptor table into it.
+pub fn launch(
+    spec: &SpawnSpec,
+    stack: &ChildStack,
+    slots: Option<&Slots>,
+    daemon_pid: libc::pid_t,
+) -> io::Result<Child> {
     let confine = spec.confine.prepare()?;
     let program = program(spec)?;
     let c_string = |text: &[u8]| CString::new(text).map_err(io::Error::other);
@@ -154,20 +170,38 @@ pub fn launch(spec: &SpawnSpec, stack: &ChildStack, daemon_pid: libc::pid_t) -> 
     let (stdout_parent, stdout_child) = pipe()?;
     let (stderr_parent, stderr_child) = pipe()?;
 
+    let needed: Vec<RawFd> = [&stdin_child, &stdout_child, &stderr_child]
+        .into_iter()
+        .map(AsRawFd::as_raw_fd)
+        .chain(confine.procs())
+        .collect();
+    // Too many cgroup files for the slots: the child copies the whole table, as a fork does.
+    let placed = slots.and_then(|slots| slots.place(&needed)).transpose()?;
+    let (at, unshare_below) = match (&placed, slots) {
+        (Some(placed), Some(slots)) => (placed.at.as_slice(), Some(slots.bound())),
+        _ => (needed.as_slice(), None),
+    };
     let child_args = ChildArgs {
         program: &program,
         argv: &argv,
         envp: &envp,
         working_dir: working_dir.as_deref(),
-        stdio: [
-            stdin_child.as_raw_fd(),
-            stdout_child.as_raw_fd(),
-            stderr_child.as_raw_fd(),
-        ],
+        stdio: [at[0], at[1], at[2]],
+        procs: &at[3..],
+        unshare_below,
         confine: &confine,
         daemon_pid,
         failure: AtomicI64::new(0),
     };
+    let flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | libc::CLONE_PIDFD
+        | libc::SIGCHLD
+        | if unshare_below.is_some() {
+            libc::CLONE_FILES
+        } else {
+            0
+        };
     let mut pidfd: c_int = -1;
     // SAFETY: all signals are blocked for the clone (restored right after); the child runs
     // `child_main` on its own stack and only reads `child_args`, which outlives it: with
@@ -180,7 +214,7 @@ pub fn launch(spec: &SpawnSpec, stack: &ChildStack, daemon_pid: libc::pid_t) -> 
         let pid = libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            flags,
             std::ptr::from_ref(&child_args).cast_mut().cast(),
             &mut pidfd as *mut c_int,
         );
@@ -193,8 +227,9 @@ pub fn launch(spec: &SpawnSpec, stack: &ChildStack, daemon_pid: libc::pid_t) -> 
     };
     // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    drop((stdin_child, stdout_child, stderr_child));
     let failure = child_args.failure.load(Ordering::SeqCst);
+    drop(placed);
+    drop((stdin_child, stdout_child, stderr_child));
     if failure != 0 {
         // The child exited without exec: reap it here.
         let mut status = 0;
@@ -296,6 +331,18 @@ fn errno() -> c_int {
 unsafe fn run_child(args: &ChildArgs<'_>) -> (Stage, c_int) {
     // SAFETY: system calls on the child's own descriptor table, signal state and process.
     unsafe {
+        // Leave the daemon's table first: nothing below may change what its threads use.
+        if let Some(bound) = args.unshare_below
+            && libc::syscall(
+                libc::SYS_close_range,
+                bound as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) == -1
+            && libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) == -1
+        {
+            return (Stage::Stdio, errno());
+        }
         // Move a source that sits on 0-2 out of the way first, so no dup2 overwrites it.
         let mut stdio = args.stdio;
         for fd in &mut stdio {
@@ -317,7 +364,7 @@ unsafe fn run_child(args: &ChildArgs<'_>) -> (Stage, c_int) {
         {
             return (Stage::Chdir, errno());
         }
-        if let Err(err) = args.confine.enter() {
+        if let Err(err) = args.confine.enter(args.procs) {
             return (Stage::Confine, err.raw_os_error().unwrap_or(libc::EINVAL));
         }
         // Everything else goes (the cgroup files were written above), including what the
