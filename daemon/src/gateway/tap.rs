@@ -1,6 +1,8 @@
 //! The answer side of an inspected request: `tools/list` answers filtered to the tools the
 //! caller may call, and the outcome of each `tools/call` (JSON-RPC error code or `isError`)
-//! read for its audit record, which is written when the answer ends (or the client leaves).
+//! read for its audit record, which is queued when the tap is dropped: the response body
+//! holding it keeps it past the answer's end until its last byte has been written to the
+//! client (or the client left), so the client's answer never waits for the record.
 //!
 //! JSON answers and SSE streams alike. Observing passes every chunk on at once and reads a
 //! copy; filtering holds a JSON answer to its end, and an SSE event until it is complete (the
@@ -199,7 +201,8 @@ impl Tap {
         }
     }
 
-    /// The answer ended; returns what is left to pass on.
+    /// The answer ended; returns what is left to pass on. The audit records are queued when
+    /// the tap is dropped (after the caller has written what this returns).
     pub fn end(&mut self) -> Bytes {
         let out = match (self.format, self.holding()) {
             (Format::Json, true) => {
@@ -239,7 +242,6 @@ impl Tap {
             }
             (Format::Other, _) => Bytes::new(),
         };
-        self.record();
         out
     }
 
@@ -334,7 +336,8 @@ impl Tap {
         });
     }
 
-    /// Writes the audit records (once): at the end of the answer, or when it is dropped.
+    /// Writes the audit records (once), when the tap is dropped: their duration runs to then,
+    /// after the answer's last byte was written (or the client left).
     fn record(&mut self) {
         if self.recorded {
             return;
@@ -380,5 +383,7 @@ fn too_large() -> Vec<u8> {
 
 #[cfg(test)]
 mod allocations;
+#[cfg(test)]
+mod record_after_end;
 #[cfg(test)]
 mod tests;
