@@ -1,6 +1,6 @@
 //! When an answer's audit record is queued: once the response body holding the tap is dropped
 //! (after its last byte was written to the client), not when its last frame is read; its
-//! duration runs to then.
+//! duration runs to then, and its outcome is read from the answer's last chunk then too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,12 +54,17 @@ fn audit_log(dir: &std::path::Path) -> Arc<AuditLog> {
     AuditLog::new(&logs, Counter::default())
 }
 
-/// An answer body of `chunks` passed through a tap that audits one call (id 7).
-fn tapped_body(audit: &Arc<AuditLog>, started: Instant, chunks: &[&'static [u8]]) -> UpstreamBody {
+/// An answer body of `chunks` (`content_type`) passed through a tap that audits one call (id 7).
+fn tapped_body(
+    audit: &Arc<AuditLog>,
+    started: Instant,
+    content_type: &str,
+    chunks: &[&'static [u8]],
+) -> UpstreamBody {
     let mut tap = Tap::new(None, vec![call(json!(7))], Some(audit.clone()), started);
     let mut parts = http::Response::builder()
         .status(200)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(())
         .unwrap()
         .into_parts()
@@ -81,7 +86,12 @@ async fn the_record_is_queued_when_the_body_is_dropped_not_at_its_last_frame() {
     let audit = audit_log(dir.path());
     let mut follower = audit.subscribe();
     let started = Instant::now();
-    let mut body = tapped_body(&audit, started, &[&ANSWER[..20], &ANSWER[20..]]);
+    let mut body = tapped_body(
+        &audit,
+        started,
+        "application/json",
+        &[&ANSWER[..20], &ANSWER[20..]],
+    );
 
     let mut passed = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -117,7 +127,12 @@ async fn a_body_dropped_before_its_end_still_leaves_one_record() {
     let dir = tempfile::tempdir().unwrap();
     let audit = audit_log(dir.path());
     let mut follower = audit.subscribe();
-    let mut body = tapped_body(&audit, Instant::now(), &[&ANSWER[..20], &ANSWER[20..]]);
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "application/json",
+        &[&ANSWER[..20], &ANSWER[20..]],
+    );
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), &ANSWER[..20]);
     drop(body);
@@ -129,4 +144,48 @@ async fn a_body_dropped_before_its_end_still_leaves_one_record() {
         "outcome unknown"
     );
     assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// An SSE answer: the outcome is in its last chunk, read once the body is dropped; an event
+/// cut short by a client that left is not read as one.
+#[tokio::test]
+async fn an_sse_answer_is_read_to_its_last_event_when_the_body_is_dropped() {
+    const PROGRESS: &[u8] =
+        b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+    const ANSWERED: &[u8] =
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32602,\"message\":\"x\"}}\n\n";
+    let dir = tempfile::tempdir().unwrap();
+    let audit = audit_log(dir.path());
+    let mut follower = audit.subscribe();
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "text/event-stream",
+        &[PROGRESS, ANSWERED],
+    );
+    let mut passed = Vec::new();
+    while let Some(frame) = body.frame().await {
+        passed.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(passed, [PROGRESS, ANSWERED].concat());
+    audit.flush(Duration::from_secs(5)).await;
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
+    assert_eq!((record.status, record.error_code), (200, Some(-32602)));
+
+    // The answer's event without its blank line, and the client gone before the end.
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "text/event-stream",
+        &[PROGRESS, &ANSWERED[..ANSWERED.len() - 2], b"\n\n"],
+    );
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
+    assert_eq!(record.error_code, None, "a cut event is not an answer");
 }
