@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::BodyExt as _;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::broadcast::error::TryRecvError;
