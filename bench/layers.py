@@ -8,7 +8,9 @@ one connection, with the daemons and their echo servers on CPU 0 and the load ge
 CPU 1. CPU per request survives a loaded machine far better than req/s: other jobs make a
 request wait, not cost more cycles. Cases run interleaved for several rounds; medians shown.
 Beside it: context switches per request (every thread of the daemon), the audit writer
-thread's CPU per request, and each daemon's idle CPU; `--strace` adds syscalls per request
+thread's CPU per request, the CPU per request of the daemon's servers (mcp-echo, on the same
+CPU: what it spends on the longer, identity-headed request counts too), and each daemon's
+idle CPU; `--strace` adds syscalls per request
 (strace attached during each case: the CPU figures are then off), `--perf DIR` a flat
 `perf record -e cpu-clock` of each case's first round (`perf report -i DIR/CASE.data`).
 
@@ -174,6 +176,7 @@ def run(bench, args):
     rps = {c[0]: [] for c in cases}
     switches = {c[0]: [] for c in cases}
     writer = {c[0]: [] for c in cases}
+    echo = {c[0]: [] for c in cases}
     syscalls = {c[0]: [] for c in cases}
     for round_ in range(args.rounds):
         order = cases if round_ % 2 == 0 else list(reversed(cases))
@@ -201,10 +204,12 @@ def run(bench, args):
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             before_switches = context_switches(pid)
             before_writer = thread_cpu_ns(pid, "mcpd-audit")
+            before_echo = children_cpu_ns(pid)
             before_cpu = cpu_ticks(pid)
             started = time.monotonic()
             result = bench.loadgen(url, args.connections, tok, tool=tool)
             ticks = cpu_ticks(pid) - before_cpu
+            echo_ns = children_cpu_ns(pid) - before_echo
             switched = context_switches(pid) - before_switches
             if profiler:
                 profiler.send_signal(2)
@@ -226,23 +231,27 @@ def run(bench, args):
             rps[name].append(result["rps"])
             switches[name].append(switched / max(requests, 1))
             writer[name].append(writer_ns / 1000 / max(requests, 1))
+            echo[name].append(echo_ns / 1000 / max(requests, 1))
             harness.log(f"round {round_ + 1}/{args.rounds} {name:20} {per_req:6.1f} {unit}/req "
-                        f"{result['rps']:7.0f} req/s {switches[name][-1]:5.2f} switches/req")
+                        f"{result['rps']:7.0f} req/s {switches[name][-1]:5.2f} switches/req "
+                        f"echo {echo[name][-1]:5.1f} us/req")
     base = median(cpu["all off"])
+    echo_base = median(echo["all off"])
     print(f"\nmcpd CPU per tools/call, {args.connections} connection(s), "
           f"{args.rounds} rounds of {args.duration:g} s, medians "
           f"({time.strftime('%Y-%m-%d %H:%M %Z')}, load {os.getloadavg()[0]:.2f}):\n")
     what = "instructions/req" if args.callgrind else "CPU us/req"
     traced = " syscalls/req |" if args.strace else ""
     print(f"| layers | {what} | over all off | req/s | context switches/req | audit writer "
-          f"thread CPU us/req |{traced}")
-    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
+          f"thread CPU us/req | mcp-echo CPU us/req (over all off) |{traced}")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.strace else ""))
     for name, *_ in cases:
         c = median(cpu[name])
         calls = f" {median(syscalls[name]):.2f} |" if args.strace else ""
         print(f"| {name} | {c:.{0 if args.callgrind else 1}f} | {c - base:+.{0 if args.callgrind else 1}f} | "
               f"{median(rps[name]):.0f} | {median(switches[name]):.2f} | "
-              f"{median(writer[name]):.2f} |{calls}")
+              f"{median(writer[name]):.2f} | {median(echo[name]):.1f} "
+              f"({median(echo[name]) - echo_base:+.1f}) |{calls}")
 
 
 def context_switches(pid):
@@ -273,6 +282,25 @@ def thread_cpu_ns(pid, name=None):
                 total += int(f.read().split()[0])
         except FileNotFoundError:
             pass
+    return total
+
+
+def children_cpu_ns(pid):
+    """CPU time (ns, from schedstat) so far of the processes `pid` started (its servers: the
+    idle ones add next to nothing)."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/children") as f:
+                children = f.read().split()
+        except FileNotFoundError:
+            continue
+        for child in children:
+            try:
+                total += thread_cpu_ns(int(child))
+            except FileNotFoundError:
+                pass
     return total
 
 

@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::token_cache::{TokenCache, token_hash};
+use super::token_cache::{TokenCache, token_hash, unix_seconds};
 use crate::config::{AuthConfig, KeySource, OAuthConfig};
 
 /// How many verified tokens are cached at most.
@@ -322,7 +322,7 @@ impl Authenticator {
     /// Verifies `token` (signature, `exp`, `nbf`, `iss`, presence of `aud`), from the cache
     /// when it was verified before and has not expired.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = unix_seconds();
         let hash = token_hash(token);
         if let Some(claims) = self.cache.get(&hash, now) {
             return Ok(claims);

@@ -31,6 +31,9 @@ use crate::envelope::{self, EnvelopeError, Message};
 pub struct Caller<'a> {
     pub claims: Option<&'a Arc<Claims>>,
     pub peer: SocketAddr,
+    /// When the gateway took the request (its router's clock reading, shared so that a call
+    /// reads the clock once): the start of an audit record's duration.
+    pub started: Instant,
 }
 
 /// A body the gateway may forward, and what to watch in its answer.
@@ -105,7 +108,7 @@ pub fn inspect(
     audit: Option<&Arc<AuditLog>>,
     metadata_url: impl FnOnce() -> String,
 ) -> Result<Inspected, Box<Response>> {
-    let started = Instant::now();
+    let started = caller.started;
     let server = config.name.as_str();
     let envelope = match envelope::parse(&body) {
         Ok(envelope) => envelope,

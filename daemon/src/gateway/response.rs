@@ -26,6 +26,9 @@ pub struct UpstreamBody {
     active: Option<Gauge>,
     /// Filters list answers and reads call outcomes (see [`Tap`]); taken when the body ends.
     tap: Option<Box<Tap>>,
+    /// The tap after the body's end, dropped with the body (once its last byte is written):
+    /// its audit records are queued then, off the client's wait.
+    ended: Option<Box<Tap>>,
     /// Sent in place of an error of the upstream body, which then ends cleanly (a virtual
     /// server's SSE event saying which member broke off).
     on_cut: Option<Bytes>,
@@ -89,6 +92,7 @@ impl UpstreamBody {
             inner: Source::Upstream(inner),
             active: None,
             tap: None,
+            ended: None,
             on_cut: None,
         }
     }
@@ -99,6 +103,7 @@ impl UpstreamBody {
             inner: Source::Bridged(inner),
             active: None,
             tap: None,
+            ended: None,
             on_cut: None,
         }
     }
@@ -109,6 +114,7 @@ impl UpstreamBody {
             inner: Source::Local(inner),
             active: None,
             tap: None,
+            ended: None,
             on_cut: None,
         }
     }
@@ -173,7 +179,7 @@ impl http_body::Body for UpstreamBody {
                 },
                 Poll::Ready(None) => {
                     let rest = tap.end();
-                    this.tap = None;
+                    this.ended = this.tap.take();
                     if rest.is_empty() {
                         return Poll::Ready(None);
                     }

@@ -142,7 +142,8 @@ pub(super) async fn handle(
         }
         Route::Mcp(name) => {
             let started = Instant::now();
-            let mut response = mcp(shared, upstream, &live, peer, host, name, request).await;
+            let mut response =
+                mcp(shared, upstream, &live, peer, host, name, request, started).await;
             record(shared, name, &mut response, started);
             response
         }
@@ -231,6 +232,7 @@ fn auth_failed(shared: &Shared, reason: &'static str) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn mcp(
     shared: &Shared,
     pool: &Arc<Pool>,
@@ -239,6 +241,7 @@ async fn mcp(
     host: Option<HeaderValue>,
     name: &str,
     request: Request<ClientBody>,
+    started: Instant,
 ) -> Response<Body> {
     let Some(entry) = shared.directory.get(name) else {
         if let Some(config) = shared.directory.get_virtual(name) {
@@ -275,6 +278,7 @@ async fn mcp(
         let caller = Caller {
             claims: claims.as_ref(),
             peer,
+            started,
         };
         let metadata = || resource_metadata_url(&live.config.gateway.public_url, name);
         match inspect::inspect(

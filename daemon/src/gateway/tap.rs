@@ -1,6 +1,8 @@
 //! The answer side of an inspected request: `tools/list` answers filtered to the tools the
 //! caller may call, and the outcome of each `tools/call` (JSON-RPC error code or `isError`)
-//! read for its audit record, which is written when the answer ends (or the client leaves).
+//! read for its audit record, which is queued when the tap is dropped: the response body
+//! holding it keeps it past the answer's end until its last byte has been written to the
+//! client (or the client left), so the client's answer never waits for the record.
 //!
 //! JSON answers and SSE streams alike. Observing passes every chunk on at once and reads a
 //! copy; filtering holds a JSON answer to its end, and an SSE event until it is complete (the
@@ -58,8 +60,12 @@ pub struct Tap {
     status: u16,
     format: Format,
     buffer: BytesMut,
-    /// An observed JSON answer's first chunk, kept whole (no copy) until a second one comes.
-    first: Option<Bytes>,
+    /// A chunk of an answer only observed, passed on but not read yet: a JSON answer's first
+    /// chunk, kept whole (no copy) until a second one comes, or an SSE answer's latest chunk.
+    /// The last is read when the tap is dropped, after the client has it.
+    unread: Option<Bytes>,
+    /// The answer ended (rather than being cut short).
+    ended: bool,
     /// The copy for observing outgrew [`MAX_OBSERVED`].
     overflow: bool,
     recorded: bool,
@@ -80,7 +86,8 @@ impl Tap {
             status: 0,
             format: Format::Other,
             buffer: BytesMut::new(),
-            first: None,
+            unread: None,
+            ended: false,
             overflow: false,
             recorded: false,
         }
@@ -141,10 +148,10 @@ impl Tap {
             }
             (Format::Json, false) => {
                 if !self.overflow && !self.calls.is_empty() {
-                    if self.first.is_none() && self.buffer.is_empty() {
-                        self.first = Some(chunk.clone());
+                    if self.unread.is_none() && self.buffer.is_empty() {
+                        self.unread = Some(chunk.clone());
                     } else {
-                        let first = self.first.take().unwrap_or_default();
+                        let first = self.unread.take().unwrap_or_default();
                         if self.buffer.len() + first.len() + chunk.len() > MAX_OBSERVED {
                             self.overflow = true;
                             self.buffer = BytesMut::new();
@@ -161,22 +168,9 @@ impl Tap {
                     // Nothing left to learn from this stream.
                     return chunk;
                 }
-                if self.buffer.is_empty() {
-                    // Whole events are read in place; only a partial one is copied.
-                    let mut rest = &chunk[..];
-                    while let Some(end) = sse::event_end(rest) {
-                        self.observe_event(&rest[..end]);
-                        rest = &rest[end..];
-                    }
-                    self.buffer.extend_from_slice(rest);
-                } else {
-                    self.buffer.extend_from_slice(&chunk);
-                    while let Some(event) = sse::next_event(&mut self.buffer) {
-                        self.observe_event(&event);
-                    }
-                }
-                if self.buffer.len() > MAX_HELD {
-                    self.buffer = BytesMut::new();
+                // Each chunk is read when the next comes; the last once the tap is dropped.
+                if let Some(previous) = self.unread.replace(chunk.clone()) {
+                    self.read_sse(&previous);
                 }
                 chunk
             }
@@ -199,7 +193,8 @@ impl Tap {
         }
     }
 
-    /// The answer ended; returns what is left to pass on.
+    /// The answer ended; returns what is left to pass on. The audit records are queued when
+    /// the tap is dropped (after the caller has written what this returns).
     pub fn end(&mut self) -> Bytes {
         let out = match (self.format, self.holding()) {
             (Format::Json, true) => {
@@ -213,34 +208,70 @@ impl Tap {
                     }
                 }
             }
-            (Format::Json, false) => {
-                let body = std::mem::take(&mut self.buffer);
-                if let Some(first) = self.first.take() {
-                    self.observe(&first);
-                } else if !self.overflow && !body.is_empty() {
-                    self.observe(&body);
-                }
-                Bytes::new()
-            }
-            (Format::Sse, holding) => {
+            (Format::Sse, true) => {
                 // A last event without its blank line.
                 let rest = std::mem::take(&mut self.buffer);
                 if rest.is_empty() {
                     Bytes::new()
-                } else if holding {
+                } else {
                     match self.on_sse_event(&rest) {
                         Some(new) => Bytes::from(new),
                         None => rest.freeze(),
                     }
-                } else {
-                    self.observe_event(&rest);
-                    Bytes::new()
                 }
             }
-            (Format::Other, _) => Bytes::new(),
+            // An answer only observed is read when the tap is dropped (`read_rest`).
+            (Format::Json | Format::Sse, false) | (Format::Other, _) => Bytes::new(),
         };
-        self.record();
+        self.ended = true;
         out
+    }
+
+    /// Reads what an observed answer passed on but the tap has not read yet (its last chunk;
+    /// and, when the answer ended, a JSON body, or a last SSE event without its blank line).
+    /// Once the client has the answer: from `record`. Reading twice reads nothing new.
+    fn read_rest(&mut self) {
+        match (self.format, self.holding()) {
+            (Format::Json, false) if self.ended => {
+                let body = std::mem::take(&mut self.buffer);
+                if let Some(first) = self.unread.take() {
+                    self.observe(&first);
+                } else if !self.overflow && !body.is_empty() {
+                    self.observe(&body);
+                }
+            }
+            (Format::Sse, false) => {
+                if let Some(last) = self.unread.take() {
+                    self.read_sse(&last);
+                }
+                let rest = std::mem::take(&mut self.buffer);
+                if self.ended && !rest.is_empty() {
+                    self.observe_event(&rest);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One chunk of an SSE answer only observed: its complete events read for call outcomes.
+    fn read_sse(&mut self, chunk: &[u8]) {
+        if self.buffer.is_empty() {
+            // Whole events are read in place; only a partial one is copied.
+            let mut rest = chunk;
+            while let Some(end) = sse::event_end(rest) {
+                self.observe_event(&rest[..end]);
+                rest = &rest[end..];
+            }
+            self.buffer.extend_from_slice(rest);
+        } else {
+            self.buffer.extend_from_slice(chunk);
+            while let Some(event) = sse::next_event(&mut self.buffer) {
+                self.observe_event(&event);
+            }
+        }
+        if self.buffer.len() > MAX_HELD {
+            self.buffer = BytesMut::new();
+        }
     }
 
     /// One complete SSE event of an answer only observed: its data read for call outcomes.
@@ -334,12 +365,14 @@ impl Tap {
         });
     }
 
-    /// Writes the audit records (once): at the end of the answer, or when it is dropped.
+    /// Writes the audit records (once), when the tap is dropped: their duration runs to then,
+    /// after the answer's last byte was written (or the client left).
     fn record(&mut self) {
         if self.recorded {
             return;
         }
         self.recorded = true;
+        self.read_rest();
         let Some(audit) = &self.audit else {
             return;
         };
@@ -380,5 +413,7 @@ fn too_large() -> Vec<u8> {
 
 #[cfg(test)]
 mod allocations;
+#[cfg(test)]
+mod record_after_end;
 #[cfg(test)]
 mod tests;

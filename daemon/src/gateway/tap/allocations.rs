@@ -62,6 +62,7 @@ fn count(audit: Option<&Arc<AuditLog>>, content_type: &str, answer: &'static [u8
         let caller = Caller {
             claims: Some(&claims),
             peer: "127.0.0.1:40000".parse().unwrap(),
+            started: std::time::Instant::now(),
         };
         let inspected = inspect::inspect(body, &headers, &config, &caller, audit, String::new)
             .unwrap_or_else(|_| panic!("the call is allowed"));

@@ -52,6 +52,8 @@ fn run(tap: &mut Tap, content_type: &str, chunks: &[&[u8]]) -> (Vec<u8>, http::r
         out.extend_from_slice(&tap.data(Bytes::copy_from_slice(chunk)));
     }
     out.extend_from_slice(&tap.end());
+    // What the tap reads once the client has the answer (on drop).
+    tap.read_rest();
     (out, parts)
 }
 

@@ -1,0 +1,191 @@
+//! When an answer's audit record is queued: once the response body holding the tap is dropped
+//! (after its last byte was written to the client), not when its last frame is read; its
+//! duration runs to then, and its outcome is read from the answer's last chunk then too.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use prometheus_client::metrics::counter::Counter;
+use serde_json::json;
+use tokio::sync::broadcast::error::TryRecvError;
+
+use mcpd_protocol::{AuditDecision, AuditRecord};
+
+use super::{CallAudit, Tap};
+use crate::audit::AuditLog;
+use crate::config::{LogsConfig, Rotation};
+use crate::gateway::conn::BoxError;
+use crate::gateway::response::UpstreamBody;
+
+const ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#;
+
+fn call(id: serde_json::Value) -> CallAudit {
+    CallAudit::new(AuditRecord {
+        time: String::new(),
+        ts: 0,
+        server: "db".into(),
+        member: None,
+        tool: "echo".into(),
+        subject: None,
+        client_id: None,
+        scopes: vec![],
+        decision: AuditDecision::Allow,
+        status: 0,
+        error_code: None,
+        is_error: None,
+        duration_ms: 0.0,
+        request_id: Some(id.to_string()),
+        caller: String::new(),
+        via: "gateway".into(),
+        arguments: None,
+    })
+}
+
+fn audit_log(dir: &std::path::Path) -> Arc<AuditLog> {
+    let logs = LogsConfig {
+        dir: dir.join("logs"),
+        rotation: Rotation::Never,
+        keep: 1,
+        buffer_lines: 10,
+        audit: true,
+    };
+    AuditLog::new(&logs, Counter::default())
+}
+
+/// An answer body of `chunks` (`content_type`) passed through a tap that audits one call (id 7).
+fn tapped_body(
+    audit: &Arc<AuditLog>,
+    started: Instant,
+    content_type: &str,
+    chunks: &[&'static [u8]],
+) -> UpstreamBody {
+    let mut tap = Tap::new(None, vec![call(json!(7))], Some(audit.clone()), started);
+    let mut parts = http::Response::builder()
+        .status(200)
+        .header("content-type", content_type)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    tap.begin(&mut parts);
+    let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = chunks
+        .iter()
+        .map(|chunk| Ok(http_body::Frame::data(Bytes::from_static(chunk))))
+        .collect();
+    let source = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    let mut body = UpstreamBody::local(Box::pin(source));
+    body.set_tap(tap);
+    body
+}
+
+#[tokio::test]
+async fn the_record_is_queued_when_the_body_is_dropped_not_at_its_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = audit_log(dir.path());
+    let mut follower = audit.subscribe();
+    let started = Instant::now();
+    let mut body = tapped_body(
+        &audit,
+        started,
+        "application/json",
+        &[&ANSWER[..20], &ANSWER[20..]],
+    );
+
+    let mut passed = Vec::new();
+    while let Some(frame) = body.frame().await {
+        passed.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(passed, ANSWER, "the answer passes unchanged");
+    // Read to its end, not dropped yet (its last byte not written yet): nothing queued.
+    audit.flush(Duration::from_secs(5)).await;
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+
+    let before_drop = started.elapsed();
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let line = follower
+        .try_recv()
+        .expect("one record once the body is dropped");
+    let record: AuditRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (record.status, record.is_error, record.request_id.as_deref()),
+        (200, Some(true), Some("7"))
+    );
+    assert!(
+        record.duration_ms >= before_drop.as_secs_f64() * 1000.0,
+        "the duration runs to the drop: {} ms, {before_drop:?} before it",
+        record.duration_ms
+    );
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// A body dropped before its end (the client went away) still leaves its record, once.
+#[tokio::test]
+async fn a_body_dropped_before_its_end_still_leaves_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = audit_log(dir.path());
+    let mut follower = audit.subscribe();
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "application/json",
+        &[&ANSWER[..20], &ANSWER[20..]],
+    );
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), &ANSWER[..20]);
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
+    assert_eq!(
+        (record.status, record.is_error),
+        (200, None),
+        "outcome unknown"
+    );
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// An SSE answer: the outcome is in its last chunk, read once the body is dropped; an event
+/// cut short by a client that left is not read as one.
+#[tokio::test]
+async fn an_sse_answer_is_read_to_its_last_event_when_the_body_is_dropped() {
+    const PROGRESS: &[u8] =
+        b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+    const ANSWERED: &[u8] =
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32602,\"message\":\"x\"}}\n\n";
+    let dir = tempfile::tempdir().unwrap();
+    let audit = audit_log(dir.path());
+    let mut follower = audit.subscribe();
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "text/event-stream",
+        &[PROGRESS, ANSWERED],
+    );
+    let mut passed = Vec::new();
+    while let Some(frame) = body.frame().await {
+        passed.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(passed, [PROGRESS, ANSWERED].concat());
+    audit.flush(Duration::from_secs(5)).await;
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
+    assert_eq!((record.status, record.error_code), (200, Some(-32602)));
+
+    // The answer's event without its blank line, and the client gone before the end.
+    let mut body = tapped_body(
+        &audit,
+        Instant::now(),
+        "text/event-stream",
+        &[PROGRESS, &ANSWERED[..ANSWERED.len() - 2], b"\n\n"],
+    );
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
+    assert_eq!(record.error_code, None, "a cut event is not an answer");
+}
