@@ -351,6 +351,23 @@ mod tests {
         format!("{:x}\r\n{data}\r\n", data.len())
     }
 
+    /// Sends the frames `rx` gives on `io` as `wire` says, `head` waiting in the output buffer:
+    /// what `send` returned, and what it left in that buffer.
+    async fn relay(
+        mut io: Recorded,
+        rx: mpsc::UnboundedReceiver<Bytes>,
+        head: &[u8],
+        wire: Wire,
+    ) -> (Sent, Vec<u8>) {
+        let watch = Arc::new(Watch::new(1));
+        let open = OpenStream::new(&watch);
+        let mut read = BytesMut::new();
+        let mut out = head.to_vec();
+        let mut body = Channel(rx);
+        let sent = send(&mut io, &mut read, &mut out, &mut body, wire, &open).await;
+        (sent, out)
+    }
+
     async fn receive(client: &mut TcpStream, expected: &str) {
         let mut got = vec![0u8; expected.len()];
         client.read_exact(&mut got).await.unwrap();
@@ -365,23 +382,7 @@ mod tests {
         for event in events {
             tx.send(Bytes::from_static(event.as_bytes())).unwrap();
         }
-        let relay = tokio::spawn(async move {
-            let watch = Arc::new(Watch::new(1));
-            let open = OpenStream::new(&watch);
-            let mut read = BytesMut::new();
-            let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-            let mut body = Channel(rx);
-            let sent = send(
-                &mut io,
-                &mut read,
-                &mut out,
-                &mut body,
-                Wire::Chunked,
-                &open,
-            )
-            .await;
-            (sent, out)
-        });
+        let relay = tokio::spawn(relay(io, rx, b"HTTP/1.1 200 OK\r\n\r\n", Wire::Chunked));
 
         // The head and the three events that were ready together: one write.
         let first = format!(
@@ -412,23 +413,7 @@ mod tests {
         tx.send(Bytes::from_static(b"small")).unwrap();
         tx.send(Bytes::from(large.clone())).unwrap();
         drop(tx);
-        let relay = tokio::spawn(async move {
-            let watch = Arc::new(Watch::new(1));
-            let open = OpenStream::new(&watch);
-            let mut read = BytesMut::new();
-            let mut out = Vec::new();
-            let mut body = Channel(rx);
-            let sent = send(
-                &mut io,
-                &mut read,
-                &mut out,
-                &mut body,
-                Wire::Chunked,
-                &open,
-            )
-            .await;
-            (sent, out)
-        });
+        let relay = tokio::spawn(relay(io, rx, b"", Wire::Chunked));
         let expected = format!("{}{}", chunk("small"), chunk(&large));
         receive(&mut client, &expected).await;
         let (sent, out) = relay.await.unwrap();
@@ -439,38 +424,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_longer_than_its_length_fails_and_a_client_that_leaves_ends_the_wait() {
-        let (mut io, _client, _) = connection().await;
+        let (io, _client, _) = connection().await;
         let (tx, rx) = mpsc::unbounded_channel();
         tx.send(Bytes::from_static(b"12345")).unwrap();
-        let watch = Arc::new(Watch::new(1));
-        let open = OpenStream::new(&watch);
-        let mut read = BytesMut::new();
-        let mut out = Vec::new();
-        let mut body = Channel(rx);
-        let sent = send(
-            &mut io,
-            &mut read,
-            &mut out,
-            &mut body,
-            Wire::Length(4),
-            &open,
-        )
-        .await;
+        let (sent, _) = relay(io, rx, b"", Wire::Length(4)).await;
         assert!(matches!(sent, Sent::Failed(_)), "{sent:?}");
 
-        let (mut io, client, _) = connection().await;
+        let (io, client, _) = connection().await;
         let (_tx, rx) = mpsc::unbounded_channel();
-        let mut body = Channel(rx);
         drop(client);
-        let sent = send(
-            &mut io,
-            &mut read,
-            &mut out,
-            &mut body,
-            Wire::Chunked,
-            &open,
-        )
-        .await;
+        let (sent, _) = relay(io, rx, b"", Wire::Chunked).await;
         assert!(matches!(sent, Sent::ClientGone(_)), "{sent:?}");
     }
 
