@@ -376,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_ready_together_leave_in_one_write_and_a_lone_frame_at_once() {
-        let (mut io, mut client, writes) = connection().await;
+        let (io, mut client, writes) = connection().await;
         let (tx, rx) = mpsc::unbounded_channel();
         let events = ["data: 1\n\n", "data: 2\n\n", "data: 3\n\n"];
         for event in events {
@@ -407,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_too_large_to_copy_goes_out_with_what_was_gathered_in_one_write() {
-        let (mut io, mut client, writes) = connection().await;
+        let (io, mut client, writes) = connection().await;
         let (tx, rx) = mpsc::unbounded_channel();
         let large = "x".repeat(DIRECT_AT);
         tx.send(Bytes::from_static(b"small")).unwrap();

@@ -11,37 +11,16 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::broadcast::error::TryRecvError;
 
-use mcpd_protocol::{AuditDecision, AuditRecord};
+use mcpd_protocol::AuditRecord;
 
-use super::{CallAudit, Tap};
+use super::Tap;
+use super::tests::call_audit;
 use crate::audit::AuditLog;
 use crate::config::{LogsConfig, Rotation};
 use crate::gateway::conn::BoxError;
 use crate::gateway::response::UpstreamBody;
 
 const ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#;
-
-fn call(id: serde_json::Value) -> CallAudit {
-    CallAudit::new(AuditRecord {
-        time: String::new(),
-        ts: 0,
-        server: "db".into(),
-        member: None,
-        tool: "echo".into(),
-        subject: None,
-        client_id: None,
-        scopes: vec![],
-        decision: AuditDecision::Allow,
-        status: 0,
-        error_code: None,
-        is_error: None,
-        duration_ms: 0.0,
-        request_id: Some(id.to_string()),
-        caller: String::new(),
-        via: "gateway".into(),
-        arguments: None,
-    })
-}
 
 fn audit_log(dir: &std::path::Path) -> Arc<AuditLog> {
     let logs = LogsConfig {
@@ -61,7 +40,12 @@ fn tapped_body(
     content_type: &str,
     chunks: &[&'static [u8]],
 ) -> UpstreamBody {
-    let mut tap = Tap::new(None, vec![call(json!(7))], Some(audit.clone()), started);
+    let mut tap = Tap::new(
+        None,
+        vec![call_audit(json!(7))],
+        Some(audit.clone()),
+        started,
+    );
     let mut parts = http::Response::builder()
         .status(200)
         .header("content-type", content_type)

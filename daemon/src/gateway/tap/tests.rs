@@ -207,7 +207,7 @@ fn compressed_or_other_answers_pass_through() {
     assert!(parts.headers.get("content-length").is_some());
 }
 
-fn call_audit(id: Value) -> CallAudit {
+pub(super) fn call_audit(id: Value) -> CallAudit {
     CallAudit::new(AuditRecord {
         time: String::new(),
         ts: 0,
