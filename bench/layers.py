@@ -66,11 +66,19 @@ def main():
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--callgrind", action="store_true",
-                        help="count instructions per request under valgrind instead of CPU time")
+                        help="count instructions per request under valgrind instead of CPU time "
+                        "(needs a valgrind that handles the pidfd_open syscall: 3.19, Debian "
+                        "12's, does not, and the daemon then stops at start)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (and dumps)")
     parser.add_argument("--perf", metavar="DIR",
                         help="also profile the daemon during each case of the first round "
                         "(perf record -e cpu-clock, flat) into DIR/<case>.data")
+    parser.add_argument("--perf-cpu", action="store_true",
+                        help="with --perf: profile everything on the servers' CPU (kernel "
+                        "softirq work and mcp-echo included) instead of the daemon alone")
+    parser.add_argument("--perf-args", default="",
+                        help="with --perf: more `perf record` options, e.g. "
+                        "'--call-graph dwarf -F 1000'")
     parser.add_argument("--audit-off", action="store_true",
                         help="the second daemon's audit log off too: its cases then measure "
                         "the spread between two daemons set up alike (`audit only` vs "
@@ -199,8 +207,10 @@ def run(bench, args):
             if args.perf and round_ == 0:
                 os.makedirs(args.perf, exist_ok=True)
                 data = os.path.join(args.perf, name.replace(" ", "_").replace("+", "") + ".data")
+                target = ["-C", str(SERVER_CPU)] if args.perf_cpu else ["-p", str(pid)]
                 profiler = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F",
-                                             "4000", "-p", str(pid), "-o", data],
+                                             "4000", *target, *args.perf_args.split(),
+                                             "-o", data],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             before_switches = context_switches(pid)
             before_writer = thread_cpu_ns(pid, "mcpd-audit")

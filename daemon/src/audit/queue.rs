@@ -1,12 +1,13 @@
 //! The audit writer's queue: a vector behind a mutex, taken whole by the writer once per
 //! batch, and a condition variable that wakes the writer only when the first job of a batch
-//! arrives.
+//! arrives, or a flush or the end cuts its batch window short.
 //!
 //! Cheaper per record than a channel: queueing is one uncontended lock and a push into a
 //! vector whose capacity is kept between batches (the writer swaps in its emptied one), and
 //! at most one wake-up per batch instead of a channel's per-message bookkeeping.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use super::writer::Job;
 
@@ -23,6 +24,8 @@ struct State {
     records: usize,
     /// No more jobs will come: the writer drains what is queued and stops.
     closed: bool,
+    /// A flush is queued: someone waits for the batch, which should not wait out its window.
+    urgent: bool,
 }
 
 impl Queue {
@@ -51,14 +54,26 @@ impl Queue {
         }
         if record_bound.is_some() {
             state.records += 1;
+        } else {
+            state.urgent = true;
         }
-        let first = state.jobs.is_empty();
+        let wake = state.jobs.is_empty() || record_bound.is_none();
         state.jobs.push(job);
         drop(state);
-        if first {
+        if wake {
             self.ready.notify_one();
         }
         true
+    }
+
+    /// Lets jobs gather for `window` after a batch's first one; returns sooner once a flush
+    /// is queued or the queue is closed (a stopping daemon does not wait out the window).
+    pub fn gather(&self, window: Duration) {
+        let state = self.lock();
+        let _ = self
+            .ready
+            .wait_timeout_while(state, window, |state| !state.urgent && !state.closed)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// Waits until a job is queued; false once the queue is closed and empty.
@@ -79,6 +94,7 @@ impl Queue {
         let mut state = self.lock();
         std::mem::swap(&mut state.jobs, into);
         state.records = 0;
+        state.urgent = false;
     }
 
     /// No more jobs: the writer stops once it has written what is queued.
@@ -128,6 +144,34 @@ mod tests {
         assert_eq!(batch.len(), 1);
         assert!(!queue.wait());
         assert!(!queue.push(flush()));
+    }
+
+    #[test]
+    fn a_flush_or_the_end_cuts_the_batch_window_short() {
+        let queue = std::sync::Arc::new(Queue::default());
+        // A window no test would wait out: `gather` must return because of the job.
+        let window = Duration::from_secs(24 * 3600);
+        for end in [
+            &(|queue: &Queue| assert!(queue.push(flush()))) as &dyn Fn(&Queue),
+            &|queue: &Queue| queue.close(),
+        ] {
+            assert!(queue.push_record(flush(), usize::MAX));
+            let (done, returned) = std::sync::mpsc::channel();
+            let gatherer = {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    queue.gather(window);
+                    done.send(()).unwrap();
+                })
+            };
+            end(&queue);
+            returned
+                .recv_timeout(Duration::from_secs(60))
+                .expect("gather returned once a flush was queued or the queue closed");
+            gatherer.join().unwrap();
+            let mut batch = Vec::new();
+            queue.take(&mut batch);
+        }
     }
 
     #[test]

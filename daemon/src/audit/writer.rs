@@ -52,7 +52,7 @@ impl Writer {
         let mut batch = Vec::new();
         // Blocks while nothing is recorded; then takes what came within the batch window.
         while queue.wait() {
-            std::thread::sleep(WINDOW);
+            queue.gather(WINDOW);
             queue.take(&mut batch);
             // Every record of the batch was queued before this: dated from one reading.
             time.read_clocks();

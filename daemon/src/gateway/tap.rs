@@ -109,18 +109,21 @@ impl Tap {
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim();
+            .map_or(&b""[..], |v| v.as_bytes());
+        let essence = match memchr::memchr(b';', content_type) {
+            Some(end) => &content_type[..end],
+            None => content_type,
+        }
+        .trim_ascii();
         let encoded = parts
             .headers
             .get(CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         self.format = if encoded {
             Format::Other
-        } else if essence.eq_ignore_ascii_case("application/json") {
+        } else if essence.eq_ignore_ascii_case(b"application/json") {
             Format::Json
-        } else if essence.eq_ignore_ascii_case("text/event-stream") {
+        } else if essence.eq_ignore_ascii_case(b"text/event-stream") {
             Format::Sse
         } else {
             Format::Other

@@ -138,17 +138,20 @@ where
         *request.headers_mut() = headers;
         drop(frozen);
 
-        let handled = router::handle(
+        // Pinned where it is made: the request's future is the size of the largest path
+        // through the router (kilobytes), and moving it into `select!` would copy all of it
+        // once per request.
+        let mut handled = std::pin::pin!(router::handle(
             shared,
             &exchange.upstream,
             exchange.bound,
             exchange.peer,
             request,
-        );
+        ));
         // A client that goes away while its request is handled cancels it (as with hyper).
         let response = tokio::select! {
             biased;
-            response = handled => response,
+            response = &mut handled => response,
             gone = client_gone(&mut socket, &mut buffers.read) => {
                 gone?;
                 tracing::debug!(peer = %exchange.peer, "client closed the connection before its answer");
