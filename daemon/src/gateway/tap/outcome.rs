@@ -235,12 +235,7 @@ impl<'a> Reader<'a> {
         let mut at = start;
         let mut escaped = false;
         loop {
-            // The next quote or backslash, found with memchr; the bytes skipped must hold no
-            // raw control character.
-            let found = at + memchr::memchr2(b'"', b'\\', self.text.get(at..)?)?;
-            if self.text[at..found].iter().any(|&byte| byte < 0x20) {
-                return None;
-            }
+            let found = at + quote_or_backslash(self.text.get(at..)?)?;
             if self.text[found] == b'"' {
                 at = found;
                 break;
@@ -319,6 +314,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where the first `"` or `\\` of `bytes` is; `None` when there is none, or when a raw
+/// control character (not allowed in a JSON string) comes before it.
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    // Most strings of an answer are short (keys, ids, small values): read byte by byte, which
+    // costs less than setting up a vector search; a longer one is searched with memchr.
+    const SHORT: usize = 32;
+    for (at, &byte) in bytes.iter().take(SHORT).enumerate() {
+        match byte {
+            b'"' | b'\\' => return Some(at),
+            0..0x20 => return None,
+            _ => {}
+        }
+    }
+    let rest = bytes.get(SHORT..)?;
+    let found = memchr::memchr2(b'"', b'\\', rest)?;
+    // Folded without an early exit, so it is checked many bytes at a time.
+    let control = rest[..found]
+        .iter()
+        .fold(false, |seen, &byte| seen | (byte < 0x20));
+    (!control).then_some(SHORT + found)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
     Id,
@@ -337,6 +354,49 @@ fn once(seen: &mut bool) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The whole-slice reading `quote_or_backslash` stands for: the first quote or backslash,
+    /// with no control character before it.
+    fn quote_or_backslash_slowly(bytes: &[u8]) -> Option<usize> {
+        let found = bytes.iter().position(|&b| b == b'"' || b == b'\\')?;
+        bytes[..found].iter().all(|&b| b >= 0x20).then_some(found)
+    }
+
+    #[test]
+    fn string_ends_are_found_alike_on_both_sides_of_the_short_scan() {
+        for len in [0, 1, 31, 32, 33, 64, 200] {
+            for special in [
+                None,
+                Some(b'"'),
+                Some(b'\\'),
+                Some(b'\n'),
+                Some(0x1f),
+                Some(0x7f),
+            ] {
+                for at in 0..len.max(1) {
+                    let mut bytes = vec![b'a'; len];
+                    if let Some(byte) = special
+                        && at < len
+                    {
+                        bytes[at] = byte;
+                    }
+                    // Some with a closing quote after everything, some without.
+                    for closed in [false, true] {
+                        let mut text = bytes.clone();
+                        if closed {
+                            text.push(b'"');
+                        }
+                        assert_eq!(
+                            quote_or_backslash(&text),
+                            quote_or_backslash_slowly(&text),
+                            "{:?}",
+                            String::from_utf8_lossy(&text)
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     fn outcomes(text: &str) -> Vec<(Option<String>, Option<i64>, Option<bool>)> {
         let mut out = Vec::new();
