@@ -287,6 +287,39 @@ mod tests {
         assert_eq!(headers["x"].as_bytes(), b"caf\xe9");
     }
 
+    /// A bearer token's length of value, checked many bytes at a time: one bad byte anywhere
+    /// in it still sends the head to hyper, and a clean one is kept byte for byte.
+    #[test]
+    fn a_bad_byte_anywhere_in_a_long_value_sends_the_head_to_hyper() {
+        let value = vec![b'A'; 400];
+        for at in [0, 1, 31, 32, 33, 63, 64, 200, 399] {
+            for bad in [0u8, 0x01, 0x0b, 0x1f, 0x7f] {
+                let mut spoiled = value.clone();
+                spoiled[at] = bad;
+                let mut head = b"GET / HTTP/1.1\r\nAuthorization: Bearer ".to_vec();
+                head.extend_from_slice(&spoiled);
+                head.extend_from_slice(b"\r\n\r\n");
+                assert!(fallback(&head), "byte {bad:#x} at {at}");
+            }
+        }
+        let mut head = b"GET / HTTP/1.1\r\nAuthorization: Bearer ".to_vec();
+        head.extend_from_slice(&value);
+        head.extend_from_slice(b"\r\n\r\n");
+        let mut fields = Vec::new();
+        let Verdict::Fast(parsed) = parse(&head, 0, &mut fields) else {
+            panic!("not fast");
+        };
+        let (_, headers) = parsed.build(
+            &Bytes::copy_from_slice(&head),
+            &mut fields,
+            HeaderMap::new(),
+        );
+        assert_eq!(
+            headers["authorization"].as_bytes(),
+            [&b"Bearer "[..], &value].concat()
+        );
+    }
+
     #[test]
     fn too_many_headers_go_to_hyper() {
         let mut head = b"GET / HTTP/1.1\r\n".to_vec();
