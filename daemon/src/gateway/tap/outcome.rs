@@ -314,7 +314,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Where the first `"` or `\\` of `bytes` is; `None` when there is none, or when a raw
+/// Where the first `"` or `\` of `bytes` is; `None` when there is none, or when a raw
 /// control character (not allowed in a JSON string) comes before it.
 fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     // Most strings of an answer are short (keys, ids, small values): read byte by byte, which
