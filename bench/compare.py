@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from harness import SERVER_CPU, TICK, cpu_ticks, log, median, port_free, ratio, wait_until
+from harness import SERVER_CPU, log, median, port_free, ratio, wait_until
 
 # (gateway, all-off gateway, first echo port, first all-off echo port) per build.
 PORTS = {"rev": (18082, 18083, 18170, 18175), "this": (18084, 18085, 18180, 18185)}
@@ -91,15 +91,10 @@ class Build:
                     self.token, "echo-authz", "gw")
         return (f"http://127.0.0.1:{self.ports['gw']}/api/v1/mcp/echo/mcp", None, "echo", "gw")
 
-    def measure(self, case, conns):
-        url, token, server, which = self.target(case)
-        port, pid = self.ports[which], self.procs[which].pid
-        before_req = self.bench.metrics_requests(port, server)
-        before_cpu = cpu_ticks(pid)
-        result = self.bench.loadgen(url, conns, token)
-        requests = self.bench.metrics_requests(port, server) - before_req
-        result["cpu_us_per_req"] = (cpu_ticks(pid) - before_cpu) / TICK * 1e6 / max(requests, 1)
-        return result
+    def turn(self, case):
+        """(url, token, pid) of a case, for `Bench.interleaved`."""
+        url, token, _server, which = self.target(case)
+        return url, token, self.procs[which].pid
 
 
 def run(bench, rev_bin, rev_label, rounds):
@@ -117,16 +112,15 @@ def run(bench, rev_bin, rev_label, rounds):
         build.start()
     raw = {(k, case, c): [] for k in builds for case in CASES for c in CONNS}
     started = time.monotonic()
+    turns = [(key, case) for case in CASES for key in builds]
     for round_ in range(rounds):
-        order = ["rev", "this"] if round_ % 2 == 0 else ["this", "rev"]
         for conns in CONNS:
-            for case in CASES:
-                for key in order:
-                    result = builds[key].measure(case, conns)
-                    raw[(key, case, conns)].append(result)
-                    log(f"compare round {round_ + 1}/{rounds} {key:4} {case:12} c={conns:<3} "
-                        f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
-                        f"{result['cpu_us_per_req']:.1f} us CPU/req")
+            results = bench.interleaved([builds[key].turn(case) for key, case in turns], conns)
+            for (key, case), result in zip(turns, results):
+                raw[(key, case, conns)].append(result)
+                log(f"compare round {round_ + 1}/{rounds} {key:4} {case:12} c={conns:<3} "
+                    f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
+                    f"{result['cpu_us_per_req']:.1f} us CPU/req")
     for build in builds.values():
         for proc in build.procs.values():
             bench.procs.stop(proc)
@@ -134,10 +128,15 @@ def run(bench, rev_bin, rev_label, rounds):
     def med(key, case, conns, field):
         return median([r[field] for r in raw[(key, case, conns)]])
 
+    def paired(a, b, field="rps"):
+        """The median over rounds of each round's ratio a / b (measured in turns)."""
+        return median([ratio(x[field], y[field]) for x, y in zip(raw[a], raw[b])])
+
     load = os.getloadavg()
     out = [f"# Gateway comparison: this tree vs {rev_label}\n",
-           f"{rounds} rounds of {bench.duration} s per case and build, builds alternated "
-           f"(the first one swapped each round); medians. {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+           f"{rounds} rounds; in each, every case of both builds for {bench.duration} s, "
+           "in turns of 0.25 s (`Bench.interleaved`); medians, and ratios as the median of "
+           f"each round's ratio. {time.strftime('%Y-%m-%d %H:%M %Z')}, "
            f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; took "
            f"{(time.monotonic() - started) / 60:.1f} min.\n",
            "| case | conns | req/s rev | req/s this | this / rev | p50 us rev | p50 us this | "
@@ -148,27 +147,26 @@ def run(bench, rev_bin, rev_label, rounds):
             r = {k: {f: med(k, case, conns, f) for f in ("rps", "p50_us", "cpu_us_per_req")}
                  for k in builds}
             out.append(f"| {case} | {conns} | {r['rev']['rps']:.0f} | {r['this']['rps']:.0f} | "
-                       f"{ratio(r['this']['rps'], r['rev']['rps']):.3f} | "
+                       f"{paired(('this', case, conns), ('rev', case, conns)):.3f} | "
                        f"{r['rev']['p50_us']:.0f} | {r['this']['p50_us']:.0f} | "
                        f"{r['rev']['cpu_us_per_req']:.1f} | {r['this']['cpu_us_per_req']:.1f} | "
-                       f"{ratio(r['this']['cpu_us_per_req'], r['rev']['cpu_us_per_req']):.3f} |")
+                       f"{paired(('this', case, conns), ('rev', case, conns), 'cpu_us_per_req'):.3f} |")
     out += ["", f"JWT + per-tool rules + audit on / all off, req/s (target >= {AUTHZ_TARGET}):\n",
             "| conns | rev | met | this | met |", "|---:|---:|:---:|---:|:---:|"]
     for conns in CONNS:
         cells = []
         for key in ("rev", "this"):
-            value = ratio(med(key, "mcpd+authz", conns, "rps"),
-                          med(key, "mcpd all off", conns, "rps"))
-            cells += [f"{value:.2f}", "yes" if value >= AUTHZ_TARGET else "**no**"]
+            value = paired((key, "mcpd+authz", conns), (key, "mcpd all off", conns))
+            cells += [f"{value:.3f}", "yes" if value >= AUTHZ_TARGET else "**no**"]
         out.append(f"| {conns} | " + " | ".join(cells) + " |")
     out.append("")
     return "\n".join(out)
 
 
 def run_authz(bench, rounds):
-    """`bench/run.sh --authz`: this build only, "mcpd all off" and "mcpd+authz" alternately
-    (the first one swapped each round) at 1, 16 and 64 connections. Reports each round's
-    ratio and CPU per request beside the medians, so the spread of the ratio is visible."""
+    """`bench/run.sh --authz`: this build only, "mcpd all off" and "mcpd+authz" in turns of
+    0.25 s within each round (`Bench.interleaved`) at 1, 16 and 64 connections. Reports the
+    median of the rounds' ratios with their spread, and CPU per request."""
     bench.rel = os.path.abspath(bench.rel)
     gw, bare, echo, bare_echo = PORTS["this"]
     ports = [gw, bare, *range(echo, echo + 5), *range(bare_echo, bare_echo + 5)]
@@ -181,10 +179,9 @@ def run_authz(bench, rounds):
     raw = {(case, c): [] for case in cases for c in CONNS}
     started = time.monotonic()
     for round_ in range(rounds):
-        order = cases if round_ % 2 == 0 else cases[::-1]
         for conns in CONNS:
-            for case in order:
-                result = build.measure(case, conns)
+            results = bench.interleaved([build.turn(case) for case in cases], conns)
+            for case, result in zip(cases, results):
                 raw[(case, conns)].append(result)
                 log(f"authz round {round_ + 1}/{rounds} {case:12} c={conns:<3} "
                     f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
@@ -193,17 +190,17 @@ def run_authz(bench, rounds):
         bench.procs.stop(proc)
     load = os.getloadavg()
     out = ["# JWT + per-tool rules + audit on vs all off\n",
-           f"{rounds} rounds of {bench.duration} s per case, the two cases alternated (the first "
-           f"one swapped each round). {time.strftime('%Y-%m-%d %H:%M %Z')}, load average after: "
+           f"{rounds} rounds; in each, both cases for {bench.duration} s in turns of 0.25 s. "
+           f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average after: "
            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; took "
            f"{(time.monotonic() - started) / 60:.1f} min.\n",
-           "| conns | req/s all off | req/s on | on / off (medians) | per-round on / off, "
+           "| conns | req/s all off | req/s on | on / off (median of the rounds) | per-round on / off, "
            "min - max | CPU us/req off | CPU us/req on | met |",
            "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for conns in CONNS:
         off, on = raw[("mcpd all off", conns)], raw[("mcpd+authz", conns)]
         per_round = [ratio(a["rps"], b["rps"]) for a, b in zip(on, off)]
-        value = ratio(median([r["rps"] for r in on]), median([r["rps"] for r in off]))
+        value = median(per_round)
         out.append(f"| {conns} | {median([r['rps'] for r in off]):.0f} | "
                    f"{median([r['rps'] for r in on]):.0f} | {value:.3f} | "
                    f"{min(per_round):.2f} - {max(per_round):.2f} | "

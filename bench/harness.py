@@ -138,6 +138,19 @@ def accepts(port):
         return False
 
 
+def child_pid(pid):
+    """The first child of process `pid` (nginx's worker under its master)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        return int(entry)
+            except (OSError, ValueError, IndexError):
+                continue
+    return None
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -215,6 +228,27 @@ class Bench:
         if not lines:
             raise RuntimeError(f"loadgen {url} gave nothing: {out.stderr}")
         return json.loads(lines[-1])
+
+    def interleaved(self, targets, conns, duration=None, tool=None):
+        """One load generator run over several targets in turns (`--url` repeated): each
+        target has its own `conns` connections and they take turns of 0.25 s, so a drift of
+        the machine's speed slows them alike. `targets` is a list of (url, token or None,
+        pid or None): the CPU of that process during the target's turns is charged to it
+        (`cpu_us_per_req`). Returns one result per target, in order."""
+        cmd = ["taskset", "-c", LOADGEN_CPU, self.bin("mcpd-loadgen"),
+               "--connections", str(conns), "--duration", str(duration or self.duration),
+               "--slice", "0.25"]
+        for url, token, pid in targets:
+            cmd += ["--url", url, "--token", token or "-", "--cpu-pid", str(pid or "-")]
+        if tool:
+            cmd += ["--tool", tool]
+        self.note_command(" ".join(cmd[:3]) + " --url URL1 --url URL2 ... --connections N "
+                          f"--duration {duration or self.duration} --slice 0.25   # in turns")
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"loadgen gave nothing: {out.stderr}")
+        return json.loads(lines[-1])["targets"]
 
     def write_daemon_config(self, directory, gw_port, port_range, extra="", audit=True):
         os.makedirs(os.path.join(directory, "mcp"), exist_ok=True)
@@ -392,32 +426,41 @@ defaults:
 
         gw = f"http://127.0.0.1:{GW_PORT}/api/v1/mcp"
         bare_gw = f"http://127.0.0.1:{GW_BARE_PORT}/api/v1/mcp"
-        # (name, url, token, server counted in /metrics, its daemon, that daemon's gateway port)
+        nginx_worker = child_pid(nginx.pid)
+        # (name, url, token, the process whose CPU is charged to it)
         targets = [
-            ("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp", None, None, None, None),
-            ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp", None, None, None, None),
-            ("mcpd", f"{gw}/echo/mcp", None, "echo", daemon, GW_PORT),
-            ("mcpd+HS256", f"{gw}/echo-auth/mcp", hs, "echo-auth", daemon, GW_PORT),
-            ("mcpd+RS256", f"{gw}/echo-auth/mcp", rs, "echo-auth", daemon, GW_PORT),
-            ("mcpd all off", f"{bare_gw}/echo/mcp", None, "echo", bare, GW_BARE_PORT),
-            ("mcpd+authz", f"{gw}/echo-authz/mcp", user, "echo-authz", daemon, GW_PORT),
+            ("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp", None, None),
+            ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp", None, nginx_worker),
+            ("mcpd", f"{gw}/echo/mcp", None, daemon.pid),
+            ("mcpd+HS256", f"{gw}/echo-auth/mcp", hs, daemon.pid),
+            ("mcpd+RS256", f"{gw}/echo-auth/mcp", rs, daemon.pid),
+            ("mcpd all off", f"{bare_gw}/echo/mcp", None, bare.pid),
+            ("mcpd+authz", f"{gw}/echo-authz/mcp", user, daemon.pid),
         ]
         conns_list = [1, 16, 64]
         raw = {(t[0], c): [] for t in targets for c in conns_list}
         for run in range(self.runs):
             for conns in conns_list:
-                for name, url, token, server, proc, port in targets:
-                    before_cpu = cpu_ticks(proc.pid) if server else None
-                    before_req = self.metrics_requests(port, server) if server else None
-                    result = self.loadgen(url, conns, token)
-                    if server:
-                        requests = self.metrics_requests(port, server) - before_req
-                        ticks = cpu_ticks(proc.pid) - before_cpu
-                        result["cpu_us_per_req"] = ticks / TICK * 1e6 / max(requests, 1)
+                results = self.interleaved([(url, token, pid) for _, url, token, pid in targets],
+                                           conns)
+                for (name, *_), result in zip(targets, results):
                     raw[(name, conns)].append(result)
-                    log(f"run {run + 1}/{self.runs} {name:11} c={conns:<3} "
+                    log(f"run {run + 1}/{self.runs} {name:12} c={conns:<3} "
                         f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
                         f"p99 {result['p99_us']} us failed={result['failed_connections']}")
+        # Ratios of two targets: the median over runs of each run's ratio (the two were
+        # measured in turns within that run).
+        pairs = [("mcpd", "nginx"), ("mcpd", "direct"), ("mcpd+HS256", "mcpd"),
+                 ("mcpd+RS256", "mcpd"), ("mcpd", "mcpd all off"), ("mcpd+authz", "mcpd all off"),
+                 ("nginx", "direct")]
+        self.results["gateway_ratios"] = [
+            {"a": a, "b": b, "connections": c,
+             "ratio": median([ratio(x["rps"], y["rps"]) for x, y in zip(raw[(a, c)], raw[(b, c)])]),
+             "spread": [min(ratio(x["rps"], y["rps"]) for x, y in zip(raw[(a, c)], raw[(b, c)])),
+                        max(ratio(x["rps"], y["rps"]) for x, y in zip(raw[(a, c)], raw[(b, c)]))],
+             "added_p50_us": median([x["p50_us"] - y["p50_us"]
+                                     for x, y in zip(raw[(a, c)], raw[(b, c)])])}
+            for a, b in pairs for c in conns_list]
         table = []
         for conns in conns_list:
             for name, *_ in targets:
@@ -731,8 +774,14 @@ autorestart=true
           "called with an HS256 token of scope `user` (the tool `echo` matches the third "
           "rule): JWT, per-tool rules and audit on. Every POST body is read and its JSON-RPC "
           "envelope parsed in all three.")
-        w("- mcpd CPU per request: utime+stime of the mcpd process over the run divided by the "
-          "requests it counted (`mcpd_gateway_requests_total`, warm-up included).")
+        w("- Gateway cases are measured in turns: one load generator run holds every target, "
+          "each with its own connections, and only one target's connections send at a time, "
+          "for 0.25 s, in rotation (the order reversed every other round) until each target "
+          "has had the run's duration; a turn ends when its last answer is in. Whatever "
+          "slows the machine for seconds at a time (other jobs, the host scheduling this VM's "
+          "CPUs) then slows every target alike. Proxy CPU per request: the process's CPU "
+          "during its targets' turns (all threads, `/proc/PID/task/*/schedstat`) divided by "
+          "the requests answered in them.")
         w("- Scale: 1000 mcp-echo servers in 100 files of 10, ports allocated from the whole "
           "5000-5999 range, default health settings (interval 10 s); no CPU pinning. `running` "
           "means an MCP readiness probe (`server/discover` or "
@@ -751,38 +800,48 @@ autorestart=true
         targets = []
         if "gateway" in r:
             g = {(row["target"], row["connections"]): row for row in r["gateway"]}
+            q = {(x["a"], x["b"], x["connections"]): x for x in r["gateway_ratios"]}
+
+            def rq(a, b, c):
+                return q[(a, b, c)]["ratio"]
+
             w("## Gateway: MCP tools/call\n")
-            w("| target | conns | req/s | p50 us | p99 us | mcpd CPU us/req | failed conns |")
+            w("All seven targets are measured in each run in turns of 0.25 s (each with its own "
+              "connections), so the machine's drift slows them alike; a ratio below is the "
+              "median over runs of that run's ratio.\n")
+            w("| target | conns | req/s | p50 us | p99 us | proxy CPU us/req | failed conns |")
             w("|---|---:|---:|---:|---:|---:|---:|")
             for row in r["gateway"]:
                 cpu = f"{row['cpu_us_per_req']:.0f}" if row["cpu_us_per_req"] is not None else "-"
                 w(f"| {row['target']} | {row['connections']} | {row['rps']:.0f} | "
                   f"{row['p50_us']:.0f} | {row['p99_us']:.0f} | {cpu} | {row['failed']} |")
             w("")
-            w("Ratios (same run):\n")
+            w("Ratios (medians of each run's ratio; in brackets the lowest and highest run):\n")
             w("| conns | mcpd / nginx req/s | mcpd / direct req/s | mcpd added p50 us | "
               "nginx added p50 us | HS256 / off | RS256 / off | audit / all off | "
               "JWT+rules+audit / all off |")
             w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+            def cell(a, b, c):
+                x = q[(a, b, c)]
+                return f"{x['ratio']:.3f} ({x['spread'][0]:.2f}-{x['spread'][1]:.2f})"
+
             for c in (1, 16, 64):
-                m, n, d = g[("mcpd", c)], g[("nginx", c)], g[("direct", c)]
-                hs, rs = g[("mcpd+HS256", c)], g[("mcpd+RS256", c)]
-                bare, authz = g[("mcpd all off", c)], g[("mcpd+authz", c)]
-                w(f"| {c} | {ratio(m['rps'], n['rps']):.2f} | {ratio(m['rps'], d['rps']):.2f} | "
-                  f"{m['p50_us'] - d['p50_us']:.0f} | {n['p50_us'] - d['p50_us']:.0f} | "
-                  f"{ratio(hs['rps'], m['rps']):.2f} | {ratio(rs['rps'], m['rps']):.2f} | "
-                  f"{ratio(m['rps'], bare['rps']):.2f} | {ratio(authz['rps'], bare['rps']):.2f} |")
+                w(f"| {c} | {cell('mcpd', 'nginx', c)} | {rq('mcpd', 'direct', c):.2f} | "
+                  f"{q[('mcpd', 'direct', c)]['added_p50_us']:.0f} | "
+                  f"{q[('nginx', 'direct', c)]['added_p50_us']:.0f} | "
+                  f"{rq('mcpd+HS256', 'mcpd', c):.3f} | {rq('mcpd+RS256', 'mcpd', c):.3f} | "
+                  f"{rq('mcpd', 'mcpd all off', c):.3f} | {cell('mcpd+authz', 'mcpd all off', c)} |")
             w("")
             w("HS256 / off and RS256 / off compare with `mcpd` (both audited); the last two "
-              "columns with `mcpd all off`.\n")
-            worst_ratio = min(ratio(g[("mcpd", c)]["rps"], g[("nginx", c)]["rps"])
-                              for c in (1, 16, 64))
-            added = g[("mcpd", 1)]["p50_us"] - g[("direct", 1)]["p50_us"]
-            jwt = min(ratio(g[(t, c)]["rps"], g[("mcpd", c)]["rps"])
-                      for t in ("mcpd+HS256", "mcpd+RS256") for c in (1, 16, 64))
-            authz = min(ratio(g[("mcpd+authz", c)]["rps"], g[("mcpd all off", c)]["rps"])
-                        for c in (1, 16, 64))
-            nginx_added = g[("nginx", 1)]["p50_us"] - g[("direct", 1)]["p50_us"]
+              "columns with `mcpd all off`. Proxy CPU: the nginx worker's or the mcpd "
+              "daemon's (all threads, from the scheduler's count) during the target's turns, "
+              "divided by the requests the load generator counted in them.\n")
+            worst_ratio = min(rq("mcpd", "nginx", c) for c in (1, 16, 64))
+            added = q[("mcpd", "direct", 1)]["added_p50_us"]
+            jwt = min(rq(t, "mcpd", c) for t in ("mcpd+HS256", "mcpd+RS256") for c in (1, 16, 64))
+            authz = min(rq("mcpd+authz", "mcpd all off", c) for c in (1, 16, 64))
+            nginx_added = q[("nginx", "direct", 1)]["added_p50_us"]
             targets += [
                 ("Gateway tools/call req/s >= 1.05x nginx's (worst of 1/16/64 conns)",
                  f"{worst_ratio:.2f}x", worst_ratio >= 1.05),
@@ -794,7 +853,7 @@ autorestart=true
                  f"{authz:.2f}x", authz >= 0.95),
             ]
             for c in (1, 16, 64):
-                each = ratio(g[("mcpd+authz", c)]["rps"], g[("mcpd all off", c)]["rps"])
+                each = rq("mcpd+authz", "mcpd all off", c)
                 targets.append((f"- same, {c} connection{'s' if c > 1 else ''}",
                                 f"{each:.2f}x", each >= 0.95))
         if "sse" in r:

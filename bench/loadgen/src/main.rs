@@ -1,7 +1,10 @@
 //! mcpd-loadgen: drives MCP `tools/call` (or `tools/list`) requests over streamable HTTP at a
 //! fixed number of connections, one MCP session per connection, and prints requests/s and
 //! latency percentiles as one JSON line. Used by `bench/run.sh` against a direct backend,
-//! mcpd (servers and virtual servers), nginx and other MCP proxies alike.
+//! mcpd (servers and virtual servers), nginx and other MCP proxies alike. Given several
+//! `--url`s it measures them interleaved, in turns (`interleave`).
+
+mod interleave;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,18 +21,29 @@ use tokio::net::TcpStream;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "MCP tools/call load generator")]
 struct Args {
-    /// Full URL of the MCP endpoint, e.g. http://127.0.0.1:8080/api/v1/mcp/echo/mcp
-    #[arg(long)]
-    url: String,
-    /// Concurrent connections (each with its own MCP session).
+    /// Full URL of the MCP endpoint, e.g. http://127.0.0.1:8080/api/v1/mcp/echo/mcp. Given more
+    /// than once, the targets are measured interleaved: each has its own connections and they
+    /// take turns of `--slice`, so a drift of the machine's speed slows them alike; the output
+    /// then holds one result per target.
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Concurrent connections (each with its own MCP session), per target.
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// How long to measure, after a warm-up of one second.
+    /// How long to measure (per target), after a warm-up of one second.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     duration: Duration,
-    /// Bearer token to send (for servers that require OAuth).
+    /// Bearer token to send (for servers that require OAuth): once for every target, or once
+    /// per `--url`, in order (`-` for none).
     #[arg(long)]
-    token: Option<String>,
+    token: Vec<String>,
+    /// With several `--url`s: a process whose CPU time each target's turns are charged with
+    /// (`cpu_us_per_req` in its result), once per `--url` in order (`-` for none).
+    #[arg(long)]
+    cpu_pid: Vec<String>,
+    /// With several `--url`s: the length of one target's turn, in seconds.
+    #[arg(long, default_value = "0.2", value_parser = parse_secs)]
+    slice: Duration,
     /// Tool to call with {"text": "hello"}.
     #[arg(long, default_value = "echo")]
     tool: String,
@@ -134,40 +148,49 @@ struct Measured {
     requests_total: u64,
 }
 
+/// The JSON-RPC request with id `id`: `tools/call` of `--tool`, or `tools/list`.
+fn request_body(args: &Args, id: u64) -> String {
+    if args.method == "tools/list" {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#)
+    } else {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
+            args.tool
+        )
+    }
+}
+
+/// An answer that is not a result (or a list shorter than `--min-tools`) is an error.
+fn check_answer(args: &Args, body: &[u8]) -> anyhow::Result<()> {
+    if !body.windows(6).any(|w| w == b"result") || count(body, br#""error":{"#) > 0 {
+        bail!("unexpected answer: {}", String::from_utf8_lossy(body));
+    }
+    if args.method == "tools/list" {
+        let tools = count(body, br#""inputSchema""#);
+        if tools < args.min_tools {
+            bail!(
+                "tools/list answered {tools} tools, fewer than {}",
+                args.min_tools
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn worker(args: Args, warmup_end: Instant, end: Instant) -> anyhow::Result<Measured> {
-    let t = target(&args.url)?;
-    let mut session = Session::open(&t, args.token.clone()).await?;
+    let t = target(&args.url[0])?;
+    let mut session = Session::open(&t, args.token.first().cloned()).await?;
     let mut latencies_us = Vec::with_capacity(100_000);
     let mut requests_total = 0u64;
     let mut id = 1u64;
-    let list = args.method == "tools/list";
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
         id += 1;
-        let request = if list {
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#)
-        } else {
-            format!(
-                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
-                args.tool
-            )
-        };
-        let body = session.post(request).await?;
-        if !body.windows(6).any(|w| w == b"result") || count(&body, br#""error":{"#) > 0 {
-            bail!("unexpected answer: {}", String::from_utf8_lossy(&body));
-        }
-        if list {
-            let tools = count(&body, br#""inputSchema""#);
-            if tools < args.min_tools {
-                bail!(
-                    "tools/list answered {tools} tools, fewer than {}",
-                    args.min_tools
-                );
-            }
-        }
+        let body = session.post(request_body(&args, id)).await?;
+        check_answer(&args, &body)?;
         requests_total += 1;
         if now >= warmup_end {
             latencies_us.push(u32::try_from(now.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -223,7 +246,7 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "url": args.url, "method": args.method, "connections": args.connections,
+            "url": args.url[0], "method": args.method, "connections": args.connections,
             "requests": all.len(), "requests_total": requests_total,
             "rps": rps.round(), "p50_us": percentile(&all, 50.0), "p99_us": percentile(&all, 99.0),
             "failed_connections": errors,
@@ -242,14 +265,14 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
 /// first calls' events by whatever set-up the later sessions still cost, which measures
 /// set-up, not the delivery of events.
 async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
-    let t = target(&args.url)?;
+    let t = target(&args.url[0])?;
     let steps = 20u64;
     let interval_ms = 50u64;
     let all_open = Arc::new(tokio::sync::Barrier::new(streams));
     let mut tasks = Vec::new();
     for _ in 0..streams {
         let all_open = all_open.clone();
-        let token = args.token.clone();
+        let token = args.token.first().cloned();
         let t = Target {
             authority: t.authority.clone(),
             path: t.path.clone(),
@@ -340,7 +363,13 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.sse_streams {
+        Some(_) if args.url.len() > 1 => bail!("--sse-streams takes one --url"),
+        _ if args.url.len() == 1 && args.token.len() > 1 => bail!("one --url takes one --token"),
+        _ if args.url.len() == 1 && !args.cpu_pid.is_empty() => {
+            bail!("--cpu-pid goes with several --url (one measures CPU by its own means)")
+        }
         Some(streams) => run_sse(args, streams).await,
+        None if args.url.len() > 1 => interleave::run(args).await,
         None => run_calls(args).await,
     }
 }

@@ -1,0 +1,268 @@
+//! Interleaved measurement of several targets in one run: each target has its own
+//! connections, and only one target's connections send requests at a time, in short slices
+//! taken in turn. A machine whose speed drifts over seconds (other jobs, a host that
+//! schedules this VM's CPUs) then slows every target alike, and the ratio of two targets is
+//! far steadier than from runs one after the other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::Notify;
+
+use crate::{Args, Session, check_answer, percentile, request_body, target};
+
+/// No target is active: workers wait, the coordinator drains.
+const NONE: usize = usize::MAX;
+
+/// What the coordinator and the workers share.
+struct Turns {
+    /// The index of the target whose connections may send, or `NONE`.
+    active: AtomicUsize,
+    /// Requests started and not yet answered, across all targets.
+    in_flight: AtomicUsize,
+    /// Whether answers count (false during the warm-up).
+    measuring: AtomicBool,
+    /// Set once, when the run is over.
+    done: AtomicBool,
+    /// Wakes workers when `active` or `done` changes.
+    turn_changed: Notify,
+    /// Wakes the coordinator when `in_flight` falls to zero.
+    drained: Notify,
+}
+
+/// One connection's figures for its target.
+struct Measured {
+    latencies_us: Vec<u32>,
+    requests_total: u64,
+}
+
+/// Counts a request in flight for as long as it lives, even when the worker fails.
+struct InFlight<'a>(&'a Turns);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_one();
+        }
+    }
+}
+
+async fn worker(
+    args: Arc<Args>,
+    index: usize,
+    token: Option<String>,
+    turns: Arc<Turns>,
+) -> anyhow::Result<Measured> {
+    let url = &args.url[index];
+    let mut session = Session::open(&target(url)?, token).await?;
+    let mut measured = Measured {
+        latencies_us: Vec::with_capacity(50_000),
+        requests_total: 0,
+    };
+    let mut id = 1u64;
+    loop {
+        // Wait for this target's turn; registered before the check, so no change is missed.
+        let changed = turns.turn_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if turns.done.load(Ordering::SeqCst) {
+            return Ok(measured);
+        }
+        // Counted in flight before the turn is checked: the coordinator either sees this
+        // request or this worker sees that the turn has passed (both are SeqCst).
+        turns.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(&turns);
+        if turns.active.load(Ordering::SeqCst) != index {
+            drop(guard);
+            changed.await;
+            continue;
+        }
+        id += 1;
+        let measuring = turns.measuring.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let body = session.post(request_body(&args, id)).await?;
+        check_answer(&args, &body)?;
+        measured.requests_total += 1;
+        if measuring {
+            let elapsed = started.elapsed().as_micros();
+            measured
+                .latencies_us
+                .push(u32::try_from(elapsed).unwrap_or(u32::MAX));
+        }
+        drop(guard);
+    }
+}
+
+/// CPU time used so far by every thread of process `pid` (the scheduler's own count, in
+/// nanoseconds: `/proc/PID/task/*/schedstat`), or `None` when it cannot be read.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// What each target got: its measured active time, and the CPU time of its `--cpu-pid`
+/// process during its measured turns.
+struct Shares {
+    active: Vec<Duration>,
+    cpu_ns: Vec<Option<u64>>,
+}
+
+/// Gives each target the turn in order, `slice` at a time; a turn ends when its last request
+/// is answered. The CPU of a target's process is read between turns, while nothing is in
+/// flight, so what it did for the other targets is not counted.
+async fn coordinate(
+    turns: &Turns,
+    pids: &[Option<u32>],
+    slice: Duration,
+    duration: Duration,
+) -> Shares {
+    let targets = pids.len();
+    let mut active_time = vec![Duration::ZERO; targets];
+    let mut cpu_ns: Vec<Option<u64>> = pids.iter().map(|p| p.map(|_| 0)).collect();
+    let warmup = Duration::from_secs(1);
+    let mut warmed = Duration::ZERO;
+    let mut round = 0usize;
+    loop {
+        let measuring = warmed >= warmup;
+        turns.measuring.store(measuring, Ordering::SeqCst);
+        if measuring && active_time.iter().all(|t| *t >= duration) {
+            break;
+        }
+        // Every other round in reverse, so no target always follows the same one.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..targets).collect()
+        } else {
+            (0..targets).rev().collect()
+        };
+        for index in order {
+            let cpu_before = pids[index].and_then(process_cpu_ns);
+            let started = Instant::now();
+            turns.active.store(index, Ordering::SeqCst);
+            turns.turn_changed.notify_waiters();
+            tokio::time::sleep(slice).await;
+            turns.active.store(NONE, Ordering::SeqCst);
+            while turns.in_flight.load(Ordering::SeqCst) != 0 {
+                turns.drained.notified().await;
+            }
+            if measuring {
+                active_time[index] += started.elapsed();
+                let cpu_after = pids[index].and_then(process_cpu_ns);
+                cpu_ns[index] = match (cpu_ns[index], cpu_before, cpu_after) {
+                    (Some(sum), Some(before), Some(after)) => {
+                        Some(sum + after.saturating_sub(before))
+                    }
+                    _ => None,
+                };
+            } else {
+                warmed += started.elapsed();
+            }
+        }
+        round += 1;
+    }
+    turns.done.store(true, Ordering::SeqCst);
+    turns.turn_changed.notify_waiters();
+    Shares {
+        active: active_time,
+        cpu_ns,
+    }
+}
+
+/// Runs every `--url` interleaved and prints one JSON line with a result per target.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let targets = args.url.len();
+    let tokens: Vec<Option<String>> = match args.token.len() {
+        0 => vec![None; targets],
+        1 => vec![args.token.first().cloned(); targets],
+        n if n == targets => args
+            .token
+            .iter()
+            .map(|t| (t != "-").then(|| t.clone()))
+            .collect(),
+        n => bail!(
+            "{n} --token for {targets} --url: give one for all, or one per --url (`-` for none)"
+        ),
+    };
+    let pids: Vec<Option<u32>> = match args.cpu_pid.len() {
+        0 => vec![None; targets],
+        n if n == targets => args
+            .cpu_pid
+            .iter()
+            .map(|p| {
+                if p == "-" {
+                    Ok(None)
+                } else {
+                    p.parse().map(Some)
+                }
+            })
+            .collect::<Result<_, _>>()
+            .context("--cpu-pid takes a process id or `-`")?,
+        n => bail!("{n} --cpu-pid for {targets} --url: give one per --url (`-` for none)"),
+    };
+    let args = Arc::new(args);
+    let turns = Arc::new(Turns {
+        active: AtomicUsize::new(NONE),
+        in_flight: AtomicUsize::new(0),
+        measuring: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+        turn_changed: Notify::new(),
+        drained: Notify::new(),
+    });
+    let mut tasks = Vec::new();
+    for (index, token) in tokens.into_iter().enumerate() {
+        for _ in 0..args.connections {
+            let task = worker(args.clone(), index, token.clone(), turns.clone());
+            tasks.push((index, tokio::spawn(task)));
+        }
+    }
+    let shares = coordinate(&turns, &pids, args.slice, args.duration).await;
+    let mut latencies = vec![Vec::new(); targets];
+    let mut requests_total = vec![0u64; targets];
+    let mut failed = vec![0usize; targets];
+    for (index, task) in tasks {
+        match task.await? {
+            Ok(m) => {
+                latencies[index].extend(m.latencies_us);
+                requests_total[index] += m.requests_total;
+            }
+            Err(error) => {
+                failed[index] += 1;
+                eprintln!("connection to {} failed: {error:#}", args.url[index]);
+            }
+        }
+    }
+    let results: Vec<serde_json::Value> = (0..targets)
+        .map(|i| {
+            let all = &mut latencies[i];
+            all.sort_unstable();
+            let seconds = shares.active[i].as_secs_f64();
+            let cpu_us_per_req = shares.cpu_ns[i]
+                .filter(|_| !all.is_empty())
+                .map(|ns| (ns as f64 / 1000.0 / all.len() as f64 * 100.0).round() / 100.0);
+            serde_json::json!({
+                "url": args.url[i], "requests": all.len(), "requests_total": requests_total[i],
+                "active_s": (seconds * 1000.0).round() / 1000.0,
+                "rps": (all.len() as f64 / seconds).round(),
+                "p50_us": percentile(all, 50.0), "p99_us": percentile(all, 99.0),
+                "cpu_us_per_req": cpu_us_per_req, "failed_connections": failed[i],
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "method": args.method, "connections": args.connections,
+            "slice_ms": args.slice.as_millis(), "targets": results,
+        })
+    );
+    let errors: usize = failed.iter().sum();
+    if errors > 0 {
+        bail!("{errors} connections failed");
+    }
+    Ok(())
+}
