@@ -229,18 +229,19 @@ class Bench:
             raise RuntimeError(f"loadgen {url} gave nothing: {out.stderr}")
         return json.loads(lines[-1])
 
-    def interleaved(self, targets, conns, duration=None, tool=None):
+    def interleaved(self, targets, conns, duration=None, tools=None):
         """One load generator run over several targets in turns (`--url` repeated): each
         target has its own `conns` connections and they take turns of 0.25 s, so a drift of
         the machine's speed slows them alike. `targets` is a list of (url, token or None,
         pid or None): the CPU of that process during the target's turns is charged to it
-        (`cpu_us_per_req`). Returns one result per target, in order."""
+        (`cpu_us_per_req`); `tools`, when given, names each target's tool. Returns one
+        result per target, in order."""
         cmd = ["taskset", "-c", LOADGEN_CPU, self.bin("mcpd-loadgen"),
                "--connections", str(conns), "--duration", str(duration or self.duration),
                "--slice", "0.25"]
         for url, token, pid in targets:
             cmd += ["--url", url, "--token", token or "-", "--cpu-pid", str(pid or "-")]
-        if tool:
+        for tool in tools or []:
             cmd += ["--tool", tool]
         self.note_command(" ".join(cmd[:3]) + " --url URL1 --url URL2 ... --connections N "
                           f"--duration {duration or self.duration} --slice 0.25   # in turns")

@@ -147,16 +147,19 @@ url = "http://127.0.0.1:{VECHO_PORT}/mcp"
     raw = {(t[0], c): [] for t in targets for c in conns_list}
     for run_ in range(bench.runs):
         for conns in conns_list:
-            for name, url, tool, proc in targets:
-                before = cpu_ticks(proc.pid)
-                result = bench.loadgen(url, conns, tool=tool)
-                ticks = cpu_ticks(proc.pid) - before
-                result["cpu_us_per_req"] = ticks / tick * 1e6 / max(result["requests_total"], 1)
+            turns = [(url, None, proc.pid) for _, url, _, proc in targets]
+            results = bench.interleaved(turns, conns, tools=[t[2] for t in targets])
+            for (name, *_), result in zip(targets, results):
                 raw[(name, conns)].append(result)
                 log(f"run {run_ + 1}/{bench.runs} {name:14} c={conns:<3} "
                     f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
                     f"cpu {result['cpu_us_per_req']:.0f} us/req "
                     f"failed={result['failed_connections']}")
+    # Ratios as the median of each run's ratio (the targets were measured in turns).
+    results["ratios"] = {
+        f"{a}/{b}/{c}": median([x["rps"] / y["rps"] for x, y in zip(raw[(a, c)], raw[(b, c)])])
+        for a, b in [("virtual server", "member route"), ("virtual server", "mcp-proxy")]
+        if (b, conns_list[0]) in raw for c in conns_list}
     results["calls"] = [{
         "target": name, "connections": conns,
         "rps": median([r["rps"] for r in raw[(name, conns)]]),
@@ -223,9 +226,10 @@ def report(w, results):
     w("Same daemon and run: `member route` is `/api/v1/mcp/echo/mcp` (tool `echo`), `virtual "
       "server` is `one: {aggregate: [echo]}` (tool `echo_echo`), `mcp-proxy` is the "
       f"`mcp-proxy` crate {MCP_PROXY_VERSION} (defaults as installed) with the same mcp-echo "
-      "process as its one HTTP backend (tool `echo_echo`). CPU per request: utime+stime of "
-      "the proxy process (mcpd or mcp-proxy) over the run divided by the requests answered "
-      "(warm-up included).\n")
+      "process as its one HTTP backend (tool `echo_echo`). The three are measured in turns "
+      "within each run, like the gateway's targets; ratios are the median of the runs' "
+      "ratios. CPU per request: the proxy process's (mcpd or mcp-proxy) during its "
+      "target's turns divided by the requests answered in them.\n")
     w("| target | conns | req/s | p50 us | p99 us | proxy CPU us/req | failed conns |")
     w("|---|---:|---:|---:|---:|---:|---:|")
     for row in v["calls"]:
@@ -237,19 +241,20 @@ def report(w, results):
     has_proxy = any(t == "mcp-proxy" for t, _ in g)
     w("| conns | virtual / member req/s | virtual added p50 us | virtual / mcp-proxy req/s |")
     w("|---:|---:|---:|---:|")
+    q = v["ratios"]
     for c in conns:
         vs, m = g[("virtual server", c)], g[("member route", c)]
-        p = g.get(("mcp-proxy", c))
-        versus_proxy = f"{vs['rps'] / p['rps']:.2f}" if p else "-"
-        w(f"| {c} | {vs['rps'] / m['rps']:.2f} | {vs['p50_us'] - m['p50_us']:.0f} | "
-          f"{versus_proxy} |")
+        key = f"virtual server/mcp-proxy/{c}"
+        versus_proxy = f"{q[key]:.2f}" if key in q else "-"
+        w(f"| {c} | {q[f'virtual server/member route/{c}']:.3f} | "
+          f"{vs['p50_us'] - m['p50_us']:.0f} | {versus_proxy} |")
     w("")
     lst = v["list"]
     w(f"tools/list of `all: {{aggregate: [\"*\"]}}` over {lst['members']} members "
       f"({lst['tools']} tools, one connection): {lst['rps']:.0f} req/s, p50 "
       f"{lst['p50_us'] / 1000:.2f} ms, p99 {lst['p99_us'] / 1000:.2f} ms, mcpd CPU "
       f"{lst['cpu_us_per_req']:.0f} us per list.\n")
-    worst = min(g[("virtual server", c)]["rps"] / g[("member route", c)]["rps"] for c in conns)
+    worst = min(q[f"virtual server/member route/{c}"] for c in conns)
     # Added latency at one connection, as for the gateway's own target: at 16 and 64 the
     # p50 is mostly queueing behind the other connections' requests.
     added = g[("virtual server", 1)]["p50_us"] - g[("member route", 1)]["p50_us"]
@@ -260,8 +265,7 @@ def report(w, results):
          f"{added:.0f} us", added <= 30),
     ]
     if has_proxy:
-        vs_proxy = min(g[("virtual server", c)]["rps"] / g[("mcp-proxy", c)]["rps"]
-                       for c in conns)
+        vs_proxy = min(q[f"virtual server/mcp-proxy/{c}"] for c in conns)
         rows.append(("Virtual server / mcp-proxy tools/call throughput >= 1.0x (worst)",
                      f"{vs_proxy:.2f}x", vs_proxy >= 1.0))
     rows.append((f"tools/list of a virtual server over {lst['members']} members x "

@@ -49,10 +49,30 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A repeated option's value for each of `targets` targets: none given, one for all, or one
+/// per target in order; `-` stands for none.
+fn per_target<'a>(
+    values: &'a [String],
+    targets: usize,
+    flag: &str,
+) -> anyhow::Result<Vec<Option<&'a str>>> {
+    let value = |v: &'a String| (v != "-").then_some(v.as_str());
+    match values.len() {
+        0 => Ok(vec![None; targets]),
+        1 => Ok(vec![value(&values[0]); targets]),
+        n if n == targets => Ok(values.iter().map(value).collect()),
+        n => bail!(
+            "{n} {flag} for {targets} --url: give one for all, or one per --url (`-` for none)"
+        ),
+    }
+}
+
+/// One connection of target `index`, sending while it is that target's turn.
 async fn worker(
     args: Arc<Args>,
     index: usize,
     token: Option<String>,
+    tool: String,
     turns: Arc<Turns>,
 ) -> anyhow::Result<Measured> {
     let url = &args.url[index];
@@ -82,7 +102,7 @@ async fn worker(
         id += 1;
         let measuring = turns.measuring.load(Ordering::SeqCst);
         let started = Instant::now();
-        let body = session.post(request_body(&args, id)).await?;
+        let body = session.post(request_body(&args, &tool, id)).await?;
         check_answer(&args, &body)?;
         measured.requests_total += 1;
         if measuring {
@@ -176,34 +196,18 @@ async fn coordinate(
 /// Runs every `--url` interleaved and prints one JSON line with a result per target.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let targets = args.url.len();
-    let tokens: Vec<Option<String>> = match args.token.len() {
-        0 => vec![None; targets],
-        1 => vec![args.token.first().cloned(); targets],
-        n if n == targets => args
-            .token
-            .iter()
-            .map(|t| (t != "-").then(|| t.clone()))
-            .collect(),
-        n => bail!(
-            "{n} --token for {targets} --url: give one for all, or one per --url (`-` for none)"
-        ),
-    };
-    let pids: Vec<Option<u32>> = match args.cpu_pid.len() {
-        0 => vec![None; targets],
-        n if n == targets => args
-            .cpu_pid
-            .iter()
-            .map(|p| {
-                if p == "-" {
-                    Ok(None)
-                } else {
-                    p.parse().map(Some)
-                }
-            })
-            .collect::<Result<_, _>>()
-            .context("--cpu-pid takes a process id or `-`")?,
-        n => bail!("{n} --cpu-pid for {targets} --url: give one per --url (`-` for none)"),
-    };
+    let tokens = per_target(&args.token, targets, "--token")?;
+    let tools = per_target(&args.tool, targets, "--tool")?;
+    let pids: Vec<Option<u32>> = per_target(&args.cpu_pid, targets, "--cpu-pid")?
+        .into_iter()
+        .map(|p| p.map(str::parse).transpose())
+        .collect::<Result<_, _>>()
+        .context("--cpu-pid takes a process id or `-`")?;
+    let tokens: Vec<Option<String>> = tokens.into_iter().map(|t| t.map(str::to_owned)).collect();
+    let tools: Vec<String> = tools
+        .into_iter()
+        .map(|t| t.unwrap_or("echo").to_owned())
+        .collect();
     let args = Arc::new(args);
     let turns = Arc::new(Turns {
         active: AtomicUsize::new(NONE),
@@ -214,9 +218,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         drained: Notify::new(),
     });
     let mut tasks = Vec::new();
-    for (index, token) in tokens.into_iter().enumerate() {
+    for (index, (token, tool)) in tokens.into_iter().zip(tools).enumerate() {
         for _ in 0..args.connections {
-            let task = worker(args.clone(), index, token.clone(), turns.clone());
+            let task = worker(
+                args.clone(),
+                index,
+                token.clone(),
+                tool.clone(),
+                turns.clone(),
+            );
             tasks.push((index, tokio::spawn(task)));
         }
     }

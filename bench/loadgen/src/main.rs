@@ -44,9 +44,9 @@ struct Args {
     /// With several `--url`s: the length of one target's turn, in seconds.
     #[arg(long, default_value = "0.2", value_parser = parse_secs)]
     slice: Duration,
-    /// Tool to call with {"text": "hello"}.
+    /// Tool to call with {"text": "hello"}: once for every target, or once per `--url`.
     #[arg(long, default_value = "echo")]
-    tool: String,
+    tool: Vec<String>,
     /// What each request is: `tools/call` of `--tool`, or `tools/list` (the answer must hold
     /// at least `--min-tools` tools).
     #[arg(long, default_value = "tools/call", value_parser = ["tools/call", "tools/list"])]
@@ -148,14 +148,14 @@ struct Measured {
     requests_total: u64,
 }
 
-/// The JSON-RPC request with id `id`: `tools/call` of `--tool`, or `tools/list`.
-fn request_body(args: &Args, id: u64) -> String {
+/// The JSON-RPC request with id `id`: `tools/call` of `tool`, or `tools/list`.
+fn request_body(args: &Args, tool: &str, id: u64) -> String {
     if args.method == "tools/list" {
         format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#)
     } else {
         format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"hello"}}}}}}"#,
-            args.tool
+            tool
         )
     }
 }
@@ -189,7 +189,7 @@ async fn worker(args: Args, warmup_end: Instant, end: Instant) -> anyhow::Result
             break;
         }
         id += 1;
-        let body = session.post(request_body(&args, id)).await?;
+        let body = session.post(request_body(&args, &args.tool[0], id)).await?;
         check_answer(&args, &body)?;
         requests_total += 1;
         if now >= warmup_end {
@@ -365,6 +365,7 @@ async fn main() -> anyhow::Result<()> {
     match args.sse_streams {
         Some(_) if args.url.len() > 1 => bail!("--sse-streams takes one --url"),
         _ if args.url.len() == 1 && args.token.len() > 1 => bail!("one --url takes one --token"),
+        _ if args.url.len() == 1 && args.tool.len() > 1 => bail!("one --url takes one --tool"),
         _ if args.url.len() == 1 && !args.cpu_pid.is_empty() => {
             bail!("--cpu-pid goes with several --url (one measures CPU by its own means)")
         }

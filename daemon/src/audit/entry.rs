@@ -45,36 +45,87 @@ pub struct CallEntry {
     pub duration: Duration,
 }
 
-/// A call's tool name and JSON-RPC id (its JSON text as the caller wrote it), in one
-/// allocation: the request path makes one copy for the record, not two.
+/// A call's tool name and JSON-RPC id (its JSON text as the caller wrote it), together: in
+/// place when they are short, as they nearly always are, else in one allocation.
+///
+/// In place matters: a record is made on a gateway thread and dropped on the audit writer's,
+/// and an allocation freed on another thread never returns to its own thread's cache, so
+/// each record would send the gateway's allocator down its slow path (measured: bench/BENCH.md,
+/// "the audit record's names in place").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallNames {
     /// The tool's name followed by the id's text.
-    text: Box<str>,
+    text: NamesText,
     tool_len: usize,
     has_id: bool,
+}
+
+/// Bytes of names kept in place; longer names take an allocation.
+const INLINE_NAMES: usize = 56;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamesText {
+    /// The first `len` bytes hold the text (whole UTF-8: written from one `&str`).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_NAMES],
+    },
+    Heap(Box<str>),
+}
+
+impl Default for NamesText {
+    fn default() -> Self {
+        NamesText::Inline {
+            len: 0,
+            bytes: [0; INLINE_NAMES],
+        }
+    }
+}
+
+impl NamesText {
+    fn as_str(&self) -> &str {
+        match self {
+            // Always valid: the bytes were copied from two whole `&str`s, back to back.
+            NamesText::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            NamesText::Heap(text) => text,
+        }
+    }
 }
 
 impl CallNames {
     pub fn new(tool: &str, request_id: Option<&str>) -> Self {
         let id = request_id.unwrap_or_default();
-        let mut text = String::with_capacity(tool.len() + id.len());
-        text.push_str(tool);
-        text.push_str(id);
+        let len = tool.len() + id.len();
+        let text = match u8::try_from(len) {
+            Ok(short) if len <= INLINE_NAMES => {
+                let mut bytes = [0; INLINE_NAMES];
+                bytes[..tool.len()].copy_from_slice(tool.as_bytes());
+                bytes[tool.len()..len].copy_from_slice(id.as_bytes());
+                NamesText::Inline { len: short, bytes }
+            }
+            _ => {
+                let mut text = String::with_capacity(len);
+                text.push_str(tool);
+                text.push_str(id);
+                NamesText::Heap(text.into_boxed_str())
+            }
+        };
         CallNames {
-            text: text.into_boxed_str(),
+            text,
             tool_len: tool.len(),
             has_id: request_id.is_some(),
         }
     }
 
     pub fn tool(&self) -> &str {
-        &self.text[..self.tool_len]
+        &self.text.as_str()[..self.tool_len]
     }
 
     /// The JSON-RPC id's text; `None` for a call without one.
     pub fn request_id(&self) -> Option<&str> {
-        self.has_id.then(|| &self.text[self.tool_len..])
+        self.has_id.then(|| &self.text.as_str()[self.tool_len..])
     }
 }
 
@@ -361,6 +412,17 @@ mod tests {
         ] {
             let names = CallNames::new(tool, id);
             assert_eq!((names.tool(), names.request_id()), (tool, id));
+        }
+        // Around the bytes kept in place, with characters of several bytes on the edge.
+        for total in INLINE_NAMES - 3..INLINE_NAMES + 4 {
+            for split in [0, 1, total / 2, total] {
+                // `total` bytes: two-byte characters, then one ASCII byte when odd.
+                let text = "é".repeat(total / 2) + &"x".repeat(total % 2);
+                let (tool, id) = text.split_at((split / 2 * 2).min(text.len()));
+                let names = CallNames::new(tool, Some(id));
+                assert_eq!((names.tool(), names.request_id()), (tool, Some(id)));
+                assert_eq!(names.clone(), names);
+            }
         }
         assert_ne!(CallNames::new("ab", None), CallNames::new("a", Some("b")));
     }
