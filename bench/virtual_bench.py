@@ -148,8 +148,8 @@ url = "http://127.0.0.1:{VECHO_PORT}/mcp"
     for run_ in range(bench.runs):
         for conns in conns_list:
             turns = [(url, None, proc.pid) for _, url, _, proc in targets]
-            results = bench.interleaved(turns, conns, tools=[t[2] for t in targets])
-            for (name, *_), result in zip(targets, results):
+            measured = bench.interleaved(turns, conns, tools=[t[2] for t in targets])
+            for (name, *_), result in zip(targets, measured):
                 raw[(name, conns)].append(result)
                 log(f"run {run_ + 1}/{bench.runs} {name:14} c={conns:<3} "
                     f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
