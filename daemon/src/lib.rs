@@ -6,6 +6,7 @@ mod accept;
 mod alloc_count;
 pub mod audit;
 pub mod authz;
+mod background;
 pub mod check;
 pub mod config;
 pub mod control;

@@ -47,6 +47,7 @@ pub struct Writer {
 impl Writer {
     /// Runs until the queue is closed.
     pub fn run(mut self, queue: &Queue) {
+        crate::background::batch_scheduling();
         self.files.open(self.name.clone());
         let mut time = TimeFormat::default();
         let mut batch = Vec::new();

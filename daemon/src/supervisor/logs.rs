@@ -77,7 +77,10 @@ impl LogFiles {
         let files = Files::new(config);
         std::thread::Builder::new()
             .name("mcpd-logs".into())
-            .spawn(move || writer(queue, files))?;
+            .spawn(move || {
+                crate::background::batch_scheduling();
+                writer(queue, files)
+            })?;
         Ok(LogFiles { jobs })
     }
 
