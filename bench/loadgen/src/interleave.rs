@@ -115,14 +115,16 @@ async fn worker(
     }
 }
 
-/// CPU time used so far by every thread of process `pid` (the scheduler's own count, in
-/// nanoseconds: `/proc/PID/task/*/schedstat`), or `None` when it cannot be read.
+/// CPU time used so far by the live threads of process `pid` (the scheduler's own count, in
+/// nanoseconds: `/proc/PID/task/*/schedstat`), or `None` when the process is gone. A thread
+/// that exits between listing and reading is skipped, not a failed reading: one short-lived
+/// helper thread must not void the target's whole CPU figure.
 fn process_cpu_ns(pid: u32) -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let total = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
     Some(total)
 }
 
