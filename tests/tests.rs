@@ -14,6 +14,7 @@ mod abuse_virtual;
 mod audit_ctl;
 mod authz;
 mod backchannel;
+mod bench_loadgen;
 mod bench_smoke;
 mod conformance;
 mod connect;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::Notify;
 
-use crate::{Args, Session, check_answer, percentile, request_body, target};
+use crate::{Args, Caller, Measured, Session, percentile, target};
 
 /// No target is active: workers wait, the coordinator drains.
 const NONE: usize = usize::MAX;
@@ -30,12 +30,6 @@ struct Turns {
     turn_changed: Notify,
     /// Wakes the coordinator when `in_flight` falls to zero.
     drained: Notify,
-}
-
-/// One connection's figures for its target.
-struct Measured {
-    latencies_us: Vec<u32>,
-    requests_total: u64,
 }
 
 /// Counts a request in flight for as long as it lives, even when the worker fails.
@@ -76,19 +70,15 @@ async fn worker(
     turns: Arc<Turns>,
 ) -> anyhow::Result<Measured> {
     let url = &args.url[index];
-    let mut session = Session::open(&target(url)?, token).await?;
-    let mut measured = Measured {
-        latencies_us: Vec::with_capacity(50_000),
-        requests_total: 0,
-    };
-    let mut id = 1u64;
+    let session = Session::open(&target(url)?, token, args.request_timeout).await?;
+    let mut caller = Caller::new(&args, &tool, session, 50_000);
     loop {
         // Wait for this target's turn; registered before the check, so no change is missed.
         let changed = turns.turn_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         if turns.done.load(Ordering::SeqCst) {
-            return Ok(measured);
+            return Ok(caller.measured);
         }
         // Counted in flight before the turn is checked: the coordinator either sees this
         // request or this worker sees that the turn has passed (both are SeqCst).
@@ -99,18 +89,10 @@ async fn worker(
             changed.await;
             continue;
         }
-        id += 1;
         let measuring = turns.measuring.load(Ordering::SeqCst);
-        let started = Instant::now();
-        let body = session.post(request_body(&args, &tool, id)).await?;
-        check_answer(&args, &body)?;
-        measured.requests_total += 1;
-        if measuring {
-            let elapsed = started.elapsed().as_micros();
-            measured
-                .latencies_us
-                .push(u32::try_from(elapsed).unwrap_or(u32::MAX));
-        }
+        // A request unanswered within --request-timeout fails this connection: the guard is
+        // dropped with it, so the turn still ends.
+        caller.call(Instant::now(), measuring).await?;
         drop(guard);
     }
 }

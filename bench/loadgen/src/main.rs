@@ -2,14 +2,17 @@
 //! fixed number of connections, one MCP session per connection, and prints requests/s and
 //! latency percentiles as one JSON line. Used by `bench/run.sh` against a direct backend,
 //! mcpd (servers and virtual servers), nginx and other MCP proxies alike. Given several
-//! `--url`s it measures them interleaved, in turns (`interleave`).
+//! `--url`s it measures them interleaved, in turns (`interleave`). A request unanswered after
+//! `--request-timeout` fails its connection (`deadline`), so a backend that stops answering
+//! cannot hang a run.
 
+mod deadline;
 mod interleave;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -17,6 +20,8 @@ use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::deadline::Deadline;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "MCP tools/call load generator")]
@@ -57,12 +62,24 @@ struct Args {
     /// Instead of tools/call: start `streams` concurrent `progress` calls and report event delays.
     #[arg(long)]
     sse_streams: Option<usize>,
+    /// How long a request may wait for its answer, in seconds (a connection's opening counts
+    /// as one request): a request not answered by then fails its connection, which is counted
+    /// (`failed_connections`, `failed_streams`) and reported on stderr with its URL, and the
+    /// run goes on without it.
+    #[arg(long, default_value = "30", value_parser = parse_timeout)]
+    request_timeout: Duration,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    s.parse::<f64>()
-        .map(Duration::from_secs_f64)
-        .map_err(|e| e.to_string())
+    let secs = s.parse::<f64>().map_err(|e| e.to_string())?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        timeout if timeout.is_zero() => Err("a timeout must be more than 0".to_owned()),
+        timeout => Ok(timeout),
+    }
 }
 
 struct Target {
@@ -88,15 +105,32 @@ struct Session {
     target_host: String,
     path: String,
     token: Option<String>,
+    /// The time limit of every request on this connection, its opening included.
+    deadline: Deadline,
+}
+
+/// The error of a request that `deadline` gave up on.
+fn timed_out(deadline: &Deadline) -> anyhow::Error {
+    anyhow!(
+        "no answer within {} s (--request-timeout)",
+        deadline.timeout().as_secs_f64()
+    )
 }
 
 impl Session {
-    async fn open(t: &Target, token: Option<String>) -> anyhow::Result<Session> {
-        let stream = TcpStream::connect(&t.addr)
+    async fn open(t: &Target, token: Option<String>, timeout: Duration) -> anyhow::Result<Session> {
+        let mut deadline = Deadline::new(timeout);
+        let connect = async {
+            let stream = TcpStream::connect(&t.addr)
+                .await
+                .with_context(|| format!("connect {}", t.addr))?;
+            stream.set_nodelay(true)?;
+            anyhow::Ok(http1::handshake(TokioIo::new(stream)).await?)
+        };
+        let (sender, conn) = deadline
+            .limit(Instant::now(), connect)
             .await
-            .with_context(|| format!("connect {}", t.addr))?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            .ok_or_else(|| timed_out(&deadline).context(format!("connect {}", t.addr)))??;
         tokio::spawn(conn);
         let mut session = Session {
             sender,
@@ -104,17 +138,24 @@ impl Session {
             target_host: t.authority.clone(),
             path: t.path.clone(),
             token,
+            deadline,
         };
         let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcpd-loadgen","version":"1"}}});
-        session.post(init.to_string()).await?;
+        session
+            .post(init.to_string(), Instant::now())
+            .await
+            .context("initialize")?;
         let done = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
-        session.post(done.to_string()).await?;
+        session
+            .post(done.to_string(), Instant::now())
+            .await
+            .context("notifications/initialized")?;
         Ok(session)
     }
 
-    /// POSTs one JSON-RPC message; returns the whole response body.
-    async fn post(&mut self, body: String) -> anyhow::Result<Bytes> {
+    /// POSTs one JSON-RPC message, started at `started`; returns the whole response body.
+    async fn post(&mut self, body: String, started: Instant) -> anyhow::Result<Bytes> {
         let mut req = Request::post(&self.path)
             .header("host", &self.target_host)
             .header("content-type", "application/json")
@@ -125,20 +166,30 @@ impl Session {
         if let Some(token) = &self.token {
             req = req.header("authorization", format!("Bearer {token}"));
         }
-        self.sender.ready().await?;
-        let resp = self
-            .sender
-            .send_request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let status = resp.status();
-        if let Some(id) = resp.headers().get("mcp-session-id") {
-            self.session_id = Some(id.to_str()?.to_owned());
+        let req = req.body(Full::new(Bytes::from(body)))?;
+        let Session {
+            sender,
+            session_id,
+            deadline,
+            ..
+        } = self;
+        let exchange = async {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            if let Some(id) = resp.headers().get("mcp-session-id") {
+                *session_id = Some(id.to_str()?.to_owned());
+            }
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            if !status.is_success() {
+                bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+            }
+            Ok(bytes)
+        };
+        match deadline.limit(started, exchange).await {
+            Some(answer) => answer,
+            None => Err(timed_out(deadline)),
         }
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
-        }
-        Ok(bytes)
     }
 }
 
@@ -146,6 +197,52 @@ impl Session {
 struct Measured {
     latencies_us: Vec<u32>,
     requests_total: u64,
+}
+
+/// One connection's requests, sent one after the other: the session, the id of the last
+/// request, and what was measured. The single-target and the in-turns workers both send
+/// through it.
+struct Caller<'a> {
+    args: &'a Args,
+    tool: &'a str,
+    session: Session,
+    id: u64,
+    measured: Measured,
+}
+
+impl<'a> Caller<'a> {
+    /// A caller with room for `capacity` latencies made up front.
+    fn new(args: &'a Args, tool: &'a str, session: Session, capacity: usize) -> Caller<'a> {
+        Caller {
+            args,
+            tool,
+            session,
+            id: 1,
+            measured: Measured {
+                latencies_us: Vec::with_capacity(capacity),
+                requests_total: 0,
+            },
+        }
+    }
+
+    /// Sends the next request, started at `started`, and checks its answer; counts it, and
+    /// records its latency when `measuring`. An error (a wrong answer, a broken connection, no
+    /// answer within `--request-timeout`) ends the connection.
+    async fn call(&mut self, started: Instant, measuring: bool) -> anyhow::Result<()> {
+        self.id += 1;
+        let body = request_body(self.args, self.tool, self.id);
+        let answer = self.session.post(body, started).await;
+        let answer = answer.with_context(|| format!("{} (id {})", self.args.method, self.id))?;
+        check_answer(self.args, &answer)?;
+        self.measured.requests_total += 1;
+        if measuring {
+            let elapsed = started.elapsed().as_micros();
+            self.measured
+                .latencies_us
+                .push(u32::try_from(elapsed).unwrap_or(u32::MAX));
+        }
+        Ok(())
+    }
 }
 
 /// The JSON-RPC request with id `id`: `tools/call` of `tool`, or `tools/list`.
@@ -179,27 +276,16 @@ fn check_answer(args: &Args, body: &[u8]) -> anyhow::Result<()> {
 
 async fn worker(args: Args, warmup_end: Instant, end: Instant) -> anyhow::Result<Measured> {
     let t = target(&args.url[0])?;
-    let mut session = Session::open(&t, args.token.first().cloned()).await?;
-    let mut latencies_us = Vec::with_capacity(100_000);
-    let mut requests_total = 0u64;
-    let mut id = 1u64;
+    let token = args.token.first().cloned();
+    let session = Session::open(&t, token, args.request_timeout).await?;
+    let mut caller = Caller::new(&args, &args.tool[0], session, 100_000);
     loop {
         let now = Instant::now();
         if now >= end {
-            break;
+            return Ok(caller.measured);
         }
-        id += 1;
-        let body = session.post(request_body(&args, &args.tool[0], id)).await?;
-        check_answer(&args, &body)?;
-        requests_total += 1;
-        if now >= warmup_end {
-            latencies_us.push(u32::try_from(now.elapsed().as_micros()).unwrap_or(u32::MAX));
-        }
+        caller.call(now, now >= warmup_end).await?;
     }
-    Ok(Measured {
-        latencies_us,
-        requests_total,
-    })
 }
 
 /// Occurrences of `needle` in `haystack`.
@@ -237,7 +323,7 @@ async fn run_calls(args: Args) -> anyhow::Result<()> {
             }
             Err(error) => {
                 errors += 1;
-                eprintln!("connection failed: {error:#}");
+                eprintln!("connection to {} failed: {error:#}", args.url[0]);
             }
         }
     }
@@ -269,6 +355,7 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
     let steps = 20u64;
     let interval_ms = 50u64;
     let all_open = Arc::new(tokio::sync::Barrier::new(streams));
+    let request_timeout = args.request_timeout;
     let mut tasks = Vec::new();
     for _ in 0..streams {
         let all_open = all_open.clone();
@@ -279,7 +366,7 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             addr: t.addr.clone(),
         };
         tasks.push(tokio::spawn(async move {
-            let opened = Session::open(&t, token).await;
+            let opened = Session::open(&t, token, request_timeout).await;
             // Every task reaches the barrier, even one whose session failed, or the rest wait
             // for ever.
             all_open.wait().await;
@@ -294,25 +381,34 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             if let Some(token) = &session.token {
                 req = req.header("authorization", format!("Bearer {token}"));
             }
-            session.sender.ready().await?;
-            let started = Instant::now();
-            let resp = session.sender.send_request(req.body(Full::new(Bytes::from(call.to_string())))?).await?;
-            let head_us = started.elapsed().as_micros() as u32;
-            let mut body = resp.into_body();
-            let mut delays = Vec::new();
-            let mut events = 0u64;
-            while let Some(frame) = body.frame().await {
-                let frame = frame?;
-                if let Some(data) = frame.data_ref() {
-                    let needle = b"notifications/progress";
-                    for _ in data.windows(needle.len()).filter(|w| w == needle) {
-                        events += 1;
-                        let expected = Duration::from_millis(interval_ms * events);
-                        delays.push(started.elapsed().saturating_sub(expected).as_micros() as u32);
+            let req = req.body(Full::new(Bytes::from(call.to_string())))?;
+            let Session { sender, deadline, .. } = &mut session;
+            // The whole stream is one request: it must end within --request-timeout.
+            let stream = async {
+                sender.ready().await?;
+                let started = Instant::now();
+                let resp = sender.send_request(req).await?;
+                let head_us = started.elapsed().as_micros() as u32;
+                let mut body = resp.into_body();
+                let mut delays = Vec::new();
+                let mut events = 0u64;
+                while let Some(frame) = body.frame().await {
+                    let frame = frame?;
+                    if let Some(data) = frame.data_ref() {
+                        let needle = b"notifications/progress";
+                        for _ in data.windows(needle.len()).filter(|w| w == needle) {
+                            events += 1;
+                            let expected = Duration::from_millis(interval_ms * events);
+                            delays.push(started.elapsed().saturating_sub(expected).as_micros() as u32);
+                        }
                     }
                 }
+                anyhow::Ok((events, delays, head_us))
+            };
+            match deadline.limit(Instant::now(), stream).await {
+                Some(streamed) => streamed,
+                None => Err(timed_out(deadline).context("progress call")),
             }
-            anyhow::Ok((events, delays, head_us))
         }));
     }
     let mut events = 0;
@@ -334,7 +430,7 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             }
             Err(error) => {
                 failed += 1;
-                eprintln!("stream failed: {error:#}");
+                eprintln!("stream to {} failed: {error:#}", args.url[0]);
             }
         }
     }
