@@ -6,7 +6,9 @@ stdio servers (bench/stdio_bench.py), virtual servers (bench/virtual_bench.py: v
 route and mcp-proxy, tools/list of 100 members) and supervision at scale (mcpd and supervisord
 with 1000 servers), then rewrites bench/BENCH.md.
 Everything runs in a temp dir on fixed loopback ports (18080-18199 and the range 5000-5999),
-which are checked to be free first; every process started here is killed on exit.
+which are checked to be free first; every process started here is killed on exit. The results
+so far are written to results.json in the temp dir after each section; when a section fails,
+the temp dir is kept (with that file and the logs) and its path printed.
 """
 
 import argparse
@@ -734,6 +736,15 @@ autorestart=true
                 "supervisord": subprocess.run(["supervisord", "--version"], capture_output=True,
                                               text=True).stdout.strip()}
 
+    def save_results(self, machine):
+        """Writes every result so far to results.json in the temp dir (replaced whole, never
+        half-written); returns its path."""
+        path = os.path.join(self.tmp, "results.json")
+        with open(path + ".part", "w") as f:
+            json.dump({"machine": machine, "results": self.results}, f, indent=1, default=str)
+        os.replace(path + ".part", path)
+        return path
+
     def write_report(self, machine, elapsed):
         path = os.path.join(self.root, "bench", "BENCH.md")
         notes = ""
@@ -934,9 +945,8 @@ autorestart=true
         text = "\n".join(out) + (notes if notes else "\n")
         with open(path, "w") as f:
             f.write(text)
-        with open(os.path.join(self.tmp, "results.json"), "w") as f:
-            json.dump({"machine": machine, "results": r}, f, indent=1, default=str)
-        log(f"wrote {path} (raw results in {self.tmp}/results.json)")
+        self.save_results(machine)
+        log(f"wrote {path}")
 
 
 def main():
@@ -984,22 +994,41 @@ def main():
                 f.write(report)
             log(f"wrote {args.compare_report}")
         return
+    sections = []
+    if args.only in (None, "gateway"):
+        sections.append(("gateway", bench.gateway))
+    if args.only in (None, "virtual"):
+        sections.append(("virtual", lambda: virtual_bench.run(bench, sys.modules[__name__])))
+    if args.only in (None, "scale"):
+        sections.append(("scale", bench.scale))
+        if not args.no_supervisord:
+            sections.append(("supervisord", bench.supervisord))
+    if args.only in (None, "stdio"):
+        sections.append(("stdio", lambda: stdio_bench.run(bench, sys.modules[__name__])))
+    # What is running now, for the message when it fails; None when nothing was measured yet
+    # or everything is written.
+    running = None
     try:
         bench.check_ports(scale=args.only in (None, "scale"))
-        if args.only in (None, "gateway"):
-            bench.gateway()
-        if args.only in (None, "virtual"):
-            virtual_bench.run(bench, sys.modules[__name__])
-        if args.only in (None, "scale"):
-            bench.scale()
-            if not args.no_supervisord:
-                bench.supervisord()
-        if args.only in (None, "stdio"):
-            stdio_bench.run(bench, sys.modules[__name__])
+        for name, section in sections:
+            running = f"section {name}"
+            section()
+            # After each section, so a later one's failure loses nothing measured before it.
+            bench.save_results(machine)
+        running = "the report"
         bench.write_report(machine, time.monotonic() - started)
+        running = None
+        if args.keep:
+            log(f"raw results in {bench.tmp}/results.json")
+    except BaseException:
+        if running:
+            path = bench.save_results(machine)
+            log(f"{running} failed; the results so far ({', '.join(bench.results) or 'none'}) "
+                f"are in {path}, and the temp dir {bench.tmp} is kept")
+        raise
     finally:
         bench.procs.kill_all()
-        if not args.keep:
+        if not args.keep and running is None:
             shutil.rmtree(bench.tmp, ignore_errors=True)
 
 

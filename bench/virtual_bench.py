@@ -70,7 +70,9 @@ def run(bench, h):
     busy = [p for p in ports() if not h.port_free(p)]
     if busy:
         raise SystemExit(f"ports in use, stop what holds them first: {busy[:20]}")
-    results = {}
+    # In bench.results from the start: when a later part fails, the harness still writes what
+    # the earlier parts measured.
+    results = bench.results["virtual"] = {}
     d = os.path.join(bench.tmp, "virtual")
     config = bench.write_daemon_config(d, VGW_PORT, f"{VECHO_PORT}-{VECHO_PORT}")
     with open(os.path.join(d, "mcp", "bench.yaml"), "w") as f:
@@ -214,7 +216,6 @@ url = "http://127.0.0.1:{VECHO_PORT}/mcp"
         "failed": sum(r["failed_connections"] for r in lists),
     }
     bench.procs.stop(daemon)
-    bench.results["virtual"] = results
 
 
 def report(w, results):
