@@ -157,11 +157,14 @@ url = "http://127.0.0.1:{VECHO_PORT}/mcp"
                     f"{result['rps']:>7.0f} req/s p50 {result['p50_us']} us "
                     f"cpu {result['cpu_us_per_req']:.0f} us/req "
                     f"failed={result['failed_connections']}")
-    # Ratios as the median of each run's ratio (the targets were measured in turns).
+    # Ratios as the median of each run's ratio (the targets were measured in turns); versus
+    # mcp-proxy only when it was measured.
+    pairs = [("virtual server", "member route")]
+    if proxy:
+        pairs.append(("virtual server", "mcp-proxy"))
     results["ratios"] = {
         f"{a}/{b}/{c}": median([x["rps"] / y["rps"] for x, y in zip(raw[(a, c)], raw[(b, c)])])
-        for a, b in [("virtual server", "member route"), ("virtual server", "mcp-proxy")]
-        if (b, conns_list[0]) in raw for c in conns_list}
+        for a, b in pairs for c in conns_list}
     results["calls"] = [{
         "target": name, "connections": conns,
         "rps": median([r["rps"] for r in raw[(name, conns)]]),
