@@ -16,7 +16,7 @@
 //! itself out: each open stream has a slot in the `Watch` with the time it last moved, and
 //! the watchdog closes the connection when one stood still for twice the body idle timeout.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +28,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+use super::side_wake::SideWake;
 
 /// The error a body ends with when it moved no byte for the body idle timeout.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +168,10 @@ pub enum Ended {
 
 /// Runs `connection` until it ends, `force_close` is cancelled, or it makes no progress for
 /// the timeout that applies to its state (measured from `accepted`).
+///
+/// The connection is polled on every wake-up of the task; the shutdown signal and the
+/// watchdog's timer only after their own waker fired (`SideWake`): they are ready once in a
+/// long while, and polling them on each wake-up cost more than the rest of the watchdog.
 pub async fn drive<C, E>(
     connection: C,
     force_close: &CancellationToken,
@@ -179,51 +185,84 @@ where
     E: std::fmt::Display,
 {
     let mut connection = pin!(connection);
-    let mut seen = 0;
-    let mut since = accepted;
-    let timer = pin!(tokio::time::sleep_until(accepted + timeouts.header / 4));
-    let mut timer = timer;
-    loop {
-        tokio::select! {
-            biased;
-            result = &mut connection => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, cause = %err, "client connection ended with an error");
-                }
-                return Ended::Finished;
+    let mut force_closed = pin!(force_close.cancelled());
+    let mut timer = pin!(tokio::time::sleep_until(accepted + timeouts.header / 4));
+    let mut progress = Progress {
+        seen: 0,
+        since: accepted,
+    };
+    let side = SideWake::new();
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            if let Err(err) = result {
+                tracing::debug!(%peer, cause = %err, "client connection ended with an error");
             }
-            () = force_close.cancelled() => return Ended::ForceClosed,
-            () = &mut timer => {
-                let now = Instant::now();
-                let now_ms = u64::try_from((now - accepted).as_millis()).unwrap_or(u64::MAX);
-                watch.clock_ms.store(now_ms, Ordering::Relaxed);
-                let progress = watch.progress.load(Ordering::Relaxed);
-                if progress != seen {
-                    seen = progress;
-                    since = now;
-                }
-                let open = watch.open.load(Ordering::Relaxed) > 0;
-                // Per-body timers end a stalled body at the body idle timeout; a stream that
-                // is not even polled (no flow-control window) is caught here, at twice it.
-                if open && watch.has_stalled_stream(now_ms, timeouts.body_idle * 2) {
-                    tracing::debug!(%peer, "closing a client connection with a stream that stood still");
-                    return Ended::TimedOut("gateway.body_idle_timeout");
-                }
-                let (limit, which) = if open {
-                    (timeouts.body_idle, "gateway.body_idle_timeout")
-                } else if progress == 0 {
-                    (timeouts.header, "gateway.header_timeout")
-                } else {
-                    (timeouts.idle, "gateway.idle_timeout")
-                };
-                let deadline = since + limit;
-                if now >= deadline {
-                    tracing::debug!(%peer, timeout = which, "closing a client connection that made no progress");
-                    return Ended::TimedOut(which);
-                }
-                timer.as_mut().reset((now + limit / 4).min(deadline));
+            return Poll::Ready(Ended::Finished);
+        }
+        if !side.due(cx) {
+            return Poll::Pending;
+        }
+        let mut side_cx = side.context();
+        if force_closed.as_mut().poll(&mut side_cx).is_ready() {
+            return Poll::Ready(Ended::ForceClosed);
+        }
+        while timer.as_mut().poll(&mut side_cx).is_ready() {
+            match progress.check(watch, &timeouts, accepted, peer) {
+                Ok(next) => timer.as_mut().reset(next),
+                Err(ended) => return Poll::Ready(ended),
             }
         }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The watchdog's view of a connection's progress between two checks.
+struct Progress {
+    /// The progress count at the last check that saw it move.
+    seen: u64,
+    /// When it last moved.
+    since: Instant,
+}
+
+impl Progress {
+    /// A check, when the watchdog's timer fires: `Ok` with when to check next, or `Err` with
+    /// why the connection is to be closed.
+    fn check(
+        &mut self,
+        watch: &Watch,
+        timeouts: &Timeouts,
+        accepted: Instant,
+        peer: std::net::SocketAddr,
+    ) -> Result<Instant, Ended> {
+        let now = Instant::now();
+        let now_ms = u64::try_from((now - accepted).as_millis()).unwrap_or(u64::MAX);
+        watch.clock_ms.store(now_ms, Ordering::Relaxed);
+        let progress = watch.progress.load(Ordering::Relaxed);
+        if progress != self.seen {
+            self.seen = progress;
+            self.since = now;
+        }
+        let open = watch.open.load(Ordering::Relaxed) > 0;
+        // Per-body timers end a stalled body at the body idle timeout; a stream that is not
+        // even polled (no flow-control window) is caught here, at twice it.
+        if open && watch.has_stalled_stream(now_ms, timeouts.body_idle * 2) {
+            tracing::debug!(%peer, "closing a client connection with a stream that stood still");
+            return Err(Ended::TimedOut("gateway.body_idle_timeout"));
+        }
+        let (limit, which) = if open {
+            (timeouts.body_idle, "gateway.body_idle_timeout")
+        } else if progress == 0 {
+            (timeouts.header, "gateway.header_timeout")
+        } else {
+            (timeouts.idle, "gateway.idle_timeout")
+        };
+        let deadline = self.since + limit;
+        if now >= deadline {
+            tracing::debug!(%peer, timeout = which, "closing a client connection that made no progress");
+            return Err(Ended::TimedOut(which));
+        }
+        Ok((now + limit / 4).min(deadline))
     }
 }
 

@@ -37,6 +37,7 @@ mod registry;
 mod remote;
 mod response;
 mod router;
+mod side_wake;
 mod tap;
 mod token_cache;
 mod upstream;
