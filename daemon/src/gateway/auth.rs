@@ -157,14 +157,30 @@ pub struct Claims {
 
 /// The token of an `Authorization` header value: `None` when it holds no bearer credential
 /// (another scheme, or bytes that are not visible ASCII).
+///
+/// Read as bytes, in one folded pass that the compiler turns into vector instructions: a
+/// token is hundreds of bytes, and `HeaderValue::to_str` followed by a search for the space
+/// read it byte by byte, twice, on every authenticated request.
 pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
-    let value = value.to_str().ok()?;
+    let bytes = value.as_bytes();
+    // What `HeaderValue::to_str` accepts: tab and visible ASCII (space included).
+    let visible = bytes.iter().fold(true, |visible, &b| {
+        visible & (b == b'\t' || (b' '..=b'~').contains(&b))
+    });
+    if !visible {
+        return None;
+    }
     // `Bearer` alone (an empty token, its trailing space trimmed in transit) counts as a
     // bearer credential that fails verification.
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    let (scheme, token) = match memchr::memchr(b' ', bytes) {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    // ASCII throughout (checked above), so always valid UTF-8.
+    std::str::from_utf8(token.trim_ascii()).ok()
 }
 
 /// Checks a verified token against one server's `oauth` settings. The token's `aud` must hold
@@ -486,4 +502,59 @@ fn load_source(source: &KeySource, out: &mut Vec<Loaded>) -> Result<(), KeyError
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::bearer_token;
+
+    /// What `bearer_token` reads is what the text's own reading gives: the scheme before the
+    /// first space, any case, and the rest trimmed; nothing from a value with a byte that is
+    /// not visible ASCII or tab.
+    #[test]
+    fn bearer_tokens_are_read_as_the_header_text_says() {
+        let reference = |value: &HeaderValue| -> Option<String> {
+            let text = value.to_str().ok()?;
+            let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        };
+        let values: [&[u8]; 16] = [
+            b"Bearer abc.def.ghi",
+            b"bearer abc",
+            b"BEARER  abc ",
+            b"Bearer\tabc",
+            b"Bearer",
+            b"Bearer ",
+            b"Basic abc",
+            b"Bearerabc",
+            b" Bearer abc",
+            b"Bearer a b c",
+            b"Bearer abc\t",
+            b"Bearer ab\x80c",
+            b"Bearer \xffabc",
+            b"Bearer a~b!c",
+            b"",
+            b"Bear abc",
+        ];
+        for bytes in values {
+            let value = HeaderValue::from_bytes(bytes).unwrap();
+            assert_eq!(
+                bearer_token(&value).map(str::to_owned),
+                reference(&value),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let long = format!("Bearer {}", "x".repeat(4000));
+        let value = HeaderValue::from_str(&long).unwrap();
+        assert_eq!(bearer_token(&value).map(str::len), Some(4000));
+        let mut bad = long.into_bytes();
+        bad[3000] = 0x80;
+        let value = HeaderValue::from_bytes(&bad).unwrap();
+        assert_eq!(bearer_token(&value), None, "one byte past ASCII anywhere");
+    }
 }
