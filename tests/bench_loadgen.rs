@@ -192,3 +192,17 @@ async fn loadgen_in_turns_gives_up_on_a_backend_that_stops_answering() {
     );
     assert!(targets[1]["requests"].as_u64().unwrap_or(0) > 0, "{result}");
 }
+
+#[tokio::test]
+async fn loadgen_sse_streams_that_get_no_answer_fail_the_run() {
+    let port = port_block(1).port(0);
+    let _backend = StalledBackend::start(port, true);
+    let url = mcp_url(port);
+    let (status, result, stderr) = loadgen(&["--url", &url, "--sse-streams", "2"]).await;
+    assert_eq!(result["failed_streams"], 2, "{result}; stderr: {stderr}");
+    assert_eq!(result["events"], 0, "{result}");
+    assert!(
+        !status.success(),
+        "failed streams fail the run, as failed connections do: {result}; stderr: {stderr}"
+    );
+}

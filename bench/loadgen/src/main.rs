@@ -452,6 +452,10 @@ async fn run_sse(args: Args, streams: usize) -> anyhow::Result<()> {
             "p99_delay_us": percentile(&delays, 99.0), "failed_streams": failed,
             "p50_head_us": percentile(&heads, 50.0), "p50_delay_by_event_us": by_event})
     );
+    // As in the other modes: the figures are printed, and the run still fails.
+    if failed > 0 {
+        bail!("{failed} of {streams} streams failed");
+    }
     Ok(())
 }
 
