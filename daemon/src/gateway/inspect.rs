@@ -137,17 +137,26 @@ pub fn inspect(
             .collect();
         if !denied.is_empty() {
             let answer = insufficient_scope(server, &denied, metadata_url());
-            if let Some(audit) = audit {
-                // The whole body is refused: allowed calls of a batch did not run either.
-                for message in envelope.messages.iter().filter(|m| m.is_tool_call()) {
+            let Some(audit) = audit else {
+                return Err(Box::new(answer));
+            };
+            // The whole body is refused: allowed calls of a batch did not run either. Their
+            // records are queued once the refusal is written, like any answer's.
+            let calls: Calls = envelope
+                .messages
+                .iter()
+                .filter(|m| m.is_tool_call())
+                .map(|message| {
                     let mut call = call_entry(config, caller, message, started);
-                    call.status = answer.status().as_u16();
                     call.decision = AuditDecision::Deny;
-                    call.duration = started.elapsed();
-                    audit.record_call(call);
-                }
+                    CallAudit::new(call)
+                })
+                .collect();
+            if calls.is_empty() {
+                return Err(Box::new(answer));
             }
-            return Err(Box::new(answer));
+            let tap = Tap::new(None, calls, Some(audit.clone()), started);
+            return Err(Box::new(response::with_records(tap, answer)));
         }
     }
 

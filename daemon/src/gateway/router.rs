@@ -362,7 +362,7 @@ async fn mcp(
 }
 
 /// Hands the answer to the request's tap: an upstream body streams through it; an answer the
-/// gateway wrote itself only gives its status to the audit records.
+/// gateway wrote itself only gives its status to the audit records, queued once it is written.
 fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
     let Some(mut tap) = tap else {
         return response;
@@ -374,11 +374,7 @@ fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
             upstream.set_tap(tap);
             Response::from_parts(parts, Either::Right(upstream))
         }
-        body @ Either::Left(_) => {
-            tap.set_status(parts.status.as_u16());
-            drop(tap);
-            Response::from_parts(parts, body)
-        }
+        body @ Either::Left(_) => response::with_records(tap, Response::from_parts(parts, body)),
     }
 }
 

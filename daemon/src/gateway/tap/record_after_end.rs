@@ -173,3 +173,88 @@ async fn an_sse_answer_is_read_to_its_last_event_when_the_body_is_dropped() {
     let record: AuditRecord = serde_json::from_str(&follower.try_recv().unwrap()).unwrap();
     assert_eq!(record.error_code, None, "a cut event is not an answer");
 }
+
+/// A call refused by the per-tool rules: its record (decision deny, status 403) is queued
+/// once the 403 the gateway wrote is dropped, after its last byte was written, not when the
+/// refusal was decided.
+#[tokio::test]
+async fn a_refused_calls_record_is_queued_when_the_refusal_is_dropped() {
+    use crate::authz::{ToolPattern, ToolRule};
+    use crate::config::test_builder::{daemon_config, oauth, server_config};
+    use crate::gateway::auth::Claims;
+    use crate::gateway::inspect::{self, Caller};
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = audit_log(dir.path());
+    let mut follower = audit.subscribe();
+    let mut config = server_config(&daemon_config(dir.path()), "echo");
+    config.oauth = oauth(&["user"]);
+    config.oauth.tools = vec![ToolRule {
+        pattern: ToolPattern::parse("delete_*").unwrap(),
+        scopes: vec!["admin".into()],
+    }];
+    let config = Arc::new(config);
+    let claims = Arc::new(Claims {
+        subject: Some("alice".into()),
+        scopes: vec!["user".into()],
+        ..Claims::default()
+    });
+    let started = Instant::now();
+    let caller = Caller {
+        claims: Some(&claims),
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        started,
+    };
+    let call = br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_db","arguments":{}}}"#;
+    let Err(refusal) = inspect::inspect(
+        Bytes::from_static(call),
+        &http::HeaderMap::new(),
+        &config,
+        &caller,
+        Some(&audit),
+        String::new,
+    ) else {
+        panic!("the call is refused");
+    };
+    let (parts, mut body) = refusal.into_parts();
+    assert_eq!(parts.status, 403);
+    let mut passed = Vec::new();
+    while let Some(frame) = body.frame().await {
+        passed.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&passed).unwrap();
+    assert_eq!(answer["tool"], "delete_db", "the refusal passes unchanged");
+    audit.flush(Duration::from_secs(5)).await;
+    assert!(
+        matches!(follower.try_recv(), Err(TryRecvError::Empty)),
+        "nothing queued while the refusal is being written"
+    );
+
+    let before_drop = started.elapsed();
+    drop(body);
+    audit.flush(Duration::from_secs(5)).await;
+    let line = follower
+        .try_recv()
+        .expect("one record once the body is dropped");
+    let record: AuditRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (
+            record.status,
+            record.decision,
+            record.tool.as_str(),
+            record.request_id.as_deref()
+        ),
+        (
+            403,
+            mcpd_protocol::AuditDecision::Deny,
+            "delete_db",
+            Some("9")
+        )
+    );
+    assert!(
+        record.duration_ms >= before_drop.as_secs_f64() * 1000.0,
+        "the duration runs to the drop: {} ms, {before_drop:?} before it",
+        record.duration_ms
+    );
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+}
