@@ -86,6 +86,21 @@ async fn the_record_is_queued_when_the_body_is_dropped_not_at_its_last_frame() {
     audit.flush(Duration::from_secs(5)).await;
     assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
 
+    let record = record_at_drop(&audit, &mut follower, body, started).await;
+    assert_eq!(
+        (record.status, record.is_error, record.request_id.as_deref()),
+        (200, Some(true), Some("7"))
+    );
+}
+
+/// Drops `body` and returns the one record queued then, checking that its duration runs to
+/// the drop (from `started`) and that no other record came.
+async fn record_at_drop<B>(
+    audit: &AuditLog,
+    follower: &mut tokio::sync::broadcast::Receiver<Arc<str>>,
+    body: B,
+    started: Instant,
+) -> AuditRecord {
     let before_drop = started.elapsed();
     drop(body);
     audit.flush(Duration::from_secs(5)).await;
@@ -93,16 +108,13 @@ async fn the_record_is_queued_when_the_body_is_dropped_not_at_its_last_frame() {
         .try_recv()
         .expect("one record once the body is dropped");
     let record: AuditRecord = serde_json::from_str(&line).unwrap();
-    assert_eq!(
-        (record.status, record.is_error, record.request_id.as_deref()),
-        (200, Some(true), Some("7"))
-    );
     assert!(
         record.duration_ms >= before_drop.as_secs_f64() * 1000.0,
         "the duration runs to the drop: {} ms, {before_drop:?} before it",
         record.duration_ms
     );
     assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+    record
 }
 
 /// A body dropped before its end (the client went away) still leaves its record, once.
@@ -230,13 +242,7 @@ async fn a_refused_calls_record_is_queued_when_the_refusal_is_dropped() {
         "nothing queued while the refusal is being written"
     );
 
-    let before_drop = started.elapsed();
-    drop(body);
-    audit.flush(Duration::from_secs(5)).await;
-    let line = follower
-        .try_recv()
-        .expect("one record once the body is dropped");
-    let record: AuditRecord = serde_json::from_str(&line).unwrap();
+    let record = record_at_drop(&audit, &mut follower, body, started).await;
     assert_eq!(
         (
             record.status,
@@ -251,10 +257,4 @@ async fn a_refused_calls_record_is_queued_when_the_refusal_is_dropped() {
             Some("9")
         )
     );
-    assert!(
-        record.duration_ms >= before_drop.as_secs_f64() * 1000.0,
-        "the duration runs to the drop: {} ms, {before_drop:?} before it",
-        record.duration_ms
-    );
-    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
 }
