@@ -136,17 +136,19 @@ def wait_until(what, timeout, cond, interval=0.02):
 class StateLog:
     """Follows a daemon's log file for its servers' state changes (`state changed server=NAME
     from=A to=B`, stamped in RFC 3339 UTC): each server's latest state, and the time of the
-    latest change read."""
+    change that left `count` servers running (`all_running_at`; None until then)."""
 
     LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z\s+\w+\s+state changed "
                       r"server=(\S+) from=\S+ to=(\S+)")
 
-    def __init__(self, path):
+    def __init__(self, path, count):
         self.path = path
+        self.count = count
         self.offset = 0
         self.partial = ""
         self.state = {}
-        self.last_change = None
+        self.running = 0
+        self.all_running_at = None
 
     def read(self):
         try:
@@ -163,13 +165,12 @@ class StateLog:
             if not m:
                 continue
             stamp, server, to = m.groups()
+            self.running += (to == "running") - (self.state.get(server) == "running")
             self.state[server] = to
-            whole, _, fraction = stamp.partition(".")
-            at = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-            self.last_change = at + (float("0." + fraction) if fraction else 0.0)
-
-    def running(self):
-        return sum(1 for state in self.state.values() if state == "running")
+            if self.running == self.count and self.all_running_at is None:
+                whole, _, fraction = stamp.partition(".")
+                at = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+                self.all_running_at = at + (float("0." + fraction) if fraction else 0.0)
 
 
 def accepts(port):
@@ -610,13 +611,13 @@ defaults:
         # When every server is running is read from the daemon's own log (each server's
         # last state change, with its time), not by asking the daemon: a status request
         # every 50 ms during start-up is work the daemon would not otherwise do.
-        states = StateLog(log_path)
+        states = StateLog(log_path, SCALE_COUNT)
 
         def all_running():
             states.read()
-            return states.running() == SCALE_COUNT
+            return states.all_running_at is not None
         wait_until("1000 servers running", 180, all_running, interval=0.05)
-        start_s = states.last_change - started
+        start_s = states.all_running_at - started
         servers = self.status(sock)["servers"]
         if len(servers) != SCALE_COUNT or any(s["state"] != "running" for s in servers):
             raise RuntimeError("the log said every server is running; mcpctl status does not")

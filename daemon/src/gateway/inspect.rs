@@ -156,7 +156,7 @@ pub fn inspect(
                 return Err(Box::new(answer));
             }
             let tap = Tap::new(None, calls, Some(audit.clone()), started);
-            return Err(Box::new(response::with_records(tap, answer)));
+            return Err(Box::new(response::tapped(tap, answer)));
         }
     }
 

@@ -34,18 +34,24 @@ pub struct UpstreamBody {
     on_cut: Option<Bytes>,
 }
 
-/// An answer the gateway wrote itself, holding `tap` (which only takes its status: the body
-/// is passed on as it is) until its body is dropped, once its last byte was written: the
-/// records of the calls it answers are then queued, with their duration to that point, as
-/// for an upstream answer. Costs an allocation, on these answers only.
-pub fn with_records(mut tap: Tap, response: Response<Body>) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    tap.set_status(parts.status.as_u16());
+/// Hands `response` to the request's tap, which its body then holds until it is dropped,
+/// once its last byte was written: the records of the calls it answers are queued then, with
+/// their duration to that point. An upstream body streams through the tap (which reads its
+/// head: filtering, outcomes); an answer the gateway wrote itself only gives its status, and
+/// costs an allocation (its body boxed), on these answers only.
+pub fn tapped(mut tap: Tap, response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
     let mut body = match body {
-        Either::Left(full) => UpstreamBody::local(Box::pin(
-            full.map_err(|never| -> BoxError { match never {} }),
-        )),
-        Either::Right(upstream) => upstream,
+        Either::Right(upstream) => {
+            tap.begin(&mut parts);
+            upstream
+        }
+        Either::Left(full) => {
+            tap.set_status(parts.status.as_u16());
+            UpstreamBody::local(Box::pin(
+                full.map_err(|never| -> BoxError { match never {} }),
+            ))
+        }
     };
     body.set_tap(tap);
     Response::from_parts(parts, Either::Right(body))

@@ -361,20 +361,11 @@ async fn mcp(
     finish(tap, proxy::forward(pool, upstream, request).await)
 }
 
-/// Hands the answer to the request's tap: an upstream body streams through it; an answer the
-/// gateway wrote itself only gives its status to the audit records, queued once it is written.
+/// Hands the answer to the request's tap, when there is one (`response::tapped`).
 fn finish(tap: Option<Tap>, response: Response<Body>) -> Response<Body> {
-    let Some(mut tap) = tap else {
-        return response;
-    };
-    let (mut parts, body) = response.into_parts();
-    match body {
-        Either::Right(mut upstream) => {
-            tap.begin(&mut parts);
-            upstream.set_tap(tap);
-            Response::from_parts(parts, Either::Right(upstream))
-        }
-        body @ Either::Left(_) => response::with_records(tap, Response::from_parts(parts, body)),
+    match tap {
+        Some(tap) => response::tapped(tap, response),
+        None => response,
     }
 }
 
