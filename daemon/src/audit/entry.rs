@@ -85,9 +85,14 @@ impl Default for NamesText {
 impl NamesText {
     fn as_str(&self) -> &str {
         match self {
-            // Always valid: the bytes were copied from two whole `&str`s, back to back.
             NamesText::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+                let text = &bytes[..usize::from(*len)];
+                debug_assert!(std::str::from_utf8(text).is_ok());
+                // SAFETY: `CallNames::new` is the only writer of these bytes: it copies two
+                // whole `&str`s back to back, so the first `len` bytes are UTF-8. Checking
+                // them again on every read (the tap matching answers, the writer) would
+                // read them twice more per call.
+                unsafe { std::str::from_utf8_unchecked(text) }
             }
             NamesText::Heap(text) => text,
         }
@@ -205,6 +210,14 @@ pub enum Rfc3339 {
 }
 
 impl Rfc3339 {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Rfc3339::Short(bytes) => bytes,
+            Rfc3339::Other(text) => text.as_bytes(),
+        }
+    }
+
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         match self {
             // Only ASCII digits and separators are written.
@@ -220,7 +233,7 @@ pub fn render_call(entry: &CallEntry, time: &mut TimeFormat, out: &mut Vec<u8>) 
     let claims = entry.claims.as_deref();
     let at = time.wall(entry.started);
     out.extend_from_slice(b"{\"time\":\"");
-    out.extend_from_slice(time.format(at).as_str().as_bytes());
+    out.extend_from_slice(time.format(at).as_bytes());
     out.extend_from_slice(b"\",\"ts\":");
     decimal(out, unix_ms(at));
     out.extend_from_slice(b",\"server\":");

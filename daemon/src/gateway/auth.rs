@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::recent_tokens;
 use super::token_cache::{TokenCache, token_hash, unix_seconds};
 use crate::config::{AuthConfig, KeySource, OAuthConfig};
 
@@ -160,7 +161,8 @@ pub struct Claims {
 ///
 /// Read as bytes, in one folded pass that the compiler turns into vector instructions: a
 /// token is hundreds of bytes, and `HeaderValue::to_str` followed by a search for the space
-/// read it byte by byte, twice, on every authenticated request.
+/// read it byte by byte, twice, on every authenticated request (and a UTF-8 check of the
+/// result, a third time).
 pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let bytes = value.as_bytes();
     // What `HeaderValue::to_str` accepts: tab and visible ASCII (space included).
@@ -179,8 +181,10 @@ pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    // ASCII throughout (checked above), so always valid UTF-8.
-    std::str::from_utf8(token.trim_ascii()).ok()
+    let token = token.trim_ascii();
+    // SAFETY: every byte is tab or visible ASCII (checked above), so `token` is UTF-8; a
+    // check here would read the token once more on every authenticated request.
+    Some(unsafe { std::str::from_utf8_unchecked(token) })
 }
 
 /// Checks a verified token against one server's `oauth` settings. The token's `aud` must hold
@@ -299,6 +303,9 @@ pub struct Authenticator {
     /// `auth.issuer` is set: `iss` must then be that one string (an array is refused).
     issuer_required: bool,
     cache: TokenCache,
+    /// Names this authenticator's entries in each worker's recent tokens, so none outlives
+    /// it (a reload builds a new one).
+    generation: u64,
 }
 
 impl Authenticator {
@@ -322,6 +329,7 @@ impl Authenticator {
             leeway,
             issuer_required: config.issuer.is_some(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
+            generation: recent_tokens::next_generation(),
         })
     }
 
@@ -335,12 +343,16 @@ impl Authenticator {
         self.cache.count()
     }
 
-    /// Verifies `token` (signature, `exp`, `nbf`, `iss`, presence of `aud`), from the cache
-    /// when it was verified before and has not expired.
+    /// Verifies `token` (signature, `exp`, `nbf`, `iss`, presence of `aud`), from this
+    /// thread's recent tokens or the cache when it was verified before and has not expired.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         let now = unix_seconds();
+        if let Some(claims) = recent_tokens::get(self.generation, token.as_bytes(), now) {
+            return Ok(claims);
+        }
         let hash = token_hash(token);
         if let Some(claims) = self.cache.get(&hash, now) {
+            self.remember(token, &claims);
             return Ok(claims);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
@@ -368,8 +380,9 @@ impl Authenticator {
                         return Err(TokenError::WrongIssuer);
                     }
                     let claims = Arc::new(data.claims.into_claims());
-                    let until = claims.expires_at.saturating_add(self.leeway);
-                    self.cache.insert(hash, claims.clone(), until, now);
+                    self.cache
+                        .insert(hash, claims.clone(), self.valid_until(&claims), now);
+                    self.remember(token, &claims);
                     return Ok(claims);
                 }
                 Err(err) => {
@@ -381,6 +394,17 @@ impl Authenticator {
             }
         }
         Err(best)
+    }
+
+    /// Unix seconds until which a verified token is served again without verifying it.
+    fn valid_until(&self, claims: &Claims) -> u64 {
+        claims.expires_at.saturating_add(self.leeway)
+    }
+
+    /// Puts a verified token in this thread's recent tokens.
+    fn remember(&self, token: &str, claims: &Arc<Claims>) {
+        let until = self.valid_until(claims);
+        recent_tokens::put(self.generation, token.as_bytes(), claims.clone(), until);
     }
 }
 
@@ -506,9 +530,67 @@ fn load_source(source: &KeySource, out: &mut Vec<Loaded>) -> Result<(), KeyError
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use std::time::Duration;
 
-    use super::bearer_token;
+    use http::HeaderValue;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::{Algorithm, Authenticator, Path, TokenError, bearer_token};
+    use crate::config::{AuthConfig, KeySource};
+
+    fn hs256(dir: &Path, secret: &str) -> Authenticator {
+        let path = dir.join(format!("{secret}.secret"));
+        std::fs::write(&path, secret).unwrap();
+        Authenticator::load(&AuthConfig {
+            issuer: None,
+            authorization_servers: Vec::new(),
+            keys: vec![KeySource::Hs256SecretFile(path)],
+            leeway: Duration::ZERO,
+        })
+        .unwrap()
+    }
+
+    fn token(secret: &str, expires_at: u64) -> String {
+        let claims = serde_json::json!({"sub": "alice", "aud": "mcp", "exp": expires_at});
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    /// A token verified once is served again from this thread's recent tokens, but only by
+    /// the authenticator that verified it: after a reload to other keys, the same thread
+    /// refuses it.
+    #[test]
+    fn a_remembered_token_does_not_outlive_its_authenticator() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let signed = token("first-secret", now + 3600);
+        let first = hs256(dir.path(), "first-secret");
+        for _ in 0..3 {
+            let claims = first.verify(&signed).unwrap();
+            assert_eq!(claims.subject.as_deref(), Some("alice"));
+        }
+        let second = hs256(dir.path(), "other-secret");
+        assert_eq!(
+            second.verify(&signed).unwrap_err(),
+            TokenError::BadSignature
+        );
+        assert!(first.verify(&signed).is_ok());
+        let tampered = format!("{signed}x");
+        assert!(first.verify(&tampered).is_err());
+    }
+
+    /// An expired token is refused even right after it was served.
+    #[test]
+    fn a_remembered_token_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = hs256(dir.path(), "expiring-secret");
+        let now = super::unix_seconds();
+        let signed = token("expiring-secret", now + 3600);
+        assert!(auth.verify(&signed).is_ok());
+        // What the recent tokens hold for it, dated an hour on.
+        let held = super::recent_tokens::get(auth.generation, signed.as_bytes(), now + 7200);
+        assert!(held.is_none(), "served past its expiry");
+    }
 
     /// What `bearer_token` reads is what the text's own reading gives: the scheme before the
     /// first space, any case, and the rest trimmed; nothing from a value with a byte that is

@@ -33,6 +33,7 @@ mod limits;
 pub use limits::bind_listener;
 mod proxy;
 pub mod query;
+mod recent_tokens;
 mod registry;
 mod remote;
 mod response;
