@@ -266,8 +266,9 @@ fn check_stateless_headers(message: &Message<'_>) {
 /// pieces (sizes from the first byte). Both give the same events; the events and what is
 /// left make up the input; each event ends at its first blank line; rewriting an event's
 /// data (as the tap does for events with data) gives one event that carries exactly the new
-/// data and keeps its other fields; an event's data read in place is the same as joined; a
-/// call's outcome is read from any data without panicking.
+/// data and keeps its other fields; an event's data read in place is the same as joined, and
+/// the one-pass split (`sse::split_event`) finds the same events and data; a call's outcome
+/// is read from any data without panicking.
 pub fn sse_split(data: &[u8]) {
     let Some((&first, stream)) = data.split_first() else {
         return;
@@ -290,6 +291,15 @@ pub fn sse_split(data: &[u8]) {
     let mut joined = events.concat();
     joined.extend_from_slice(&rest);
     assert_eq!(joined, stream);
+    // The one-pass reading of an observed answer finds the same events and the same data.
+    let mut unread = stream;
+    for event in &events {
+        let (end, data) = sse::split_event(unread).expect("a complete event");
+        assert_eq!(&unread[..end], &event[..]);
+        assert_eq!(data, sse::data_ref(event));
+        unread = &unread[end..];
+    }
+    assert_eq!(sse::split_event(unread), None);
     for event in &events {
         let mut alone = BytesMut::from(&event[..]);
         assert_eq!(sse::next_event(&mut alone).as_ref(), Some(event));

@@ -261,8 +261,10 @@ impl Tap {
         if self.buffer.is_empty() {
             // Whole events are read in place; only a partial one is copied.
             let mut rest = chunk;
-            while let Some(end) = sse::event_end(rest) {
-                self.observe_event(&rest[..end]);
+            while let Some((end, data)) = sse::split_event(rest) {
+                if let Some(data) = data {
+                    self.observe(&data);
+                }
                 rest = &rest[end..];
             }
             self.buffer.extend_from_slice(rest);

@@ -31,6 +31,41 @@ pub fn event_end(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// The first complete event of `bytes`, read in one pass over its lines: the index just
+/// past its blank line (what [`event_end`] gives) and its data (what [`data_ref`] gives for
+/// the event). What an observed answer is read with: the event's end and its `data:` line
+/// are found together rather than by two searches of the same bytes.
+pub fn split_event(bytes: &[u8]) -> Option<(usize, Option<Cow<'_, [u8]>>)> {
+    let mut first = None;
+    let mut several = false;
+    let mut from = 0;
+    loop {
+        // Every `\r` and `\n` ends a line here: a `\r\n` then leaves an empty line between
+        // them, which holds no data, so the data is what `data_ref`'s lines give.
+        let at = from + memchr::memchr2(b'\n', b'\r', &bytes[from..])?;
+        let next = bytes.get(at + 1);
+        if let Some(value) = data_value(&bytes[from..at]) {
+            several |= first.is_some();
+            first = Some(value);
+        }
+        // The blank line of `event_end`.
+        let end = match bytes[at] {
+            b'\n' if next == Some(&b'\n') => Some(at + 2),
+            b'\n' if next == Some(&b'\r') && bytes.get(at + 2) == Some(&b'\n') => Some(at + 3),
+            b'\r' if next == Some(&b'\r') => Some(at + 2),
+            _ => None,
+        };
+        if let Some(end) = end {
+            let data = match first {
+                Some(_) if several => data(&bytes[..end]).map(Cow::Owned),
+                one => one.map(Cow::Borrowed),
+            };
+            return Some((end, data));
+        }
+        from = at + 1;
+    }
+}
+
 fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
     event
         .split(|&b| b == b'\n')
@@ -161,6 +196,25 @@ mod tests {
             for end in start..=sample.len() {
                 let bytes = &sample[start..end];
                 assert_eq!(event_end(bytes), event_end_reference(bytes), "{bytes:?}");
+            }
+        }
+    }
+
+    /// [`split_event`] is [`event_end`] and [`data_ref`] of the event, on every slice of a
+    /// sample with every line ending, blank-line form and data-line form.
+    #[test]
+    fn an_event_split_in_one_pass_agrees_with_its_end_and_data() {
+        let sample: &[u8] = b"data: a\r\ndata:b\n\rdata\r\r\nid: 1\ndata: {}\n\ndata: x\r\r: c\ndata:  y\r\n\r\nevent: m\rdata: z\n\r\ndatum: w\r\r";
+        for start in 0..sample.len() {
+            for end in start..=sample.len() {
+                let bytes = &sample[start..end];
+                let expected = event_end(bytes).map(|end| (end, data_ref(&bytes[..end])));
+                assert_eq!(
+                    split_event(bytes),
+                    expected,
+                    "{:?}",
+                    String::from_utf8_lossy(bytes)
+                );
             }
         }
     }
