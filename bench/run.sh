@@ -16,21 +16,27 @@ root=$(pwd)
 
 # --compare REV (anywhere in the arguments); the rest goes to the harness.
 compare=""
+# --compare and --authz measure mcpd builds against each other: no nginx, supervisord or
+# mcp-proxy to install (and build) first.
+mcpd_only=""
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --compare) compare="${2:?--compare needs a revision}"; shift 2 ;;
-        --compare=*) compare="${1#--compare=}"; shift ;;
+        --compare) compare="${2:?--compare needs a revision}"; mcpd_only=1; shift 2 ;;
+        --compare=*) compare="${1#--compare=}"; mcpd_only=1; shift ;;
+        --authz) mcpd_only=1; args+=("$1"); shift ;;
         *) args+=("$1"); shift ;;
     esac
 done
 
 # The comparison tools come from Debian packages; install only what is missing.
 need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
-command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+if [ -z "$mcpd_only" ]; then
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+    command -v wrk >/dev/null 2>&1 || need+=(wrk)
+    command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
+    command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+fi
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
@@ -45,7 +51,7 @@ fi
 # The Rust `mcp-proxy` crate, the aggregating MCP proxy the virtual-server rows compare with:
 # built once into target/bench-tools and kept (MCPD_BENCH_MCP_PROXY=PATH uses another binary).
 MCP_PROXY_VERSION=0.6.0
-if [ -z "${MCPD_BENCH_MCP_PROXY:-}" ] && [ ! -x target/bench-tools/bin/mcp-proxy ]; then
+if [ -z "$mcpd_only" ] && [ -z "${MCPD_BENCH_MCP_PROXY:-}" ] && [ ! -x target/bench-tools/bin/mcp-proxy ]; then
     echo "installing mcp-proxy $MCP_PROXY_VERSION into target/bench-tools (once; a few minutes)"
     nice cargo install mcp-proxy --version "$MCP_PROXY_VERSION" --locked --root target/bench-tools --quiet ||
         echo "mcp-proxy did not build: the virtual-server rows leave it out"

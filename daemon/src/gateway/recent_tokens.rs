@@ -25,7 +25,10 @@ pub fn next_generation() -> u64 {
 
 struct Entry {
     generation: u64,
-    token: Box<[u8]>,
+    /// Reused by the token that takes the slot: with more clients than slots, every request
+    /// replaces an entry, and that costs no allocation once the slot's buffer is long
+    /// enough.
+    token: Vec<u8>,
     claims: Arc<Claims>,
     /// Unix seconds after which the entry is no longer served.
     until: u64,
@@ -52,12 +55,23 @@ impl RecentTokens {
 
     /// Remembers `token`'s claims until `until`, in place of the oldest entry.
     pub fn put(&mut self, generation: u64, token: &[u8], claims: Arc<Claims>, until: u64) {
-        self.slots[self.next] = Some(Entry {
-            generation,
-            token: token.into(),
-            claims,
-            until,
-        });
+        match &mut self.slots[self.next] {
+            Some(entry) => {
+                entry.generation = generation;
+                entry.token.clear();
+                entry.token.extend_from_slice(token);
+                entry.claims = claims;
+                entry.until = until;
+            }
+            empty => {
+                *empty = Some(Entry {
+                    generation,
+                    token: token.to_vec(),
+                    claims,
+                    until,
+                });
+            }
+        }
         self.next = (self.next + 1) % SLOTS;
     }
 }
