@@ -579,7 +579,8 @@ mod tests {
         assert!(first.verify(&tampered).is_err());
     }
 
-    /// An expired token is refused even right after it was served.
+    /// A verified token is remembered until its `exp` (plus the leeway, here none), and not
+    /// served from there after it.
     #[test]
     fn a_remembered_token_expires() {
         let dir = tempfile::tempdir().unwrap();
@@ -587,9 +588,9 @@ mod tests {
         let now = super::unix_seconds();
         let signed = token("expiring-secret", now + 3600);
         assert!(auth.verify(&signed).is_ok());
-        // What the recent tokens hold for it, dated an hour on.
-        let held = super::recent_tokens::get(auth.generation, signed.as_bytes(), now + 7200);
-        assert!(held.is_none(), "served past its expiry");
+        let held = |at| super::recent_tokens::get(auth.generation, signed.as_bytes(), at);
+        assert!(held(now + 3600).is_some(), "remembered until it expires");
+        assert!(held(now + 3601).is_none(), "served past its expiry");
     }
 
     /// What `bearer_token` reads is what the text's own reading gives: the scheme before the
