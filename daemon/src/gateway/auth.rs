@@ -8,11 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::headers::{X_MCP_CLIENT_ID, X_MCP_SCOPES, X_MCP_SUBJECT};
 use super::recent_tokens;
 use super::token_cache::{TokenCache, token_hash, unix_seconds};
 use crate::config::{AuthConfig, KeySource, OAuthConfig};
@@ -154,6 +155,36 @@ pub struct Claims {
     pub subject_header: Option<HeaderValue>,
     pub scopes_header: Option<HeaderValue>,
     pub client_header: Option<HeaderValue>,
+    /// The same three as the lines of a request head (`name: value\r\n` each, those
+    /// present), rendered once per verified token: what the gateway's own HTTP/1.1 client
+    /// writes into every request to a local server.
+    pub identity_head: bytes::Bytes,
+}
+
+impl Claims {
+    /// The identity headers with their values (those present).
+    pub fn identity_headers(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        [
+            (&X_MCP_SUBJECT, &self.subject_header),
+            (&X_MCP_SCOPES, &self.scopes_header),
+            (&X_MCP_CLIENT_ID, &self.client_header),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    }
+
+    /// Renders [`Claims::identity_head`] from the header values.
+    fn with_identity_head(mut self) -> Self {
+        let mut head = Vec::new();
+        for (name, value) in self.identity_headers() {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        self.identity_head = head.into();
+        self
+    }
 }
 
 /// The token of an `Authorization` header value: `None` when it holds no bearer credential
@@ -272,7 +303,9 @@ impl RawClaims {
             client_id,
             // jsonwebtoken already checked `exp` is a non-negative number in range.
             expires_at: self.exp.max(0.0) as u64,
+            identity_head: bytes::Bytes::new(),
         }
+        .with_identity_head()
     }
 }
 
@@ -577,6 +610,28 @@ mod tests {
         assert!(first.verify(&signed).is_ok());
         let tampered = format!("{signed}x");
         assert!(first.verify(&tampered).is_err());
+    }
+
+    /// The identity lines written into a local server's request head are the header values,
+    /// in order, only those present; a claim that is not a valid header value is left out.
+    #[test]
+    fn identity_lines_are_rendered_from_the_header_values() {
+        let claims = |value: serde_json::Value| {
+            serde_json::from_value::<super::RawClaims>(value)
+                .unwrap()
+                .into_claims()
+        };
+        let full = claims(serde_json::json!({
+            "sub": "alice", "scope": "user tools:read", "client_id": "cli", "exp": 1, "aud": "mcp"
+        }));
+        assert_eq!(
+            &full.identity_head[..],
+            b"x-mcp-subject: alice\r\nx-mcp-scopes: user tools:read\r\nx-mcp-client-id: cli\r\n"
+        );
+        let partial = claims(serde_json::json!({"sub": "bad\nname", "azp": "app", "exp": 1}));
+        assert_eq!(&partial.identity_head[..], b"x-mcp-client-id: app\r\n");
+        let none = claims(serde_json::json!({"exp": 1}));
+        assert!(none.identity_head.is_empty());
     }
 
     /// A verified token is remembered until its `exp` (plus the leeway, here none), and not

@@ -15,9 +15,7 @@ use tokio::sync::Notify;
 
 use super::auth::Claims;
 use super::conn::ClientBody;
-use super::headers::{
-    self, Forwarding, X_MCP_CLIENT_ID, X_MCP_SCOPES, X_MCP_SUBJECT, remove_hop_by_hop,
-};
+use super::headers::{self, Forwarding, remove_hop_by_hop};
 use super::response::{self, Body, UpstreamBody};
 use super::upstream::{Dest, Pool, UpstreamError};
 use crate::remote::RemoteTarget;
@@ -99,15 +97,16 @@ pub async fn forward(
     if let Some(host) = super::head_memo::upstream_host(upstream.port) {
         headers.insert(header::HOST, host);
     }
+    // The caller's identity: written by the gateway's own client as lines rendered once per
+    // token (a local server), or put in the map for hyper's (a remote one).
+    let mut identity: &[u8] = &[];
     if let Some(claims) = upstream.claims {
-        for (name, value) in [
-            (&X_MCP_SUBJECT, &claims.subject_header),
-            (&X_MCP_SCOPES, &claims.scopes_header),
-            (&X_MCP_CLIENT_ID, &claims.client_header),
-        ] {
-            if let Some(value) = value {
+        if upstream.remote.is_some() {
+            for (name, value) in claims.identity_headers() {
                 headers.insert(name, value.clone());
             }
+        } else {
+            identity = &claims.identity_head;
         }
     }
     if let Some(remote) = upstream.remote {
@@ -141,7 +140,7 @@ pub async fn forward(
         None => Dest::Port(upstream.port),
     };
     let deadline = tokio::time::Instant::now() + upstream.header_timeout;
-    match pool.send(dest, request, deadline).await {
+    match pool.send(dest, request, deadline, identity).await {
         Err(err) if err.is_head_timeout() => response::error(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream did not answer in time",

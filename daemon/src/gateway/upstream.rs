@@ -234,16 +234,21 @@ impl Pool {
     /// A kept connection carries its own timer from request to request, moved to each new
     /// deadline (which costs no timer-wheel operation while the deadline only moves later):
     /// no timer is made per request.
+    ///
+    /// `identity`: header lines (`name: value\r\n`) written after the request's own, for a
+    /// local server (`Dest::Port`, the gateway's own client); a remote server's request carries
+    /// everything in its header map, and `identity` is empty then.
     pub async fn send(
         self: &Arc<Self>,
         dest: Dest<'_>,
         request: Request<RequestBody>,
         deadline: tokio::time::Instant,
+        identity: &[u8],
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let port = dest.key();
         let mut request = request;
         if let Some(link) = self.take_idle(port) {
-            match exchange(link, request, deadline).await {
+            match exchange(link, request, deadline, identity).await {
                 Ok(exchanged) => return Ok(self.respond(port, exchanged)),
                 Err(Failed::NotSent(unsent)) => request = *unsent,
                 Err(Failed::Error(err)) => return Err(err),
@@ -252,7 +257,7 @@ impl Pool {
         let link = tokio::time::timeout_at(deadline, self.connect(dest))
             .await
             .map_err(|_elapsed| UpstreamError::HeadTimeout)??;
-        match exchange(link, request, deadline).await {
+        match exchange(link, request, deadline, identity).await {
             Ok(exchanged) => Ok(self.respond(port, exchanged)),
             Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
             Err(Failed::Error(err)) => Err(err),
@@ -439,6 +444,7 @@ async fn exchange(
     link: Link,
     request: Request<RequestBody>,
     deadline: tokio::time::Instant,
+    identity: &[u8],
 ) -> Result<Exchanged, Failed> {
     let Link {
         conn,
@@ -446,11 +452,15 @@ async fn exchange(
     } = link;
     match conn {
         Conn::Hyper(conn) => {
+            debug_assert!(
+                identity.is_empty(),
+                "hyper's client writes only the header map"
+            );
             tokio::time::timeout_at(deadline, exchange_hyper(*conn, places, request))
                 .await
                 .unwrap_or(Err(Failed::Error(UpstreamError::HeadTimeout)))
         }
-        Conn::H1(mut conn) => match conn.exchange(request, deadline).await {
+        Conn::H1(mut conn) => match conn.exchange(request, deadline, identity).await {
             Ok(head) => {
                 let link = Link {
                     conn: Conn::H1(conn),

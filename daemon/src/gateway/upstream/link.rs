@@ -97,11 +97,13 @@ impl H1Link {
         }
     }
 
-    /// Writes `request` and reads the final response head, by `deadline`.
+    /// Writes `request`, with the header lines `extra` after its own, and reads the final
+    /// response head, by `deadline`.
     pub async fn exchange(
         &mut self,
         request: Request<RequestBody>,
         deadline: Instant,
+        extra: &[u8],
     ) -> Result<Head, Failed> {
         let mut timer = match self.deadline.take() {
             Some(mut timer) => {
@@ -110,7 +112,7 @@ impl H1Link {
             }
             None => Box::pin(tokio::time::sleep_until(deadline)),
         };
-        let result = self.exchange_until(request, &mut timer).await;
+        let result = self.exchange_until(request, extra, &mut timer).await;
         self.deadline = Some(timer);
         result
     }
@@ -118,6 +120,7 @@ impl H1Link {
     async fn exchange_until(
         &mut self,
         request: Request<RequestBody>,
+        extra: &[u8],
         timer: &mut Pin<Box<Sleep>>,
     ) -> Result<Head, Failed> {
         let head_request = request.method() == Method::HEAD;
@@ -174,6 +177,7 @@ impl H1Link {
             self.write.extend_from_slice(value.as_bytes());
             self.write.extend_from_slice(b"\r\n");
         }
+        self.write.extend_from_slice(extra);
         self.write.extend_from_slice(b"\r\n");
         out.head_len = self.write.len();
 

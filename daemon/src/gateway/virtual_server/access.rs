@@ -144,6 +144,7 @@ mod tests {
             subject_header: None,
             scopes_header: None,
             client_header: None,
+            identity_head: bytes::Bytes::new(),
         }
     }
 
