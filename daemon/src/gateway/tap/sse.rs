@@ -17,18 +17,24 @@ pub fn event_end(bytes: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(found) = memchr::memchr2(b'\n', b'\r', &bytes[from..]) {
         let at = from + found;
-        let next = bytes.get(at + 1);
-        match bytes[at] {
-            b'\n' if next == Some(&b'\n') => return Some(at + 2),
-            b'\n' if next == Some(&b'\r') && bytes.get(at + 2) == Some(&b'\n') => {
-                return Some(at + 3);
-            }
-            b'\r' if next == Some(&b'\r') => return Some(at + 2),
-            _ => {}
+        if let Some(end) = blank_line_end(bytes, at) {
+            return Some(end);
         }
         from = at + 1;
     }
     None
+}
+
+/// Where an event ends when the line break at `at` (a `\n` or `\r`) starts its blank line:
+/// just past `\n\n`, `\n\r\n` or `\r\r`.
+fn blank_line_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let next = bytes.get(at + 1);
+    match bytes[at] {
+        b'\n' if next == Some(&b'\n') => Some(at + 2),
+        b'\n' if next == Some(&b'\r') && bytes.get(at + 2) == Some(&b'\n') => Some(at + 3),
+        b'\r' if next == Some(&b'\r') => Some(at + 2),
+        _ => None,
+    }
 }
 
 /// The first complete event of `bytes`, read in one pass over its lines: the index just
@@ -43,19 +49,11 @@ pub fn split_event(bytes: &[u8]) -> Option<(usize, Option<Cow<'_, [u8]>>)> {
         // Every `\r` and `\n` ends a line here: a `\r\n` then leaves an empty line between
         // them, which holds no data, so the data is what `data_ref`'s lines give.
         let at = from + memchr::memchr2(b'\n', b'\r', &bytes[from..])?;
-        let next = bytes.get(at + 1);
         if let Some(value) = data_value(&bytes[from..at]) {
             several |= first.is_some();
             first = Some(value);
         }
-        // The blank line of `event_end`.
-        let end = match bytes[at] {
-            b'\n' if next == Some(&b'\n') => Some(at + 2),
-            b'\n' if next == Some(&b'\r') && bytes.get(at + 2) == Some(&b'\n') => Some(at + 3),
-            b'\r' if next == Some(&b'\r') => Some(at + 2),
-            _ => None,
-        };
-        if let Some(end) = end {
+        if let Some(end) = blank_line_end(bytes, at) {
             let data = match first {
                 Some(_) if several => data(&bytes[..end]).map(Cow::Owned),
                 one => one.map(Cow::Borrowed),
