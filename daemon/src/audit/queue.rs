@@ -1,15 +1,23 @@
 //! The audit writer's queue: a vector behind a mutex, taken whole by the writer once per
 //! batch, and a condition variable that wakes the writer only when the first job of a batch
-//! arrives, or a flush or the end cuts its batch window short.
+//! arrives, or a flush, a full batch or the end cuts its batch window short.
 //!
 //! Cheaper per record than a channel: queueing is one uncontended lock and a push into a
 //! vector whose capacity is kept between batches (the writer swaps in its emptied one), and
-//! at most one wake-up per batch instead of a channel's per-message bookkeeping.
+//! at most two wake-ups per batch instead of a channel's per-message bookkeeping.
+//!
+//! A batch is written as soon as it holds [`BATCH`] records: on a busy gateway the window would otherwise
+//! gather thousands, and the vector, the records and the file buffer they are rendered into
+//! would outgrow the CPU's caches, so every record would be written to memory that has gone
+//! cold since the last batch (bench/BENCH.md, "the audit batch kept small").
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::writer::Job;
+
+/// Records after which a batch is written without waiting out its window.
+pub const BATCH: usize = 256;
 
 #[derive(Default)]
 pub struct Queue {
@@ -45,8 +53,8 @@ impl Queue {
         self.enqueue(job, None)
     }
 
-    /// Queues `job` (a record when `record_bound` is given); only a batch's first job wakes
-    /// the writer.
+    /// Queues `job` (a record when `record_bound` is given); only a batch's first job, a
+    /// flush, or the record that fills the batch wakes the writer.
     fn enqueue(&self, job: Job, record_bound: Option<usize>) -> bool {
         let mut state = self.lock();
         if state.closed || record_bound.is_some_and(|bound| state.records >= bound) {
@@ -57,7 +65,7 @@ impl Queue {
         } else {
             state.urgent = true;
         }
-        let wake = state.jobs.is_empty() || record_bound.is_none();
+        let wake = state.jobs.is_empty() || record_bound.is_none() || state.records == BATCH;
         state.jobs.push(job);
         drop(state);
         if wake {
@@ -67,12 +75,15 @@ impl Queue {
     }
 
     /// Lets jobs gather for `window` after a batch's first one; returns sooner once a flush
-    /// is queued or the queue is closed (a stopping daemon does not wait out the window).
+    /// is queued, the batch is full, or the queue is closed (a stopping daemon does not wait
+    /// out the window).
     pub fn gather(&self, window: Duration) {
         let state = self.lock();
         let _ = self
             .ready
-            .wait_timeout_while(state, window, |state| !state.urgent && !state.closed)
+            .wait_timeout_while(state, window, |state| {
+                !state.urgent && !state.closed && state.records < BATCH
+            })
             .unwrap_or_else(PoisonError::into_inner);
     }
 
@@ -147,12 +158,18 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_or_the_end_cuts_the_batch_window_short() {
+    fn a_flush_a_full_batch_or_the_end_cuts_the_batch_window_short() {
         let queue = std::sync::Arc::new(Queue::default());
         // A window no test would wait out: `gather` must return because of the job.
         let window = Duration::from_secs(24 * 3600);
         for end in [
             &(|queue: &Queue| assert!(queue.push(flush()))) as &dyn Fn(&Queue),
+            &|queue: &Queue| {
+                // The batch's first record is queued: these fill it.
+                for _ in 1..BATCH {
+                    assert!(queue.push_record(flush(), usize::MAX));
+                }
+            },
             &|queue: &Queue| queue.close(),
         ] {
             assert!(queue.push_record(flush(), usize::MAX));
@@ -165,9 +182,9 @@ mod tests {
                 })
             };
             end(&queue);
-            returned
-                .recv_timeout(Duration::from_secs(60))
-                .expect("gather returned once a flush was queued or the queue closed");
+            returned.recv_timeout(Duration::from_secs(60)).expect(
+                "gather returned once a flush was queued, the batch filled or the queue closed",
+            );
             gatherer.join().unwrap();
             let mut batch = Vec::new();
             queue.take(&mut batch);
