@@ -43,6 +43,8 @@ pub struct Boxes {
     missing: String,
     warned: AtomicBool,
     state: Mutex<HashMap<String, BoxState>>,
+    /// The stat files of servers' processes, kept open between samples.
+    kept_stats: Mutex<proc_usage::KeptStats>,
 }
 
 impl Boxes {
@@ -60,6 +62,7 @@ impl Boxes {
             missing,
             warned: AtomicBool::new(false),
             state: Mutex::new(HashMap::new()),
+            kept_stats: Mutex::default(),
         }
     }
 
@@ -246,7 +249,10 @@ impl Boxes {
             .filter(|read| read.cgroup.is_none())
             .filter_map(|read| read.pid)
             .collect();
-        let groups = proc_usage::by_group(&wanted);
+        let groups = {
+            let mut kept = self.kept_stats.lock().unwrap_or_else(|e| e.into_inner());
+            proc_usage::by_group(&wanted, &mut kept)
+        };
         let now = Instant::now();
         let mut states = self.lock();
         for read in reads {
