@@ -171,7 +171,9 @@ impl<'a> StatFields<'a> {
         let pages = self.number(3)?;
         Some(GroupUsage {
             rss_bytes: pages.saturating_mul(page_size),
-            cpu_ns: (user + system).saturating_mul(1_000_000_000 / ticks_per_second.max(1)),
+            cpu_ns: user
+                .saturating_add(system)
+                .saturating_mul(1_000_000_000 / ticks_per_second.max(1)),
             tasks,
         })
     }
@@ -211,21 +213,33 @@ mod tests {
         );
     }
 
+    /// A child killed and reaped when dropped, so a failing test leaves nothing running.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[test]
     fn a_process_that_died_is_let_go() {
         use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new("sleep")
-            .arg("600")
-            .process_group(0)
-            .spawn()
-            .expect("sleep runs");
-        let pid = child.id();
+        let mut child = Reaped(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .expect("sleep runs"),
+        );
+        let pid = child.0.id();
         let mut kept = KeptStats::default();
         let usage = by_group(&[pid], &mut kept);
         assert_eq!(usage[&pid].tasks, 1);
         assert!(kept.files.contains_key(&pid));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         let usage = by_group(&[pid], &mut kept);
         assert_eq!(
             usage[&pid],
