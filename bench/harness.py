@@ -4,8 +4,8 @@
 Runs the gateway (direct, mcpd without and with auth, nginx), SSE streams, restart latency,
 stdio servers (bench/stdio_bench.py), virtual servers (bench/virtual_bench.py: vs the member's
 route and mcp-proxy, tools/list of 100 members) and supervision at scale (mcpd and supervisord
-with 1000 servers), then rewrites bench/BENCH.md.
-Everything runs in a temp dir on fixed loopback ports (18080-18199 and the range 5000-5999),
+with 1000 servers), then rewrites bench/BENCH.md (with `--only`, one part's report goes to
+target/bench/ instead). Everything runs in a temp dir on fixed loopback ports (18080-18199 and the range 5000-5999),
 which are checked to be free first; every process started here is killed on exit. The results
 so far are written to results.json in the temp dir after each section; when a section fails,
 the temp dir is kept (with that file and the logs) and its path printed.
@@ -789,8 +789,10 @@ autorestart=true
         os.replace(path + ".part", path)
         return path
 
-    def write_report(self, machine, elapsed):
-        path = os.path.join(self.root, "bench", "BENCH.md")
+    def write_report(self, machine, elapsed, path=None):
+        """Writes the report to `path` (bench/BENCH.md unless given), keeping the notes below
+        its marker."""
+        path = path or os.path.join(self.root, "bench", "BENCH.md")
         notes = ""
         if os.path.exists(path):
             with open(path) as f:
@@ -1001,7 +1003,8 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=["gateway", "scale", "stdio", "virtual"],
-                        help="run one part")
+                        help="run one part; its report goes to target/bench/BENCH-<part>.md "
+                        "and BENCH.md is left as it is")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--compare-bin", help="compare the gateway with the mcpd and mcpctl "
@@ -1063,7 +1066,13 @@ def main():
             # After each section, so a later one's failure loses nothing measured before it.
             bench.save_results(machine)
         running = "the report"
-        bench.write_report(machine, time.monotonic() - started)
+        # One part's figures would replace every table of BENCH.md: they get a file of their
+        # own under target/, and BENCH.md stays the last full run's.
+        partial = None
+        if args.only:
+            os.makedirs(os.path.join(args.root, "target", "bench"), exist_ok=True)
+            partial = os.path.join(args.root, "target", "bench", f"BENCH-{args.only}.md")
+        bench.write_report(machine, time.monotonic() - started, partial)
         running = None
         if args.keep:
             log(f"raw results in {bench.tmp}/results.json")

@@ -8,7 +8,8 @@
 #   bench/run.sh --authz [--rounds N]        # JWT + rules + audit on vs all off, alternately
 #
 # Options after the mode go to the harness (see `python3 bench/harness.py --help`), e.g.
-# `bench/run.sh --quick --only gateway` (or `--only virtual`: the virtual-server rows).
+# `bench/run.sh --quick --only gateway` (or `--only virtual`: the virtual-server rows); one
+# part's report goes to target/bench/BENCH-<part>.md, and BENCH.md stays the last full run's.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
