@@ -213,6 +213,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_line_that_fills_the_buffer_is_not_used() {
+        let proc_dir = File::open("/proc").unwrap();
+        let pid = std::process::id().to_string();
+        let file = open_stat(&proc_dir, pid.as_bytes()).expect("own stat file opens");
+        let mut room = [0u8; STAT_LINE_MAX];
+        let whole = read_line(&file, &mut room).expect("the whole line fits");
+        assert!(parse_stat(&room[..whole], 100, 4096).is_some());
+        // A buffer the line fills may hold it cut short: its fields are not trusted. (Half
+        // the line's length: the line itself may change length between two reads.)
+        let mut short = vec![0u8; whole / 2];
+        assert_eq!(read_line(&file, &mut short), None);
+        // Not a pid, or more digits than a pid has: nothing is opened.
+        assert!(open_stat(&proc_dir, b"12345678901").is_none());
+        assert_eq!(pid_of(b"self"), None);
+        assert_eq!(pid_of(b""), None);
+        assert_eq!(pid_of(b"99999999999"), None);
+    }
+
     /// A child killed and reaped when dropped, so a failing test leaves nothing running.
     struct Reaped(std::process::Child);
 
