@@ -73,6 +73,8 @@ where
         ..Buffers::default()
     };
     let mut fields = Vec::new();
+    // One request at a time: the upstream connection a request used waits for the next.
+    let owner = exchange.upstream.owner();
     loop {
         if exchange.shutdown.is_cancelled() {
             return Ok(());
@@ -95,6 +97,8 @@ where
                 }
                 verdict => {
                     tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
+                    // hyper's requests share the pool: what this connection held is free.
+                    drop(owner);
                     return fallback(Replay::new(buffers.read, socket))
                         .await
                         .map_err(Into::into);
@@ -144,6 +148,7 @@ where
         let mut handled = std::pin::pin!(router::handle(
             shared,
             &exchange.upstream,
+            Some(&owner),
             exchange.bound,
             exchange.peer,
             request,

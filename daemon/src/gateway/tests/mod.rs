@@ -10,4 +10,5 @@ mod proxy;
 mod registry;
 mod support;
 mod upstream;
+mod upstream_affinity;
 mod upstream_hostile;

@@ -24,6 +24,8 @@ pub struct ResponseBody {
     pub(super) finished: bool,
     pub(super) pool: Arc<Pool>,
     pub(super) port: Key,
+    /// The client connection that holds the connection once the body is read (`idle`).
+    pub(super) owner: Option<u64>,
     pub(super) idle: IdleTimer,
 }
 
@@ -72,7 +74,7 @@ impl ResponseBody {
         };
         let clean = matches!(&link.conn, Conn::H1(conn) if conn.read.is_empty());
         if keep_alive && clean {
-            self.pool.give_back(self.port, link);
+            self.pool.give_back(self.port, link, self.owner);
         } else if !clean {
             tracing::debug!(
                 to = %self.port,
@@ -188,7 +190,7 @@ impl Drop for ResponseBody {
         if self.finished
             && let Some(link) = self.link.take()
         {
-            self.pool.give_back(self.port, link);
+            self.pool.give_back(self.port, link, self.owner);
         }
     }
 }
