@@ -445,7 +445,7 @@ async fn serve_worker(
                     request.map(|body| ClientBody::new(body, progress, timeouts.body_idle));
                 async move {
                     let response =
-                        router::handle(&ctx.shared, &upstream, None, bound, peer, request).await;
+                        router::handle(&ctx.shared, &upstream, bound, peer, request).await;
                     stream.moved();
                     Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
                 }

@@ -17,7 +17,7 @@ use super::auth::Claims;
 use super::conn::ClientBody;
 use super::headers::{self, Forwarding, remove_hop_by_hop};
 use super::response::{self, Body, UpstreamBody};
-use super::upstream::{Dest, Owner, Pool, UpstreamError};
+use super::upstream::{Dest, Pool, UpstreamError};
 use crate::remote::RemoteTarget;
 
 /// Everything the proxy needs about one request besides the request itself.
@@ -41,9 +41,6 @@ pub struct Upstream<'a> {
     pub check_now: &'a Notify,
     /// A remote server's target (`port` and `path` then unused: the URL says where).
     pub remote: Option<&'a RemoteTarget>,
-    /// The client connection that holds the upstream connection for its next request, when
-    /// it sends one at a time (`upstream::Owner`); `None` shares it with every request.
-    pub owner: Option<&'a Owner>,
 }
 
 /// A request body to forward: read whole already (an inspected POST), or streamed.
@@ -143,10 +140,7 @@ pub async fn forward(
         None => Dest::Port(upstream.port),
     };
     let deadline = tokio::time::Instant::now() + upstream.header_timeout;
-    match pool
-        .send(dest, request, deadline, identity, upstream.owner)
-        .await
-    {
+    match pool.send(dest, request, deadline, identity).await {
         Err(err) if err.is_head_timeout() => response::error(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream did not answer in time",

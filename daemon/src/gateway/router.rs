@@ -17,7 +17,7 @@ use super::proxy::{self, ForwardBody, Upstream};
 use super::registry::{self, resource_metadata_url};
 use super::response::{self, Body};
 use super::tap::Tap;
-use super::upstream::{Owner, Pool};
+use super::upstream::Pool;
 use super::{Live, MAX_HEAD_BYTES, MAX_URI_BYTES, Shared, guard, query, web};
 use crate::config::OAuthConfig;
 use crate::directory::ServerState;
@@ -64,12 +64,9 @@ pub fn route(path: &str) -> Route<'_> {
     }
 }
 
-/// Answers one request. `owner`: the client connection's claim on the upstream connection it
-/// used last, when it sends one request at a time (`upstream::Owner`).
 pub(super) async fn handle(
     shared: &Shared,
     upstream: &Arc<Pool>,
-    owner: Option<&Owner>,
     bound: SocketAddr,
     peer: SocketAddr,
     request: Request<ClientBody>,
@@ -145,10 +142,8 @@ pub(super) async fn handle(
         }
         Route::Mcp(name) => {
             let started = Instant::now();
-            let mut response = mcp(
-                shared, upstream, owner, &live, peer, host, name, request, started,
-            )
-            .await;
+            let mut response =
+                mcp(shared, upstream, &live, peer, host, name, request, started).await;
             record(shared, name, &mut response, started);
             response
         }
@@ -241,7 +236,6 @@ fn auth_failed(shared: &Shared, reason: &'static str) {
 async fn mcp(
     shared: &Shared,
     pool: &Arc<Pool>,
-    owner: Option<&Owner>,
     live: &Live,
     peer: SocketAddr,
     host: Option<HeaderValue>,
@@ -362,7 +356,6 @@ async fn mcp(
         retry_after_secs: shared.options.retry_after_secs,
         claims: claims.as_deref(),
         check_now: &entry.check_now,
-        owner,
         remote,
     };
     finish(tap, proxy::forward(pool, upstream, request).await)

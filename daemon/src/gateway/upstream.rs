@@ -28,10 +28,10 @@
 //! framed by the close or by `Transfer-Encoding` next to `Content-Length`, and the server
 //! sent nothing beyond it. Remote servers (`url:`, maybe TLS) go through hyper's client.
 
+use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::Ipv4Addr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -47,7 +47,6 @@ use tokio::net::TcpStream;
 
 mod body;
 mod caps;
-mod idle;
 mod link;
 mod response_body;
 mod response_head;
@@ -62,7 +61,6 @@ pub(crate) use response_head::{H1Error, parse as parse_response_head};
 
 use super::conn::{ClientBody, IdleTimer};
 use crate::remote::{ConnectError, RemoteTarget, Stream};
-use idle::{Idle, Idles};
 use link::H1Link;
 
 /// What the proxy sends upstream: a body read whole (an inspected POST), or the client's body
@@ -181,9 +179,14 @@ struct HyperConn {
     connection: Connection,
 }
 
-/// The pool: one worker's idle connections (`idle`). Cheap to share behind an `Arc`.
+struct Idle {
+    link: Link,
+    since: Instant,
+}
+
+/// The pool: idle connections by port. Cheap to share behind an `Arc`.
 pub struct Pool {
-    idle: Mutex<Idles>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     body_idle_timeout: Duration,
@@ -192,7 +195,7 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.lock().len();
+        let idle: usize = self.lock().values().map(Vec::len).sum();
         f.debug_struct("Pool")
             .field("idle", &idle)
             .field("connect_timeout", &self.connect_timeout)
@@ -217,7 +220,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Idles> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         // The map holds no invariant a panic elsewhere could break.
         self.idle
             .lock()
@@ -235,26 +238,18 @@ impl Pool {
     /// `identity`: header lines (`name: value\r\n`) written after the request's own, for a
     /// local server (`Dest::Port`, the gateway's own client); a remote server's request carries
     /// everything in its header map, and `identity` is empty then.
-    ///
-    /// `owner`: the client connection the request came on, if it is one request at a time
-    /// (HTTP/1.1): the connection the request used is held for its next one (`idle`).
     pub async fn send(
         self: &Arc<Self>,
         dest: Dest<'_>,
         request: Request<RequestBody>,
         deadline: tokio::time::Instant,
         identity: &[u8],
-        owner: Option<&Owner>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let port = dest.key();
-        let owner = owner.map(|owner| {
-            debug_assert!(Arc::ptr_eq(&owner.pool, self), "an owner of another pool");
-            owner.id
-        });
         let mut request = request;
-        if let Some(link) = self.take_idle(port, owner) {
+        if let Some(link) = self.take_idle(port) {
             match exchange(link, request, deadline, identity).await {
-                Ok(exchanged) => return Ok(self.respond(port, owner, exchanged)),
+                Ok(exchanged) => return Ok(self.respond(port, exchanged)),
                 Err(Failed::NotSent(unsent)) => request = *unsent,
                 Err(Failed::Error(err)) => return Err(err),
             }
@@ -263,27 +258,13 @@ impl Pool {
             .await
             .map_err(|_elapsed| UpstreamError::HeadTimeout)??;
         match exchange(link, request, deadline, identity).await {
-            Ok(exchanged) => Ok(self.respond(port, owner, exchanged)),
+            Ok(exchanged) => Ok(self.respond(port, exchanged)),
             Err(Failed::NotSent(_)) => Err(UpstreamError::Closed),
             Err(Failed::Error(err)) => Err(err),
         }
     }
 
-    /// A new claim for one client connection (see [`Owner`]).
-    pub fn owner(self: &Arc<Self>) -> Owner {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        Owner {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
-            pool: Arc::clone(self),
-        }
-    }
-
-    fn respond(
-        self: &Arc<Self>,
-        port: Key,
-        owner: Option<u64>,
-        exchanged: Exchanged,
-    ) -> Response<ResponseBody> {
+    fn respond(self: &Arc<Self>, port: Key, exchanged: Exchanged) -> Response<ResponseBody> {
         let idle = IdleTimer::new(self.body_idle_timeout);
         match exchanged {
             Exchanged::Hyper(response, link) => response.map(|incoming| ResponseBody {
@@ -294,7 +275,6 @@ impl Pool {
                 link,
                 pool: Arc::clone(self),
                 port,
-                owner,
                 idle,
             }),
             Exchanged::H1(head, link) => {
@@ -308,7 +288,6 @@ impl Pool {
                     finished: false,
                     pool: Arc::clone(self),
                     port,
-                    owner,
                     idle,
                 };
                 if decoder.is_done() {
@@ -324,19 +303,13 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `port` that is still open: the one `owner` holds, else the most
-    /// recently used shared one, else, when the server is at a cap, one another client
-    /// connection holds (it yields its place rather than make this request wait).
-    fn take_idle(&self, port: Key, owner: Option<u64>) -> Option<Link> {
+    /// The most recently used idle connection to `port` that is still open.
+    fn take_idle(&self, port: Key) -> Option<Link> {
         let now = Instant::now();
         loop {
-            // Bound first: a guard in the `match` would still be held in its arms.
-            let taken = self.lock().take(port, owner);
-            let idle = match taken {
-                Some(idle) => idle,
-                None if self.caps.is_full(port) => self.lock().take_held_by_any(port)?,
-                None => return None,
-            };
+            // An emptied list stays (no allocation per request when one connection goes
+            // back and forth); `prune` removes lists left empty.
+            let idle = self.lock().get_mut(&port)?.pop()?;
             if now.duration_since(idle.since) < self.idle_timeout
                 && let Some(link) = idle.link.usable()
             {
@@ -385,57 +358,50 @@ impl Pool {
         })
     }
 
-    /// Closes this pool's idle connections, held ones included (to `port` only, when given).
+    /// Closes this pool's idle connections (to `port` only, when given).
     fn close_idle(&self, port: Option<Key>) {
-        let closed = self.lock().take_all(port);
+        let closed = match port {
+            Some(port) => self.lock().get_mut(&port).map(std::mem::take),
+            None => Some(
+                std::mem::take(&mut *self.lock())
+                    .into_values()
+                    .flatten()
+                    .collect(),
+            ),
+        };
         drop(closed);
     }
 
-    /// Keeps `link` for the next request to `port`: held for `owner`, or shared. At most as
-    /// many are shared as the port may have connections at all
-    /// (`gateway.max_upstream_per_server`), so a burst of concurrent calls finds its
-    /// connections open the next time instead of opening most of them again.
-    fn give_back(&self, port: Key, link: Link, owner: Option<u64>) {
-        let idle = Idle {
-            link,
-            since: Instant::now(),
-        };
-        self.lock()
-            .give_back(port, idle, owner, self.caps.per_server, self.idle_timeout);
+    /// Keeps `link` for the next request to `port`. At most as many are kept as the port may
+    /// have connections at all (`gateway.max_upstream_per_server`), so a burst of concurrent
+    /// calls finds its connections open the next time instead of opening most of them again.
+    fn give_back(&self, port: Key, link: Link) {
+        let now = Instant::now();
+        let mut pool = self.lock();
+        let list = pool.entry(port).or_default();
+        list.retain(|idle| now.duration_since(idle.since) < self.idle_timeout);
+        if list.len() < self.caps.per_server {
+            list.push(Idle { link, since: now });
+        }
     }
 
     /// Closes idle connections that timed out or that their server closed. The gateway calls
     /// this now and then, so the connections of stopped servers do not linger.
     pub fn prune(&self) {
         let now = Instant::now();
-        self.lock().retain(|idle| {
-            if now.duration_since(idle.since) >= self.idle_timeout {
-                return None;
-            }
-            let since = idle.since;
-            idle.link.usable().map(|link| Idle { link, since })
+        let mut pool = self.lock();
+        pool.retain(|_, list| {
+            let kept: Vec<Idle> = std::mem::take(list)
+                .into_iter()
+                .filter(|idle| now.duration_since(idle.since) < self.idle_timeout)
+                .filter_map(|idle| {
+                    let since = idle.since;
+                    idle.link.usable().map(|link| Idle { link, since })
+                })
+                .collect();
+            *list = kept;
+            !list.is_empty()
         });
-    }
-}
-
-/// A client connection's claim on the upstream connection it used last (`idle`): given to
-/// [`Pool::send`] with each of its requests, and dropped with the client connection, which
-/// hands what it held to the others.
-pub struct Owner {
-    id: u64,
-    pool: Arc<Pool>,
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let max_shared = self.pool.caps.per_server;
-        self.pool.lock().release(self.id, max_shared);
-    }
-}
-
-impl std::fmt::Debug for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Owner").field("id", &self.id).finish()
     }
 }
 
@@ -574,102 +540,11 @@ mod tests {
         assert!(nodelay(fresh), "a new upstream connection has Nagle on");
         // The same socket after a trip through the idle list.
         let link = pool.connect(Dest::Port(port)).await.unwrap();
-        pool.give_back(Key::Port(port), link, None);
+        pool.give_back(Key::Port(port), link);
         let pooled = pool
-            .take_idle(Key::Port(port), None)
+            .take_idle(Key::Port(port))
             .expect("the idle connection is still open");
         assert!(nodelay(pooled), "a pooled upstream connection has Nagle on");
         drop(listener);
-    }
-
-    /// The local address of `link`'s socket: which connection it is.
-    fn local(link: &Link) -> std::net::SocketAddr {
-        let Conn::H1(conn) = &link.conn else {
-            panic!("a local server's connection goes through the gateway's own client");
-        };
-        conn.stream.local_addr().unwrap()
-    }
-
-    fn pool(caps: &Arc<Caps>) -> Arc<Pool> {
-        let hour = Duration::from_secs(3600);
-        Arc::new(Pool::new(hour, hour, hour, Arc::clone(caps)))
-    }
-
-    #[tokio::test]
-    async fn a_held_connection_is_its_owners_until_the_owner_goes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let key = Key::Port(listener.local_addr().unwrap().port());
-        let caps = Arc::new(Caps::new(8, 8, Duration::from_secs(10)));
-        let pool = pool(&caps);
-        let (first, second) = (pool.owner(), pool.owner());
-        let link = pool.connect(Dest::Port(key_port(key))).await.unwrap();
-        let used = local(&link);
-        pool.give_back(key, link, Some(first.id));
-        assert!(
-            pool.take_idle(key, Some(second.id)).is_none(),
-            "below the caps another client connection opens its own"
-        );
-        assert!(pool.take_idle(key, None).is_none(), "nor is it shared");
-        let link = pool
-            .take_idle(key, Some(first.id))
-            .expect("held for its owner");
-        assert_eq!(local(&link), used);
-        pool.give_back(key, link, Some(first.id));
-        drop(first);
-        let link = pool
-            .take_idle(key, Some(second.id))
-            .expect("once its owner is gone, it is anyone's");
-        assert_eq!(local(&link), used);
-        drop(listener);
-    }
-
-    #[tokio::test]
-    async fn closing_idle_connections_closes_held_ones_and_frees_their_places() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let key = Key::Port(listener.local_addr().unwrap().port());
-        let caps = Arc::new(Caps::new(8, 1, Duration::from_secs(10)));
-        let pool = pool(&caps);
-        caps.register(&pool);
-        let owner = pool.owner();
-        let link = pool.connect(Dest::Port(key_port(key))).await.unwrap();
-        pool.give_back(key, link, Some(owner.id));
-        assert!(
-            caps.is_full(key),
-            "the held connection keeps the server's one place"
-        );
-        // What a request at the cap does before it waits: the place comes back.
-        caps.close_idle(Some(key));
-        assert!(!caps.is_full(key));
-        assert!(pool.take_idle(key, Some(owner.id)).is_none());
-        drop(listener);
-    }
-
-    #[tokio::test]
-    async fn a_connection_held_for_another_server_goes_to_the_others() {
-        let listeners = [
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        ];
-        let [one, two] = listeners
-            .each_ref()
-            .map(|listener| Key::Port(listener.local_addr().unwrap().port()));
-        let caps = Arc::new(Caps::new(8, 8, Duration::from_secs(10)));
-        let pool = pool(&caps);
-        let owner = pool.owner();
-        let link = pool.connect(Dest::Port(key_port(one))).await.unwrap();
-        let used = local(&link);
-        pool.give_back(one, link, Some(owner.id));
-        // The client connection moved on to another server: nothing to reuse there, and what
-        // it held for the first is shared now.
-        assert!(pool.take_idle(two, Some(owner.id)).is_none());
-        let link = pool.take_idle(one, None).expect("shared once passed over");
-        assert_eq!(local(&link), used);
-    }
-
-    fn key_port(key: Key) -> u16 {
-        match key {
-            Key::Port(port) => port,
-            Key::Remote(_) => unreachable!("the tests' servers are local"),
-        }
     }
 }

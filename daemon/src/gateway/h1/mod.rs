@@ -73,8 +73,6 @@ where
         ..Buffers::default()
     };
     let mut fields = Vec::new();
-    // One request at a time: the upstream connection a request used waits for the next.
-    let owner = exchange.upstream.owner();
     loop {
         if exchange.shutdown.is_cancelled() {
             return Ok(());
@@ -97,8 +95,6 @@ where
                 }
                 verdict => {
                     tracing::trace!(peer = %exchange.peer, ?verdict, "request handed to hyper");
-                    // hyper's requests share the pool: what this connection held is free.
-                    drop(owner);
                     return fallback(Replay::new(buffers.read, socket))
                         .await
                         .map_err(Into::into);
@@ -148,7 +144,6 @@ where
         let mut handled = std::pin::pin!(router::handle(
             shared,
             &exchange.upstream,
-            Some(&owner),
             exchange.bound,
             exchange.peer,
             request,

@@ -10,5 +10,4 @@ mod proxy;
 mod registry;
 mod support;
 mod upstream;
-mod upstream_affinity;
 mod upstream_hostile;

@@ -51,7 +51,7 @@ impl Caps {
 
     /// Closes the idle connections of every worker (to `port` only, when given), giving their
     /// places back.
-    pub(super) fn close_idle(&self, port: Option<Key>) {
+    fn close_idle(&self, port: Option<Key>) {
         let pools: Vec<Arc<Pool>> = self
             .pools
             .lock()
@@ -73,12 +73,6 @@ impl Caps {
             .entry(port)
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
             .clone()
-    }
-
-    /// Whether a new connection to `port` would find no place now (its server's cap or the
-    /// total is reached).
-    pub(super) fn is_full(&self, port: Key) -> bool {
-        self.server(port).available_permits() == 0 || self.total.available_permits() == 0
     }
 
     /// Places for a new connection to `port`. At a cap, idle connections are closed first,

@@ -24,8 +24,6 @@ pub struct ResponseBody {
     pub(super) finished: bool,
     pub(super) pool: Arc<Pool>,
     pub(super) port: Key,
-    /// The client connection that holds the connection once the body is read (`idle`).
-    pub(super) owner: Option<u64>,
     pub(super) idle: IdleTimer,
 }
 
@@ -74,7 +72,7 @@ impl ResponseBody {
         };
         let clean = matches!(&link.conn, Conn::H1(conn) if conn.read.is_empty());
         if keep_alive && clean {
-            self.pool.give_back(self.port, link, self.owner);
+            self.pool.give_back(self.port, link);
         } else if !clean {
             tracing::debug!(
                 to = %self.port,
@@ -190,7 +188,7 @@ impl Drop for ResponseBody {
         if self.finished
             && let Some(link) = self.link.take()
         {
-            self.pool.give_back(self.port, link, self.owner);
+            self.pool.give_back(self.port, link);
         }
     }
 }

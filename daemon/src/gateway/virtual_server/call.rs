@@ -274,8 +274,6 @@ impl Context<'_> {
             retry_after_secs: self.shared.options.retry_after_secs,
             claims: self.claims.as_deref(),
             check_now: &entry.check_now,
-            // A virtual server's calls fan out: they share the pool.
-            owner: None,
             remote: member.remote.as_deref(),
         }
     }

@@ -76,8 +76,6 @@ impl MemberRoute {
             retry_after_secs: self.retry_after_secs,
             claims: self.claims.as_deref(),
             check_now: &self.entry.check_now,
-            // A virtual server's calls fan out: they share the pool.
-            owner: None,
             remote: self.member.remote.as_deref(),
         };
         proxy::forward(&self.pool, upstream, request).await
