@@ -1,5 +1,6 @@
 //! `sessions: per-client`: a child per client session, stopped on DELETE, idle timeout or
-//! mcpd's stop, never outliving the session; `max_sessions` enforced with 503 + Retry-After.
+//! mcpd's stop, never outliving the session; `max_sessions` enforced with 503 + Retry-After,
+//! a new session waiting for the slot of a child still stopping.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
 
 fn per_client(max: usize, idle: &str) -> String {
     fault_server(
@@ -101,12 +103,11 @@ async fn each_session_has_its_own_child_and_max_sessions_is_enforced() {
     let table = String::from_utf8_lossy(&daemon.mcpctl(&["status"]).stdout).into_owned();
     assert!(table.contains("pc: 3 session children"), "{table}");
 
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
     let response = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .body(init)
+        .body(INIT)
         .send()
         .await
         .expect("POST");
@@ -131,6 +132,39 @@ async fn each_session_has_its_own_child_and_max_sessions_is_enforced() {
     );
     let fresh = open_session(&url).await;
     assert!(!pids.contains(&pid_of(&url, &fresh).await));
+}
+
+#[tokio::test]
+async fn a_new_session_waits_for_the_slot_of_a_child_still_stopping() {
+    // The children ignore SIGTERM, so each ended session holds its slot until the SIGKILL
+    // `stop_timeout` later; a session opened meanwhile waits for it instead of a 503.
+    let servers = fault_server(
+        "pc",
+        "ignore-term",
+        "    sessions: per-client\n    max_sessions: 1\n    idle_timeout: 10m\n    stop_timeout: 3s\n",
+    );
+    let daemon = GwDaemon::start(&servers, "").await;
+    daemon.wait_running(&["pc"]).await;
+    let url = daemon.mcp_url("pc");
+    let first = open_session(&url).await;
+    let first_pid = pid_of(&url, &first).await;
+    // The one slot is held by a live session: refused at once.
+    let (status, _, body) = post(&url, None, INIT).await;
+    assert_eq!(status, 503, "{body}");
+
+    assert_eq!(delete(&url, &first).await, 200);
+    let second = open_session(&url).await;
+    assert!(
+        is_dead(first_pid),
+        "the new session started before the old child was gone"
+    );
+    assert_ne!(pid_of(&url, &second).await, first_pid);
+    assert_eq!(
+        status_of(&daemon, "pc")["session_pids"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }
 
 #[tokio::test]

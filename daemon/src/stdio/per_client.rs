@@ -4,7 +4,9 @@
 //! `idle_timeout` without a request (a request in flight counts as activity), or when the
 //! server stops; the child's process group is then stopped (SIGTERM, SIGKILL after
 //! `stop_timeout`) and reaped. At `max_sessions` live children a new session gets 503 with
-//! `Retry-After`.
+//! `Retry-After`, unless one of them is already stopping: then it waits for that slot (at
+//! most `stop_timeout` and a second), so a client that ends a session and opens the next
+//! one is never refused for the child it just let go.
 //!
 //! Children are forked by the supervisor's spawner (own process group, `PR_SET_PDEATHSIG`,
 //! known to the reaper), so none outlives mcpd. Their tasks run on the supervisor's runtime,
@@ -13,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +57,8 @@ pub struct SessionChild {
     pub pid: u32,
     last_used: Mutex<Instant>,
     stop: Notify,
+    /// Its session has ended (counted once in the pool's `stopping`).
+    ended: AtomicBool,
 }
 
 impl SessionChild {
@@ -64,11 +68,6 @@ impl SessionChild {
 
     fn last_used(&self) -> Instant {
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stops the child (its task signals the group and reaps it).
-    pub fn stop(&self) {
-        self.stop.notify_one();
     }
 }
 
@@ -83,6 +82,10 @@ pub struct PerClient {
     by_session: Mutex<HashMap<Arc<str>, Arc<SessionChild>>>,
     /// Children starting or running (the cap counts both).
     live: AtomicUsize,
+    /// Of those, children whose session has ended and which are being stopped.
+    stopping: AtomicUsize,
+    /// Told whenever a child is reaped and its slot is free.
+    slot_freed: Notify,
 }
 
 impl std::fmt::Debug for PerClient {
@@ -115,6 +118,8 @@ impl PerClient {
             output,
             by_session: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
+            stopping: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
         })
     }
 
@@ -142,6 +147,19 @@ impl PerClient {
         pids
     }
 
+    /// Ends `child`'s session: the child counts as stopping from now until it is reaped.
+    fn mark_ended(&self, child: &SessionChild) {
+        if !child.ended.swap(true, Ordering::SeqCst) {
+            self.stopping.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Ends `child`'s session and stops the child (its task signals the group and reaps it).
+    fn end(&self, child: &SessionChild) {
+        self.mark_ended(child);
+        child.stop.notify_one();
+    }
+
     /// Stops every child (the server stops, or mcpd does).
     pub fn stop_all(&self) {
         let children: Vec<Arc<SessionChild>> = self.sessions().drain().map(|(_, c)| c).collect();
@@ -150,7 +168,7 @@ impl PerClient {
             // child's task running again.
             signal_group(child.pid, nix::sys::signal::Signal::SIGTERM);
             signal_group(child.pid, nix::sys::signal::Signal::SIGCONT);
-            child.stop();
+            self.end(&child);
         }
     }
 
@@ -179,7 +197,7 @@ impl PerClient {
                 if let Ok(id) = id.to_str() {
                     self.sessions().remove(id);
                 }
-                child.stop();
+                self.end(&child);
             }
             return response;
         }
@@ -195,7 +213,7 @@ impl PerClient {
                 let mut response = plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!(
-                        "server \"{}\" has its {max} sessions (max_sessions) open; retry later",
+                        "server \"{}\" is at max_sessions ({max} open); retry later",
                         self.name
                     ),
                 );
@@ -220,7 +238,7 @@ impl PerClient {
             Some(id) => {
                 self.sessions().insert(Arc::from(id), child);
             }
-            None => child.stop(),
+            None => self.end(&child),
         }
         response
     }
@@ -228,20 +246,45 @@ impl PerClient {
     /// Starts and initializes a child for a new session, within `max_sessions`.
     async fn open(self: &Arc<Self>) -> Result<Arc<SessionChild>, OpenError> {
         let limits = self.limits();
-        let reserved = self
-            .live
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
-                (live < limits.max_sessions).then_some(live + 1)
-            });
-        if reserved.is_err() {
-            return Err(OpenError::Full(limits.max_sessions));
-        }
+        self.reserve(limits).await?;
         let (started, answer) = oneshot::channel();
         self.runtime.spawn(self.clone().run_child(limits, started));
         answer
             .await
             .unwrap_or_else(|_| Err("the child's task ended".to_owned()))
             .map_err(OpenError::Failed)
+    }
+
+    /// Takes a slot under `max_sessions`, waiting for one that a stopping child holds.
+    async fn reserve(&self, limits: Limits) -> Result<(), OpenError> {
+        let deadline = Instant::now() + limits.stop_timeout + Duration::from_secs(1);
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a slot freed in between is not missed.
+            freed.as_mut().enable();
+            if self.take_slot(limits.max_sessions) {
+                return Ok(());
+            }
+            if self.stopping.load(Ordering::SeqCst) == 0 {
+                // A child reaped since the first try lowered `live` before `stopping`.
+                return match self.take_slot(limits.max_sessions) {
+                    true => Ok(()),
+                    false => Err(OpenError::Full(limits.max_sessions)),
+                };
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(OpenError::Full(limits.max_sessions));
+            }
+        }
+    }
+
+    fn take_slot(&self, max_sessions: usize) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+                (live < max_sessions).then_some(live + 1)
+            })
+            .is_ok()
     }
 
     /// Runs one child from spawn to reaping; says on `started` when it is initialized.
@@ -253,13 +296,24 @@ impl PerClient {
         let child = match self.launcher.spawn().await {
             Ok(child) => child,
             Err(err) => {
-                self.live.fetch_sub(1, Ordering::SeqCst);
+                self.free_slot(false);
                 let _ = started.send(Err(format!("cannot run it: {err}")));
                 return;
             }
         };
-        self.supervise(child, limits, started).await;
+        let ended = self.supervise(child, limits, started).await;
+        self.free_slot(ended);
+    }
+
+    /// A child is reaped: its slot is free (and, if its session had ended, it no longer
+    /// counts as stopping).
+    fn free_slot(&self, ended: bool) {
+        // `live` first: a waiter that then sees `stopping` at 0 also sees the slot.
         self.live.fetch_sub(1, Ordering::SeqCst);
+        if ended {
+            self.stopping.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.slot_freed.notify_waiters();
     }
 
     async fn supervise(
@@ -267,7 +321,7 @@ impl PerClient {
         mut child: Child,
         limits: Limits,
         started: oneshot::Sender<Result<Arc<SessionChild>, String>>,
-    ) {
+    ) -> bool {
         let pid = child.id().unwrap_or_default();
         let bridge = Bridge::new(&self.name);
         let pipes = match (child.stdin.take(), child.stdout.take()) {
@@ -281,7 +335,7 @@ impl PerClient {
             Err(why) => {
                 let _ = started.send(Err(why));
                 self.kill_and_reap(&mut child, pid).await;
-                return;
+                return false;
             }
         };
         bridge.attach(stdin, stdout, self.output.clone());
@@ -291,20 +345,21 @@ impl PerClient {
             pid,
             last_used: Mutex::new(Instant::now()),
             stop: Notify::new(),
+            ended: AtomicBool::new(false),
         });
         tokio::select! {
             initialized = bridge.initialize(limits.start_timeout) => match initialized {
                 Ok(()) => {
                     if started.send(Ok(session.clone())).is_err() {
                         // The caller went away before its session existed.
-                        session.stop();
+                        self.end(&session);
                     }
                 }
                 Err(why) => {
                     let _ = started.send(Err(why));
                     self.kill_and_reap(&mut child, pid).await;
                     bridge.detach(generation, "did not initialize");
-                    return;
+                    return false;
                 }
             },
             exit = child.wait() => {
@@ -312,7 +367,7 @@ impl PerClient {
                 let _ = started.send(Err(format!("exited during initialize ({why})")));
                 self.launcher.released(pid);
                 bridge.detach(generation, "exited");
-                return;
+                return false;
             }
         }
         let why = loop {
@@ -331,6 +386,7 @@ impl PerClient {
                     let idle = session.last_used() + limits.idle_timeout <= Instant::now()
                         && bridge.pending() == 0;
                     if idle {
+                        self.mark_ended(&session);
                         self.stop_and_reap(&mut child, pid, limits.stop_timeout).await;
                         break "was stopped: its session was idle".to_owned();
                     }
@@ -343,6 +399,7 @@ impl PerClient {
         };
         self.sessions().retain(|_, c| !Arc::ptr_eq(c, &session));
         bridge.detach(generation, &why);
+        session.ended.load(Ordering::SeqCst)
     }
 
     async fn stop_and_reap(&self, child: &mut Child, pid: u32, stop_timeout: Duration) {
