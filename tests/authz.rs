@@ -343,6 +343,21 @@ fn audit_file(daemon: &GwDaemon) -> Option<std::path::PathBuf> {
         })
 }
 
+/// The one record of `records` whose `key` is `value`. Calls on different connections are
+/// written in the order they finish, which the caller does not control, so records are found
+/// by what they hold, never by their place in the file.
+fn record_with<'a>(records: &'a [Value], key: &str, value: &str) -> &'a Value {
+    let mut found = records.iter().filter(|record| record[key] == value);
+    let record = found
+        .next()
+        .unwrap_or_else(|| panic!("no record with {key} {value}: {records:?}"));
+    assert!(
+        found.next().is_none(),
+        "two records with {key} {value}: {records:?}"
+    );
+    record
+}
+
 fn audit_records(daemon: &GwDaemon) -> Vec<Value> {
     let text = audit_file(daemon)
         .and_then(|path| std::fs::read_to_string(path).ok())
@@ -368,7 +383,7 @@ async fn calls_just_before_a_stop_are_in_the_audit_file_after_it() {
     let exit = daemon.process.wait_exit(CALL).await;
     assert!(exit.success(), "mcpd stopped with {exit:?}");
     let records = audit_records(&daemon);
-    let calls: Vec<(&str, &str, &str)> = records
+    let mut calls: Vec<(&str, &str, &str)> = records
         .iter()
         .map(|r| {
             (
@@ -378,6 +393,8 @@ async fn calls_just_before_a_stop_are_in_the_audit_file_after_it() {
             )
         })
         .collect();
+    // In request order: the file holds them in the order the calls finished.
+    calls.sort_unstable();
     assert_eq!(
         calls,
         [("51", "echo", "allow"), ("52", "add", "deny")],
@@ -415,13 +432,12 @@ async fn every_call_leaves_one_audit_record_and_no_token() {
     })
     .await;
     assert_eq!(records.len(), 3, "{records:?}");
-    let allowed = &records[0];
+    let allowed = record_with(&records, "request_id", "41");
     assert_eq!(allowed["server"], "guarded");
     assert_eq!(allowed["tool"], "echo");
     assert_eq!(allowed["decision"], "allow");
     assert_eq!(allowed["status"], 200);
     assert_eq!(allowed["is_error"], false);
-    assert_eq!(allowed["request_id"], "41");
     assert_eq!(allowed["scopes"], json!(["user"]));
     assert_eq!(allowed["via"], "gateway");
     assert!(
@@ -434,14 +450,13 @@ async fn every_call_leaves_one_audit_record_and_no_token() {
         serde_json::from_str(allowed["arguments"].as_str().expect("arguments kept")).unwrap();
     assert_eq!(arguments, json!({"text": "hi", "a": 1, "b": 2}));
     assert!(allowed["duration_ms"].as_f64().unwrap() >= 0.0);
-    let denied = &records[1];
+    let denied = record_with(&records, "request_id", "42");
     assert_eq!(
         (denied["tool"].as_str(), denied["decision"].as_str()),
         (Some("add"), Some("deny"))
     );
     assert_eq!(denied["status"], 403);
-    let sse = &records[2];
-    assert_eq!(sse["tool"], "sleep");
+    let sse = record_with(&records, "tool", "sleep");
     assert_eq!(sse["status"], 200);
     assert_eq!(sse["is_error"], false, "{sse}");
 

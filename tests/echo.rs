@@ -116,10 +116,11 @@ async fn progress_notifications_arrive_one_by_one_before_the_result() {
             "progress values in order"
         );
         // Streamed as they happen, not batched with the result: the first arrived well before
-        // the answer, and they spread over the intervals between them.
+        // the answer, and they spread over the intervals between them. A loaded machine may
+        // delay one, so the check is at half the time the server took.
         let first = notes[0].0;
         let last = notes[STEPS - 1].0;
-        let spread = INTERVAL * (STEPS as u32 - 2);
+        let spread = INTERVAL * (STEPS as u32 - 1) / 2;
         assert!(
             answered.duration_since(first) >= spread,
             "{generation:?}: first note came with the result"

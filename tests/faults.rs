@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use mcpd_tests::rel_support::{
-    PATIENCE, Setup, alive, fixture, group_leading_children, healthz, pid_port, processes_in_groups,
+    PATIENCE, QUICK_PROBES, Setup, alive, fixture, group_leading_children, healthz, pid_port,
+    processes_in_groups,
 };
 use mcpd_tests::{bin, lazy, port_accepts, wait_for_sync};
 use nix::sys::signal::{Signal, kill};
@@ -23,10 +24,21 @@ fn signal(pid: u32, signal: Signal) {
 /// Writes server `name` running the fixture `script` with its echo, a trigger file in the
 /// test's directory and `env`; returns the trigger's path (created by [`touch`]).
 fn trigger_server(setup: &Setup, name: &str, script: &str, env: &[(&str, String)]) -> PathBuf {
+    trigger_server_with(setup, name, script, env, "")
+}
+
+/// [`trigger_server`], plus `extra` (indented lines of the entry).
+fn trigger_server_with(
+    setup: &Setup,
+    name: &str,
+    script: &str,
+    env: &[(&str, String)],
+    extra: &str,
+) -> PathBuf {
     let trigger = setup.dir.join(format!("{name}.trigger"));
     let mut all = vec![echo_env(), ("TRIGGER", trigger.display().to_string())];
     all.extend_from_slice(env);
-    setup.write_server(name, name, &fixture(script), &all);
+    setup.write_server_with(name, name, &fixture(script), &all, extra);
     trigger
 }
 
@@ -95,7 +107,11 @@ fn a_server_that_dies_of_sigsegv_is_restarted() {
 #[test]
 fn a_hung_server_is_restarted_after_its_probes_fail() {
     let setup = Setup::new();
-    setup.write_server("echo", "echo", &bin("mcp-echo"), &[]);
+    // A stop timeout that leaves the thawed server time for its graceful shutdown (up to
+    // mcp-echo's 5 s drain of the probe connections that queued up while it was frozen), so
+    // a loaded machine does not turn its clean exit into a SIGKILL.
+    let extra = format!("{QUICK_PROBES}    stop_timeout: 10s\n");
+    setup.write_server_with("echo", "echo", &bin("mcp-echo"), &[], &extra);
     let _daemon = setup.start();
     let (pid, port) = setup.wait_running("echo");
 
@@ -142,7 +158,7 @@ fn a_start_beyond_start_timeout_fails_and_backs_off() {
 #[test]
 fn a_server_that_closes_its_port_but_stays_alive_is_restarted() {
     let setup = Setup::new();
-    let trigger = trigger_server(&setup, "closer", "close-on-trigger.sh", &[]);
+    let trigger = trigger_server_with(&setup, "closer", "close-on-trigger.sh", &[], QUICK_PROBES);
     let _daemon = setup.start();
     let (first, port) = setup.wait_running("closer");
 

@@ -299,6 +299,12 @@ async fn sighup_reloads() {
         reloads(&daemon).await > before
     })
     .await;
+    // The log is read from a pipe by a thread of the test's own, which may lag behind the
+    // reload counted in /metrics.
+    wait_for(SETTLE, "the SIGHUP line in the daemon log", || async {
+        daemon.log_lines("SIGHUP: reloading") >= 1
+    })
+    .await;
     assert_eq!(daemon.log_lines("SIGHUP: reloading"), 1);
     assert!(
         daemon.process.try_status().is_none(),

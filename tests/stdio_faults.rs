@@ -23,6 +23,12 @@ const ECHO: &str = "mcp_servers:
 /// Bounds a call that must not hang; the failure says which.
 const PROMPT: Duration = Duration::from_secs(20);
 
+/// Liveness pings for a child the test makes stop answering: they fail within seconds of
+/// that, while a loaded machine is unlikely to slow three pings in a row of a working child
+/// past their timeout (a restart then would fail the test's first request).
+const PATIENT_PINGS: &str =
+    "    health: {interval: 100ms, timeout: 1s, failures: 3, start_timeout: 5s}\n";
+
 fn answer(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
 }
@@ -189,8 +195,8 @@ async fn a_child_that_never_answers_is_never_ready() {
 
 #[tokio::test]
 async fn a_child_that_stops_answering_fails_the_waiting_call_when_it_is_restarted() {
-    let health = "    health: {interval: 100ms, timeout: 300ms, failures: 2, start_timeout: 5s}\n";
-    let daemon = GwDaemon::start(&fault_server("hang", "hang-after-ready", health), "").await;
+    let daemon =
+        GwDaemon::start(&fault_server("hang", "hang-after-ready", PATIENT_PINGS), "").await;
     daemon.wait_running(&["hang"]).await;
     let url = daemon.mcp_url("hang");
     let session = open_session(&url).await;
@@ -249,8 +255,7 @@ async fn garbage_on_stdout_is_logged_and_an_over_long_line_refused_while_serving
 
 #[tokio::test]
 async fn a_child_that_closes_stdout_fails_the_call_and_is_restarted() {
-    let health = "    health: {interval: 100ms, timeout: 300ms, failures: 2, start_timeout: 5s}\n";
-    let daemon = GwDaemon::start(&fault_server("closer", "close-stdout", health), "").await;
+    let daemon = GwDaemon::start(&fault_server("closer", "close-stdout", PATIENT_PINGS), "").await;
     daemon.wait_running(&["closer"]).await;
     let pid = status_of(&daemon, "closer")["pid"].as_i64();
     let url = daemon.mcp_url("closer");

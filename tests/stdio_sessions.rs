@@ -169,7 +169,9 @@ async fn a_new_session_waits_for_the_slot_of_a_child_still_stopping() {
 
 #[tokio::test]
 async fn two_hundred_sessions_opened_and_dropped_leave_no_child_behind() {
-    // mcp-echo starts in milliseconds, so 40 sessions open well within the idle timeout.
+    // The idle timeout runs from a child's start, before its session is answered, so each
+    // session is used as soon as its own open returns: waiting for all 40 opens first could
+    // let the earliest sessions expire on a busy machine.
     let servers = "mcp_servers:
   pc:
     binary: mcp-echo
@@ -196,16 +198,16 @@ async fn two_hundred_sessions_opened_and_dropped_leave_no_child_behind() {
             || async { fixture_processes(&daemon).len() <= 1 },
         )
         .await;
-        let sessions = join_all((0..40).map(|_| open_session(&url))).await;
-        join_all(sessions.iter().enumerate().map(|(i, session)| {
+        join_all((0..40).map(|i| {
             let url = url.clone();
             async move {
+                let session = open_session(&url).await;
                 match i % 3 {
-                    0 => assert_eq!(delete(&url, session).await, 200),
+                    0 => assert_eq!(delete(&url, &session).await, 200),
                     1 => {
                         let (status, _, _) = post(
                             &url,
-                            Some(session),
+                            Some(&session),
                             &tool_call("1", "add", json!({"a": 1, "b": 2})),
                         )
                         .await;
@@ -216,7 +218,7 @@ async fn two_hundred_sessions_opened_and_dropped_leave_no_child_behind() {
                             .post(&url)
                             .header("content-type", "application/json")
                             .header("accept", "application/json")
-                            .header("mcp-session-id", session)
+                            .header("mcp-session-id", &session)
                             .timeout(Duration::from_millis(300))
                             .body(tool_call("1", "sleep", json!({"ms": 600_000})))
                             .send()

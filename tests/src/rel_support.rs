@@ -13,14 +13,21 @@ use crate::{ChildGuard, PortBlock, TestDir, bin, lazy, port_block, wait_for_sync
 /// How long a test waits for any one thing to happen.
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
-/// The fast lifecycle settings every reliability test starts from: short probes and backoff,
-/// and a crash-loop limit high enough never to park a server during a test.
+/// The fast lifecycle settings every reliability test starts from: short backoff, frequent
+/// probes, and a crash-loop limit high enough never to park a server during a test. Probes
+/// are patient (2 s each, three failures in a row), since many tests check that a server was
+/// not restarted and a loaded machine can slow a healthy one; a test that makes probes fail
+/// on purpose puts [`QUICK_PROBES`] on its server.
 const DEFAULTS: &str = "\
 defaults:
   restart: {policy: on-failure, backoff: 100ms, max_backoff: 400ms, reset_after: 60s, burst: 100, window: 60s}
-  health: {interval: 200ms, timeout: 400ms, failures: 2, start_timeout: 5s}
+  health: {interval: 200ms, timeout: 2s, failures: 3, start_timeout: 5s}
   stop_timeout: 1s
 ";
+
+/// A server entry's line for tests that make its probes fail on purpose: a failure is seen
+/// after two probes of 400 ms, instead of up to three of 2 s.
+pub const QUICK_PROBES: &str = "    health: {timeout: 400ms, failures: 2}\n";
 
 /// A test's own daemon setup: temp dir, ports, and the paths of its files.
 #[derive(Debug)]
@@ -90,12 +97,24 @@ impl Setup {
 
     /// Writes `mcp/<file>.yaml` with one server running `binary` (absolute) with `env`.
     pub fn write_server(&self, file: &str, name: &str, binary: &Path, env: &[(&str, String)]) {
+        self.write_server_with(file, name, binary, env, "");
+    }
+
+    /// [`Setup::write_server`], plus `extra` (indented lines of the entry).
+    pub fn write_server_with(
+        &self,
+        file: &str,
+        name: &str,
+        binary: &Path,
+        env: &[(&str, String)],
+        extra: &str,
+    ) {
         let env: Vec<String> = env
             .iter()
             .map(|(key, value)| format!("{key}: {value:?}"))
             .collect();
         let text = format!(
-            "mcp_servers:\n  {name}:\n    binary: {:?}\n    env: {{{}}}\n",
+            "mcp_servers:\n  {name}:\n    binary: {:?}\n    env: {{{}}}\n{extra}",
             binary.display().to_string(),
             env.join(", ")
         );

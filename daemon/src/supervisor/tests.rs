@@ -41,6 +41,22 @@ fn listen() -> String {
     )
 }
 
+/// Shell lines that start a listener like [`listen`]'s in the background and go on only
+/// once the supervisor's readiness probe has connected to it: the listener accepts one
+/// connection, then creates `probed-$MCP_SERVICE_ID`.
+fn listen_until_probed() -> String {
+    format!(
+        "rm -f probed-$MCP_SERVICE_ID\n\
+         {} -c 'import socket,os,time; s=socket.socket(); \
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+         s.bind((\"127.0.0.1\", int(os.environ[\"PORT\"]))); s.listen(64); s.accept(); \
+         open(\"probed-\" + os.environ[\"MCP_SERVICE_ID\"], \"w\").close(); \
+         time.sleep(100000)' &\n\
+         until [ -e probed-$MCP_SERVICE_ID ]; do sleep 0.05; done",
+        python()
+    )
+}
+
 /// Kills every process carrying the test's marker when dropped.
 struct Reaper {
     mark: String,
@@ -99,7 +115,9 @@ impl Harness {
         let options = SupervisorOptions {
             prober: Arc::new(TcpProber),
             jitter: random_jitter(),
-            port_wait: Duration::from_millis(300),
+            // The daemon's own: a killed process holding the port may need a while to be
+            // scheduled and close its listener on a loaded machine.
+            port_wait: SupervisorOptions::default().port_wait,
             probe_retry: Duration::from_millis(20),
         };
         let mark = dir.path().display().to_string();
@@ -419,9 +437,11 @@ async fn a_foreign_listener_on_an_allocated_port_moves_the_server() {
 #[tokio::test]
 async fn clean_exits_follow_the_policy() {
     let h = Harness::new();
+    // The clean exit comes after the server was ready (however slowly python started),
+    // and after a moment for the supervisor to see the probe's answer.
     let script = format!(
-        "date >> starts-$MCP_SERVICE_ID\n{} &\nsleep 0.5\nexit 0",
-        listen()
+        "date >> starts-$MCP_SERVICE_ID\n{}\nsleep 0.5\nexit 0",
+        listen_until_probed()
     );
     let once = h.server("once", &script);
     let mut again = h.server("again", &script);
