@@ -195,7 +195,8 @@ pub async fn run(
         tracing::warn!("gateway or control socket did not finish draining in time");
     }
     if let Some(audit) = &audit {
-        audit.flush(Duration::from_secs(2)).await;
+        // Returns as soon as the writer is done; the bound is for a starved or stuck disk.
+        audit.close(Duration::from_secs(10)).await;
     }
     tracing::info!("mcpd stopped");
     Ok(())

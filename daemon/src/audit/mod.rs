@@ -31,21 +31,27 @@ pub use reader::{AuditFilter, read_backlog};
 use crate::config::AUDIT_LOG_NAME;
 use crate::config::LogsConfig;
 use crate::supervisor::logs::Files;
-use queue::Queue;
+use queue::{Bound, Queue};
 use writer::{Job, Writer};
 
 /// Records queued for `mcpctl audit -f` followers before a slow one lags.
 const FOLLOW_QUEUE: usize = 1024;
-/// Records queued for the writer in one batch before records get dropped. Taken every 50 ms
-/// ([`writer::WINDOW`]), that is over 320 000 records a second; the queue takes memory only
-/// for what it holds.
-const QUEUE: usize = 16 * 1024;
+/// What may wait for the writer before records get dropped: 16 Ki records (taken every 50 ms,
+/// [`writer::WINDOW`], that is over 320 000 records a second), and 64 MiB of them (a record
+/// with its arguments is as large as the call's body, up to `gateway.max_body`). The queue
+/// takes memory only for what it holds.
+const QUEUE: Bound = Bound {
+    records: 16 * 1024,
+    bytes: 64 << 20,
+};
 
 #[derive(Debug)]
 pub struct AuditLog {
     /// The writer thread's queue; `None` when the thread could not start.
     jobs: Option<Arc<Queue>>,
     followers: broadcast::Sender<Arc<str>>,
+    /// Disconnected when the writer thread has written everything and stopped.
+    finished: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
     dropped: AtomicU64,
     dropped_metric: Counter,
     config: LogsConfig,
@@ -63,9 +69,13 @@ impl AuditLog {
             followers: followers.clone(),
         };
         let queue = jobs.clone();
+        let (finishing, finished) = mpsc::channel::<()>();
         let started = std::thread::Builder::new()
             .name("mcpd-audit".into())
-            .spawn(move || writer.run(&queue));
+            .spawn(move || {
+                writer.run(&queue);
+                drop(finishing);
+            });
         let jobs = match started {
             Ok(_) => Some(jobs),
             Err(err) => {
@@ -76,6 +86,7 @@ impl AuditLog {
         Arc::new(AuditLog {
             jobs,
             followers,
+            finished: std::sync::Mutex::new(Some(finished)),
             dropped: AtomicU64::new(0),
             dropped_metric,
             config: config.clone(),
@@ -136,6 +147,23 @@ impl AuditLog {
             return;
         }
         let _ = tokio::task::spawn_blocking(move || wait.recv_timeout(timeout)).await;
+    }
+
+    /// Takes no more records, and waits (at most `timeout`) until the writer has written
+    /// every one queued and stopped: the daemon's last step, so none is lost on the way out.
+    pub async fn close(&self, timeout: std::time::Duration) {
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        jobs.close();
+        let finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(finished) = finished {
+            let _ = tokio::task::spawn_blocking(move || finished.recv_timeout(timeout)).await;
+        }
     }
 
     pub fn config(&self) -> &LogsConfig {

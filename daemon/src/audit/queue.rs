@@ -20,6 +20,14 @@ use super::writer::Job;
 /// Records after which a batch is written without waiting out its window.
 pub const BATCH: usize = 256;
 
+/// How many records, and how many bytes of them, may wait for the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub records: usize,
+    /// Counted by [`Job::weight`]: a record's size, its arguments included.
+    pub bytes: usize,
+}
+
 #[derive(Default)]
 pub struct Queue {
     state: Mutex<State>,
@@ -31,6 +39,8 @@ struct State {
     jobs: Vec<Job>,
     /// Records in `jobs` (flush requests are not counted against the bound).
     records: usize,
+    /// Their weight in bytes.
+    bytes: usize,
     /// No more jobs will come: the writer drains what is queued and stops.
     closed: bool,
     /// A flush is queued: someone waits for the batch, which should not wait out its window.
@@ -42,9 +52,9 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a record unless `bound` records are already waiting (or the queue is closed);
-    /// false when it was not queued.
-    pub fn push_record(&self, job: Job, bound: usize) -> bool {
+    /// Queues a record unless it would pass `bound` (or the queue is closed); false when it
+    /// was not queued.
+    pub fn push_record(&self, job: Job, bound: Bound) -> bool {
         self.enqueue(job, Some(bound))
     }
 
@@ -56,13 +66,18 @@ impl Queue {
 
     /// Queues `job` (a record when `record_bound` is given); only a batch's first job, a
     /// flush, or the record that fills the batch wakes the writer.
-    fn enqueue(&self, job: Job, record_bound: Option<usize>) -> bool {
+    fn enqueue(&self, job: Job, record_bound: Option<Bound>) -> bool {
+        let weight = job.weight();
         let mut state = self.lock();
-        if state.closed || record_bound.is_some_and(|bound| state.records >= bound) {
+        let full = |bound: Bound| {
+            state.records >= bound.records || state.bytes.saturating_add(weight) > bound.bytes
+        };
+        if state.closed || record_bound.is_some_and(full) {
             return false;
         }
         if record_bound.is_some() {
             state.records += 1;
+            state.bytes += weight;
         } else {
             state.urgent = true;
         }
@@ -106,6 +121,7 @@ impl Queue {
         let mut state = self.lock();
         std::mem::swap(&mut state.jobs, into);
         state.records = 0;
+        state.bytes = 0;
         state.urgent = false;
     }
 
@@ -130,23 +146,38 @@ impl std::fmt::Debug for Queue {
 mod tests {
     use super::*;
 
+    const UNBOUNDED: Bound = Bound {
+        records: usize::MAX,
+        bytes: usize::MAX,
+    };
+
     fn flush() -> Job {
         Job::Flush(std::sync::mpsc::channel().0)
+    }
+
+    fn records(records: usize) -> Bound {
+        Bound {
+            records,
+            bytes: usize::MAX,
+        }
     }
 
     #[test]
     fn records_beyond_the_bound_are_refused_and_flushes_are_not() {
         let queue = Queue::default();
-        assert!(queue.push_record(flush(), 2));
-        assert!(queue.push_record(flush(), 2));
-        assert!(!queue.push_record(flush(), 2));
+        assert!(queue.push_record(flush(), records(2)));
+        assert!(queue.push_record(flush(), records(2)));
+        assert!(!queue.push_record(flush(), records(2)));
         assert!(queue.push(flush()));
         let mut batch = Vec::new();
         assert!(queue.wait());
         queue.take(&mut batch);
         assert_eq!(batch.len(), 3);
         batch.clear();
-        assert!(queue.push_record(flush(), 2), "the bound is per batch");
+        assert!(
+            queue.push_record(flush(), records(2)),
+            "the bound is per batch"
+        );
         queue.close();
         assert!(
             queue.wait(),
@@ -168,12 +199,12 @@ mod tests {
             &|queue: &Queue| {
                 // The batch's first record is queued: these fill it.
                 for _ in 1..BATCH {
-                    assert!(queue.push_record(flush(), usize::MAX));
+                    assert!(queue.push_record(flush(), UNBOUNDED));
                 }
             },
             &|queue: &Queue| queue.close(),
         ] {
-            assert!(queue.push_record(flush(), usize::MAX));
+            assert!(queue.push_record(flush(), UNBOUNDED));
             let (done, returned) = std::sync::mpsc::channel();
             let gatherer = {
                 let queue = queue.clone();
@@ -209,7 +240,7 @@ mod tests {
             })
         };
         for _ in 0..100 {
-            assert!(queue.push_record(flush(), usize::MAX));
+            assert!(queue.push_record(flush(), UNBOUNDED));
         }
         queue.close();
         assert_eq!(writer.join().unwrap(), 100);

@@ -106,3 +106,45 @@ async fn a_rotated_log_is_named_by_its_period_0640_and_read_back() {
     let back = read_backlog(&log.config().dir, &AuditFilter::default(), 10);
     assert_eq!(back.len(), 1);
 }
+
+#[tokio::test]
+async fn close_returns_once_every_queued_record_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::new(&logs(dir.path(), Rotation::Never), Counter::default());
+    for i in 0..1000 {
+        log.record(&record(&format!("t{i}")));
+    }
+    log.close(Duration::from_secs(60)).await;
+    let written = std::fs::read_to_string(dir.path().join("logs/audit.log")).unwrap();
+    assert_eq!(written.lines().count(), 1000);
+    assert!(written.lines().last().unwrap().contains("\"t999\""));
+    // Closed: a record made now is counted as dropped, not lost silently.
+    log.record(&record("late"));
+    assert_eq!(log.dropped(), 1);
+}
+
+#[test]
+fn the_queue_bounds_the_bytes_of_records_with_large_arguments() {
+    let queue = queue::Queue::default();
+    let bound = queue::Bound {
+        records: usize::MAX,
+        bytes: 3 << 20,
+    };
+    let large = |i: usize| {
+        writer::Job::Record(Box::new(AuditRecord {
+            arguments: Some("x".repeat(1 << 20)),
+            ..record(&format!("t{i}"))
+        }))
+    };
+    assert!(queue.push_record(large(0), bound));
+    assert!(queue.push_record(large(1), bound));
+    assert!(
+        !queue.push_record(large(2), bound),
+        "a third MiB passes 3 MiB"
+    );
+    assert!(queue.push_record(writer::Job::Record(Box::new(record("small"))), bound));
+    let mut batch = Vec::new();
+    queue.take(&mut batch);
+    assert_eq!(batch.len(), 3);
+    assert!(queue.push_record(large(3), bound), "room again once taken");
+}

@@ -28,6 +28,29 @@ pub enum Job {
     Flush(mpsc::Sender<()>),
 }
 
+impl Job {
+    /// What the job holds, in bytes, for the queue's bound: its own size, and the text that
+    /// comes with it from the caller (a tool name, a request id and arguments can be as large
+    /// as a request's body).
+    pub fn weight(&self) -> usize {
+        let text = match self {
+            Job::Call(call) => {
+                call.names.tool().len()
+                    + call.names.request_id().map_or(0, str::len)
+                    + call.arguments.as_deref().map_or(0, str::len)
+            }
+            Job::Record(record) => {
+                std::mem::size_of::<AuditRecord>()
+                    + record.tool.len()
+                    + record.request_id.as_deref().map_or(0, str::len)
+                    + record.arguments.as_deref().map_or(0, str::len)
+            }
+            Job::Flush(_) => 0,
+        };
+        std::mem::size_of::<Job>() + text
+    }
+}
+
 /// Renders `job`'s record (no newline) into `out`; false for a job that is not a record.
 pub fn render(job: &Job, time: &mut TimeFormat, out: &mut Vec<u8>) -> bool {
     match job {

@@ -236,6 +236,8 @@ impl PerClient {
             .and_then(|id| id.to_str().ok())
         {
             Some(id) => {
+                // Idle from the client's `initialize` answered, not from the child's start.
+                child.touch();
                 self.sessions().insert(Arc::from(id), child);
             }
             None => self.end(&child),

@@ -23,8 +23,9 @@ use crate::mcp_client::McpError;
 
 /// The most records one `audit` reply carries.
 const MAX_LINES: u32 = 100_000;
-/// How long `audit` waits for records already made to reach the file before reading it.
-const FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// How long `audit` waits at most for records already made to reach the file before reading
+/// it (the writer answers within its batch window unless the host is starved).
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 pub(super) async fn audit(ctx: &ControlContext, request: AuditRequest) -> HandlerResult {
     let Some(log) = ctx.audit.clone() else {

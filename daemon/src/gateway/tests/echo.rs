@@ -238,13 +238,13 @@ async fn rmcp_client_through_the_gateway() {
         assert_eq!(params.total, Some(3.0));
         arrivals.push(at);
     }
-    for pair in arrivals.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(
-            gap >= interval / 2,
-            "notifications arrived together ({gap:?} apart): buffered somewhere"
-        );
-    }
+    // Over at least half the server's span (two intervals): buffered notifications would
+    // arrive together. Not per gap: one late wake-up of this test shortens the gap after it.
+    let spread = arrivals[2] - arrivals[0];
+    assert!(
+        spread >= interval,
+        "notifications arrived together ({spread:?} from first to last): buffered somewhere"
+    );
     let response = tokio::time::timeout(WAIT, handle.await_response())
         .await
         .unwrap()
