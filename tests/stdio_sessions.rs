@@ -168,6 +168,30 @@ async fn a_new_session_waits_for_the_slot_of_a_child_still_stopping() {
 }
 
 #[tokio::test]
+async fn the_wait_for_a_stopping_childs_slot_ends_at_upstream_wait() {
+    // The ended session's child ignores SIGTERM for its 10-minute stop_timeout: the next
+    // session waits no longer than gateway.upstream_wait for its slot, then gets a 503.
+    let servers = fault_server(
+        "pc",
+        "ignore-term",
+        "    sessions: per-client\n    max_sessions: 1\n    idle_timeout: 10m\n    stop_timeout: 10m\n",
+    );
+    let daemon = GwDaemon::start(&servers, "  upstream_wait: 1s").await;
+    daemon.wait_running(&["pc"]).await;
+    let url = daemon.mcp_url("pc");
+    let first = open_session(&url).await;
+    let first_pid = pid_of(&url, &first).await;
+    assert_eq!(delete(&url, &first).await, 200);
+    let (status, _, body) = post(&url, None, INIT).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_sessions"), "{body}");
+    assert!(
+        !is_dead(first_pid),
+        "the child was stopped within 10 minutes"
+    );
+}
+
+#[tokio::test]
 async fn two_hundred_sessions_opened_and_dropped_leave_no_child_behind() {
     // The idle timeout runs from a child's start, before its session is answered, so each
     // session is used as soon as its own open returns: waiting for all 40 opens first could

@@ -317,6 +317,7 @@ async fn mcp(
         let gateway = &live.config.gateway;
         let options = crate::stdio::Options {
             retry_after_secs: shared.options.retry_after_secs,
+            slot_wait: gateway.limits.upstream_wait,
             answer_timeout: gateway.limits.body_idle_timeout,
             keep_alive: super::conn::sse_keep_alive(gateway.limits.body_idle_timeout),
         };

@@ -35,6 +35,9 @@ pub use per_client::{Launcher, Limits, PerClient};
 pub struct Options {
     /// `Retry-After` of a 503 (a per-client server at `max_sessions`).
     pub retry_after_secs: u64,
+    /// The most a new session of a per-client server waits for a slot that a stopping child
+    /// holds (`gateway.upstream_wait`, the wait at any other upstream cap).
+    pub slot_wait: std::time::Duration,
     /// How long a request answered as JSON waits for the child (`gateway.body_idle_timeout`:
     /// no byte moves meanwhile); then 504, and the request is cancelled at the child.
     pub answer_timeout: std::time::Duration,

@@ -5,8 +5,9 @@
 //! server stops; the child's process group is then stopped (SIGTERM, SIGKILL after
 //! `stop_timeout`) and reaped. At `max_sessions` live children a new session gets 503 with
 //! `Retry-After`, unless one of them is already stopping: then it waits for that slot (at
-//! most `stop_timeout` and a second), so a client that ends a session and opens the next
-//! one is never refused for the child it just let go.
+//! most `stop_timeout` and a second, and no longer than `gateway.upstream_wait`), so a
+//! client that ends a session and opens the next one is not refused for the child it just
+//! let go.
 //!
 //! Children are forked by the supervisor's spawner (own process group, `PR_SET_PDEATHSIG`,
 //! known to the reaper), so none outlives mcpd. Their tasks run on the supervisor's runtime,
@@ -207,7 +208,7 @@ impl PerClient {
                 "this server runs one process per session: send initialize first, then Mcp-Session-Id",
             );
         }
-        let child = match self.open().await {
+        let child = match self.open(options.slot_wait).await {
             Ok(child) => child,
             Err(OpenError::Full(max)) => {
                 let mut response = plain(
@@ -246,9 +247,9 @@ impl PerClient {
     }
 
     /// Starts and initializes a child for a new session, within `max_sessions`.
-    async fn open(self: &Arc<Self>) -> Result<Arc<SessionChild>, OpenError> {
+    async fn open(self: &Arc<Self>, slot_wait: Duration) -> Result<Arc<SessionChild>, OpenError> {
         let limits = self.limits();
-        self.reserve(limits).await?;
+        self.reserve(limits, slot_wait).await?;
         let (started, answer) = oneshot::channel();
         self.runtime.spawn(self.clone().run_child(limits, started));
         answer
@@ -258,8 +259,9 @@ impl PerClient {
     }
 
     /// Takes a slot under `max_sessions`, waiting for one that a stopping child holds.
-    async fn reserve(&self, limits: Limits) -> Result<(), OpenError> {
-        let deadline = Instant::now() + limits.stop_timeout + Duration::from_secs(1);
+    async fn reserve(&self, limits: Limits, slot_wait: Duration) -> Result<(), OpenError> {
+        let longest = (limits.stop_timeout + Duration::from_secs(1)).min(slot_wait);
+        let deadline = Instant::now() + longest;
         loop {
             let freed = self.slot_freed.notified();
             tokio::pin!(freed);
