@@ -24,6 +24,18 @@ fn per_client(max: usize, idle: &str) -> String {
     )
 }
 
+/// A per-client server of one session whose children ignore SIGTERM, so an ended session's
+/// child holds the slot for `stop_timeout`.
+fn one_slot_ignoring_term(stop_timeout: &str) -> String {
+    fault_server(
+        "pc",
+        "ignore-term",
+        &format!(
+            "    sessions: per-client\n    max_sessions: 1\n    idle_timeout: 10m\n    stop_timeout: {stop_timeout}\n"
+        ),
+    )
+}
+
 /// The pid of the child serving `session` (the fixture's echo of "pid").
 async fn pid_of(url: &str, session: &str) -> u32 {
     let (status, _, body) = post(
@@ -138,12 +150,7 @@ async fn each_session_has_its_own_child_and_max_sessions_is_enforced() {
 async fn a_new_session_waits_for_the_slot_of_a_child_still_stopping() {
     // The children ignore SIGTERM, so each ended session holds its slot until the SIGKILL
     // `stop_timeout` later; a session opened meanwhile waits for it instead of a 503.
-    let servers = fault_server(
-        "pc",
-        "ignore-term",
-        "    sessions: per-client\n    max_sessions: 1\n    idle_timeout: 10m\n    stop_timeout: 3s\n",
-    );
-    let daemon = GwDaemon::start(&servers, "").await;
+    let daemon = GwDaemon::start(&one_slot_ignoring_term("3s"), "").await;
     daemon.wait_running(&["pc"]).await;
     let url = daemon.mcp_url("pc");
     let first = open_session(&url).await;
@@ -171,12 +178,7 @@ async fn a_new_session_waits_for_the_slot_of_a_child_still_stopping() {
 async fn the_wait_for_a_stopping_childs_slot_ends_at_upstream_wait() {
     // The ended session's child ignores SIGTERM for its 10-minute stop_timeout: the next
     // session waits no longer than gateway.upstream_wait for its slot, then gets a 503.
-    let servers = fault_server(
-        "pc",
-        "ignore-term",
-        "    sessions: per-client\n    max_sessions: 1\n    idle_timeout: 10m\n    stop_timeout: 10m\n",
-    );
-    let daemon = GwDaemon::start(&servers, "  upstream_wait: 1s").await;
+    let daemon = GwDaemon::start(&one_slot_ignoring_term("10m"), "  upstream_wait: 1s").await;
     daemon.wait_running(&["pc"]).await;
     let url = daemon.mcp_url("pc");
     let first = open_session(&url).await;

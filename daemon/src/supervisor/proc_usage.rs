@@ -235,6 +235,18 @@ mod tests {
     /// A child killed and reaped when dropped, so a failing test leaves nothing running.
     struct Reaped(std::process::Child);
 
+    /// A `sleep` leading a process group of its own, which only this test's passes read.
+    fn sleeping_group() -> Reaped {
+        use std::os::unix::process::CommandExt;
+        Reaped(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .expect("sleep runs"),
+        )
+    }
+
     impl Drop for Reaped {
         fn drop(&mut self) {
             let _ = self.0.kill();
@@ -244,14 +256,7 @@ mod tests {
 
     #[test]
     fn a_process_that_died_is_let_go() {
-        use std::os::unix::process::CommandExt;
-        let mut child = Reaped(
-            std::process::Command::new("sleep")
-                .arg("600")
-                .process_group(0)
-                .spawn()
-                .expect("sleep runs"),
-        );
+        let mut child = sleeping_group();
         let pid = child.0.id();
         let mut kept = KeptStats::default();
         let usage = by_group(&[pid], &mut kept);
@@ -287,14 +292,7 @@ mod tests {
     fn a_kept_file_is_read_again_with_the_same_figures() {
         // A group of one process this test owns: the test binary's own group may hold other
         // processes that come and go between two passes, and take their CPU time with them.
-        use std::os::unix::process::CommandExt;
-        let child = Reaped(
-            std::process::Command::new("sleep")
-                .arg("600")
-                .process_group(0)
-                .spawn()
-                .expect("sleep runs"),
-        );
+        let child = sleeping_group();
         let pid = child.0.id();
         let mut kept = KeptStats::default();
         // Just after its exec the process may not have a resident page yet: wait until it has.
