@@ -39,6 +39,7 @@ ECHO_PORT = 18100  # mcpd's echo (auth off)
 ECHO_AUTH_PORT = 18101  # mcpd's echo (auth on)
 VICTIM_PORT = 18102  # the server killed in the restart benchmark
 ECHO_AUTHZ_PORT = 18103  # mcpd's echo (JWT + per-tool rules)
+ECHO_AUTH_RS_PORT = 18104  # mcpd's echo (auth on) for RS256 tokens: every target its own server
 ECHO_BARE_PORT = 18120  # the all-off daemon's echo
 DIRECT_PORT = 18150  # a bare mcp-echo, the backend of "direct" and nginx
 NGINX_PORT = 18160
@@ -333,6 +334,7 @@ logs:
 
     def check_ports(self, scale):
         ports = [GW_PORT, GW_BARE_PORT, ECHO_PORT, ECHO_AUTH_PORT, VICTIM_PORT, ECHO_AUTHZ_PORT,
+                 ECHO_AUTH_RS_PORT,
                  ECHO_BARE_PORT, DIRECT_PORT, NGINX_PORT, SCALE_GW_PORT, SUP_HTTP_PORT]
         if scale:
             ports += list(range(SCALE_FIRST, SCALE_FIRST + SCALE_COUNT))
@@ -428,6 +430,10 @@ defaults:
     binary: mcp-echo
     port: {ECHO_AUTH_PORT}
     oauth: {{required: true, scopes: [bench]}}
+  echo-auth-rs:
+    binary: mcp-echo
+    port: {ECHO_AUTH_RS_PORT}
+    oauth: {{required: true, scopes: [bench]}}
   echo-authz:
     binary: mcp-echo
     port: {ECHO_AUTHZ_PORT}
@@ -477,7 +483,7 @@ defaults:
             ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp", None, nginx_worker),
             ("mcpd", f"{gw}/echo/mcp", None, daemon.pid),
             ("mcpd+HS256", f"{gw}/echo-auth/mcp", hs, daemon.pid),
-            ("mcpd+RS256", f"{gw}/echo-auth/mcp", rs, daemon.pid),
+            ("mcpd+RS256", f"{gw}/echo-auth-rs/mcp", rs, daemon.pid),
             ("mcpd all off", f"{bare_gw}/echo/mcp", None, bare.pid),
             ("mcpd+authz", f"{gw}/echo-authz/mcp", user, daemon.pid),
         ]
@@ -843,8 +849,10 @@ autorestart=true
           "`oauth.required`, scopes `[user, tools:read, tools:write]` and the per-tool rules "
           "`delete_*: [admin]`, `search: [tools:read, user]`, `*: [tools:write, user]`, "
           "called with an HS256 token of scope `user` (the tool `echo` matches the third "
-          "rule): JWT, per-tool rules and audit on. Every POST body is read and its JSON-RPC "
-          "envelope parsed in all three.")
+          "rule): JWT, per-tool rules and audit on. `mcpd+HS256` and `mcpd+RS256` are the "
+          "first daemon's servers with `oauth.required` (scope `bench`), one each. Every "
+          "mcpd target has a server and an mcp-echo of its own. Every POST body is read and "
+          "its JSON-RPC envelope parsed in all of them.")
         w("- Gateway cases are measured in turns: one load generator run holds every target, "
           "each with its own connections, and only one target's connections send at a time, "
           "for 0.25 s, in rotation (the order reversed every other round) until each target "
