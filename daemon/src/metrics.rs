@@ -33,6 +33,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriterLabel {
+    /// `gateway` (a worker about to sleep) or `thread` (the audit log's own).
+    pub by: &'static str,
+}
+
 /// Every metric the daemon exports. Cheap handles: clones share the same values.
 #[derive(Debug)]
 pub struct Metrics {
@@ -49,6 +55,8 @@ pub struct Metrics {
     pub reload_failures: Counter,
     /// Audit records dropped because the audit log's writer could not keep up.
     pub audit_dropped: Counter,
+    /// Audit batches written, by who wrote them.
+    pub audit_batches: Family<WriterLabel, Counter>,
     /// Each server's handles into the families above, made on its first request.
     servers: RwLock<HashMap<Box<str>, Arc<ServerMetrics>>>,
 }
@@ -93,6 +101,20 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// The audit log's counters, shared with these.
+    pub fn audit_counters(&self) -> crate::audit::AuditCounters {
+        let by = |by| {
+            self.audit_batches
+                .get_or_create(&WriterLabel { by })
+                .clone()
+        };
+        crate::audit::AuditCounters {
+            dropped: self.audit_dropped.clone(),
+            batches_by_gateway: by("gateway"),
+            batches_by_thread: by("thread"),
+        }
+    }
+
     pub fn new(directory: Arc<Directory>) -> Self {
         let mut registry = Registry::with_prefix("mcpd");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -104,6 +126,7 @@ impl Metrics {
         let reloads = Counter::default();
         let reload_failures = Counter::default();
         let audit_dropped = Counter::default();
+        let audit_batches = Family::<WriterLabel, Counter>::default();
         registry.register(
             "gateway_requests",
             "Gateway requests by server and status",
@@ -135,6 +158,11 @@ impl Metrics {
             "Audit records dropped because the audit log writer could not keep up",
             audit_dropped.clone(),
         );
+        registry.register(
+            "audit_batches",
+            "Audit log batches written, by a gateway worker about to sleep or the audit thread",
+            audit_batches.clone(),
+        );
         registry.register_collector(Box::new(ServerCollector { directory }));
         Metrics {
             registry,
@@ -145,6 +173,7 @@ impl Metrics {
             reloads,
             reload_failures,
             audit_dropped,
+            audit_batches,
             servers: RwLock::default(),
         }
     }

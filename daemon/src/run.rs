@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use mcpd_protocol::RESTART_NOTICE;
 
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog};
 use crate::config::{self, Config, ConfigError, DaemonConfig};
 use crate::control::{self, ControlContext, ControlListener, ReloadOutcome, Reloader};
 use crate::gateway::{self, Authenticator, GatewayContext, GatewayOptions};
@@ -89,10 +89,13 @@ pub async fn run(
     let auth = Authenticator::load(&daemon.auth)?;
     // One audit log for the gateway and `mcpctl call` (none with `logs.audit: false`); `logs`
     // needs a restart, and so does it.
-    let audit = daemon
-        .logs
-        .audit
-        .then(|| AuditLog::new(&daemon.logs, metrics.audit_dropped.clone()));
+    let audit = daemon.logs.audit.then(|| {
+        AuditLog::with_options(
+            &daemon.logs,
+            metrics.audit_counters(),
+            audit::Options::default(),
+        )
+    });
     let gateway_ctx = GatewayContext::from_parts(
         directory.clone(),
         daemon.clone(),

@@ -1,12 +1,14 @@
 //! The audit log: one JSON line per `tools/call`, through the gateway or `mcpctl call`,
 //! allowed or denied, in `<logs.dir>/audit.log` (rotated like server logs, mode 0640).
 //!
-//! Recording never blocks a request: records go through the bounded queue of a writer thread
-//! of their own (not the server logs' one, so a chatty server cannot crowd them out); a full
-//! queue drops the record and counts it (`mcpd_audit_dropped_total`). The request path only
-//! queues what it knows ([`CallEntry`]: shared config and claims, the time as a `SystemTime`);
-//! the writer renders each record's JSON line into its file buffer and hands it to followers
-//! (`mcpctl audit -f`) as it is written.
+//! Recording never blocks a request: records go into a bounded queue of their own (not the
+//! server logs' one, so a chatty server cannot crowd them out); a full queue drops the record
+//! and counts it (`mcpd_audit_dropped_total`). The request path only queues what it knows
+//! ([`CallEntry`]: shared config and claims, the time as a `SystemTime`). A gateway worker
+//! about to sleep writes the queue once it holds a batch ([`AuditLog::on_worker_park`]); the
+//! audit thread writes what no worker did within its window, flushes, and takes over while a
+//! worker's write was slow. Either renders each record's JSON line into the file buffer and
+//! hands it to followers (`mcpctl audit -f`) as it is written.
 
 mod entry;
 mod queue;
@@ -31,13 +33,15 @@ pub use reader::{AuditFilter, read_backlog};
 use crate::config::AUDIT_LOG_NAME;
 use crate::config::LogsConfig;
 use crate::supervisor::logs::Files;
-use queue::{Bound, Queue};
-use writer::{Job, Writer};
+use entry::TimeFormat;
+use queue::Bound;
+use writer::{Job, Output, Writer};
+pub use writer::{Options, WORKER_BATCH};
 
 /// Records queued for `mcpctl audit -f` followers before a slow one lags.
 const FOLLOW_QUEUE: usize = 1024;
-/// What may wait for the writer before records get dropped: 16 Ki records (taken every 50 ms,
-/// [`writer::WINDOW`], that is over 320 000 records a second), and 64 MiB of them (a record
+/// What may wait for a writer before records get dropped: 16 Ki records (taken every 50 ms at
+/// least, [`writer::WINDOW`], that is over 320 000 records a second), and 64 MiB of them (a record
 /// with its arguments is as large as the call's body, up to `gateway.max_body`). The queue
 /// takes memory only for what it holds.
 const QUEUE: Bound = Bound {
@@ -45,10 +49,20 @@ const QUEUE: Bound = Bound {
     bytes: 64 << 20,
 };
 
+/// The audit log's metrics (`/metrics`); clones share their values.
+#[derive(Debug, Clone, Default)]
+pub struct AuditCounters {
+    /// Records dropped: the queue was full.
+    pub dropped: Counter,
+    /// Batches written by a gateway worker about to sleep, and by the audit thread.
+    pub batches_by_gateway: Counter,
+    pub batches_by_thread: Counter,
+}
+
 #[derive(Debug)]
 pub struct AuditLog {
-    /// The writer thread's queue; `None` when the thread could not start.
-    jobs: Option<Arc<Queue>>,
+    /// The queue and the file; `None` when the writer thread could not start.
+    output: Option<Arc<Output>>,
     followers: broadcast::Sender<Arc<str>>,
     /// Disconnected when the writer thread has written everything and stopped.
     finished: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
@@ -61,51 +75,73 @@ impl AuditLog {
     /// Starts the writer for `<config.dir>/audit.log`. Without a writer (the thread could not
     /// start) records still reach followers, and each is counted as dropped.
     pub fn new(config: &LogsConfig, dropped_metric: Counter) -> Arc<Self> {
+        let counters = AuditCounters {
+            dropped: dropped_metric,
+            ..AuditCounters::default()
+        };
+        Self::with_options(config, counters, Options::default())
+    }
+
+    /// [`AuditLog::new`], counting in `counters`, with the batch window and the slow-write
+    /// bound given.
+    pub fn with_options(
+        config: &LogsConfig,
+        counters: AuditCounters,
+        options: Options,
+    ) -> Arc<Self> {
         let followers = broadcast::Sender::new(FOLLOW_QUEUE);
-        let jobs = Arc::new(Queue::default());
-        let writer = Writer {
+        let mut writer = Writer {
             files: Files::new(config),
             name: Arc::from(AUDIT_LOG_NAME),
             followers: followers.clone(),
+            time: TimeFormat::default(),
+            batch: Vec::new(),
+            flushed: Vec::new(),
         };
-        let queue = jobs.clone();
+        writer.open();
+        let output = Arc::new(Output::new(
+            writer,
+            options,
+            [counters.batches_by_gateway, counters.batches_by_thread],
+        ));
+        let thread_output = output.clone();
         let (finishing, finished) = mpsc::channel::<()>();
         let started = std::thread::Builder::new()
             .name("mcpd-audit".into())
             .spawn(move || {
-                writer.run(&queue);
+                thread_output.run();
                 drop(finishing);
             });
-        let jobs = match started {
-            Ok(_) => Some(jobs),
+        let output = match started {
+            Ok(_) => Some(output),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the audit log writer; audit records are not written");
                 None
             }
         };
         Arc::new(AuditLog {
-            jobs,
+            output,
             followers,
             finished: std::sync::Mutex::new(Some(finished)),
             dropped: AtomicU64::new(0),
-            dropped_metric,
+            dropped_metric: counters.dropped,
             config: config.clone(),
         })
     }
 
-    /// Queues `record`; never waits. Rendered on the writer thread.
+    /// Queues `record`; never waits, and renders nothing on the caller's thread.
     pub fn record(&self, record: &AuditRecord) {
         self.queue(Job::Record(Box::new(record.clone())));
     }
 
-    /// Queues a gateway call's record; never waits, and formats nothing on the caller's
-    /// thread: the writer renders it.
+    /// Queues a gateway call's record; never waits, and formats nothing here: it is rendered
+    /// when its batch is written.
     pub fn record_call(&self, call: CallEntry) {
         self.queue(Job::Call(call));
     }
 
     fn queue(&self, job: Job) {
-        let Some(jobs) = &self.jobs else {
+        let Some(output) = &self.output else {
             // No writer: followers still get the record.
             if self.followers.receiver_count() > 0 {
                 let mut line = Vec::new();
@@ -117,7 +153,7 @@ impl AuditLog {
             self.drop_one();
             return;
         };
-        if !jobs.push_record(job, QUEUE) {
+        if !output.queue.push_record(job, QUEUE) {
             self.drop_one();
         }
     }
@@ -125,6 +161,21 @@ impl AuditLog {
     fn drop_one(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         self.dropped_metric.inc();
+    }
+
+    /// For a gateway worker about to sleep: writes the queued records once they make a batch
+    /// (see [`Output::write_on_park`]). Cheap when there is nothing to write: one atomic load.
+    pub fn on_worker_park(&self) {
+        if let Some(output) = &self.output {
+            output.write_on_park();
+        }
+    }
+
+    /// Batches written so far by gateway workers and by the writer thread.
+    pub fn batches_written(&self) -> (u64, u64) {
+        self.output
+            .as_ref()
+            .map_or((0, 0), |output| output.batches())
     }
 
     /// Records dropped since start.
@@ -139,11 +190,11 @@ impl AuditLog {
     /// Waits (at most `timeout`) until every record queued so far is written (and sent to
     /// followers).
     pub async fn flush(&self, timeout: std::time::Duration) {
-        let Some(jobs) = &self.jobs else {
+        let Some(output) = &self.output else {
             return;
         };
         let (done, wait) = mpsc::channel();
-        if !jobs.push(Job::Flush(done)) {
+        if !output.queue.push(Job::Flush(done)) {
             return;
         }
         let _ = tokio::task::spawn_blocking(move || wait.recv_timeout(timeout)).await;
@@ -152,10 +203,10 @@ impl AuditLog {
     /// Takes no more records, and waits (at most `timeout`) until the writer has written
     /// every one queued and stopped: the daemon's last step, so none is lost on the way out.
     pub async fn close(&self, timeout: std::time::Duration) {
-        let Some(jobs) = &self.jobs else {
+        let Some(output) = &self.output else {
             return;
         };
-        jobs.close();
+        output.queue.close();
         let finished = self
             .finished
             .lock()
@@ -174,8 +225,8 @@ impl AuditLog {
 impl Drop for AuditLog {
     /// The writer writes what is queued and stops.
     fn drop(&mut self) {
-        if let Some(jobs) = &self.jobs {
-            jobs.close();
+        if let Some(output) = &self.output {
+            output.queue.close();
         }
     }
 }

@@ -1,19 +1,22 @@
-//! The audit writer's queue: a vector behind a mutex, taken whole by the writer once per
-//! batch, and a condition variable that wakes the writer only when the first job of a batch
-//! arrives, or a flush, a full batch or the end cuts its batch window short.
+//! The audit log's queue: a vector behind a mutex, taken whole by whoever writes a batch (a
+//! gateway worker about to sleep, or the writer thread), and a condition variable that wakes
+//! the writer thread only when it sleeps with nothing queued, or a flush, a full batch or the
+//! end needs it at once.
 //!
 //! Cheaper per record than a channel: queueing is one uncontended lock and a push into a
-//! vector whose capacity is kept between batches (the writer swaps in its emptied one), and
-//! at most two wake-ups per batch instead of a channel's per-message bookkeeping.
+//! vector whose capacity is kept between batches (the taker swaps in its emptied one), and
+//! the writer thread is woken at most once per batch window, not per batch: while it waits
+//! out a window it is not woken for the batches gateway workers take meanwhile.
 //!
-//! A batch is taken as soon as it holds [`BATCH`] records: on a busy gateway the window
-//! alone would gather a thousand or more, and the vector, the records and the file buffer
-//! they are rendered into would grow with the gateway's rate; capped, they stay small and
-//! are reused while still in the CPU's caches (bench/BENCH.md, "the audit batch kept
-//! small": no effect on throughput this machine could show).
+//! A batch is due for the writer thread once its first record is a window old, or it holds
+//! [`BATCH`] records: on a busy gateway whose workers never sleep the window alone would
+//! gather a thousand or more, and the vector, the records and the file buffer they are
+//! rendered into would grow with the gateway's rate; capped, they stay small and are reused
+//! while still in the CPU's caches.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::writer::Job;
 
@@ -32,6 +35,9 @@ pub struct Bound {
 pub struct Queue {
     state: Mutex<State>,
     ready: Condvar,
+    /// `State::records`, readable without the lock: a gateway worker about to sleep checks
+    /// it on every park.
+    queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -45,6 +51,11 @@ struct State {
     closed: bool,
     /// A flush is queued: someone waits for the batch, which should not wait out its window.
     urgent: bool,
+    /// When the first job of `jobs` was queued.
+    first_at: Option<Instant>,
+    /// The writer thread sleeps until a job is queued (not a batch window): the next job
+    /// wakes it.
+    idle: bool,
 }
 
 impl Queue {
@@ -64,8 +75,8 @@ impl Queue {
         self.enqueue(job, None)
     }
 
-    /// Queues `job` (a record when `record_bound` is given); only a batch's first job, a
-    /// flush, or the record that fills the batch wakes the writer.
+    /// Queues `job` (a record when `record_bound` is given); wakes the writer thread only
+    /// when it sleeps with nothing queued, or for a flush or the record that fills the batch.
     fn enqueue(&self, job: Job, record_bound: Option<Bound>) -> bool {
         let weight = job.weight();
         let mut state = self.lock();
@@ -78,10 +89,15 @@ impl Queue {
         if record_bound.is_some() {
             state.records += 1;
             state.bytes += weight;
+            self.queued.store(state.records, Ordering::Relaxed);
         } else {
             state.urgent = true;
         }
-        let wake = state.jobs.is_empty() || record_bound.is_none() || state.records == BATCH;
+        if state.jobs.is_empty() {
+            state.first_at = Some(Instant::now());
+        }
+        let wake = state.idle || record_bound.is_none() || state.records == BATCH;
+        state.idle = false;
         state.jobs.push(job);
         drop(state);
         if wake {
@@ -90,29 +106,42 @@ impl Queue {
         true
     }
 
-    /// Lets jobs gather for `window` after a batch's first one; returns sooner once a flush
-    /// is queued, the batch is full, or the queue is closed (a stopping daemon does not wait
-    /// out the window).
-    pub fn gather(&self, window: Duration) {
-        let state = self.lock();
-        let _ = self
-            .ready
-            .wait_timeout_while(state, window, |state| {
-                !state.urgent && !state.closed && state.records < BATCH
-            })
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Records queued, read without the lock (it may be a moment old).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
-    /// Waits until a job is queued; false once the queue is closed and empty.
-    pub fn wait(&self) -> bool {
+    /// Waits until what is queued is due for the writer thread: its first job is `window`
+    /// old, or a flush is queued, the batch is full, or the queue is closed (a stopping daemon
+    /// does not wait out the window). A batch taken by someone else meanwhile restarts the
+    /// wait. False once the queue is closed and empty.
+    pub fn wait_due(&self, window: Duration) -> bool {
         let mut state = self.lock();
-        while state.jobs.is_empty() && !state.closed {
+        loop {
+            let Some(first_at) = state.first_at else {
+                if state.closed {
+                    return false;
+                }
+                state.idle = true;
+                state = self
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.idle = false;
+                continue;
+            };
+            if state.urgent || state.closed || state.records >= BATCH {
+                return true;
+            }
+            let Some(left) = (first_at + window).checked_duration_since(Instant::now()) else {
+                return true;
+            };
             state = self
                 .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        !state.jobs.is_empty()
     }
 
     /// Takes every queued job into `into` (which must be empty; its capacity is kept for the
@@ -123,6 +152,8 @@ impl Queue {
         state.records = 0;
         state.bytes = 0;
         state.urgent = false;
+        state.first_at = None;
+        self.queued.store(0, Ordering::Relaxed);
     }
 
     /// No more jobs: the writer stops once it has written what is queued.
@@ -170,7 +201,7 @@ mod tests {
         assert!(!queue.push_record(flush(), records(2)));
         assert!(queue.push(flush()));
         let mut batch = Vec::new();
-        assert!(queue.wait());
+        assert!(queue.wait_due(Duration::ZERO));
         queue.take(&mut batch);
         assert_eq!(batch.len(), 3);
         batch.clear();
@@ -180,19 +211,19 @@ mod tests {
         );
         queue.close();
         assert!(
-            queue.wait(),
+            queue.wait_due(Duration::ZERO),
             "what was queued before closing is still written"
         );
         queue.take(&mut batch);
         assert_eq!(batch.len(), 1);
-        assert!(!queue.wait());
+        assert!(!queue.wait_due(Duration::ZERO));
         assert!(!queue.push(flush()));
     }
 
     #[test]
     fn a_flush_a_full_batch_or_the_end_cuts_the_batch_window_short() {
         let queue = std::sync::Arc::new(Queue::default());
-        // A window no test would wait out: `gather` must return because of the job.
+        // A window no test would wait out: `wait_due` must return because of the job.
         let window = Duration::from_secs(24 * 3600);
         for end in [
             &(|queue: &Queue| assert!(queue.push(flush()))) as &dyn Fn(&Queue),
@@ -209,13 +240,13 @@ mod tests {
             let gatherer = {
                 let queue = queue.clone();
                 std::thread::spawn(move || {
-                    queue.gather(window);
+                    assert!(queue.wait_due(window));
                     done.send(()).unwrap();
                 })
             };
             end(&queue);
             returned.recv_timeout(Duration::from_secs(60)).expect(
-                "gather returned once a flush was queued, the batch filled or the queue closed",
+                "the batch was due once a flush was queued, the batch filled or the queue closed",
             );
             gatherer.join().unwrap();
             let mut batch = Vec::new();
@@ -231,7 +262,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut taken = 0;
                 let mut batch = Vec::new();
-                while queue.wait() {
+                while queue.wait_due(Duration::ZERO) {
                     queue.take(&mut batch);
                     taken += batch.len();
                     batch.clear();
@@ -244,5 +275,31 @@ mod tests {
         }
         queue.close();
         assert_eq!(writer.join().unwrap(), 100);
+    }
+
+    #[test]
+    fn a_batch_taken_by_a_worker_meanwhile_is_not_due_for_the_writer_thread() {
+        let queue = std::sync::Arc::new(Queue::default());
+        assert!(queue.push_record(flush(), UNBOUNDED));
+        assert_eq!(queue.queued(), 1);
+        let writer = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                let due = queue.wait_due(Duration::from_secs(24 * 3600));
+                let mut batch = Vec::new();
+                queue.take(&mut batch);
+                (due, batch.len())
+            })
+        };
+        // A worker takes the batch while the writer waits out its window.
+        let mut batch = Vec::new();
+        queue.take(&mut batch);
+        assert_eq!((batch.len(), queue.queued()), (1, 0));
+        queue.close();
+        assert_eq!(
+            writer.join().unwrap(),
+            (false, 0),
+            "the writer found nothing to write, and stopped"
+        );
     }
 }

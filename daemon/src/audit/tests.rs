@@ -148,3 +148,133 @@ fn the_queue_bounds_the_bytes_of_records_with_large_arguments() {
     assert_eq!(batch.len(), 3);
     assert!(queue.push_record(large(3), bound), "room again once taken");
 }
+
+/// A log whose thread writes only for a flush or at the end, and whose workers' writes are
+/// slow from `slow_write` on.
+fn log_for_workers(dir: &std::path::Path, slow_write: Duration) -> Arc<AuditLog> {
+    let options = Options {
+        window: Duration::from_secs(24 * 3600),
+        slow_write,
+    };
+    AuditLog::with_options(
+        &logs(dir, Rotation::Never),
+        AuditCounters::default(),
+        options,
+    )
+}
+
+fn lines_written(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("logs/audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn record_batch(log: &AuditLog, records: usize) {
+    for i in 0..records {
+        log.record(&record(&format!("t{i}")));
+    }
+}
+
+#[tokio::test]
+async fn a_worker_about_to_sleep_writes_a_batch_itself_and_leaves_less_to_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_for_workers(dir.path(), Duration::from_secs(3600));
+    record_batch(&log, writer::WORKER_BATCH - 1);
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (0, 0), "less than a batch waits");
+    assert_eq!(lines_written(dir.path()), 0);
+
+    log.record(&record("last"));
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (1, 0));
+    assert_eq!(
+        lines_written(dir.path()),
+        writer::WORKER_BATCH,
+        "written before the worker sleeps"
+    );
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (1, 0), "nothing left to write");
+
+    log.record(&record("alone"));
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!(
+        log.batches_written(),
+        (1, 1),
+        "the thread wrote what was left"
+    );
+    let written = std::fs::read_to_string(dir.path().join("logs/audit.log")).unwrap();
+    let tools: Vec<String> = written
+        .lines()
+        .map(|line| serde_json::from_str::<AuditRecord>(line).unwrap().tool)
+        .collect();
+    let mut expected: Vec<String> = (0..writer::WORKER_BATCH - 1)
+        .map(|i| format!("t{i}"))
+        .collect();
+    expected.extend(["last".to_string(), "alone".to_string()]);
+    assert_eq!(tools, expected, "every record, in the order made");
+}
+
+#[tokio::test]
+async fn a_slow_worker_write_leaves_writing_to_the_thread_until_one_of_its_is_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every write is slow.
+    let log = log_for_workers(dir.path(), Duration::ZERO);
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (1, 0));
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (1, 0), "workers no longer write");
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!(log.batches_written(), (1, 1));
+    assert_eq!(lines_written(dir.path()), 2 * writer::WORKER_BATCH);
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    assert_eq!(
+        log.batches_written(),
+        (1, 1),
+        "the thread's write was slow too"
+    );
+    log.close(Duration::from_secs(60)).await;
+    assert_eq!(lines_written(dir.path()), 3 * writer::WORKER_BATCH);
+
+    // No write is slow: once the thread has written, workers write again.
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_for_workers(dir.path(), Duration::from_secs(3600));
+    log.output.as_ref().unwrap().pause_workers();
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    assert_eq!(log.batches_written(), (0, 0), "paused");
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!(log.batches_written(), (0, 1));
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    assert_eq!(
+        log.batches_written(),
+        (1, 1),
+        "a fast write resumed the workers"
+    );
+    assert_eq!(lines_written(dir.path()), 2 * writer::WORKER_BATCH);
+}
+
+#[tokio::test]
+async fn records_no_worker_writes_reach_the_file_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::with_options(
+        &logs(dir.path(), Rotation::Never),
+        AuditCounters::default(),
+        Options {
+            window: Duration::from_millis(1),
+            slow_write: writer::SLOW_WRITE,
+        },
+    );
+    let mut follower = log.subscribe();
+    log.record(&record("quiet"));
+    // No flush and no worker: the thread writes it once its window is over.
+    let seen: AuditRecord = serde_json::from_str(&follower.recv().await.unwrap()).unwrap();
+    assert_eq!(seen.tool, "quiet");
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!(lines_written(dir.path()), 1);
+    assert_eq!(log.batches_written().0, 0, "no worker wrote");
+}

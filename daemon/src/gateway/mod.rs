@@ -255,15 +255,18 @@ pub async fn serve_workers(
         std::thread::Builder::new()
             .name(format!("mcpd-gateway-{index}"))
             .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|runtime| {
-                        runtime.block_on(async move {
-                            let listener = TcpListener::from_std(listener)?;
-                            serve_worker(listener, ctx, shutdown, &accept_errors, shared).await
-                        })
-                    });
+                let mut runtime = tokio::runtime::Builder::new_current_thread();
+                runtime.enable_all();
+                // The worker writes the audit log's batches when it has nothing else to do.
+                if let Some(audit) = ctx.audit().cloned() {
+                    runtime.on_thread_park(move || audit.on_worker_park());
+                }
+                let result = runtime.build().and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve_worker(listener, ctx, shutdown, &accept_errors, shared).await
+                    })
+                });
                 let _ = tx.send(result);
             })?;
         done.push(rx);

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod allocations;
+mod audit_on_park;
 mod auth;
 mod echo;
 mod fuzz;
