@@ -165,9 +165,21 @@ impl AuditLog {
 
     /// For a gateway worker about to sleep: writes the queued records once they make a batch
     /// (see [`Output::write_on_park`]). Cheap when there is nothing to write: one atomic load.
+    ///
+    /// A panic while writing (none is known) must not take the gateway worker with it: it
+    /// is caught, and workers leave writing to the audit thread from then on (the writer's
+    /// lock is poisoned, and a worker only ever tries a clean one).
     pub fn on_worker_park(&self) {
         if let Some(output) = &self.output {
-            output.write_on_park();
+            let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                output.write_on_park();
+            }));
+            if wrote.is_err() {
+                output.pause_workers();
+                tracing::error!(
+                    "writing the audit log on a gateway worker panicked; the audit thread writes from now on"
+                );
+            }
         }
     }
 

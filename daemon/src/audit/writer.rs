@@ -186,7 +186,7 @@ impl Output {
         self.workers_paused.load(Ordering::Relaxed)
     }
 
-    #[cfg(test)]
+    /// Leaves writing to the thread until one of its writes is fast.
     pub fn pause_workers(&self) {
         self.workers_paused.store(true, Ordering::Relaxed);
     }
