@@ -17,10 +17,9 @@ use super::queue::Queue;
 use crate::supervisor::logs::Files;
 
 /// How long the writer thread lets records accumulate after the first one arrives: the most a
-/// record waits for the file and `mcpctl audit -f` when no gateway worker writes it. Longer than the server logs' window (20 ms): the
-/// writer's cost per batch (its wake-up, the cold code and records it touches, the `write`)
-/// is then spread over more records when the gateway is not busy (at one connection, ~200
-/// records a batch instead of ~80).
+/// record waits for the file and `mcpctl audit -f` when no gateway worker writes it. Longer
+/// than the server logs' window (20 ms): the thread's cost per batch (its wake-up, the cold
+/// code and records it touches, the `write`) is then spread over more records.
 pub const WINDOW: Duration = Duration::from_millis(50);
 
 /// What the writer is asked to do.
@@ -96,9 +95,10 @@ pub const SLOW_WRITE: Duration = Duration::from_millis(5);
 /// due. One writer at a time, taking the whole queue, so records are written in the order
 /// they were queued.
 ///
-/// Why workers write: with the writer thread alone, its batches cost a busy gateway ~3% of
-/// its calls at 64 connections on a CPU it shares with the writer (bench/BENCH.md, "audit
-/// batches written by the gateway threads"), though the work is the same; on the worker it
+/// Why workers write: with the writer thread alone, its batches cost a busy gateway ~2-4% of
+/// its calls at 64 connections on a CPU it shares with the writer, though the work is the
+/// same (bench/BENCH.md, "The audit log at 64 connections: the gateway thread runs longer, in
+/// user code", and "The audit log written by idle gateway workers, built"); on the worker it
 /// is done in time the worker would sleep, while its caches hold the records.
 pub struct Output {
     pub queue: Queue,
