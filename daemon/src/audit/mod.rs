@@ -18,7 +18,6 @@ mod tests;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::SystemTime;
 
@@ -52,7 +51,7 @@ const QUEUE: Bound = Bound {
 /// The audit log's metrics (`/metrics`); clones share their values.
 #[derive(Debug, Clone, Default)]
 pub struct AuditCounters {
-    /// Records dropped: the queue was full.
+    /// Records dropped: the queue was full, or the file did not take them.
     pub dropped: Counter,
     /// Batches written by a gateway worker about to sleep, and by the audit thread.
     pub batches_by_gateway: Counter,
@@ -66,8 +65,8 @@ pub struct AuditLog {
     followers: broadcast::Sender<Arc<str>>,
     /// Disconnected when the writer thread has written everything and stopped.
     finished: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
-    dropped: AtomicU64,
-    dropped_metric: Counter,
+    /// Records dropped (`mcpd_audit_dropped_total`), by the queue or by the writer.
+    dropped: Counter,
     config: LogsConfig,
 }
 
@@ -103,6 +102,7 @@ impl AuditLog {
             writer,
             options,
             [counters.batches_by_gateway, counters.batches_by_thread],
+            counters.dropped.clone(),
         ));
         let thread_output = output.clone();
         let (finishing, finished) = mpsc::channel::<()>();
@@ -123,8 +123,7 @@ impl AuditLog {
             output,
             followers,
             finished: std::sync::Mutex::new(Some(finished)),
-            dropped: AtomicU64::new(0),
-            dropped_metric: counters.dropped,
+            dropped: counters.dropped,
             config: config.clone(),
         })
     }
@@ -159,8 +158,7 @@ impl AuditLog {
     }
 
     fn drop_one(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.dropped_metric.inc();
+        self.dropped.inc();
     }
 
     /// For a gateway worker about to sleep: writes the queued records once they make a batch
@@ -192,7 +190,7 @@ impl AuditLog {
 
     /// Records dropped since start.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped.get()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {

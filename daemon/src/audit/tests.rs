@@ -278,3 +278,21 @@ async fn records_no_worker_writes_reach_the_file_within_the_window() {
     assert_eq!(lines_written(dir.path()), 1);
     assert_eq!(log.batches_written().0, 0, "no worker wrote");
 }
+
+#[tokio::test]
+async fn records_the_file_does_not_take_are_counted_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = logs(dir.path(), Rotation::Never);
+    // A directory where the file should be: it can be neither created nor written.
+    std::fs::create_dir_all(config.dir.join("audit.log")).unwrap();
+    let dropped = Counter::default();
+    let log = AuditLog::new(&config, dropped.clone());
+    record_batch(&log, 3);
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!((log.dropped(), dropped.get()), (3, 3));
+    // Every later batch too, whoever writes it.
+    record_batch(&log, writer::WORKER_BATCH);
+    log.on_worker_park();
+    log.flush(Duration::from_secs(60)).await;
+    assert_eq!(log.dropped(), 3 + writer::WORKER_BATCH as u64);
+}

@@ -109,14 +109,18 @@ pub struct Output {
     /// Batches written by gateway workers and by the thread (`/metrics`).
     worker_batches: Counter,
     thread_batches: Counter,
+    /// Records dropped (`mcpd_audit_dropped_total`): here, those the file did not take.
+    dropped: Counter,
 }
 
 impl Output {
-    /// Writes with `writer`, counting batches in `[by workers, by the thread]`.
+    /// Writes with `writer`, counting batches in `[by workers, by the thread]`, and records
+    /// the file did not take in `dropped`.
     pub fn new(
         writer: Writer,
         options: Options,
         [worker_batches, thread_batches]: [Counter; 2],
+        dropped: Counter,
     ) -> Self {
         Output {
             queue: Queue::default(),
@@ -125,6 +129,7 @@ impl Output {
             workers_paused: AtomicBool::new(false),
             worker_batches,
             thread_batches,
+            dropped,
         }
     }
 
@@ -139,7 +144,7 @@ impl Output {
         while self.queue.wait_due(self.options.window) {
             let mut writer = self.lock();
             let started = Instant::now();
-            if writer.write_queued(&self.queue) {
+            if writer.write_queued(&self.queue, &self.dropped) {
                 self.thread_batches.inc();
                 if started.elapsed() < self.options.slow_write {
                     self.workers_paused.store(false, Ordering::Relaxed);
@@ -162,7 +167,7 @@ impl Output {
             return;
         };
         let started = Instant::now();
-        if writer.write_queued(&self.queue) {
+        if writer.write_queued(&self.queue, &self.dropped) {
             self.worker_batches.inc();
             let took = started.elapsed();
             if took >= self.options.slow_write {
@@ -232,8 +237,9 @@ impl Writer {
     }
 
     /// Takes the whole queue and writes it with one `write`; false when it was empty. Flushes
-    /// asked for in the batch are answered after it (see [`answer`]).
-    fn write_queued(&mut self, queue: &Queue) -> bool {
+    /// asked for in the batch are answered after it (see [`answer`]). Records the file did
+    /// not take (it could not be opened or written) are counted in `dropped`.
+    fn write_queued(&mut self, queue: &Queue, dropped: &Counter) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
         queue.take(&mut batch);
         if batch.is_empty() {
@@ -243,12 +249,14 @@ impl Writer {
         // Every record of the batch was queued before this: dated from one reading.
         self.time.read_clocks();
         let out = self.files.pending(&self.name);
+        let mut records = 0;
         for job in batch.drain(..) {
             if let Job::Flush(done) = job {
                 // Written with the batch, which holds every record queued before it.
                 self.flushed.push(done);
                 continue;
             }
+            records += 1;
             let start = out.len();
             render(&job, &mut self.time, out);
             if self.followers.receiver_count() > 0
@@ -260,7 +268,9 @@ impl Writer {
             // `job` (its shared config and claims) is released here, off the request path.
         }
         self.batch = batch;
-        self.files.write_pending();
+        if !self.files.write_pending() {
+            dropped.inc_by(records);
+        }
         true
     }
 }

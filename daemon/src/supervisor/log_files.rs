@@ -62,8 +62,8 @@ impl RollingFiles {
         let works = match log_mode::open_file(&path) {
             Ok(_) => true,
             Err(err) => {
-                tracing::error!(server = %name, file = %path.display(), error = %err,
-                    "cannot open the server's log file; its logs are kept in memory only");
+                tracing::error!(log = %name, file = %path.display(), error = %err,
+                    "cannot open this log file; no lines are written to it (a server's logs stay in memory, audit records are counted as dropped)");
                 false
             }
         };
@@ -81,10 +81,11 @@ impl RollingFiles {
         }
     }
 
-    /// Appends `bytes` to `name`'s file of the current period.
-    pub fn write(&mut self, name: &Arc<str>, bytes: &[u8]) {
+    /// Appends `bytes` to `name`'s file of the current period; false when they were not
+    /// written (the file could not be opened or written, now or before).
+    pub fn write(&mut self, name: &Arc<str>, bytes: &[u8]) -> bool {
         if self.names.get(name) != Some(&true) {
-            return;
+            return false;
         }
         let at = match self.open.iter().position(|(open, _)| open == name) {
             Some(at) => at,
@@ -98,19 +99,24 @@ impl RollingFiles {
                         self.open.push_back((name.clone(), file));
                         self.open.len() - 1
                     }
-                    Err(err) => return self.failed(name, &err),
+                    Err(err) => {
+                        self.failed(name, &err);
+                        return false;
+                    }
                 }
             }
         };
         if let Err(err) = self.open[at].1.write_all(bytes) {
             self.open.remove(at);
             self.failed(name, &err);
+            return false;
         }
+        true
     }
 
     fn failed(&mut self, name: &Arc<str>, err: &std::io::Error) {
-        tracing::error!(server = %name, error = %err,
-            "cannot write the server's log file; its logs are kept in memory only");
+        tracing::error!(log = %name, error = %err,
+            "cannot write this log file; no more lines are written to it (a server's logs stay in memory, audit records are counted as dropped)");
         self.names.insert(name.clone(), false);
     }
 

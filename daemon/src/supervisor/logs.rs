@@ -175,21 +175,25 @@ impl Files {
     }
 
     /// One `write` per file for the lines of the batch, then the pruning of old files of
-    /// servers started or rolled over since the last batch.
-    pub(crate) fn write_pending(&mut self) {
-        self.write_lines();
+    /// servers started or rolled over since the last batch. False when some lines could not
+    /// be written (their file failed, now or before).
+    pub(crate) fn write_pending(&mut self) -> bool {
+        let written = self.write_lines();
         self.files.prune();
+        written
     }
 
-    fn write_lines(&mut self) {
+    fn write_lines(&mut self) -> bool {
+        let mut written = true;
         if !self.pending.is_empty() {
             self.files.roll(SystemTime::now());
             for (name, bytes) in self.pending.drain() {
                 if !bytes.is_empty() {
-                    self.files.write(&name, &bytes);
+                    written &= self.files.write(&name, &bytes);
                 }
             }
         }
+        written
     }
 }
 
