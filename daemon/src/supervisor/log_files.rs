@@ -14,13 +14,17 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::log_mode;
 use crate::config::Rotation;
 
 /// Log files held open at once; a write to another server's file closes the oldest.
 pub const MAX_OPEN: usize = 64;
+
+/// How long a file that could not be opened or written is left alone before the next write
+/// to it tries again (a full disk that was cleared, a permission that was fixed).
+pub const RETRY: Duration = Duration::from_secs(30);
 
 /// The writer thread's files.
 pub(super) struct RollingFiles {
@@ -31,8 +35,11 @@ pub(super) struct RollingFiles {
     period: String,
     /// Whether the directory exists (`None`: not tried yet).
     dir_ready: Option<bool>,
-    /// Every server with a file here, and whether writing to it still works.
-    names: HashMap<Arc<str>, bool>,
+    /// Every server with a file here, and, for a file that could not be opened or written,
+    /// when it is tried again.
+    names: HashMap<Arc<str>, Option<Instant>>,
+    /// How long a failed file is left alone ([`RETRY`]).
+    retry: Duration,
     /// Servers whose files of older periods were not pruned yet.
     unpruned: Vec<Arc<str>>,
     /// Open files, oldest first.
@@ -48,6 +55,7 @@ impl RollingFiles {
             period: log_mode::period(rotation, SystemTime::now()),
             dir_ready: None,
             names: HashMap::new(),
+            retry: RETRY,
             unpruned: Vec::new(),
             open: VecDeque::new(),
         }
@@ -59,16 +67,16 @@ impl RollingFiles {
             return;
         }
         let path = log_mode::file_path(&self.dir, &name, &self.period);
-        let works = match log_mode::open_file(&path) {
-            Ok(_) => true,
+        let retry_at = match log_mode::open_file(&path) {
+            Ok(_) => None,
             Err(err) => {
                 tracing::error!(log = %name, file = %path.display(), error = %err,
-                    "cannot open this log file; no lines are written to it (a server's logs stay in memory, audit records are counted as dropped)");
-                false
+                    "cannot open this log file; its lines are not written until it works (a server's logs stay in memory, audit records are counted as dropped)");
+                Some(Instant::now() + self.retry)
             }
         };
         self.unpruned.push(name.clone());
-        self.names.insert(name, works);
+        self.names.insert(name, retry_at);
     }
 
     /// Moves to the period `now` falls in; the next write to each server opens its new file.
@@ -84,9 +92,12 @@ impl RollingFiles {
     /// Appends `bytes` to `name`'s file of the current period; false when they were not
     /// written (the file could not be opened or written, now or before).
     pub fn write(&mut self, name: &Arc<str>, bytes: &[u8]) -> bool {
-        if self.names.get(name) != Some(&true) {
-            return false;
-        }
+        let retrying = match self.names.get(name) {
+            None => return false,
+            Some(None) => false,
+            Some(Some(retry_at)) if Instant::now() < *retry_at => return false,
+            Some(Some(_)) => true,
+        };
         let at = match self.open.iter().position(|(open, _)| open == name) {
             Some(at) => at,
             None => {
@@ -100,7 +111,7 @@ impl RollingFiles {
                         self.open.len() - 1
                     }
                     Err(err) => {
-                        self.failed(name, &err);
+                        self.failed(name, &err, retrying);
                         return false;
                     }
                 }
@@ -108,16 +119,25 @@ impl RollingFiles {
         };
         if let Err(err) = self.open[at].1.write_all(bytes) {
             self.open.remove(at);
-            self.failed(name, &err);
+            self.failed(name, &err, retrying);
             return false;
+        }
+        if retrying {
+            tracing::info!(log = %name, "the log file is written again");
+            self.names.insert(name.clone(), None);
         }
         true
     }
 
-    fn failed(&mut self, name: &Arc<str>, err: &std::io::Error) {
-        tracing::error!(log = %name, error = %err,
-            "cannot write this log file; no more lines are written to it (a server's logs stay in memory, audit records are counted as dropped)");
-        self.names.insert(name.clone(), false);
+    /// `name`'s file could not be opened or written: it is left alone for a while. Said once
+    /// when it stops working, not at every retry.
+    fn failed(&mut self, name: &Arc<str>, err: &std::io::Error, retrying: bool) {
+        if !retrying {
+            tracing::error!(log = %name, error = %err,
+                "cannot write this log file; its lines are not written until it works (a server's logs stay in memory, audit records are counted as dropped)");
+        }
+        self.names
+            .insert(name.clone(), Some(Instant::now() + self.retry));
     }
 
     /// Deletes the files of older periods beyond `keep` (the current one included) of every
@@ -320,5 +340,34 @@ mod tests {
         assert_eq!(files.open_count(), 1);
         let kept = std::fs::read_to_string(log_mode::file_path(&logs, "good", "")).unwrap();
         assert_eq!(kept, "kept\n");
+    }
+
+    #[test]
+    fn a_file_that_failed_is_tried_again_after_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().to_path_buf();
+        std::fs::create_dir(logs.join("bad.log")).unwrap();
+        let bad: Arc<str> = Arc::from("bad");
+        let read = || std::fs::read_to_string(log_mode::file_path(&logs, "bad", "")).unwrap();
+
+        // Not before its time.
+        let mut files = RollingFiles::new(logs.clone(), Rotation::Never, 1);
+        files.add(bad.clone());
+        assert!(!files.write(&bad, b"lost\n"));
+        std::fs::remove_dir(logs.join("bad.log")).unwrap();
+        assert!(!files.write(&bad, b"lost too\n"), "left alone for `RETRY`");
+
+        // Once it is due, the next write tries again, and from then on it is written.
+        std::fs::create_dir(logs.join("bad.log")).unwrap();
+        let mut files = RollingFiles::new(logs.clone(), Rotation::Never, 1);
+        files.retry = Duration::ZERO;
+        files.add(bad.clone());
+        assert!(!files.write(&bad, b"lost\n"));
+        assert!(!files.write(&bad, b"still lost\n"), "still a directory");
+        std::fs::remove_dir(logs.join("bad.log")).unwrap();
+        assert!(files.write(&bad, b"back\n"));
+        files.retry = Duration::from_secs(3600);
+        assert!(files.write(&bad, b"and on\n"));
+        assert_eq!(read(), "back\nand on\n");
     }
 }
