@@ -53,7 +53,7 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
-    /// Audit records dropped because the audit log's writer could not keep up.
+    /// Audit records dropped: the audit queue was full, or the file did not take them.
     pub audit_dropped: Counter,
     /// Audit batches written, by who wrote them.
     pub audit_batches: Family<WriterLabel, Counter>,
@@ -155,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "audit_dropped",
-            "Audit records dropped because the audit log writer could not keep up",
+            "Audit records dropped: the audit queue was full, or the audit file could not be written",
             audit_dropped.clone(),
         );
         registry.register(

@@ -44,7 +44,8 @@ pub enum Response {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReply {
     pub records: Vec<String>,
-    /// Records dropped since the daemon started because the writer could not keep up.
+    /// Records dropped since the daemon started: the queue was full, or the file did not take
+    /// them.
     pub dropped: u64,
 }
 

@@ -122,7 +122,7 @@ pub(super) async fn audit(
     }
     if backlog.dropped > 0 && !out.json {
         eprintln!(
-            "mcpctl: {} audit records were dropped since mcpd started (the disk could not keep up; see mcpd_audit_dropped_total)",
+            "mcpctl: {} audit records were dropped since mcpd started (the disk could not keep up or could not be written; see mcpd_audit_dropped_total)",
             backlog.dropped
         );
     }

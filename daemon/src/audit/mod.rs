@@ -182,6 +182,7 @@ impl AuditLog {
     }
 
     /// Batches written so far by gateway workers and by the writer thread.
+    #[cfg(test)]
     pub fn batches_written(&self) -> (u64, u64) {
         self.output
             .as_ref()
