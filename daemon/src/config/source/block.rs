@@ -30,7 +30,7 @@ impl Source {
     /// their own) and collecting every error: each unknown key, and each key whose value fails
     /// (that key is then left at its default and the block re-read without it). `context` names
     /// the block in messages, e.g. `in server "echo"`.
-    pub fn block<T: DeserializeOwned + Default + Nested>(
+    pub fn block<T: DeserializeOwned + Default + Nested + fmt::Debug>(
         &self,
         path: &[Seg],
         nested: &[&str],
@@ -46,6 +46,86 @@ impl Source {
             std::any::type_name::<T>()
         );
         let fields = struct_fields::<T>();
+        if let Some(value) = self.clean_block::<T>(path, nested, fields) {
+            // Debug builds (every test) read the block from the text too: the two readings
+            // must agree, or the shortcut would change what a file means.
+            #[cfg(debug_assertions)]
+            {
+                let mut text_errors = Vec::new();
+                #[cfg(test)]
+                let reads = self.text_reads.load(std::sync::atomic::Ordering::Relaxed);
+                let from_text =
+                    self.block_from_text::<T>(path, nested, fields, context, &mut text_errors);
+                // The check's reading is not one the loader makes.
+                #[cfg(test)]
+                self.text_reads
+                    .store(reads, std::sync::atomic::Ordering::Relaxed);
+                debug_assert!(
+                    from_text.ok && format!("{:?}", from_text.value) == format!("{value:?}"),
+                    "block {path:?} of {} read from the parsed document differs from the text: {value:?} vs {:?} ({text_errors:?})",
+                    self.file.display(),
+                    from_text.value,
+                );
+            }
+            return Block {
+                value,
+                ok: true,
+                failed: BTreeSet::new(),
+            };
+        }
+        self.block_from_text(path, nested, fields, context, errors)
+    }
+
+    /// The block at `path` read from the document parsed once, when it reads cleanly (no
+    /// unknown key, no failing value) and the file is plain: no YAML tag, which the parsed
+    /// document's reader sees through and the text's does not, and only string keys, so a key
+    /// is found by its name alone. `None` means read it from the text, which places errors.
+    ///
+    /// Reading each block from the text costs a parse of the whole file per block: quadratic
+    /// in the servers a file holds, and most of a reload at 1000 servers.
+    fn clean_block<T: DeserializeOwned + Default>(
+        &self,
+        path: &[Seg],
+        nested: &[&str],
+        fields: &'static [&'static str],
+    ) -> Option<T> {
+        if !self.plain {
+            return None;
+        }
+        let Some(node) = self.node(path) else {
+            // Absent: all defaults, as the text's walk finds.
+            return Some(T::default());
+        };
+        let state = RefCell::new(BlockState::default());
+        let seed = BlockSeed::<T> {
+            nested,
+            fields,
+            state: &state,
+            _type: PhantomData,
+        };
+        let value = seed.deserialize(node).ok()?;
+        state.borrow().unknown.is_empty().then_some(value)
+    }
+
+    /// The node at `path` of the parsed document of a plain file (string keys only).
+    fn node(&self, path: &[Seg]) -> Option<&Value> {
+        path.iter()
+            .try_fold(&self.value, |node, seg| match (seg, node) {
+                (Seg::Key(name), Value::Mapping(map)) => map.get(name.as_str()),
+                (Seg::Index(index), Value::Sequence(items)) => items.get(*index),
+                _ => None,
+            })
+    }
+
+    /// [`Source::block`] read from the text: errors carry their positions.
+    fn block_from_text<T: DeserializeOwned + Default>(
+        &self,
+        path: &[Seg],
+        nested: &[&str],
+        fields: &'static [&'static str],
+        context: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Block<T> {
         let state = RefCell::new(BlockState::default());
         let before = errors.len();
         let mut value = None;
@@ -60,7 +140,7 @@ impl Source {
                     _type: PhantomData,
                 },
             };
-            match seed.deserialize(yaml_serde::Deserializer::from_str(&self.text)) {
+            match seed.deserialize(self.text_reader()) {
                 Ok(found) => {
                     value = found;
                     break;

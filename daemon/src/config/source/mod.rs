@@ -4,8 +4,9 @@
 //! yaml_serde has no spanned values, but it stamps each deserialization error with the position
 //! of the node being read. Both the blocks ([`block`]) and the position lookups ([`position`])
 //! use that: a [`walk::Walk`] seed descends to a path and deserializes there (a block) or fails
-//! on purpose (a probe), and the error's location is the node's position. Files are small, so
-//! re-reading one per lookup is cheap.
+//! on purpose (a probe), and the error's location is the node's position. Each such reading
+//! parses the whole text again, so a block that reads cleanly is read from the document parsed
+//! once instead; the text is read again only where an error needs its position.
 
 mod block;
 mod position;
@@ -46,6 +47,12 @@ pub struct Source {
     text: String,
     /// The whole document, for structure (which keys exist).
     pub value: Value,
+    /// No YAML tag (`!name`), anchor or alias (`&a`, `*a`), and no key but a string anywhere
+    /// in it: the document parsed once reads as the text does (`Source::block`).
+    plain: bool,
+    /// How many times the text was read again after [`Source::parse`] (blocks, positions).
+    #[cfg(test)]
+    pub text_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl Source {
@@ -54,8 +61,11 @@ impl Source {
         match yaml_serde::from_str::<Value>(&text) {
             Ok(value) => Ok(Source {
                 file: file.to_owned(),
+                plain: !has_node_properties(&text) && is_plain(&value),
                 text,
                 value,
+                #[cfg(test)]
+                text_reads: Default::default(),
             }),
             Err(err) => {
                 let message = clean_message(&err);
@@ -86,7 +96,18 @@ impl Source {
             file: PathBuf::new(),
             text: String::new(),
             value: Value::Null,
+            plain: true,
+            #[cfg(test)]
+            text_reads: Default::default(),
         }
+    }
+
+    /// A fresh reader of the text, counted in tests.
+    fn text_reader(&self) -> yaml_serde::Deserializer<'_> {
+        #[cfg(test)]
+        self.text_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        yaml_serde::Deserializer::from_str(&self.text)
     }
 
     pub fn error(
@@ -102,6 +123,34 @@ impl Source {
             message: message.into(),
             hint: hint.into(),
         }
+    }
+}
+
+/// True when `text` may hold a tag, anchor or alias (`!t`, `&a`, `*a`): one of `!&*` where a
+/// node can start (first on its line, or after `:`, `-`, `?`, `[`, `{` or `,` and blanks). The
+/// text's reader reads those nodes differently from the parsed document's (an anchored `5` or
+/// `!!int "5"` is no number there). Quoted text can make it true without need, never false.
+fn has_node_properties(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.match_indices(['!', '&', '*']).any(|(at, _)| {
+            line[..at]
+                .trim_end_matches([' ', '\t'])
+                .chars()
+                .next_back()
+                .is_none_or(|before| matches!(before, ':' | '-' | '?' | '[' | '{' | ','))
+        })
+    })
+}
+
+/// True when neither a YAML tag (`!name`) nor a key other than a string appears in `node`.
+fn is_plain(node: &Value) -> bool {
+    match node {
+        Value::Tagged(_) => false,
+        Value::Sequence(items) => items.iter().all(is_plain),
+        Value::Mapping(map) => map
+            .iter()
+            .all(|(key, value)| key.is_string() && is_plain(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
     }
 }
 

@@ -29,7 +29,7 @@ impl Source {
 
     fn probe(&self, path: &[Seg], probe: Probe<'_>) -> Option<Pos> {
         let walk = Walk { path, then: probe };
-        match walk.deserialize(yaml_serde::Deserializer::from_str(&self.text)) {
+        match walk.deserialize(self.text_reader()) {
             Ok(_) => None,
             Err(err) => err.location().map(|l| Pos {
                 line: Some(l.line()),

@@ -6,6 +6,7 @@ mod files;
 mod fuzz;
 mod gateway_limits;
 mod limits;
+mod reading;
 mod remote;
 mod schema;
 mod server_kinds;

@@ -67,8 +67,9 @@ pub(super) fn limits(
         }
         ok
     });
-    let max_files = max_open_files();
     let open_files = raw.open_files.filter(|&files| {
+        // Two reads of /proc: made only for a server that sets the limit.
+        let max_files = max_open_files();
         let ok = (MIN_OPEN_FILES..=max_files).contains(&files);
         if !ok {
             bad(
