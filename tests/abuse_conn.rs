@@ -101,8 +101,17 @@ fn closed_now(stream: &TcpStream) -> bool {
 }
 
 fn fd_count(pid: u32) -> usize {
+    // The usage sampler keeps each server process's `/proc/<pid>/stat` open from its first
+    // pass, every 5 s, which may come after the baseline: those files are not the gateway's.
     std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| dir.count())
+        .map(|dir| {
+            dir.flatten()
+                .filter(|entry| {
+                    !std::fs::read_link(entry.path())
+                        .is_ok_and(|target| target.starts_with("/proc"))
+                })
+                .count()
+        })
         .unwrap_or(usize::MAX)
 }
 
