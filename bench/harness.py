@@ -528,12 +528,17 @@ defaults:
 
         # One burst is one sample of a noisy figure: direct and through mcpd in turns, the
         # order swapped every round, and the ratio taken per round (as for the gateway).
-        log(f"sse: 500 progress streams (20 events, 50 ms apart) direct and through mcpd, "
-            f"{self.runs} rounds in turns")
-        urls = [("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp"), ("mcpd", f"{gw}/echo/mcp")]
+        # nginx relays the same bursts to the same bare mcp-echo as direct: the reference for
+        # what a second hop on the server's CPU costs a burst.
+        log(f"sse: 500 progress streams (20 events, 50 ms apart) direct, through mcpd and "
+            f"through nginx, {self.runs} rounds in turns")
+        urls = [("direct", f"http://127.0.0.1:{DIRECT_PORT}/mcp"), ("mcpd", f"{gw}/echo/mcp"),
+                ("nginx", f"http://127.0.0.1:{NGINX_PORT}/mcp")]
         rounds = {name: [] for name, _ in urls}
         for run in range(self.runs):
-            for name, url in (urls if run % 2 == 0 else urls[::-1]):
+            # Each target goes first in some round and last in another.
+            turn = urls[run % len(urls):] + urls[:run % len(urls)]
+            for name, url in (turn if run % 2 == 0 else turn[::-1]):
                 rounds[name].append(self.loadgen(url, 1, sse=500))
                 log(f"sse {name} round {run + 1}: {rounds[name][-1]}")
         sse = {}
@@ -545,6 +550,10 @@ defaults:
             sse[name]["runs"] = len(runs)
         sse["ratios"] = [ratio(m["p50_delay_us"], d["p50_delay_us"])
                          for m, d in zip(rounds["mcpd"], rounds["direct"])]
+        sse["nginx_ratios"] = [ratio(n["p50_delay_us"], d["p50_delay_us"])
+                               for n, d in zip(rounds["nginx"], rounds["direct"])]
+        sse["mcpd_nginx_ratios"] = [ratio(m["p50_delay_us"], n["p50_delay_us"])
+                                    for m, n in zip(rounds["mcpd"], rounds["nginx"])]
         self.results["sse"] = sse
 
         self.restart()
@@ -942,7 +951,9 @@ autorestart=true
             w("## SSE: 500 concurrent `progress` streams (20 events, 50 ms apart)\n")
             w("| target | events | expected | p50 delay us | p99 delay us | failed streams |")
             w("|---|---:|---:|---:|---:|---:|")
-            for name in ("direct", "mcpd"):
+            for name in ("direct", "mcpd", "nginx"):
+                if name not in r["sse"]:
+                    continue
                 s = r["sse"][name]
                 w(f"| {name} | {s['events']:.0f} | {s['expected_events']:.0f} | "
                   f"{s['p50_delay_us']:.0f} | {s['p99_delay_us']:.0f} | {s['failed_streams']} |")
@@ -951,11 +962,21 @@ autorestart=true
             sse_ratio = median(ratios)
             w("Delay: arrival of event n minus n x 50 ms after the request was sent. The 500 "
               "sessions are all opened first and the 500 calls then sent at once, so session "
-              f"set-up is not in the figure. {len(ratios)} bursts each, direct and through mcpd "
-              "in turns (the order swapped every round); figures are medians over the bursts, "
+              f"set-up is not in the figure. {len(ratios)} bursts each, direct, through mcpd and "
+              "through nginx in turns (the order rotated every round); figures are medians over "
+              "the bursts, "
               f"failed streams their sum. p50 delay through mcpd / direct, the median of each "
               f"round's ratio: **{sse_ratio:.2f}x** (rounds: "
               + ", ".join(f"{x:.2f}" for x in ratios) + ").\n")
+            if "nginx_ratios" in r["sse"]:
+                n_ratios = r["sse"]["nginx_ratios"]
+                mn_ratios = r["sse"]["mcpd_nginx_ratios"]
+                w("nginx is the gateway cases' nginx, in front of the direct mcp-echo: p50 "
+                  "delay through nginx / direct "
+                  f"**{median(n_ratios):.2f}x** (rounds: "
+                  + ", ".join(f"{x:.2f}" for x in n_ratios) + "); through mcpd / through "
+                  f"nginx **{median(mn_ratios):.2f}x** (rounds: "
+                  + ", ".join(f"{x:.2f}" for x in mn_ratios) + ").\n")
             targets.append(("SSE: 500 progress streams, p50 event delay through mcpd / "
                             "direct <= 1.2x", f"{sse_ratio:.2f}x", sse_ratio <= 1.2))
         if "restart" in r:
